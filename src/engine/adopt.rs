@@ -1,0 +1,342 @@
+//! The **adopt** adapter: the chart already advertises an external listener of its own.
+//!
+//! cp-helm-charts exports `KAFKA_ADVERTISED_LISTENERS=...,EXTERNAL://${HOST_IP}:$((31090 +
+//! ${KAFKA_BROKER_ID}))` in the container's command; Yolean's init script advertises
+//! `OUTSIDE://<node InternalIP>:$((32400 + id))`. kafka-expose adds no second listener there. It
+//! takes over the chart's port scheme (read from the script where the command shows it, else from
+//! the annotations) and creates the Services that match it, which is all these charts lack.
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::env::{self, Flavor, Prop};
+use super::listeners::{Listener, parse_listeners};
+use crate::config::{ConfigError, ExposeConfig, keys};
+
+/// The port the broker binds for the external listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetPort {
+    /// The same container port on every broker.
+    Fixed(u16),
+    /// Broker *i* binds `base + i`: images that derive `listeners` from the advertised ones.
+    PerOrdinal(u16),
+}
+
+impl TargetPort {
+    /// The container port of the broker with this index.
+    pub fn for_index(self, index: u32) -> u32 {
+        match self {
+            Self::Fixed(p) => p as u32,
+            Self::PerOrdinal(base) => base as u32 + index,
+        }
+    }
+}
+
+/// The chart's own external listener, as kafka-expose adopts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptPlan {
+    pub listener_name: String,
+    /// The advertised port base the chart uses, where the command shows it.
+    pub port_base: Option<u16>,
+    pub target: TargetPort,
+    /// Where the chart gets the host it advertises, for people.
+    pub host: String,
+    /// Where this was read from, for people.
+    pub source: String,
+}
+
+/// What a container's command and args assign to the listener settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptListeners {
+    /// The value the script gives `advertised.listeners`, if it assigns it.
+    pub advertised: Option<String>,
+    /// The value the script gives `listeners`, if it assigns it.
+    pub listeners: Option<String>,
+}
+
+impl ScriptListeners {
+    pub fn sets_advertised(&self) -> bool {
+        self.advertised.is_some()
+    }
+}
+
+/// Reads listener assignments from the container's command and args: `export
+/// KAFKA_ADVERTISED_LISTENERS=...`, `KAFKA_CFG_...=`, `--override advertised.listeners=...`.
+pub fn scan_script(c: &Container) -> ScriptListeners {
+    let text: String = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
+    ScriptListeners {
+        advertised: assigned(
+            &text,
+            &[
+                "KAFKA_ADVERTISED_LISTENERS=",
+                "KAFKA_CFG_ADVERTISED_LISTENERS=",
+                "advertised.listeners=",
+            ],
+        ),
+        listeners: assigned(
+            &text,
+            &[
+                "KAFKA_LISTENERS=",
+                "KAFKA_CFG_LISTENERS=",
+                "override listeners=",
+            ],
+        ),
+    }
+}
+
+/// The value assigned after the first of `patterns` in a shell script: a quoted string, or the
+/// text up to the next unquoted blank.
+fn assigned(text: &str, patterns: &[&str]) -> Option<String> {
+    for pat in patterns {
+        let Some(at) = text.find(pat) else { continue };
+        // `KAFKA_LISTENERS=` must not match inside `KAFKA_ADVERTISED_LISTENERS=`.
+        if pat.starts_with("KAFKA_") && at > 0 {
+            let before = text[..at].chars().last().unwrap_or(' ');
+            if before.is_ascii_alphanumeric() || before == '_' {
+                continue;
+            }
+        }
+        return Some(shell_word(&text[at + pat.len()..]));
+    }
+    None
+}
+
+/// The shell word at the start of `rest`: up to the first blank or command separator outside
+/// quotes, `$((...))`, `$(...)` and `${...}`, with the quotes removed.
+fn shell_word(rest: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0u32;
+    let mut quote: Option<char> = None;
+    for ch in rest.chars() {
+        if let Some(q) = quote {
+            if ch == q {
+                quote = None;
+            } else {
+                out.push(ch);
+            }
+            continue;
+        }
+        match ch {
+            '"' | '\'' => {
+                quote = Some(ch);
+                continue;
+            }
+            '(' | '{' => depth += 1,
+            ')' | '}' => depth = depth.saturating_sub(1),
+            c if depth == 0 && (c.is_whitespace() || matches!(c, ';' | '&' | '|')) => break,
+            _ => {}
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A port written as a number, or as shell arithmetic on the broker id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortExpr {
+    Fixed(u16),
+    PerOrdinal(u16),
+    Unknown,
+}
+
+/// Reads `9094`, `$((31090 + ${KAFKA_BROKER_ID}))` or `$((${ID} + 31090))`.
+fn port_expr(port: &str) -> PortExpr {
+    let p = port.trim();
+    if let Ok(n) = p.parse() {
+        return PortExpr::Fixed(n);
+    }
+    let Some(inner) = p.strip_prefix("$((").and_then(|s| s.strip_suffix("))")) else {
+        return PortExpr::Unknown;
+    };
+    let terms: Vec<&str> = inner.split('+').map(str::trim).collect();
+    if terms.len() != 2 {
+        return PortExpr::Unknown;
+    }
+    let numbers: Vec<u16> = terms.iter().filter_map(|t| t.parse().ok()).collect();
+    match numbers.as_slice() {
+        [base] => PortExpr::PerOrdinal(*base),
+        _ => PortExpr::Unknown,
+    }
+}
+
+/// Describes where an advertised host comes from, resolving `${VAR}` to its downward-API field.
+fn describe_host(c: &Container, host: &str) -> String {
+    let var = host
+        .trim_start_matches('$')
+        .trim_start_matches(['{', '('])
+        .trim_end_matches(['}', ')']);
+    let field = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == var)
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|vf| vf.field_ref.as_ref())
+        .map(|f| f.field_path.clone());
+    match field {
+        Some(f) if f == "status.hostIP" => "<its node's IP>".to_string(),
+        Some(f) => format!("{host} = {f}"),
+        None => host.to_string(),
+    }
+}
+
+/// Adopts the external listener that the container's script advertises, when it has one:
+/// the listener named by the configuration, else (with the default name) one whose port is
+/// per-broker arithmetic.
+pub fn from_script(
+    c: &Container,
+    script: &ScriptListeners,
+    cfg: &ExposeConfig,
+) -> Option<Result<AdoptPlan, String>> {
+    let advertised = parse_listeners(script.advertised.as_deref()?);
+    let pick: &Listener = advertised
+        .iter()
+        .find(|l| l.name.eq_ignore_ascii_case(&cfg.listener_name))
+        .or_else(|| {
+            advertised
+                .iter()
+                .find(|l| matches!(port_expr(&l.port), PortExpr::PerOrdinal(_)))
+        })?;
+    Some(plan_for(
+        c,
+        pick,
+        script,
+        cfg,
+        "the container's startup script",
+    ))
+}
+
+/// Adopts the listener the env advertises under the configured name.
+pub fn from_env(
+    c: &Container,
+    flavor: Flavor,
+    cfg: &ExposeConfig,
+) -> Option<Result<AdoptPlan, String>> {
+    let advertised = env::value(c, flavor, Prop::Advertised)?;
+    if env::is_own_advertised(advertised, &cfg.listener_name) {
+        return None;
+    }
+    let l = parse_listeners(advertised)
+        .into_iter()
+        .find(|l| l.name.eq_ignore_ascii_case(&cfg.listener_name))?;
+    let script = ScriptListeners {
+        advertised: Some(advertised.to_string()),
+        listeners: env::value(c, flavor, Prop::Listeners).map(str::to_string),
+    };
+    Some(plan_for(c, &l, &script, cfg, "the container's env"))
+}
+
+fn plan_for(
+    c: &Container,
+    l: &Listener,
+    script: &ScriptListeners,
+    cfg: &ExposeConfig,
+    source: &str,
+) -> Result<AdoptPlan, String> {
+    let advertised_port = port_expr(&l.port);
+    let port_base = match advertised_port {
+        PortExpr::PerOrdinal(b) => Some(b),
+        PortExpr::Fixed(p) => {
+            return Err(format!(
+                "{source} advertises {}://{}:{p}, the same port on every broker, which one NodePort per broker cannot serve",
+                l.name, l.host
+            ));
+        }
+        PortExpr::Unknown => None,
+    };
+    let bound = script
+        .listeners
+        .as_deref()
+        .map(parse_listeners)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|b| b.name.eq_ignore_ascii_case(&l.name));
+    let target = match (bound.as_ref().and_then(Listener::port_number), port_base) {
+        (Some(p), _) => TargetPort::Fixed(p),
+        // cp-kafka and apache/kafka derive `listeners` from the advertised ones: the broker binds
+        // its advertised port.
+        (None, Some(base)) if script.listeners.is_none() && Flavor::of(c) == Flavor::Apache => {
+            TargetPort::PerOrdinal(base)
+        }
+        _ => TargetPort::Fixed(
+            cfg.container_port
+                .unwrap_or(crate::config::DEFAULT_CONTAINER_PORT),
+        ),
+    };
+    Ok(AdoptPlan {
+        listener_name: l.name.clone(),
+        port_base,
+        target,
+        host: describe_host(c, &l.host),
+        source: source.to_string(),
+    })
+}
+
+/// Adopts by annotation alone (`adapter: adopt`), for charts whose script the webhook cannot see,
+/// such as Yolean's, which lives in a ConfigMap.
+pub fn from_annotations(cfg: &ExposeConfig) -> AdoptPlan {
+    AdoptPlan {
+        listener_name: cfg.listener_name.clone(),
+        port_base: None,
+        target: TargetPort::Fixed(
+            cfg.container_port
+                .unwrap_or(crate::config::DEFAULT_CONTAINER_PORT),
+        ),
+        host: "as the chart's own script sets it".into(),
+        source: "the annotations".into(),
+    }
+}
+
+/// The port base in force for an adopted listener: the chart's own where it shows, which an
+/// explicit, different `port-base` would contradict.
+pub fn port_base(plan: &AdoptPlan, cfg: &ExposeConfig) -> Result<u16, ConfigError> {
+    match (plan.port_base, cfg.port_base) {
+        (Some(chart), Some(set)) if chart != set => Err(ConfigError::one(
+            keys::PORT_BASE,
+            &set.to_string(),
+            format!(
+                "the chart already advertises {} on port {chart} + broker id; remove port-base or set it to {chart}",
+                plan.listener_name
+            ),
+        )),
+        (Some(chart), _) => Ok(chart),
+        (None, _) => Ok(cfg.port_base_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_arithmetic_on_the_broker_id_is_a_per_broker_scheme() {
+        assert_eq!(
+            port_expr("$((31090 + ${KAFKA_BROKER_ID}))"),
+            PortExpr::PerOrdinal(31090)
+        );
+        assert_eq!(port_expr("$((${ID} + 32400))"), PortExpr::PerOrdinal(32400));
+        assert_eq!(port_expr("9094"), PortExpr::Fixed(9094));
+        assert_eq!(port_expr("${PORT}"), PortExpr::Unknown);
+    }
+
+    #[test]
+    fn assignments_are_read_from_scripts() {
+        let s = "export KAFKA_BROKER_ID=${HOSTNAME##*-} && \\\nexport KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://x:9092,EXTERNAL://${HOST_IP}:$((31090 + ${KAFKA_BROKER_ID})) && \\\nexec run";
+        assert_eq!(
+            assigned(s, &["KAFKA_ADVERTISED_LISTENERS="]).as_deref(),
+            Some("PLAINTEXT://x:9092,EXTERNAL://${HOST_IP}:$((31090 + ${KAFKA_BROKER_ID}))")
+        );
+        assert_eq!(assigned(s, &["KAFKA_LISTENERS="]), None);
+        let q = "export KAFKA_ADVERTISED_LISTENERS=\"A://h:1,B://h:2\"";
+        assert_eq!(
+            assigned(q, &["KAFKA_ADVERTISED_LISTENERS="]).as_deref(),
+            Some("A://h:1,B://h:2")
+        );
+    }
+}

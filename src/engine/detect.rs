@@ -1,0 +1,434 @@
+//! Which container is the Kafka broker, and which adapter fits it, and why.
+//!
+//! The choice is made from what the pod actually contains, in this order:
+//! 1. the broker's command assigns `advertised.listeners` itself: **adopt** its external listener
+//!    when it has one with a per-broker port, else **unsupported**;
+//! 2. the env already advertises a listener of the configured name: **adopt**;
+//! 3. the broker reads a `server.properties` that an init container writes: **properties**;
+//! 4. the env configures listeners: **env**;
+//! 5. otherwise **unsupported**.
+//!
+//! `kafka-expose.io/adapter` forces a choice instead.
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+use super::PORT_NAME;
+use super::adopt::{self, AdoptPlan, TargetPort};
+use super::env::{self, Flavor};
+use super::listeners::{ClientListener, SecurityProtocol};
+use super::properties::{self, Target};
+use crate::config::{AdapterChoice, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig, keys};
+
+/// The container that runs the broker.
+#[derive(Debug, Clone)]
+pub struct Broker<'a> {
+    pub index: usize,
+    pub container: &'a Container,
+    pub why: String,
+}
+
+/// The chosen adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adapter {
+    Env(Flavor),
+    Properties(Target),
+    Adopt(AdoptPlan),
+    /// The workload is allowed, and nothing is created for it.
+    Unsupported(String),
+}
+
+impl Adapter {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Env(_) => "env",
+            Self::Properties(_) => "properties",
+            Self::Adopt(_) => "adopt",
+            Self::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// The adapter and the external listener's ports for one broker container.
+#[derive(Debug, Clone)]
+pub struct Detection<'a> {
+    pub broker: Broker<'a>,
+    pub adapter: Adapter,
+    /// Why this adapter, for people.
+    pub reason: String,
+    pub notes: Vec<String>,
+    /// The external listener's name (the chart's own, when adopted).
+    pub listener_name: String,
+    /// The port the broker binds for it.
+    pub target: TargetPort,
+    /// The advertised port of broker 0 (nodeport, hostport).
+    pub port_base: u16,
+    /// The protocol of the external listener, where the webhook can know it; the properties
+    /// adapter learns it from the file at start.
+    pub protocol: Option<SecurityProtocol>,
+    /// The client listener whose settings the external one takes.
+    pub client: Option<ClientListener>,
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone)]
+pub enum Outcome<'a> {
+    /// No container looks like a Kafka broker (for example ZooKeeper).
+    NoBroker(String),
+    /// A KRaft controller that is not a broker: no external listener.
+    ControllerOnly(Broker<'a>),
+    Found(Box<Detection<'a>>),
+}
+
+/// Finds the broker container: the one named by `kafka-expose.io/container`, else the
+/// best-scoring container by its env, image, name, command and ports.
+pub fn find_broker<'a>(
+    spec: &'a PodSpec,
+    named: Option<&str>,
+) -> Result<Option<Broker<'a>>, ConfigError> {
+    if let Some(name) = named {
+        return match spec.containers.iter().position(|c| c.name == name) {
+            Some(index) => Ok(Some(Broker {
+                index,
+                container: &spec.containers[index],
+                why: format!("named by {}", crate::config::full_key(keys::CONTAINER)),
+            })),
+            None => {
+                let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+                Err(ConfigError::one(
+                    keys::CONTAINER,
+                    name,
+                    format!(
+                        "no container of that name; containers: {}",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        };
+    }
+    let best = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i, score(c)))
+        .filter(|(_, (s, _))| *s >= 2)
+        .max_by_key(|(i, (s, _))| (*s, std::cmp::Reverse(*i)));
+    Ok(best.map(|(index, (_, why))| Broker {
+        index,
+        container: &spec.containers[index],
+        why,
+    }))
+}
+
+fn score(c: &Container) -> (u32, String) {
+    let image = c.image.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let repo = image.split(['@']).next().unwrap_or_default();
+    let repo = repo
+        .rsplit_once(':')
+        .map_or(repo, |(r, tag)| if tag.contains('/') { repo } else { r });
+    let name = c.name.to_ascii_lowercase();
+    for other in [
+        "zookeeper",
+        "exporter",
+        "schema-registry",
+        "connect",
+        "ksql",
+        "rest-proxy",
+    ] {
+        if repo.contains(other) || name.contains(other) {
+            return (0, String::new());
+        }
+    }
+    let mut s = 0;
+    let mut why = Vec::new();
+    let listener_env = [Flavor::Bitnami, Flavor::Apache]
+        .iter()
+        .any(|f| env::configures_listeners(c, *f))
+        || env::process_roles(c).is_some();
+    if listener_env {
+        s += 4;
+        why.push("Kafka listener variables");
+    }
+    let kafka_image = repo.contains("kafka") || repo.ends_with("cp-server");
+    if kafka_image {
+        s += 2;
+        why.push("a Kafka image");
+    }
+    let script: String = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .cloned()
+        .collect();
+    if [
+        "kafka-server-start",
+        "/etc/confluent/docker/run",
+        "/etc/kafka/docker/run",
+        "advertised",
+    ]
+    .iter()
+    .any(|p| script.contains(p))
+    {
+        s += 2;
+        why.push("a Kafka start command");
+    }
+    if name.contains("kafka") || name.contains("broker") {
+        s += 1;
+        why.push("its name");
+    }
+    if c.ports.iter().flatten().any(|p| p.container_port == 9092) {
+        s += 1;
+        why.push("port 9092");
+    }
+    (s, why.join(", "))
+}
+
+/// Chooses the adapter for the broker of `spec` under `cfg`.
+pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, ConfigError> {
+    let Some(broker) = find_broker(spec, cfg.container.as_deref())? else {
+        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        return Ok(Outcome::NoBroker(format!(
+            "no Kafka broker container among {}; set {} if one is",
+            names.join(", "),
+            crate::config::full_key(keys::CONTAINER)
+        )));
+    };
+    let c = broker.container;
+    if env::is_controller_only(c) {
+        return Ok(Outcome::ControllerOnly(broker));
+    }
+    let flavor = Flavor::of(c);
+    let script = adopt::scan_script(c);
+    let mut notes = Vec::new();
+
+    let (adapter, reason) = match cfg.adapter {
+        AdapterChoice::Adopt => {
+            let plan = adopt::from_script(c, &script, cfg)
+                .or_else(|| adopt::from_env(c, flavor, cfg))
+                .unwrap_or_else(|| Ok(adopt::from_annotations(cfg)));
+            match plan {
+                Ok(p) => {
+                    let why = format!(
+                        "forced by annotation; listener {} from {}",
+                        p.listener_name, p.source
+                    );
+                    (Adapter::Adopt(p), why)
+                }
+                Err(e) => (Adapter::Unsupported(e.clone()), e),
+            }
+        }
+        AdapterChoice::Properties => match properties::find_target(spec, c) {
+            properties::Found::Target(t) => {
+                let why = format!(
+                    "forced by annotation; {} is written by init container {}",
+                    t.file, t.writer
+                );
+                (Adapter::Properties(t), why)
+            }
+            properties::Found::Unusable(why) => {
+                return Err(ConfigError::one(keys::ADAPTER, "properties", why));
+            }
+            properties::Found::Nothing => {
+                return Err(ConfigError::one(
+                    keys::ADAPTER,
+                    "properties",
+                    "the broker mounts no server.properties that an init container writes; try adapter=env",
+                ));
+            }
+        },
+        AdapterChoice::Env => match env::unsupported_reason(c, flavor) {
+            None => (
+                Adapter::Env(flavor),
+                format!("forced by annotation; {}", flavor.describe()),
+            ),
+            Some(why) => return Err(ConfigError::one(keys::ADAPTER, "env", why)),
+        },
+        AdapterChoice::Auto => auto(spec, c, flavor, &script, cfg),
+    };
+
+    if let Adapter::Properties(_) = adapter
+        && let Some(p) = c.ports.iter().flatten().find(|p| {
+            p.name.as_deref().is_some_and(|n| {
+                let n = n.to_ascii_lowercase();
+                n.contains("outside") || n.contains("external")
+            })
+        })
+    {
+        notes.push(format!(
+            "the broker declares port {:?}; if the chart already advertises an external listener, set kafka-expose.io/adapter=adopt",
+            p.name.as_deref().unwrap_or_default()
+        ));
+    }
+
+    let (listener_name, target, port_base) = match &adapter {
+        Adapter::Adopt(plan) => (
+            plan.listener_name.clone(),
+            plan.target,
+            adopt::port_base(plan, cfg)?,
+        ),
+        _ => {
+            let port = container_port(c, flavor, &adapter, cfg, &mut notes)?;
+            (
+                cfg.listener_name.clone(),
+                TargetPort::Fixed(port),
+                cfg.port_base_or_default(),
+            )
+        }
+    };
+
+    let client = match &adapter {
+        Adapter::Env(f) => env::listener_set(c, *f).client_listener(),
+        _ => None,
+    };
+    let protocol = match (&adapter, cfg.security_protocol, &client) {
+        (Adapter::Env(_), Some(p), Some(client)) => {
+            if p.strength() < client.protocol.strength() {
+                notes.push(format!(
+                    "the external listener uses {p}, weaker than the client listener {} ({})",
+                    client.name, client.protocol
+                ));
+            }
+            Some(p)
+        }
+        (Adapter::Env(_), None, Some(client)) => Some(client.protocol),
+        (Adapter::Env(_), None, None) => {
+            notes.push("no client listener found; the external listener uses PLAINTEXT".into());
+            Some(SecurityProtocol::Plaintext)
+        }
+        (_, p, _) => p,
+    };
+
+    Ok(Outcome::Found(Box::new(Detection {
+        broker,
+        adapter,
+        reason,
+        notes,
+        listener_name,
+        target,
+        port_base,
+        protocol,
+        client,
+    })))
+}
+
+fn auto(
+    spec: &PodSpec,
+    c: &Container,
+    flavor: Flavor,
+    script: &adopt::ScriptListeners,
+    cfg: &ExposeConfig,
+) -> (Adapter, String) {
+    if script.sets_advertised() {
+        return match adopt::from_script(c, script, cfg) {
+            Some(Ok(p)) => {
+                let why = format!(
+                    "{} already advertises {} at {} on a per-broker port; adopted",
+                    p.source, p.listener_name, p.host
+                );
+                (Adapter::Adopt(p), why)
+            }
+            Some(Err(e)) => (Adapter::Unsupported(e.clone()), e),
+            None => {
+                let why = "the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string();
+                (Adapter::Unsupported(why.clone()), why)
+            }
+        };
+    }
+    if let Some(plan) = adopt::from_env(c, flavor, cfg) {
+        return match plan {
+            Ok(p) => {
+                let why = format!("the env already advertises {}; adopted", p.listener_name);
+                (Adapter::Adopt(p), why)
+            }
+            Err(e) => (Adapter::Unsupported(e.clone()), e),
+        };
+    }
+    match properties::find_target(spec, c) {
+        properties::Found::Target(t) => {
+            let why = format!(
+                "the broker reads {} written at start by init container {}",
+                t.file, t.writer
+            );
+            return (Adapter::Properties(t), why);
+        }
+        properties::Found::Unusable(why) => return (Adapter::Unsupported(why.clone()), why),
+        properties::Found::Nothing => {}
+    }
+    if env::configures_listeners(c, flavor) {
+        return match env::unsupported_reason(c, flavor) {
+            None => (
+                Adapter::Env(flavor),
+                format!("the broker is configured by {}", flavor.describe()),
+            ),
+            Some(why) => (Adapter::Unsupported(why.clone()), why),
+        };
+    }
+    let why = "no listener configuration found in the env, the command or a server.properties written at start".to_string();
+    (Adapter::Unsupported(why.clone()), why)
+}
+
+/// The container port of the external listener: as set, else the default moved to the first free
+/// port above it. Ports the broker already uses (its declared ports and, in the env, its bound
+/// listeners) are never taken; kafka-expose's own port and listener do not count, so that a
+/// mutated pod resolves to the same port again.
+fn container_port(
+    c: &Container,
+    flavor: Flavor,
+    adapter: &Adapter,
+    cfg: &ExposeConfig,
+    notes: &mut Vec<String>,
+) -> Result<u16, ConfigError> {
+    let mut used: Vec<(u16, String)> = c
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.name.as_deref() != Some(PORT_NAME))
+        .filter_map(|p| {
+            let port = u16::try_from(p.container_port).ok()?;
+            Some((
+                port,
+                format!("port {}", p.name.as_deref().unwrap_or("(unnamed)")),
+            ))
+        })
+        .collect();
+    if let Adapter::Env(f) = adapter {
+        debug_assert_eq!(*f, flavor);
+        for l in env::listener_set(c, flavor).bound() {
+            if l.name.eq_ignore_ascii_case(&cfg.listener_name) {
+                continue;
+            }
+            if let Some(p) = l.port_number() {
+                used.push((p, format!("listener {}", l.name)));
+            }
+        }
+    }
+    let taken = |p: u16| {
+        used.iter()
+            .find(|(u, _)| *u == p)
+            .map(|(_, what)| what.clone())
+    };
+    if let Some(p) = cfg.container_port {
+        if let Some(what) = taken(p) {
+            let free = (p.saturating_add(1)..=u16::MAX).find(|q| taken(*q).is_none());
+            return Err(ConfigError::one(
+                keys::CONTAINER_PORT,
+                &p.to_string(),
+                format!(
+                    "the broker already uses {p} ({what}); choose a free port{}",
+                    free.map(|f| format!(", e.g. {f}")).unwrap_or_default()
+                ),
+            ));
+        }
+        return Ok(p);
+    }
+    let mut port = DEFAULT_CONTAINER_PORT;
+    if let Some(what) = taken(port) {
+        port = (port..=u16::MAX)
+            .find(|q| taken(*q).is_none())
+            .unwrap_or(DEFAULT_CONTAINER_PORT);
+        notes.push(format!(
+            "container port {DEFAULT_CONTAINER_PORT} is taken by {what}; the external listener binds {port}"
+        ));
+    }
+    Ok(port)
+}

@@ -1,0 +1,359 @@
+//! The **env** adapter: brokers configured by environment variables.
+//!
+//! - apache/kafka and confluentinc/cp-kafka turn `KAFKA_<PROPERTY>` variables into broker
+//!   properties (`KAFKA_ADVERTISED_LISTENERS` → `advertised.listeners`). When `KAFKA_LISTENERS` is
+//!   unset they derive `listeners` from `advertised.listeners`, which would make the broker bind its
+//!   advertised NodePort, so this adapter always writes `KAFKA_LISTENERS`.
+//! - bitnami/kafka reads `KAFKA_CFG_<PROPERTY>`, and some aliases without `CFG_`.
+//!
+//! The adapter appends the external listener to the listener list, to the advertised list (never
+//! the controller listener there), and to the protocol map (which it writes whole when absent,
+//! since Kafka's default map knows only the four protocol names). Settings scoped to the client
+//! listener (`listener.name.<client>.*`, such as SASL JAAS configs) are copied to the external
+//! listener.
+
+use k8s_openapi::api::core::v1::{Container, EnvVar};
+
+use super::envs;
+use super::listeners::{
+    self, ClientListener, Listener, ListenerSet, SecurityProtocol, append_listener,
+    append_protocol, full_protocol_map, parse_listeners,
+};
+
+/// Which family of images the variables are meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// bitnami/kafka: `KAFKA_CFG_*` (and aliases without `CFG_`).
+    Bitnami,
+    /// apache/kafka and confluentinc/cp-*: `KAFKA_*`, deriving `listeners` when unset.
+    Apache,
+}
+
+/// The broker properties the adapters read or write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prop {
+    Listeners,
+    Advertised,
+    ProtocolMap,
+    InterBroker,
+    ControllerNames,
+    ProcessRoles,
+}
+
+impl Prop {
+    fn env_suffix(self) -> &'static str {
+        match self {
+            Self::Listeners => "LISTENERS",
+            Self::Advertised => "ADVERTISED_LISTENERS",
+            Self::ProtocolMap => "LISTENER_SECURITY_PROTOCOL_MAP",
+            Self::InterBroker => "INTER_BROKER_LISTENER_NAME",
+            Self::ControllerNames => "CONTROLLER_LISTENER_NAMES",
+            Self::ProcessRoles => "PROCESS_ROLES",
+        }
+    }
+}
+
+impl Flavor {
+    /// Bitnami when the container uses `KAFKA_CFG_*` or a Bitnami image.
+    pub fn of(c: &Container) -> Self {
+        let cfg_vars = c
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name.starts_with("KAFKA_CFG_"));
+        let bitnami_image = c.image.as_deref().is_some_and(|i| i.contains("bitnami/"));
+        if cfg_vars || bitnami_image {
+            Self::Bitnami
+        } else {
+            Self::Apache
+        }
+    }
+
+    /// The prefix of property variables.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Bitnami => "KAFKA_CFG_",
+            Self::Apache => "KAFKA_",
+        }
+    }
+
+    /// The variable names that set `prop`, the preferred one first.
+    pub fn names(self, prop: Prop) -> Vec<String> {
+        let s = prop.env_suffix();
+        match self {
+            Self::Bitnami => vec![format!("KAFKA_CFG_{s}"), format!("KAFKA_{s}")],
+            Self::Apache => vec![format!("KAFKA_{s}")],
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Bitnami => "bitnami KAFKA_CFG_* variables",
+            Self::Apache => "apache/cp-kafka KAFKA_* variables",
+        }
+    }
+}
+
+/// A variable of the container's env and its position.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub index: usize,
+    pub var: &'a EnvVar,
+}
+
+impl<'a> Found<'a> {
+    /// The literal value; `None` when it comes from `valueFrom`.
+    pub fn literal(&self) -> Option<&'a str> {
+        if self.var.value_from.is_some() {
+            None
+        } else {
+            Some(self.var.value.as_deref().unwrap_or(""))
+        }
+    }
+}
+
+/// The first variable among `names` that the container defines.
+pub fn find<'a>(c: &'a Container, names: &[String]) -> Option<Found<'a>> {
+    let env = c.env.as_deref().unwrap_or_default();
+    names.iter().find_map(|n| {
+        env.iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| &e.name == n)
+            .map(|(index, var)| Found { index, var })
+    })
+}
+
+/// The variable that sets `prop` in this flavor.
+pub fn lookup(c: &Container, flavor: Flavor, prop: Prop) -> Option<Found<'_>> {
+    find(c, &flavor.names(prop))
+}
+
+/// The literal value of `prop`, if set.
+pub fn value(c: &Container, flavor: Flavor, prop: Prop) -> Option<&str> {
+    lookup(c, flavor, prop).and_then(|f| f.literal())
+}
+
+/// The listener configuration the container's env gives.
+pub fn listener_set(c: &Container, flavor: Flavor) -> ListenerSet<'_> {
+    ListenerSet {
+        listeners: value(c, flavor, Prop::Listeners),
+        advertised: value(c, flavor, Prop::Advertised),
+        protocol_map: value(c, flavor, Prop::ProtocolMap),
+        inter_broker: value(c, flavor, Prop::InterBroker),
+        controller_names: value(c, flavor, Prop::ControllerNames),
+    }
+}
+
+/// The KRaft process roles set in the env, in either spelling.
+pub fn process_roles(c: &Container) -> Option<Vec<String>> {
+    let names = ["KAFKA_CFG_PROCESS_ROLES", "KAFKA_PROCESS_ROLES"].map(String::from);
+    let v = find(c, &names)?.literal()?;
+    Some(listeners::parse_names(v.trim_matches('"')))
+}
+
+/// Whether the env makes this a KRaft controller that is not also a broker.
+pub fn is_controller_only(c: &Container) -> bool {
+    process_roles(c).is_some_and(|roles| {
+        roles.iter().any(|r| r.eq_ignore_ascii_case("controller"))
+            && !roles.iter().any(|r| r.eq_ignore_ascii_case("broker"))
+    })
+}
+
+/// Whether the env configures listeners at all.
+pub fn configures_listeners(c: &Container, flavor: Flavor) -> bool {
+    [Prop::Listeners, Prop::Advertised, Prop::ProtocolMap]
+        .iter()
+        .any(|p| lookup(c, flavor, *p).is_some())
+}
+
+/// Why the env adapter cannot edit this container, if it cannot.
+pub fn unsupported_reason(c: &Container, flavor: Flavor) -> Option<String> {
+    for prop in [Prop::Listeners, Prop::Advertised, Prop::ProtocolMap] {
+        if let Some(f) = lookup(c, flavor, prop)
+            && f.literal().is_none()
+        {
+            return Some(format!(
+                "{} comes from valueFrom (a ConfigMap or Secret), which the webhook cannot append to",
+                f.var.name
+            ));
+        }
+    }
+    let set = listener_set(c, flavor);
+    if set.listeners.is_none() && set.advertised.is_none() {
+        return Some(
+            "neither the listeners nor the advertised listeners are set in the env; the image's defaults are not known"
+                .into(),
+        );
+    }
+    None
+}
+
+/// The advertised entry kafka-expose writes: the external host and port, through the variables
+/// it injects earlier in the list.
+pub fn advertised_entry(name: &str) -> Listener {
+    Listener {
+        name: name.to_string(),
+        host: envs::reference(envs::EXTERNAL_HOST),
+        port: envs::reference(envs::EXTERNAL_PORT),
+    }
+}
+
+/// Whether an advertised listener of this name is kafka-expose's own (from an earlier mutation).
+pub fn is_own_advertised(advertised: &str, name: &str) -> bool {
+    parse_listeners(advertised).iter().any(|l| {
+        l.name.eq_ignore_ascii_case(name) && l.host == envs::reference(envs::EXTERNAL_HOST)
+    })
+}
+
+/// A change to the container's env.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnvChange {
+    /// Replace the literal value of the variable at `index`.
+    SetValue { index: usize, value: String },
+    /// Append a new variable at the end of the list.
+    Append(Box<EnvVar>),
+}
+
+/// What the env adapter changes, and what the user should know.
+#[derive(Debug, Clone, Default)]
+pub struct EnvPlan {
+    pub changes: Vec<EnvChange>,
+    pub notes: Vec<String>,
+}
+
+/// Plans the env changes that add the external listener `name`, bound on `port`.
+pub fn plan(
+    c: &Container,
+    flavor: Flavor,
+    name: &str,
+    port: u16,
+    protocol: SecurityProtocol,
+    client: Option<&ClientListener>,
+) -> EnvPlan {
+    let mut plan = EnvPlan::default();
+    let set = listener_set(c, flavor);
+    let bind = Listener {
+        name: name.to_string(),
+        host: String::new(),
+        port: port.to_string(),
+    };
+    let advertise = advertised_entry(name);
+    let set_or_append =
+        |prop: Prop, value: String, plan: &mut EnvPlan| match lookup(c, flavor, prop) {
+            Some(f) => {
+                if f.literal() != Some(value.as_str()) {
+                    plan.changes.push(EnvChange::SetValue {
+                        index: f.index,
+                        value,
+                    });
+                }
+            }
+            None => plan.changes.push(EnvChange::Append(Box::new(EnvVar {
+                name: flavor.names(prop)[0].clone(),
+                value: Some(value),
+                value_from: None,
+            }))),
+        };
+
+    // listeners: append, or write explicitly where the image would derive it.
+    let listeners_value = match set.listeners {
+        Some(l) => append_listener(l, &bind),
+        None => {
+            let derived: Vec<String> = set
+                .advertised
+                .map(parse_listeners)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| !l.name.eq_ignore_ascii_case(name))
+                .map(|l| format!("{}://:{}", l.name, l.port))
+                .collect();
+            plan.notes.push(format!(
+                "{} was unset; written explicitly so the broker binds {port} for {name}, not its advertised port",
+                flavor.names(Prop::Listeners)[0]
+            ));
+            append_listener(&derived.join(","), &bind)
+        }
+    };
+    set_or_append(Prop::Listeners, listeners_value, &mut plan);
+
+    // advertised.listeners: append; when unset, Kafka advertises `listeners` (without the
+    // controller listeners), so that is written out first.
+    let advertised_value = match set.advertised {
+        Some(a) => append_listener(a, &advertise),
+        None => {
+            let derived: Vec<String> = set
+                .listeners
+                .map(parse_listeners)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|l| !set.is_controller(&l.name) && !l.name.eq_ignore_ascii_case(name))
+                .map(|l| l.to_string())
+                .collect();
+            plan.notes.push(format!(
+                "{} was unset; written from the listeners, without the controller listener",
+                flavor.names(Prop::Advertised)[0]
+            ));
+            append_listener(&derived.join(","), &advertise)
+        }
+    };
+    set_or_append(Prop::Advertised, advertised_value, &mut plan);
+
+    let map_value = match set.protocol_map {
+        Some(m) => append_protocol(m, name, protocol),
+        None => {
+            let names: Vec<String> = set.bound().into_iter().map(|l| l.name).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            full_protocol_map(&refs, name, protocol)
+        }
+    };
+    set_or_append(Prop::ProtocolMap, map_value, &mut plan);
+
+    if let Some(client) = client {
+        copy_listener_scoped(c, flavor, &client.name, name, &mut plan);
+    }
+    plan
+}
+
+/// Copies `<prefix>LISTENER_NAME_<CLIENT>_*` variables to `<prefix>LISTENER_NAME_<EXTERNAL>_*`.
+fn copy_listener_scoped(
+    c: &Container,
+    flavor: Flavor,
+    client: &str,
+    ext: &str,
+    plan: &mut EnvPlan,
+) {
+    let env = c.env.as_deref().unwrap_or_default();
+    let from = format!(
+        "{}LISTENER_NAME_{}_",
+        flavor.prefix(),
+        client.to_ascii_uppercase()
+    );
+    let to = format!(
+        "{}LISTENER_NAME_{}_",
+        flavor.prefix(),
+        ext.to_ascii_uppercase()
+    );
+    let mut copied = Vec::new();
+    for var in env {
+        let Some(rest) = var.name.strip_prefix(&from) else {
+            continue;
+        };
+        let target = format!("{to}{rest}");
+        if env.iter().any(|e| e.name == target) {
+            continue;
+        }
+        copied.push(target.clone());
+        plan.changes.push(EnvChange::Append(Box::new(EnvVar {
+            name: target,
+            value: var.value.clone(),
+            value_from: var.value_from.clone(),
+        })));
+    }
+    if !copied.is_empty() {
+        plan.notes.push(format!(
+            "copied the {client} listener's settings to {ext}: {}",
+            copied.join(", ")
+        ));
+    }
+}

@@ -1,0 +1,510 @@
+//! The Pod decision, at CREATE: make one broker listen on and advertise its external listener.
+//!
+//! The pod carries its configuration in the annotations the workload mutation copied into the
+//! template. From them and the pod itself this computes:
+//! - the broker's ordinal: the pod-index label, else the StatefulSet name suffix (less
+//!   `spec.ordinals.start`, which the workload mutation records in the template), else the
+//!   `kafka-expose.io/ordinal` annotation;
+//! - the `statefulset.kubernetes.io/pod-name` label, when missing;
+//! - the downward-API variables and the external host and port, inserted at the head of the env,
+//!   before anything that references them: the kubelet expands `$(VAR)` only from variables
+//!   defined earlier in the list
+//!   (<https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/>);
+//! - the adapter's changes.
+//!
+//! Every step compares with what the pod already has, so the decision applied to its own output
+//! gives an empty patch: re-invocation never duplicates a variable, listener, port, label or init
+//! container.
+
+use std::collections::BTreeMap;
+
+use json_patch::PatchOperation;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec,
+};
+use serde_json::Value;
+
+use super::adopt::TargetPort;
+use super::detect::{self, Adapter, Detection, Outcome};
+use super::env::{self, EnvChange};
+use super::patch::PatchBuilder;
+use super::properties;
+use super::{EngineError, PORT_NAME, Result, envs};
+use crate::config::{
+    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, POD_INDEX_LABEL, POD_NAME_LABEL,
+    Placeholder, Requested, Settings, keys, own,
+};
+use crate::ptr;
+use crate::services;
+
+/// What the Pod decision needs besides the pod.
+#[derive(Clone, Copy)]
+pub struct PodContext<'a> {
+    pub settings: &'a Settings,
+    /// The namespace of the admission request; the object itself may not carry it at CREATE.
+    pub namespace: Option<&'a str>,
+    /// The ingress address of a Service in the pod's namespace, by name, where known.
+    pub lb_address: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The Pod decision.
+#[derive(Debug, Clone)]
+pub struct PodDecision {
+    pub patch: Vec<PatchOperation>,
+    pub warnings: Vec<String>,
+    pub outcome: PodOutcome,
+}
+
+/// What happened to the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodOutcome {
+    /// No `expose` annotation, or `expose: off`.
+    NotRequested,
+    NoBroker,
+    ControllerOnly,
+    Unsupported(String),
+    /// `advertised-host: loadbalancer` and the broker's Service has no address yet: the pod must
+    /// be refused, and the StatefulSet controller retries.
+    WaitForAddress {
+        service: String,
+        message: String,
+    },
+    Mutated {
+        ordinal: u32,
+        adapter: &'static str,
+        /// `host:port` the broker advertises, as the webhook writes it (`$(VAR)` unexpanded).
+        advertised: String,
+    },
+}
+
+impl PodDecision {
+    fn without_patch(outcome: PodOutcome, warnings: Vec<String>) -> Self {
+        Self {
+            patch: Vec::new(),
+            warnings,
+            outcome,
+        }
+    }
+}
+
+/// Where the broker's ordinal came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ordinal {
+    /// The ordinal in the pod's name.
+    pub ordinal: u32,
+    /// Its position from the first broker: `ordinal - spec.ordinals.start`.
+    pub index: u32,
+    /// The workload's name.
+    pub workload: String,
+}
+
+/// Decides the mutation of a pod, given as the API server sent it.
+pub fn mutate_pod(obj: &Value, ctx: &PodContext<'_>) -> Result<PodDecision> {
+    let pod: Pod =
+        serde_json::from_value(obj.clone()).map_err(|source| EngineError::Malformed {
+            kind: "Pod",
+            source,
+        })?;
+    let ann = config::own_annotations(pod.metadata.annotations.as_ref());
+    let cfg = match config::parse(&ann)? {
+        Requested::Nothing | Requested::Off => {
+            return Ok(PodDecision::without_patch(PodOutcome::NotRequested, vec![]));
+        }
+        Requested::Expose(cfg) => cfg,
+    };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(PodDecision::without_patch(
+            PodOutcome::NoBroker,
+            vec!["kafka-expose: the pod has no spec".into()],
+        ));
+    };
+    let detection = match detect::detect(spec, &cfg)? {
+        Outcome::NoBroker(why) => {
+            return Ok(PodDecision::without_patch(
+                PodOutcome::NoBroker,
+                vec![format!("kafka-expose: {why}; nothing changed")],
+            ));
+        }
+        Outcome::ControllerOnly(b) => {
+            return Ok(PodDecision::without_patch(
+                PodOutcome::ControllerOnly,
+                vec![format!(
+                    "kafka-expose: container {} is a KRaft controller only; it gets no external listener",
+                    b.container.name
+                )],
+            ));
+        }
+        Outcome::Found(d) => d,
+    };
+    if let Adapter::Unsupported(why) = &detection.adapter {
+        return Ok(PodDecision::without_patch(
+            PodOutcome::Unsupported(why.clone()),
+            vec![format!("kafka-expose: unsupported: {why}; nothing changed")],
+        ));
+    }
+    let ordinal = ordinal(&pod, &cfg, &ann)?;
+    let mut warnings = Vec::new();
+
+    let port = match cfg.mode {
+        ExposeMode::LoadBalancer => cfg.advertised_port as u32,
+        ExposeMode::NodePort | ExposeMode::HostPort => detection.port_base as u32 + ordinal.index,
+    };
+    let namespace = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .or(ctx.namespace)
+        .unwrap_or_default();
+    let host = match external_host(&cfg, &ordinal, namespace, ctx)? {
+        Ok(h) => h,
+        Err(service) => {
+            let message = format!(
+                "kafka-expose: broker {} waits for LoadBalancer Service {namespace}/{service} to get an address; the StatefulSet controller retries",
+                ordinal.ordinal
+            );
+            return Ok(PodDecision::without_patch(
+                PodOutcome::WaitForAddress { service, message },
+                vec![],
+            ));
+        }
+    };
+
+    let mut b = PatchBuilder::new();
+    if obj.get("metadata").is_none_or(Value::is_null) {
+        b.add(ptr!("metadata"), Value::Object(Default::default()));
+    }
+    if let Some(name) = pod.metadata.name.as_deref().filter(|n| !n.is_empty()) {
+        let labels = pod.metadata.labels.as_ref();
+        if labels.is_none_or(|l| !l.contains_key(POD_NAME_LABEL)) {
+            b.set_map_entry(&ptr!("metadata", "labels"), labels, POD_NAME_LABEL, name);
+        }
+    }
+
+    let base_env = base_env(&host, port);
+    let bi = detection.broker.index;
+    let c = detection.broker.container;
+    let bind_port = detection.target.for_index(ordinal.index);
+    let advertised = format!("{host}:{port}");
+    match &detection.adapter {
+        Adapter::Env(flavor) => {
+            let protocol = detection
+                .protocol
+                .unwrap_or(crate::engine::listeners::SecurityProtocol::Plaintext);
+            let bind = u16::try_from(bind_port).unwrap_or(u16::MAX);
+            let plan = env::plan(
+                c,
+                *flavor,
+                &detection.listener_name,
+                bind,
+                protocol,
+                detection.client.as_ref(),
+            );
+            env_ops(&mut b, bi, c, &base_env, &plan.changes);
+            warnings.extend(plan.notes.into_iter().map(|n| format!("kafka-expose: {n}")));
+            container_port_op(&mut b, bi, c, bind_port, hostport(&cfg, port));
+        }
+        Adapter::Properties(target) => {
+            let mut env = base_env.clone();
+            env.extend([
+                value_var(envs::PROPERTIES_FILE, &target.file),
+                value_var(envs::LISTENER_NAME, &detection.listener_name),
+                value_var(envs::CONTAINER_PORT, &bind_port.to_string()),
+            ]);
+            if let Some(p) = cfg.security_protocol {
+                env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
+            }
+            init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
+            container_port_op(&mut b, bi, c, bind_port, hostport(&cfg, port));
+        }
+        Adapter::Adopt(plan) => {
+            // The chart advertises its own listener; a named port lets the bootstrap Service
+            // reach brokers that each bind a different port.
+            if matches!(plan.target, TargetPort::PerOrdinal(_)) {
+                container_port_op(&mut b, bi, c, bind_port, None);
+            }
+        }
+        Adapter::Unsupported(_) => unreachable!("returned above"),
+    }
+
+    warnings.insert(0, summary(&detection, &ordinal, &advertised));
+    warnings.extend(detection.notes.iter().map(|n| format!("kafka-expose: {n}")));
+    Ok(PodDecision {
+        patch: b.into_ops(),
+        warnings,
+        outcome: PodOutcome::Mutated {
+            ordinal: ordinal.ordinal,
+            adapter: detection.adapter.name(),
+            advertised,
+        },
+    })
+}
+
+fn summary(d: &Detection<'_>, o: &Ordinal, advertised: &str) -> String {
+    match &d.adapter {
+        Adapter::Adopt(plan) => format!(
+            "kafka-expose: broker {} keeps the chart's own listener {} ({}); only its Service is added",
+            o.ordinal, plan.listener_name, plan.source
+        ),
+        a => format!(
+            "kafka-expose: broker {} ({}) uses the {} adapter and advertises {} at {advertised}",
+            o.ordinal,
+            d.broker.container.name,
+            a.name(),
+            d.listener_name
+        ),
+    }
+}
+
+fn hostport(cfg: &ExposeConfig, port: u32) -> Option<u32> {
+    (cfg.mode == ExposeMode::HostPort).then_some(port)
+}
+
+/// The broker's ordinal, from the pod-index label, the StatefulSet name suffix, or the
+/// `ordinal` annotation.
+pub fn ordinal(
+    pod: &Pod,
+    cfg: &ExposeConfig,
+    ann: &BTreeMap<String, String>,
+) -> Result<Ordinal, ConfigError> {
+    let start: u32 = ann
+        .get(own::ORDINALS_START)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) || o.kind == "StatefulSet");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let sts = owner
+        .filter(|o| o.kind == "StatefulSet")
+        .map(|o| o.name.as_str());
+    let from_label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(POD_INDEX_LABEL))
+        .and_then(|v| v.parse::<u32>().ok());
+    let from_name = sts
+        .and_then(|s| name.strip_prefix(s)?.strip_prefix('-'))
+        .and_then(|n| n.parse::<u32>().ok());
+    let workload = match owner {
+        Some(o) if o.kind == "StatefulSet" => o.name.clone(),
+        Some(o) if o.kind == "ReplicaSet" => {
+            let hash = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("pod-template-hash"));
+            match hash {
+                Some(h) => o
+                    .name
+                    .strip_suffix(&format!("-{h}"))
+                    .unwrap_or(&o.name)
+                    .to_string(),
+                None => o.name.clone(),
+            }
+        }
+        Some(o) => o.name.clone(),
+        None => name.to_string(),
+    };
+    let ordinal = from_label.or(from_name).or(cfg.ordinal).ok_or_else(|| {
+        ConfigError::one(
+            keys::ORDINAL,
+            "",
+            "the broker's ordinal is unknown: the pod is not part of a StatefulSet; set it, e.g. \"0\"",
+        )
+    })?;
+    let index = ordinal.checked_sub(start).ok_or_else(|| {
+        ConfigError::one(
+            keys::ORDINAL,
+            &ordinal.to_string(),
+            format!("is below the StatefulSet's spec.ordinals.start {start}"),
+        )
+    })?;
+    Ok(Ordinal {
+        ordinal,
+        index,
+        workload,
+    })
+}
+
+/// The value of `KAFKA_EXPOSE_EXTERNAL_HOST`: a `$(VAR)` reference or a rendered name. `Err`
+/// holds the LoadBalancer Service whose address is not known yet.
+fn external_host(
+    cfg: &ExposeConfig,
+    o: &Ordinal,
+    namespace: &str,
+    ctx: &PodContext<'_>,
+) -> Result<Result<String, String>, ConfigError> {
+    Ok(Ok(match &cfg.advertised_host {
+        AdvertisedHost::HostIp => envs::reference(envs::HOST_IP),
+        AdvertisedHost::Template(t) => t.render(|p| match p {
+            Placeholder::Ordinal => o.ordinal.to_string(),
+            Placeholder::Pod => envs::reference(envs::POD_NAME),
+            Placeholder::Namespace => envs::reference(envs::NAMESPACE),
+            Placeholder::StatefulSet => o.workload.clone(),
+        }),
+        AdvertisedHost::Static(hosts) => match hosts.get(o.index as usize) {
+            Some(h) => h.clone(),
+            None => {
+                return Err(ConfigError::one(
+                    keys::ADVERTISED_HOST,
+                    &format!("static:{}", hosts.join(",")),
+                    format!("has no host for broker {} (index {})", o.ordinal, o.index),
+                ));
+            }
+        },
+        AdvertisedHost::LoadBalancer => {
+            let service = services::broker_service_name(&o.workload, o.ordinal);
+            let _ = namespace;
+            match (ctx.lb_address)(&service) {
+                Some(addr) => addr,
+                None => return Ok(Err(service)),
+            }
+        }
+    }))
+}
+
+fn field_var(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                // The API server defaults it to v1; set it so a re-invocation compares equal.
+                api_version: Some("v1".into()),
+                field_path: path.to_string(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn value_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    }
+}
+
+/// The downward-API fields and the external host and port, in dependency order.
+pub fn base_env(host: &str, port: u32) -> Vec<EnvVar> {
+    vec![
+        field_var(envs::HOST_IP, "status.hostIP"),
+        field_var(envs::NODE_NAME, "spec.nodeName"),
+        field_var(envs::POD_NAME, "metadata.name"),
+        field_var(envs::NAMESPACE, "metadata.namespace"),
+        value_var(envs::EXTERNAL_HOST, host),
+        value_var(envs::EXTERNAL_PORT, &port.to_string()),
+    ]
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The env operations on container `ci`: value edits at their original positions first, then the
+/// injected variables at the head of the list, then new variables at the end.
+fn env_ops(
+    b: &mut PatchBuilder,
+    ci: usize,
+    c: &Container,
+    inject: &[EnvVar],
+    changes: &[EnvChange],
+) {
+    let env_path = ptr!("spec", "containers", ci, "env");
+    let existing = c.env.as_deref();
+    let mut prepend = Vec::new();
+    for var in inject {
+        match existing.and_then(|e| e.iter().position(|v| v.name == var.name)) {
+            Some(j) if existing.is_some_and(|e| e[j] == *var) => {}
+            Some(j) => b.replace(ptr!("spec", "containers", ci, "env", j), to_value(var)),
+            None => prepend.push(var),
+        }
+    }
+    let mut append = Vec::new();
+    for change in changes {
+        match change {
+            EnvChange::SetValue { index, value } => b.replace(
+                ptr!("spec", "containers", ci, "env", index, "value"),
+                Value::String(value.clone()),
+            ),
+            EnvChange::Append(var) => append.push(to_value(var.as_ref())),
+        }
+    }
+    match existing {
+        None => {
+            let all: Vec<Value> = prepend.iter().map(|v| to_value(*v)).chain(append).collect();
+            b.append_all(&env_path, false, all);
+        }
+        Some(_) => {
+            for (k, var) in prepend.iter().enumerate() {
+                b.add(ptr!("spec", "containers", ci, "env", k), to_value(*var));
+            }
+            b.append_all(&env_path, true, append);
+        }
+    }
+}
+
+/// Declares the external listener's container port (with its hostPort for `expose=hostport`).
+fn container_port_op(
+    b: &mut PatchBuilder,
+    ci: usize,
+    c: &Container,
+    port: u32,
+    host_port: Option<u32>,
+) {
+    let Ok(port) = i32::try_from(port) else {
+        return;
+    };
+    let want = ContainerPort {
+        name: Some(PORT_NAME.into()),
+        container_port: port,
+        host_port: host_port.and_then(|p| i32::try_from(p).ok()),
+        protocol: Some("TCP".into()),
+        host_ip: None,
+    };
+    let ports = c.ports.as_deref();
+    let path = ptr!("spec", "containers", ci, "ports");
+    match ports {
+        None => b.append_all(&path, false, vec![to_value(&want)]),
+        Some(ps) => {
+            if let Some(j) = ps.iter().position(|p| p.name.as_deref() == Some(PORT_NAME)) {
+                if ps[j] != want {
+                    b.replace(ptr!("spec", "containers", ci, "ports", j), to_value(&want));
+                }
+            } else if ps.iter().any(|p| {
+                p.container_port == port
+                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+                    && host_port.is_none()
+            }) {
+                // The chart declares this port already.
+            } else {
+                b.append_all(&path, true, vec![to_value(&want)]);
+            }
+        }
+    }
+}
+
+fn init_container_op(
+    b: &mut PatchBuilder,
+    spec: &PodSpec,
+    broker: &Container,
+    target: &properties::Target,
+    image: &str,
+    env: Vec<EnvVar>,
+) {
+    let inits = spec.init_containers.as_deref();
+    if inits.is_some_and(|i| i.iter().any(|c| c.name == properties::INIT_CONTAINER)) {
+        return;
+    }
+    let c = properties::init_container(spec, broker, target, image, env);
+    b.append_all(
+        &ptr!("spec", "initContainers"),
+        inits.is_some(),
+        vec![to_value(&c)],
+    );
+}

@@ -1,0 +1,408 @@
+//! The workload decision (StatefulSet, or a Deployment that runs one broker).
+//!
+//! Mutation happens at the Pod level; at the workload level only:
+//! - the configuration is validated, so a bad one is refused where the user applies it;
+//! - the `kafka-expose.io/*` annotations of the workload's metadata are copied into the pod
+//!   template (which wins where both set a key), so that pods carry their configuration;
+//! - a hash of the effective configuration goes into the template, so that a change rolls the
+//!   brokers through the workload's own update strategy;
+//! - the label the Pod webhook's `objectSelector` matches goes into the template.
+//!
+//! Keys copied from the metadata are listed in `kafka-expose.io/inherited`, so a later change or
+//! removal in the metadata is followed, while keys the user set in the template stay theirs.
+
+use std::collections::BTreeMap;
+
+use json_patch::PatchOperation;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::detect::{self, Adapter, Outcome};
+use super::patch::PatchBuilder;
+use super::{EngineError, Result};
+use crate::config::{
+    self, EXPOSED_LABEL, ExposeConfig, PREFIX, Requested, Settings, WorkloadFacts, keys, own,
+};
+use crate::ptr;
+
+/// The kinds of workload kafka-expose exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    StatefulSet,
+    Deployment,
+}
+
+impl WorkloadKind {
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        match kind {
+            "StatefulSet" => Some(Self::StatefulSet),
+            "Deployment" => Some(Self::Deployment),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StatefulSet => "StatefulSet",
+            Self::Deployment => "Deployment",
+        }
+    }
+}
+
+/// What kafka-expose reads of a workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// `spec.replicas`, defaulted to 1 as the API server does.
+    pub replicas: u32,
+    /// `spec.ordinals.start` (StatefulSet, Kubernetes ≥ 1.26).
+    pub ordinals_start: u32,
+    /// `spec.selector.matchLabels`.
+    pub selector: BTreeMap<String, String>,
+    /// `spec.serviceName` (StatefulSet).
+    pub service_name: Option<String>,
+    pub template: PodTemplateSpec,
+}
+
+impl Workload {
+    /// Reads a workload from its JSON form.
+    pub fn from_value(kind: WorkloadKind, obj: &Value) -> Result<Self> {
+        let malformed = |source| EngineError::Malformed {
+            kind: kind.as_str(),
+            source,
+        };
+        let to_u32 = |n: Option<i32>, default: u32| n.map_or(default, |n| n.max(0) as u32);
+        match kind {
+            WorkloadKind::StatefulSet => {
+                let s: StatefulSet = serde_json::from_value(obj.clone()).map_err(malformed)?;
+                let spec = s.spec;
+                Ok(Self {
+                    kind,
+                    name: s.metadata.name.unwrap_or_default(),
+                    namespace: s.metadata.namespace,
+                    uid: s.metadata.uid,
+                    annotations: s.metadata.annotations,
+                    replicas: to_u32(spec.replicas, 1),
+                    ordinals_start: to_u32(spec.ordinals.and_then(|o| o.start), 0),
+                    selector: spec.selector.match_labels.unwrap_or_default(),
+                    service_name: spec.service_name,
+                    template: spec.template,
+                })
+            }
+            WorkloadKind::Deployment => {
+                let d: Deployment = serde_json::from_value(obj.clone()).map_err(malformed)?;
+                let spec = d.spec;
+                Ok(Self {
+                    kind,
+                    name: d.metadata.name.unwrap_or_default(),
+                    namespace: d.metadata.namespace,
+                    uid: d.metadata.uid,
+                    annotations: d.metadata.annotations,
+                    replicas: to_u32(spec.replicas, 1),
+                    ordinals_start: 0,
+                    selector: spec.selector.match_labels.unwrap_or_default(),
+                    service_name: None,
+                    template: spec.template,
+                })
+            }
+        }
+    }
+
+    fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
+        self.template.metadata.as_ref()?.annotations.as_ref()
+    }
+
+    /// The effective `kafka-expose.io/*` user keys (without prefix): the metadata's, overridden
+    /// by the template's own (those not copied there by kafka-expose).
+    pub fn effective_annotations(&self) -> BTreeMap<String, String> {
+        let meta = config::own_annotations(self.annotations.as_ref());
+        let tpl = config::own_annotations(self.template_annotations());
+        let inherited = inherited_keys(&tpl);
+        let mut out: BTreeMap<String, String> = meta
+            .into_iter()
+            .filter(|(k, _)| !own::ALL.contains(&k.as_str()))
+            .collect();
+        for (k, v) in tpl {
+            if !own::ALL.contains(&k.as_str()) && !inherited.contains(&k) {
+                out.insert(k, v);
+            }
+        }
+        out
+    }
+
+    /// The validated exposure of this workload, if it asks for one.
+    pub fn exposure(&self, settings: &Settings) -> Result<Option<ExposeConfig>> {
+        match config::parse(&self.effective_annotations())? {
+            Requested::Expose(cfg) => {
+                config::check_against_workload(&cfg, &self.facts(), settings)?;
+                Ok(Some(cfg))
+            }
+            Requested::Nothing | Requested::Off => Ok(None),
+        }
+    }
+
+    pub fn facts(&self) -> WorkloadFacts<'_> {
+        WorkloadFacts {
+            kind: self.kind.as_str(),
+            name: &self.name,
+            replicas: self.replicas,
+        }
+    }
+}
+
+fn inherited_keys(tpl: &BTreeMap<String, String>) -> Vec<String> {
+    tpl.get(own::INHERITED)
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What happened to the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkloadOutcome {
+    /// Not exposed (no annotation, or `off`); what kafka-expose had added is removed.
+    NotExposed,
+    /// No Kafka broker container: reported and left alone.
+    NoBroker,
+    /// A KRaft controller-only workload: reported and left alone.
+    ControllerOnly,
+    /// Allowed, and nothing created: the chart's script cannot be adapted.
+    Unsupported(String),
+    Exposed {
+        adapter: &'static str,
+        hash: String,
+    },
+}
+
+/// The workload decision.
+#[derive(Debug, Clone)]
+pub struct WorkloadDecision {
+    pub patch: Vec<PatchOperation>,
+    pub warnings: Vec<String>,
+    pub outcome: WorkloadOutcome,
+}
+
+/// A short hash of the effective configuration.
+pub fn config_hash(effective: &BTreeMap<String, String>, ordinals_start: u32) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in effective {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.update(ordinals_start.to_string().as_bytes());
+    let digest = h.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decides the mutation of a workload, given as the API server sent it. An invalid configuration
+/// is an error whose message the admission answer carries.
+pub fn mutate_workload(
+    obj: &Value,
+    kind: WorkloadKind,
+    settings: &Settings,
+) -> Result<WorkloadDecision> {
+    let w = Workload::from_value(kind, obj)?;
+    let effective = w.effective_annotations();
+    let Some(cfg) = w.exposure(settings)? else {
+        return Ok(WorkloadDecision {
+            patch: cleanup(&w),
+            warnings: vec![],
+            outcome: WorkloadOutcome::NotExposed,
+        });
+    };
+    let spec = w.template.spec.clone().unwrap_or_default();
+    let detection = match detect::detect(&spec, &cfg)? {
+        Outcome::NoBroker(why) => {
+            return Ok(WorkloadDecision {
+                patch: vec![],
+                warnings: vec![format!(
+                    "kafka-expose: {} {}: {why}; left alone",
+                    kind.as_str(),
+                    w.name
+                )],
+                outcome: WorkloadOutcome::NoBroker,
+            });
+        }
+        Outcome::ControllerOnly(b) => {
+            return Ok(WorkloadDecision {
+                patch: vec![],
+                warnings: vec![format!(
+                    "kafka-expose: {} {} runs KRaft controllers only (container {}); controllers get no external listener; left alone",
+                    kind.as_str(),
+                    w.name,
+                    b.container.name
+                )],
+                outcome: WorkloadOutcome::ControllerOnly,
+            });
+        }
+        Outcome::Found(d) => d,
+    };
+    if let Adapter::Unsupported(why) = &detection.adapter {
+        return Ok(WorkloadDecision {
+            patch: vec![],
+            warnings: vec![format!(
+                "kafka-expose: {} {} cannot be exposed: {why}; nothing is created",
+                kind.as_str(),
+                w.name
+            )],
+            outcome: WorkloadOutcome::Unsupported(why.clone()),
+        });
+    }
+
+    let hash = config_hash(&effective, w.ordinals_start);
+    let meta = config::own_annotations(w.annotations.as_ref());
+    let tpl = config::own_annotations(w.template_annotations());
+    let tpl_own: Vec<&String> = {
+        let inherited = inherited_keys(&tpl);
+        tpl.keys()
+            .filter(|k| !own::ALL.contains(&k.as_str()) && !inherited.contains(k))
+            .collect()
+    };
+    let copied: Vec<(&String, &String)> = meta
+        .iter()
+        .filter(|(k, _)| keys::ALL.contains(&k.as_str()) && !tpl_own.contains(k))
+        .collect();
+
+    let mut set: Vec<(String, String)> = copied
+        .iter()
+        .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).clone()))
+        .collect();
+    let inherited_list: Vec<&str> = copied.iter().map(|(k, _)| k.as_str()).collect();
+    let mut remove = Vec::new();
+    if inherited_list.is_empty() {
+        remove.push(format!("{PREFIX}{}", own::INHERITED));
+    } else {
+        set.push((
+            format!("{PREFIX}{}", own::INHERITED),
+            inherited_list.join(","),
+        ));
+    }
+    set.push((format!("{PREFIX}{}", own::CONFIG_HASH), hash.clone()));
+    if w.ordinals_start > 0 {
+        set.push((
+            format!("{PREFIX}{}", own::ORDINALS_START),
+            w.ordinals_start.to_string(),
+        ));
+    } else {
+        remove.push(format!("{PREFIX}{}", own::ORDINALS_START));
+    }
+    // Keys copied earlier whose source is gone from the metadata.
+    for k in inherited_keys(&tpl) {
+        if !meta.contains_key(&k) && !tpl_own.contains(&&k) {
+            remove.push(format!("{PREFIX}{k}"));
+        }
+    }
+
+    let mut b = PatchBuilder::new();
+    let tmeta = w.template.metadata.as_ref();
+    if tmeta.is_none() {
+        b.add(
+            ptr!("spec", "template", "metadata"),
+            Value::Object(Default::default()),
+        );
+    }
+    sync_map(
+        &mut b,
+        &ptr!("spec", "template", "metadata", "annotations"),
+        tmeta.and_then(|m| m.annotations.as_ref()),
+        &set,
+        &remove,
+    );
+    sync_map(
+        &mut b,
+        &ptr!("spec", "template", "metadata", "labels"),
+        tmeta.and_then(|m| m.labels.as_ref()),
+        &[(EXPOSED_LABEL.to_string(), "true".to_string())],
+        &[],
+    );
+    let mut warnings = vec![format!(
+        "kafka-expose: {} {} is exposed by {} ({}): {}",
+        kind.as_str(),
+        w.name,
+        cfg.mode.as_str(),
+        detection.adapter.name(),
+        detection.reason
+    )];
+    warnings.extend(detection.notes.iter().map(|n| format!("kafka-expose: {n}")));
+    Ok(WorkloadDecision {
+        patch: b.into_ops(),
+        warnings,
+        outcome: WorkloadOutcome::Exposed {
+            adapter: detection.adapter.name(),
+            hash,
+        },
+    })
+}
+
+/// Sets and removes entries of a string map, creating it when absent.
+fn sync_map(
+    b: &mut PatchBuilder,
+    path: &json_patch::jsonptr::PointerBuf,
+    present: Option<&BTreeMap<String, String>>,
+    set: &[(String, String)],
+    remove: &[String],
+) {
+    match present {
+        None => {
+            if set.is_empty() {
+                return;
+            }
+            let m: serde_json::Map<String, Value> = set
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            b.add(path.clone(), Value::Object(m));
+        }
+        Some(map) => {
+            for (k, v) in set {
+                b.set_map_entry(path, Some(map), k, v);
+            }
+            for k in remove {
+                b.remove_map_entry(path, Some(map), k);
+            }
+        }
+    }
+}
+
+/// Removes what kafka-expose added to a template that is no longer exposed: the copied keys, its
+/// own bookkeeping and the Pod webhook's label. Keys the user set in the template stay.
+fn cleanup(w: &Workload) -> Vec<PatchOperation> {
+    let mut b = PatchBuilder::new();
+    let Some(tmeta) = w.template.metadata.as_ref() else {
+        return vec![];
+    };
+    let tpl = config::own_annotations(tmeta.annotations.as_ref());
+    let mut remove: Vec<String> = inherited_keys(&tpl)
+        .into_iter()
+        .map(|k| format!("{PREFIX}{k}"))
+        .collect();
+    for k in [own::INHERITED, own::CONFIG_HASH, own::ORDINALS_START] {
+        remove.push(format!("{PREFIX}{k}"));
+    }
+    sync_map(
+        &mut b,
+        &ptr!("spec", "template", "metadata", "annotations"),
+        tmeta.annotations.as_ref(),
+        &[],
+        &remove,
+    );
+    b.remove_map_entry(
+        &ptr!("spec", "template", "metadata", "labels"),
+        tmeta.labels.as_ref(),
+        EXPOSED_LABEL,
+    );
+    b.into_ops()
+}

@@ -1,0 +1,497 @@
+//! The `server.properties` editor behind `kafka-expose patch-properties`, the properties
+//! adapter's init container.
+//!
+//! It adds the external listener to `listeners`, `advertised.listeners` and
+//! `listener.security.protocol.map`, and copies the client listener's `listener.name.<client>.*`
+//! settings (SASL JAAS configs and the like) to the external listener. Everything else is kept as
+//! it was: comments, blank lines, order, unrelated keys and line endings. Edited keys keep their
+//! place; new keys go at the end. Running it twice gives the same file.
+//!
+//! The format is Java's `Properties` text format
+//! (<https://docs.oracle.com/javase/8/docs/api/java/util/Properties.html#load-java.io.Reader->):
+//! a key ends at the first unescaped `=`, `:` or blank; a line ending in an odd number of
+//! backslashes continues on the next one; `#` and `!` start comments; the last entry of a key
+//! wins.
+
+use crate::engine::listeners::{
+    Listener, ListenerSet, SecurityProtocol, append_listener, append_protocol, full_protocol_map,
+    parse_listeners, parse_names,
+};
+
+/// What to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub listener_name: String,
+    /// The port the broker binds for the listener.
+    pub container_port: u16,
+    /// The host the broker advertises on it.
+    pub advertised_host: String,
+    /// The port the broker advertises on it.
+    pub advertised_port: u16,
+    /// The listener's protocol; `None` takes the client listener's.
+    pub security_protocol: Option<SecurityProtocol>,
+}
+
+/// The outcome of an edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The new text; equal to the input when nothing changed.
+    pub text: String,
+    pub changed: bool,
+    /// What was done, for the init container's log.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PropertiesError {
+    #[error(
+        "port {port} is already bound by listener {listener}; set kafka-expose.io/container-port to a free port"
+    )]
+    PortInUse { port: u16, listener: String },
+    #[error("listener {0} is already bound with another port or advertised elsewhere: {1}")]
+    Conflict(String, String),
+}
+
+/// One logical entry: its physical lines (with their endings), and its key and value if it is
+/// not a comment or blank.
+#[derive(Debug, Clone)]
+struct Entry {
+    raw: String,
+    key: Option<String>,
+    /// The raw text from the start of the line up to the value.
+    prefix: String,
+    value: String,
+    eol: String,
+}
+
+/// A properties document that keeps its text.
+#[derive(Debug, Clone)]
+struct Doc {
+    entries: Vec<Entry>,
+    eol: String,
+    ends_with_eol: bool,
+}
+
+fn split_lines(text: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        match rest.find('\n') {
+            Some(i) => {
+                let (line, eol) = if i > 0 && rest.as_bytes()[i - 1] == b'\r' {
+                    (&rest[..i - 1], "\r\n")
+                } else {
+                    (&rest[..i], "\n")
+                };
+                out.push((line, eol));
+                rest = &rest[i + 1..];
+            }
+            None => {
+                out.push((rest, ""));
+                rest = "";
+            }
+        }
+    }
+    out
+}
+
+fn continues(line: &str) -> bool {
+    line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+impl Doc {
+    fn parse(text: &str) -> Self {
+        let lines = split_lines(text);
+        let eol = lines
+            .iter()
+            .find(|(_, e)| !e.is_empty())
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_else(|| "\n".to_string());
+        let ends_with_eol = text.ends_with('\n');
+        let mut entries = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let (first, first_eol) = lines[i];
+            let trimmed = first.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+                entries.push(Entry {
+                    raw: format!("{first}{first_eol}"),
+                    key: None,
+                    prefix: String::new(),
+                    value: String::new(),
+                    eol: first_eol.to_string(),
+                });
+                i += 1;
+                continue;
+            }
+            let mut raw = format!("{first}{first_eol}");
+            let mut logical = first.to_string();
+            let mut last_eol = first_eol;
+            while continues(&logical) && i + 1 < lines.len() {
+                logical.pop();
+                i += 1;
+                let (next, next_eol) = lines[i];
+                logical.push_str(next.trim_start());
+                raw.push_str(next);
+                raw.push_str(next_eol);
+                last_eol = next_eol;
+            }
+            let (key, prefix_len) = split_key(&logical);
+            entries.push(Entry {
+                raw,
+                prefix: logical[..prefix_len].to_string(),
+                value: logical[prefix_len..].to_string(),
+                key: Some(key),
+                eol: last_eol.to_string(),
+            });
+            i += 1;
+        }
+        Doc {
+            entries,
+            eol,
+            ends_with_eol,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.key.as_deref() == Some(key))
+            .map(|e| e.value.as_str())
+    }
+
+    fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some((e.key.as_deref()?, e.value.as_str())))
+    }
+
+    /// Sets `key`: the last entry of it is rewritten in place, or a new line is appended.
+    fn set(&mut self, key: &str, value: &str) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.key.as_deref() == Some(key))
+        {
+            if e.value == value {
+                return;
+            }
+            e.value = value.to_string();
+            e.raw = format!("{}{}{}", e.prefix, value, e.eol);
+            return;
+        }
+        if !self.ends_with_eol
+            && let Some(last) = self.entries.last_mut()
+        {
+            last.raw.push_str(&self.eol);
+            last.eol = self.eol.clone();
+        }
+        self.entries.push(Entry {
+            raw: format!("{key}={value}{}", self.eol),
+            key: Some(key.to_string()),
+            prefix: format!("{key}="),
+            value: value.to_string(),
+            eol: self.eol.clone(),
+        });
+        self.ends_with_eol = true;
+    }
+
+    fn render(&self) -> String {
+        self.entries.iter().map(|e| e.raw.as_str()).collect()
+    }
+}
+
+/// Splits a logical line into its key and the length of the text before the value.
+fn split_key(line: &str) -> (String, usize) {
+    let start = line.len() - line.trim_start().len();
+    let bytes = line.as_bytes();
+    let mut i = start;
+    let mut key = String::new();
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\\' && i + 1 < bytes.len() {
+            key.push(bytes[i + 1] as char);
+            i += 2;
+            continue;
+        }
+        if c == b'=' || c == b':' || c == b' ' || c == b'\t' || c == b'\x0c' {
+            break;
+        }
+        // Keys are ASCII in practice; keep any other byte sequence whole.
+        let ch = line[i..].chars().next().unwrap_or(' ');
+        key.push(ch);
+        i += ch.len_utf8();
+    }
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\x0c') {
+        i += 1;
+    }
+    if i < bytes.len() && matches!(bytes[i], b'=' | b':') {
+        i += 1;
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\x0c') {
+            i += 1;
+        }
+    }
+    (key, i)
+}
+
+/// Kafka's default `listeners` when none is set.
+const KAFKA_DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
+
+/// Adds the external listener to a `server.properties` text.
+pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
+    let mut doc = Doc::parse(text);
+    let mut notes = Vec::new();
+    let name = req.listener_name.as_str();
+
+    if let Some(roles) = doc.get("process.roles") {
+        let roles = parse_names(roles);
+        let has = |r: &str| roles.iter().any(|x| x.eq_ignore_ascii_case(r));
+        if has("controller") && !has("broker") {
+            return Ok(Edit {
+                text: text.to_string(),
+                changed: false,
+                notes: vec!["process.roles=controller: a controller gets no external listener; file unchanged".into()],
+            });
+        }
+    }
+
+    let listeners = doc.get("listeners").map(str::to_string);
+    let advertised = doc.get("advertised.listeners").map(str::to_string);
+    let map = doc
+        .get("listener.security.protocol.map")
+        .map(str::to_string);
+    let inter = doc.get("inter.broker.listener.name").map(str::to_string);
+    let controllers = doc.get("controller.listener.names").map(str::to_string);
+    let set = ListenerSet {
+        listeners: listeners.as_deref(),
+        advertised: advertised.as_deref(),
+        protocol_map: map.as_deref(),
+        inter_broker: inter.as_deref(),
+        controller_names: controllers.as_deref(),
+    };
+
+    let bound_base = match (&listeners, &advertised) {
+        (Some(l), _) => l.clone(),
+        (None, Some(a)) => parse_listeners(a)
+            .into_iter()
+            .map(|l| format!("{}://:{}", l.name, l.port))
+            .collect::<Vec<_>>()
+            .join(","),
+        (None, None) => KAFKA_DEFAULT_LISTENERS.to_string(),
+    };
+    let existing = parse_listeners(&bound_base);
+    if let Some(own) = existing.iter().find(|l| l.name.eq_ignore_ascii_case(name)) {
+        if own.port_number() != Some(req.container_port) {
+            return Err(PropertiesError::Conflict(name.to_string(), own.to_string()));
+        }
+    } else if let Some(other) = existing
+        .iter()
+        .find(|l| l.port_number() == Some(req.container_port))
+    {
+        return Err(PropertiesError::PortInUse {
+            port: req.container_port,
+            listener: other.name.clone(),
+        });
+    }
+
+    let client = set.client_listener();
+    let protocol = match (req.security_protocol, &client) {
+        (Some(p), _) => p,
+        (None, Some(c)) => {
+            notes.push(format!(
+                "protocol {} taken from client listener {}",
+                c.protocol, c.name
+            ));
+            c.protocol
+        }
+        (None, None) => SecurityProtocol::Plaintext,
+    };
+
+    let bind = Listener {
+        name: name.to_string(),
+        host: String::new(),
+        port: req.container_port.to_string(),
+    };
+    let adv = Listener {
+        name: name.to_string(),
+        host: req.advertised_host.clone(),
+        port: req.advertised_port.to_string(),
+    };
+    doc.set("listeners", &append_listener(&bound_base, &bind));
+    let advertised_value = match &advertised {
+        Some(a) => {
+            if let Some(present) = parse_listeners(a)
+                .into_iter()
+                .find(|l| l.name.eq_ignore_ascii_case(name))
+                && present != adv
+            {
+                notes.push(format!(
+                    "advertised.listeners already has {present}; kept as the chart set it"
+                ));
+            }
+            append_listener(a, &adv)
+        }
+        None => {
+            let derived: Vec<String> = parse_listeners(&bound_base)
+                .into_iter()
+                .filter(|l| !set.is_controller(&l.name))
+                .map(|l| l.to_string())
+                .collect();
+            append_listener(&derived.join(","), &adv)
+        }
+    };
+    doc.set("advertised.listeners", &advertised_value);
+    let map_value = match &map {
+        Some(m) => append_protocol(m, name, protocol),
+        None => {
+            let names: Vec<String> = parse_listeners(&bound_base)
+                .into_iter()
+                .map(|l| l.name)
+                .collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            full_protocol_map(&refs, name, protocol)
+        }
+    };
+    doc.set("listener.security.protocol.map", &map_value);
+
+    if let Some(c) = &client {
+        let from = format!("listener.name.{}.", c.name.to_ascii_lowercase());
+        let to = format!("listener.name.{}.", name.to_ascii_lowercase());
+        let copies: Vec<(String, String)> = doc
+            .keys()
+            .filter_map(|(k, v)| Some((format!("{to}{}", k.strip_prefix(&from)?), v.to_string())))
+            .collect();
+        let mut copied = Vec::new();
+        for (k, v) in copies {
+            if doc.get(&k).is_none() {
+                doc.set(&k, &v);
+                copied.push(k);
+            }
+        }
+        if !copied.is_empty() {
+            notes.push(format!(
+                "copied {} settings of listener {}",
+                copied.len(),
+                c.name
+            ));
+        }
+    }
+
+    let out = doc.render();
+    let changed = out != text;
+    if changed {
+        notes.insert(
+            0,
+            format!(
+                "added listener {name}: binds :{}, advertises {}:{}",
+                req.container_port, req.advertised_host, req.advertised_port
+            ),
+        );
+    } else {
+        notes.insert(
+            0,
+            format!("listener {name} already present; file unchanged"),
+        );
+    }
+    Ok(Edit {
+        text: out,
+        changed,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            listener_name: "EXTERNAL".into(),
+            container_port: 9095,
+            advertised_host: "10.0.0.5".into(),
+            advertised_port: 32401,
+            security_protocol: None,
+        }
+    }
+
+    const SASL: &str = "# Listeners\nlisteners=CLIENT://:9092,INTERNAL://:9094,CONTROLLER://:9093\nadvertised.listeners=CLIENT://k-1.h:9092,INTERNAL://k-1.h:9094\nlistener.security.protocol.map=CLIENT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\ncontroller.listener.names=CONTROLLER\ninter.broker.listener.name=INTERNAL\nlistener.name.client.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_user1=\"p\";\nlog.dir=/bitnami/kafka/data\n";
+
+    #[test]
+    fn a_sasl_broker_gets_the_listener_with_the_client_protocol_and_jaas() {
+        let e = patch(SASL, &req()).unwrap();
+        assert!(e.changed);
+        assert!(e.text.contains(
+            "listeners=CLIENT://:9092,INTERNAL://:9094,CONTROLLER://:9093,EXTERNAL://:9095\n"
+        ));
+        assert!(e.text.contains("advertised.listeners=CLIENT://k-1.h:9092,INTERNAL://k-1.h:9094,EXTERNAL://10.0.0.5:32401\n"));
+        assert!(e.text.contains(",EXTERNAL:SASL_PLAINTEXT\n"));
+        assert!(e.text.ends_with(
+            "log.dir=/bitnami/kafka/data\nlistener.name.external.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_user1=\"p\";\n"
+        ));
+        assert!(e.text.starts_with("# Listeners\n"));
+    }
+
+    #[test]
+    fn patching_twice_gives_the_same_file() {
+        let once = patch(SASL, &req()).unwrap();
+        let twice = patch(&once.text, &req()).unwrap();
+        assert!(!twice.changed);
+        assert_eq!(twice.text, once.text);
+    }
+
+    #[test]
+    fn crlf_endings_comments_and_a_missing_final_newline_survive() {
+        let text = "! comment\r\nlisteners = PLAINTEXT://:9092\r\nfoo.bar: baz\r\nlast=1";
+        let e = patch(text, &req()).unwrap();
+        assert!(e.text.starts_with("! comment\r\nlisteners = PLAINTEXT://:9092,EXTERNAL://:9095\r\nfoo.bar: baz\r\nlast=1\r\n"));
+        assert!(
+            e.text
+                .contains("advertised.listeners=PLAINTEXT://:9092,EXTERNAL://10.0.0.5:32401\r\n")
+        );
+        assert!(e.text.contains(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,EXTERNAL:PLAINTEXT\r\n"
+        ));
+        assert!(!e.text.contains("\n\n"));
+    }
+
+    #[test]
+    fn continuation_lines_are_read_as_one_value() {
+        let text = "listeners=PLAINTEXT://:9092,\\\n    SSL://:9093\nother=x\n";
+        let e = patch(text, &req()).unwrap();
+        assert!(
+            e.text
+                .contains("listeners=PLAINTEXT://:9092,SSL://:9093,EXTERNAL://:9095\n")
+        );
+        assert!(e.text.ends_with("other=x\nadvertised.listeners=PLAINTEXT://:9092,SSL://:9093,EXTERNAL://10.0.0.5:32401\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,EXTERNAL:PLAINTEXT\n"));
+    }
+
+    #[test]
+    fn a_port_taken_by_another_listener_is_an_error() {
+        let mut r = req();
+        r.container_port = 9094;
+        assert_eq!(
+            patch(SASL, &r).unwrap_err(),
+            PropertiesError::PortInUse {
+                port: 9094,
+                listener: "INTERNAL".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_controller_only_file_is_left_alone() {
+        let text = "process.roles=controller\nlisteners=CONTROLLER://:9093\n";
+        let e = patch(text, &req()).unwrap();
+        assert!(!e.changed);
+        assert_eq!(e.text, text);
+    }
+
+    #[test]
+    fn keys_with_escapes_and_colon_separators_are_read() {
+        assert_eq!(split_key("a\\=b = c"), ("a=b".to_string(), 7));
+        assert_eq!(split_key("  k:v"), ("k".to_string(), 4));
+        assert_eq!(split_key("k v"), ("k".to_string(), 2));
+    }
+}

@@ -1,0 +1,270 @@
+//! The Service plan: a pure function from an exposed workload to the complete Services the
+//! reconciler applies.
+//!
+//! - `<workload>-<ordinal>-external` per broker: NodePort `base + index` (or a LoadBalancer of
+//!   its own), targeting the port the broker binds for the external listener and selecting that
+//!   one pod by its `statefulset.kubernetes.io/pod-name` label;
+//! - `<workload>-external-bootstrap` over all brokers of the workload.
+//!
+//! Every port carries `protocol: TCP`: server-side apply keys a Service's ports by port and
+//! protocol, and a 1.20 API server does not default the protocol before merging.
+//!
+//! `expose=hostport` needs no per-broker Service: each broker binds its node's port `base + i`.
+//! Only the bootstrap Service is planned there.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::config::{
+    EXPOSED_LABEL, ExposeConfig, ExposeMode, POD_NAME_LABEL, Placeholder, Settings,
+};
+use crate::engine::EngineError;
+use crate::engine::PORT_NAME;
+use crate::engine::adopt::TargetPort;
+use crate::engine::detect::Detection;
+use crate::engine::detect::{self, Adapter, Outcome};
+use crate::engine::workload::{Workload, WorkloadKind};
+
+/// `app.kubernetes.io/managed-by` value on every Service kafka-expose manages.
+pub const MANAGER: &str = "kafka-expose";
+/// Label naming the workload a Service belongs to.
+pub const WORKLOAD_LABEL: &str = "kafka-expose.io/workload";
+/// Label with the broker ordinal of a per-broker Service.
+pub const ORDINAL_LABEL: &str = "kafka-expose.io/ordinal";
+/// Label marking the bootstrap Service.
+pub const ROLE_LABEL: &str = "kafka-expose.io/role";
+/// The name of the port on every planned Service.
+pub const SERVICE_PORT_NAME: &str = "kafka-external";
+
+/// The per-broker Service's name.
+pub fn broker_service_name(workload: &str, ordinal: u32) -> String {
+    format!("{workload}-{ordinal}-external")
+}
+
+/// The bootstrap Service's name.
+pub fn bootstrap_service_name(workload: &str) -> String {
+    format!("{workload}-external-bootstrap")
+}
+
+/// The ports of one broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRoute {
+    pub ordinal: u32,
+    pub index: u32,
+    pub pod: String,
+    pub service: String,
+    /// The advertised port: the NodePort, the hostPort, or the LoadBalancer port.
+    pub port: u32,
+    /// The container port the broker binds.
+    pub target: u32,
+}
+
+/// How the brokers of a workload are reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    pub brokers: Vec<BrokerRoute>,
+    /// The target of the bootstrap Service: one number, or the named port on each broker.
+    pub bootstrap_target: IntOrString,
+}
+
+/// The routes to each broker of `w`.
+pub fn routes(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Routes {
+    let brokers = (0..w.replicas)
+        .map(|index| {
+            let ordinal = match w.kind {
+                WorkloadKind::StatefulSet => w.ordinals_start + index,
+                WorkloadKind::Deployment => cfg.ordinal.unwrap_or(0),
+            };
+            let port = match cfg.mode {
+                ExposeMode::LoadBalancer => cfg.advertised_port as u32,
+                ExposeMode::NodePort | ExposeMode::HostPort => d.port_base as u32 + index,
+            };
+            BrokerRoute {
+                ordinal,
+                index,
+                pod: format!("{}-{ordinal}", w.name),
+                service: broker_service_name(&w.name, ordinal),
+                port,
+                target: d.target.for_index(index),
+            }
+        })
+        .collect();
+    let bootstrap_target = match d.target {
+        TargetPort::Fixed(p) => IntOrString::Int(p as i32),
+        TargetPort::PerOrdinal(_) => IntOrString::String(PORT_NAME.into()),
+    };
+    Routes {
+        brokers,
+        bootstrap_target,
+    }
+}
+
+/// The complete Services for an exposed workload.
+pub fn plan(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Vec<Service> {
+    let routes = routes(w, cfg, d);
+    let namespace = w.namespace.clone();
+    let mut out = Vec::new();
+    if cfg.mode != ExposeMode::HostPort {
+        for r in &routes.brokers {
+            let selector = match w.kind {
+                WorkloadKind::StatefulSet => {
+                    BTreeMap::from([(POD_NAME_LABEL.to_string(), r.pod.clone())])
+                }
+                // One broker per Deployment; its pods are named by the ReplicaSet.
+                WorkloadKind::Deployment => pod_selector(w),
+            };
+            let annotations: BTreeMap<String, String> = cfg
+                .service_annotations
+                .iter()
+                .map(|(k, t)| {
+                    let v = t.render(|p| match p {
+                        Placeholder::Ordinal => r.ordinal.to_string(),
+                        Placeholder::Pod => r.pod.clone(),
+                        Placeholder::StatefulSet => w.name.clone(),
+                        Placeholder::Namespace => namespace.clone().unwrap_or_default(),
+                    });
+                    (k.clone(), v)
+                })
+                .collect();
+            let mut labels = labels(w);
+            labels.insert(ORDINAL_LABEL.into(), r.ordinal.to_string());
+            out.push(service(
+                w,
+                cfg,
+                &r.service,
+                labels,
+                annotations,
+                selector,
+                ServicePort {
+                    name: Some(SERVICE_PORT_NAME.into()),
+                    protocol: Some("TCP".into()),
+                    port: r.port as i32,
+                    target_port: Some(IntOrString::Int(r.target as i32)),
+                    node_port: (cfg.mode == ExposeMode::NodePort).then_some(r.port as i32),
+                    ..ServicePort::default()
+                },
+            ));
+        }
+    }
+    let mut labels = labels(w);
+    labels.insert(ROLE_LABEL.into(), "bootstrap".into());
+    let mut bootstrap = service(
+        w,
+        cfg,
+        &bootstrap_service_name(&w.name),
+        labels,
+        BTreeMap::new(),
+        pod_selector(w),
+        ServicePort {
+            name: Some(SERVICE_PORT_NAME.into()),
+            protocol: Some("TCP".into()),
+            port: cfg.advertised_port as i32,
+            target_port: Some(routes.bootstrap_target.clone()),
+            node_port: cfg.bootstrap_node_port.map(i32::from),
+            ..ServicePort::default()
+        },
+    );
+    if cfg.mode == ExposeMode::HostPort
+        && let Some(spec) = bootstrap.spec.as_mut()
+    {
+        // Reached on each node's hostPort; the bootstrap Service serves in-cluster discovery.
+        spec.type_ = Some("ClusterIP".into());
+        spec.external_traffic_policy = None;
+    }
+    out.push(bootstrap);
+    out
+}
+
+/// The labels every broker pod of `w` carries: the workload's selector and the exposed label.
+fn pod_selector(w: &Workload) -> BTreeMap<String, String> {
+    let mut s = w.selector.clone();
+    s.insert(EXPOSED_LABEL.into(), "true".into());
+    s
+}
+
+fn labels(w: &Workload) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        ),
+        (WORKLOAD_LABEL.to_string(), w.name.clone()),
+    ])
+}
+
+fn owner(w: &Workload) -> Option<Vec<OwnerReference>> {
+    let uid = w.uid.clone()?;
+    Some(vec![OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: w.kind.as_str().into(),
+        name: w.name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }])
+}
+
+fn service(
+    w: &Workload,
+    cfg: &ExposeConfig,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    selector: BTreeMap<String, String>,
+    port: ServicePort,
+) -> Service {
+    let lb = cfg.mode == ExposeMode::LoadBalancer;
+    Service {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: w.namespace.clone(),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: owner(w),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(if lb { "LoadBalancer" } else { "NodePort" }.into()),
+            selector: Some(selector),
+            ports: Some(vec![port]),
+            external_traffic_policy: Some(cfg.external_traffic_policy.as_str().into()),
+            load_balancer_source_ranges: (lb && !cfg.lb_source_ranges.is_empty())
+                .then(|| cfg.lb_source_ranges.clone()),
+            load_balancer_class: cfg.lb_class.clone().filter(|_| lb),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Why a workload gets no Services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoServices {
+    NotExposed,
+    NoBroker(String),
+    ControllerOnly,
+    Unsupported(String),
+}
+
+/// The Services an exposed workload needs, or why it needs none. Invalid configuration is an
+/// error.
+pub fn plan_for_workload(
+    w: &Workload,
+    settings: &Settings,
+) -> Result<Result<(Vec<Service>, Routes), NoServices>, EngineError> {
+    let Some(cfg) = w.exposure(settings)? else {
+        return Ok(Err(NoServices::NotExposed));
+    };
+    let spec = w.template.spec.clone().unwrap_or_default();
+    match detect::detect(&spec, &cfg)? {
+        Outcome::NoBroker(why) => Ok(Err(NoServices::NoBroker(why))),
+        Outcome::ControllerOnly(_) => Ok(Err(NoServices::ControllerOnly)),
+        Outcome::Found(d) => match &d.adapter {
+            Adapter::Unsupported(why) => Ok(Err(NoServices::Unsupported(why.clone()))),
+            _ => Ok(Ok((plan(w, &cfg, &d), routes(w, &cfg, &d)))),
+        },
+    }
+}
