@@ -188,6 +188,7 @@ impl ExposeMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
+    source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +244,15 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        Ok(Self { parts })
+        Ok(Self {
+            parts,
+            source: s.to_string(),
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
     }
 
     /// Renders the template, asking `value` for each placeholder.
@@ -274,6 +283,18 @@ pub enum AdvertisedHost {
     Static(Vec<String>),
     /// The ingress IP or hostname of the broker's own LoadBalancer Service.
     LoadBalancer,
+}
+
+impl AdvertisedHost {
+    /// The annotation value that gives this setting.
+    pub fn to_annotation(&self) -> String {
+        match self {
+            Self::HostIp => "host-ip".into(),
+            Self::Template(t) => format!("template:{}", t.as_str()),
+            Self::Static(h) => format!("static:{}", h.join(",")),
+            Self::LoadBalancer => "loadbalancer".into(),
+        }
+    }
 }
 
 /// Which adapter makes the broker listen on and advertise the external listener.

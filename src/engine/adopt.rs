@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::env::{self, Flavor, Prop};
 use super::listeners::{Listener, parse_listeners};
-use crate::config::{ConfigError, ExposeConfig, keys};
+use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, keys};
 
 /// The port the broker binds for the external listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +308,32 @@ pub fn port_base(plan: &AdoptPlan, cfg: &ExposeConfig) -> Result<u16, ConfigErro
         (Some(chart), _) => Ok(chart),
         (None, _) => Ok(cfg.port_base_or_default()),
     }
+}
+
+/// An adopted listener advertises the node's address and the chart's NodePort scheme, which only
+/// `expose=nodeport` with the node's IP can route to.
+pub fn check_mode(plan: &AdoptPlan, cfg: &ExposeConfig) -> Result<(), ConfigError> {
+    if cfg.mode != ExposeMode::NodePort {
+        return Err(ConfigError::one(
+            keys::EXPOSE,
+            cfg.mode.as_str(),
+            format!(
+                "the chart advertises its own listener {} ({}), which only expose=nodeport routes to; use nodeport, or adapter=env/properties if the chart can be configured so",
+                plan.listener_name, plan.source
+            ),
+        ));
+    }
+    if cfg.advertised_host != AdvertisedHost::HostIp {
+        return Err(ConfigError::one(
+            keys::ADVERTISED_HOST,
+            &cfg.advertised_host.to_annotation(),
+            format!(
+                "the chart advertises its own host for {}; remove advertised-host",
+                plan.listener_name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -260,6 +260,9 @@ pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, 
         ));
     }
 
+    if let Adapter::Adopt(plan) = &adapter {
+        adopt::check_mode(plan, cfg)?;
+    }
     let (listener_name, target, port_base) = match &adapter {
         Adapter::Adopt(plan) => (
             plan.listener_name.clone(),

@@ -351,7 +351,7 @@ fn external_host(
             None => {
                 return Err(ConfigError::one(
                     keys::ADVERTISED_HOST,
-                    &format!("static:{}", hosts.join(",")),
+                    &cfg.advertised_host.to_annotation(),
                     format!("has no host for broker {} (index {})", o.ordinal, o.index),
                 ));
             }

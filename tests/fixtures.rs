@@ -1,0 +1,591 @@
+//! Every real chart, exposed unchanged: each broker's effective configuration binds and
+//! advertises its external listener, and a planned Service routes to it alone.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use kafka_expose::config::Settings;
+use kafka_expose::engine::pod::{PodContext, mutate_pod};
+use kafka_expose::engine::workload::{Workload, WorkloadKind, mutate_workload};
+use kafka_expose::mutate::{self, Options, controller_pods};
+use serde_json::Value;
+use support::{Image, effective_config, listeners, node_ip, protocol_map};
+
+/// One exposed workload of a fixture.
+#[derive(Clone, Copy)]
+struct Case {
+    fixture: &'static str,
+    workload: &'static str,
+    container: &'static str,
+    image: Image,
+    /// Annotations the fixture README gives for the chart, beyond `expose`.
+    extra: &'static [(&'static str, &'static str)],
+    /// The external listener's name.
+    listener: &'static str,
+    /// Whether the chart advertises the listener itself.
+    adopted: bool,
+}
+
+const CASES: [Case; 7] = [
+    Case {
+        fixture: "apache-kafka-kraft.yaml",
+        workload: "kafka",
+        container: "broker",
+        image: Image::Apache,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
+    },
+    Case {
+        fixture: "bitnami-23.0.7.yaml",
+        workload: "my-kafka",
+        container: "kafka",
+        image: Image::BitnamiEnv,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
+    },
+    Case {
+        fixture: "bitnami-26.11.4.yaml",
+        workload: "my-kafka-controller",
+        container: "kafka",
+        image: Image::BitnamiFile,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
+    },
+    Case {
+        fixture: "bitnami-32.4.4.yaml",
+        workload: "my-kafka-controller",
+        container: "kafka",
+        image: Image::BitnamiFile,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
+    },
+    Case {
+        fixture: "bitnami-32.4.4-split.yaml",
+        workload: "my-kafka-broker",
+        container: "kafka",
+        image: Image::BitnamiFile,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
+    },
+    Case {
+        fixture: "cp-helm-charts-cp-kafka.yaml",
+        workload: "my-cp-cp-kafka",
+        container: "cp-kafka-broker",
+        image: Image::Apache,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: true,
+    },
+    Case {
+        fixture: "yolean-kubernetes-kafka.yaml",
+        workload: "kafka",
+        container: "broker",
+        image: Image::Yolean,
+        extra: &[
+            ("adapter", "adopt"),
+            ("listener-name", "OUTSIDE"),
+            ("port-base", "32400"),
+            ("container-port", "9094"),
+        ],
+        listener: "OUTSIDE",
+        adopted: true,
+    },
+];
+
+/// What broker `i` must advertise.
+struct Expect {
+    mode: &'static str,
+    host: fn(u32) -> String,
+    port: fn(u32, u32) -> u32,
+}
+
+fn node_port_scheme(i: u32, base: u32) -> u32 {
+    base + i
+}
+
+fn run(case: &Case, set: &[(&str, &str)]) -> Result<mutate::Output, mutate::MutateError> {
+    let mut all: Vec<(String, String)> = vec![];
+    for (k, v) in case.extra.iter().chain(set) {
+        all.push((k.to_string(), v.to_string()));
+    }
+    let opts = Options {
+        set: all,
+        namespace: None,
+        settings: Settings::default(),
+    };
+    mutate::run(support::fixture(case.fixture), &opts)
+}
+
+fn objects_of<'a>(out: &'a mutate::Output, kind: &str) -> Vec<&'a Value> {
+    out.objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn owned_pods<'a>(out: &'a mutate::Output, workload: &str) -> Vec<&'a Value> {
+    objects_of(out, "Pod")
+        .into_iter()
+        .filter(|p| p.pointer("/metadata/ownerReferences/0/name") == Some(&Value::from(workload)))
+        .collect()
+}
+
+fn services_of<'a>(out: &'a mutate::Output, workload: &str) -> Vec<&'a Value> {
+    objects_of(out, "Service")
+        .into_iter()
+        .filter(|s| {
+            s.pointer("/metadata/labels/kafka-expose.io~1workload") == Some(&Value::from(workload))
+        })
+        .collect()
+}
+
+fn original_pods(case: &Case) -> Vec<Value> {
+    let docs = support::fixture(case.fixture);
+    let doc = docs
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == case.workload)
+        .unwrap()
+        .clone();
+    let w = Workload::from_value(WorkloadKind::StatefulSet, &doc).unwrap();
+    controller_pods(&w, &doc)
+}
+
+/// The client listener of an unmutated broker and its protocol: not a controller listener, and
+/// not the inter-broker one where another exists.
+fn client_protocol(props: &BTreeMap<String, String>, external: &str) -> String {
+    let controllers: Vec<String> = props
+        .get("controller.listener.names")
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_ascii_uppercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let inter = props
+        .get("inter.broker.listener.name")
+        .map(|s| s.to_ascii_uppercase());
+    let names: Vec<String> =
+        listeners(props.get("advertised.listeners").or(props.get("listeners")))
+            .into_iter()
+            .map(|(n, _, _)| n.to_ascii_uppercase())
+            .filter(|n| !controllers.contains(n) && n != &external.to_ascii_uppercase())
+            .collect();
+    let client = names
+        .iter()
+        .find(|n| *n == "CLIENT")
+        .or_else(|| names.iter().find(|n| Some(*n) != inter.as_ref()))
+        .or(names.first())
+        .expect("a client listener")
+        .clone();
+    protocol_map(props)[&client].clone()
+}
+
+fn without(list: Vec<(String, String, String)>, name: &str) -> Vec<(String, String, String)> {
+    list.into_iter()
+        .filter(|(n, _, _)| !n.eq_ignore_ascii_case(name))
+        .collect()
+}
+
+/// Resolves a Service's targetPort on a pod: a number, or the pod's container port of that name.
+fn target_port(svc: &Value, pod: &Value) -> u32 {
+    let t = &svc["spec"]["ports"][0]["targetPort"];
+    if let Some(n) = t.as_u64() {
+        return n as u32;
+    }
+    let name = t.as_str().unwrap();
+    pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port {name}")) as u32
+}
+
+fn check_case(case: &Case, set: &[(&str, &str)], expect: &Expect) {
+    let out = run(case, set).unwrap_or_else(|e| panic!("{}: {e}", case.fixture));
+    let docs = support::fixture(case.fixture);
+    let pods = owned_pods(&out, case.workload);
+    let originals = original_pods(case);
+    assert_eq!(
+        pods.len(),
+        originals.len(),
+        "{}: one pod per replica",
+        case.fixture
+    );
+    assert!(!pods.is_empty());
+    let services = services_of(&out, case.workload);
+    assert_eq!(
+        services.len(),
+        pods.len() + 1,
+        "{}: a Service per broker and a bootstrap Service",
+        case.fixture
+    );
+    let mut bound_ports: Vec<u32> = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let i = i as u32;
+        let pod_name = pod["metadata"]["name"].as_str().unwrap();
+        let ctx = format!("{} broker {i} ({})", case.fixture, expect.mode);
+        let before = effective_config(&docs, &originals[i as usize], case.container, i, case.image);
+        let after = effective_config(&docs, pod, case.container, i, case.image);
+        let ext = case.listener;
+
+        let bound = listeners(after.get("listeners"));
+        let (_, bind_host, bind_port) = bound
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(ext))
+            .unwrap_or_else(|| panic!("{ctx}: {ext} is not bound: {after:?}"))
+            .clone();
+        assert!(
+            bind_host.is_empty() || bind_host == "0.0.0.0",
+            "{ctx}: {ext} binds every interface, not {bind_host}"
+        );
+        let bind_port: u32 = bind_port.parse().unwrap();
+
+        let advertised = listeners(after.get("advertised.listeners"));
+        let (_, host, port) = advertised
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(ext))
+            .unwrap_or_else(|| panic!("{ctx}: {ext} is not advertised: {after:?}"))
+            .clone();
+        assert_eq!(host, (expect.host)(i), "{ctx}: advertised host");
+        let base = if case.fixture.starts_with("cp-") {
+            31090
+        } else {
+            32400
+        };
+        assert_eq!(
+            port,
+            (expect.port)(i, base).to_string(),
+            "{ctx}: advertised port"
+        );
+
+        let want_protocol = client_protocol(&before, ext);
+        assert_eq!(
+            protocol_map(&after).get(&ext.to_ascii_uppercase()),
+            Some(&want_protocol),
+            "{ctx}: the protocol map has {ext} with the client listener's protocol"
+        );
+        for (k, v) in protocol_map(&before) {
+            if before.contains_key("listener.security.protocol.map") {
+                assert_eq!(
+                    protocol_map(&after).get(&k),
+                    Some(&v),
+                    "{ctx}: map entry {k} kept"
+                );
+            }
+        }
+
+        if !case.adopted {
+            assert!(
+                !listeners(before.get("advertised.listeners"))
+                    .iter()
+                    .any(|(n, _, _)| n.eq_ignore_ascii_case(ext)),
+                "{ctx}: the chart had no {ext} before"
+            );
+        }
+        let internal_before = listeners(before.get("listeners"));
+        assert_eq!(
+            without(internal_before, ext),
+            without(bound.clone(), ext),
+            "{ctx}: the internal listeners are unchanged"
+        );
+        assert_eq!(
+            without(listeners(before.get("advertised.listeners")), ext),
+            without(advertised.clone(), ext),
+            "{ctx}: the internal advertised listeners are unchanged"
+        );
+        for c in after
+            .get("controller.listener.names")
+            .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            assert!(
+                !advertised
+                    .iter()
+                    .any(|(n, _, _)| n.eq_ignore_ascii_case(&c)),
+                "{ctx}: controller listener {c} is not advertised"
+            );
+        }
+        // Settings scoped to the client listener are the external listener's too.
+        for (k, v) in &before {
+            if let Some(rest) = k.strip_prefix("listener.name.client.") {
+                let copy = format!("listener.name.{}.{rest}", ext.to_ascii_lowercase());
+                assert_eq!(
+                    after.get(&copy),
+                    Some(v),
+                    "{ctx}: {copy} copied from the client listener"
+                );
+            }
+        }
+
+        // The planned Service routes the advertised port to this pod alone, on the bound port.
+        let svc_name = format!("{}-{i}-external", case.workload);
+        let svc = services
+            .iter()
+            .find(|s| s["metadata"]["name"] == svc_name)
+            .unwrap_or_else(|| panic!("{ctx}: no Service {svc_name}"));
+        let selector = svc["spec"]["selector"].as_object().unwrap();
+        assert_eq!(selector.len(), 1, "{ctx}: the selector names one pod");
+        assert_eq!(selector["statefulset.kubernetes.io/pod-name"], pod_name);
+        assert_eq!(
+            pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+            pod_name
+        );
+        let port0 = &svc["spec"]["ports"][0];
+        assert_eq!(port0["protocol"], "TCP");
+        match expect.mode {
+            "nodeport" => {
+                assert_eq!(svc["spec"]["type"], "NodePort");
+                assert_eq!(
+                    port0["nodePort"].as_u64(),
+                    Some((expect.port)(i, base) as u64),
+                    "{ctx}"
+                );
+            }
+            _ => {
+                assert_eq!(svc["spec"]["type"], "LoadBalancer");
+                assert_eq!(
+                    port0["port"].as_u64(),
+                    Some((expect.port)(i, base) as u64),
+                    "{ctx}"
+                );
+            }
+        }
+        assert_eq!(
+            target_port(svc, pod),
+            bind_port,
+            "{ctx}: the Service targets the bound port"
+        );
+        bound_ports.push(bind_port);
+    }
+    let bootstrap = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == format!("{}-external-bootstrap", case.workload))
+        .expect("a bootstrap Service");
+    for (pod, bound) in pods.iter().zip(&bound_ports) {
+        let labels = pod["metadata"]["labels"].as_object().unwrap();
+        for (k, v) in bootstrap["spec"]["selector"].as_object().unwrap() {
+            assert_eq!(
+                labels.get(k),
+                Some(v),
+                "the bootstrap Service selects every broker"
+            );
+        }
+        assert_eq!(
+            target_port(bootstrap, pod),
+            *bound,
+            "the bootstrap Service reaches each broker's listener"
+        );
+    }
+}
+
+#[test]
+fn every_fixture_broker_advertises_its_node_ip_and_its_node_port() {
+    let expect = Expect {
+        mode: "nodeport",
+        host: node_ip,
+        port: node_port_scheme,
+    };
+    for case in &CASES {
+        check_case(case, &[("expose", "nodeport")], &expect);
+    }
+}
+
+#[test]
+fn every_configurable_fixture_advertises_a_templated_name_behind_its_loadbalancer() {
+    let expect = Expect {
+        mode: "loadbalancer",
+        host: |i| format!("kafka-{i}.example.com"),
+        port: |_, _| 9094,
+    };
+    for case in CASES.iter().filter(|c| !c.adopted) {
+        check_case(
+            case,
+            &[
+                ("expose", "loadbalancer"),
+                ("advertised-host", "template:kafka-{ordinal}.example.com"),
+            ],
+            &expect,
+        );
+    }
+}
+
+#[test]
+fn every_configurable_fixture_advertises_static_hosts_on_node_ports() {
+    let expect = Expect {
+        mode: "nodeport",
+        host: |i| format!("broker-{i}.kafka.example.net"),
+        port: node_port_scheme,
+    };
+    for case in CASES.iter().filter(|c| !c.adopted) {
+        check_case(
+            case,
+            &[
+                ("expose", "nodeport"),
+                (
+                    "advertised-host",
+                    "static:broker-0.kafka.example.net,broker-1.kafka.example.net,broker-2.kafka.example.net",
+                ),
+            ],
+            &expect,
+        );
+    }
+}
+
+#[test]
+fn adopted_charts_refuse_loadbalancer_with_a_reason() {
+    for case in CASES.iter().filter(|c| c.adopted) {
+        let err = run(case, &[("expose", "loadbalancer")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loadbalancer"), "{err}");
+        assert!(
+            err.contains(&format!("StatefulSet {}", case.workload)),
+            "{err}"
+        );
+    }
+    let cp = &CASES[5];
+    let err = run(cp, &[("expose", "loadbalancer")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("kafka-expose.io/expose=\"loadbalancer\""),
+        "{err}"
+    );
+    assert!(err.contains("only expose=nodeport routes to"), "{err}");
+    let err = run(
+        cp,
+        &[
+            ("expose", "nodeport"),
+            ("advertised-host", "template:k-{ordinal}.x"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("the chart advertises its own host"), "{err}");
+    {}
+}
+
+#[test]
+fn bitnami_split_exposes_the_brokers_and_only_warns_about_the_controllers() {
+    let out = run(&CASES[4], &[("expose", "nodeport")]).unwrap();
+    let controller = out
+        .workloads
+        .iter()
+        .find(|w| w.name == "my-kafka-controller")
+        .unwrap();
+    assert!(
+        controller.outcome.contains("KRaft controllers only"),
+        "{}",
+        controller.outcome
+    );
+    assert!(
+        controller
+            .warnings
+            .iter()
+            .any(|w| w.contains("controllers get no external listener"))
+    );
+    assert!(owned_pods(&out, "my-kafka-controller").is_empty());
+    assert!(services_of(&out, "my-kafka-controller").is_empty());
+    let original = support::fixture(CASES[4].fixture)
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "my-kafka-controller")
+        .unwrap();
+    let printed = out
+        .objects
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "my-kafka-controller")
+        .unwrap();
+    let mut expected = original.clone();
+    expected["metadata"]["annotations"] = serde_json::json!({"kafka-expose.io/expose": "nodeport"});
+    assert_eq!(
+        printed, &expected,
+        "the controller StatefulSet is left as it was, but for --set"
+    );
+    assert_eq!(owned_pods(&out, "my-kafka-broker").len(), 3);
+}
+
+#[test]
+fn the_zookeeper_statefulset_of_a_release_is_reported_and_left_alone() {
+    let out = run(&CASES[5], &[("expose", "nodeport")]).unwrap();
+    let zk = out
+        .workloads
+        .iter()
+        .find(|w| w.name == "my-cp-cp-zookeeper")
+        .unwrap();
+    assert!(
+        zk.outcome.contains("no Kafka broker container"),
+        "{}",
+        zk.outcome
+    );
+    assert!(owned_pods(&out, "my-cp-cp-zookeeper").is_empty());
+}
+
+#[test]
+fn every_fixture_pod_mutation_applied_to_its_own_output_adds_nothing() {
+    let settings = Settings::default();
+    let no_lb = |_: &str| None;
+    let ctx = PodContext {
+        settings: &settings,
+        namespace: Some("kafka"),
+        lb_address: &no_lb,
+    };
+    for case in &CASES {
+        let mut sets = vec![vec![("expose", "nodeport")]];
+        if !case.adopted {
+            sets.push(vec![
+                ("expose", "nodeport"),
+                ("advertised-host", "template:{pod}.{namespace}.example.com"),
+            ]);
+            sets.push(vec![("expose", "hostport")]);
+        }
+        for set in sets {
+            let out = run(case, &set).unwrap();
+            for pod in owned_pods(&out, case.workload) {
+                let again = mutate_pod(pod, &ctx).unwrap();
+                assert!(
+                    again.patch.is_empty(),
+                    "{}: {:?}",
+                    case.fixture,
+                    again.patch
+                );
+            }
+            let wl = out
+                .objects
+                .iter()
+                .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == case.workload)
+                .unwrap();
+            let again = mutate_workload(wl, WorkloadKind::StatefulSet, &settings).unwrap();
+            assert!(
+                again.patch.is_empty(),
+                "{}: {:?}",
+                case.fixture,
+                again.patch
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fixture_passes_its_other_objects_through_unchanged() {
+    for case in &CASES {
+        let docs = support::fixture(case.fixture);
+        let out = run(case, &[("expose", "nodeport")]).unwrap();
+        for d in docs
+            .iter()
+            .filter(|d| d["kind"] != "StatefulSet" && d["kind"] != "Deployment")
+        {
+            assert!(
+                out.objects.contains(d),
+                "{}: {} passes through",
+                case.fixture,
+                d["kind"]
+            );
+        }
+    }
+}

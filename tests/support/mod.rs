@@ -1,0 +1,494 @@
+//! Test support: what a broker pod's Kafka configuration really is once it runs.
+//!
+//! [`effective_config`] plays the parts between the API server and the broker:
+//! - the kubelet resolves the downward API and expands `$(VAR)` by its rules (only variables
+//!   defined earlier in the list; `$$` escapes a `$`);
+//! - the chart's startup script runs, in a real shell, where the container's command is a shell
+//!   script (cp-helm-charts, apache/kafka);
+//! - the chart's init container renders `server.properties` (Bitnami ≥ 24: the ConfigMap copied
+//!   and its address placeholder replaced; Yolean: its real `init.sh`, run by bash with a stand-in
+//!   `kubectl`), then kafka-expose's own init container runs the real `kafka-expose
+//!   patch-properties` on the file;
+//! - the image turns its inputs into broker properties (cp/apache: `KAFKA_*`, deriving
+//!   `listeners` from `advertised.listeners` when unset; Bitnami: `KAFKA_CFG_*` and aliases, or
+//!   the mounted file alone).
+//!
+//! Nothing here calls into the engine; it reads the pods as the API server would store them.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub const NODE_IP: &str = "192.0.2.10";
+pub const NODE_NAME: &str = "node-a";
+
+/// Reads a chart fixture's documents.
+pub fn fixture(name: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/charts")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    kafka_expose::mutate::read_documents(&text).expect("fixture parses")
+}
+
+/// The node IP the test scheduler gives pod `i`: brokers land on different nodes.
+pub fn node_ip(ordinal: u32) -> String {
+    format!("192.0.2.{}", 10 + ordinal)
+}
+
+/// Expands `$(VAR)` as the kubelet does (k8s.io/kubernetes third_party/forked/golang/expansion):
+/// a defined variable is replaced, an undefined one is left as written, `$$` is a `$`.
+pub fn kubelet_expand(input: &str, defined: &BTreeMap<String, String>) -> String {
+    let bytes = input.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() {
+            match bytes[i + 1] {
+                b'$' => {
+                    out.push('$');
+                    i += 2;
+                    continue;
+                }
+                b'(' => {
+                    if let Some(close) = input[i + 2..].find(')') {
+                        let name = &input[i + 2..i + 2 + close];
+                        match defined.get(name) {
+                            Some(v) => out.push_str(v),
+                            None => out.push_str(&input[i..i + 3 + close]),
+                        }
+                        i += 3 + close;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let ch = input[i..].chars().next().unwrap();
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// The environment of `container` as the kubelet hands it to the process, in order.
+pub fn resolve_env(pod: &Value, container: &Value, ordinal: u32) -> Vec<(String, String)> {
+    let mut defined = BTreeMap::new();
+    let mut out = Vec::new();
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    for var in container["env"].as_array().into_iter().flatten() {
+        let key = var["name"].as_str().unwrap().to_string();
+        let value = if let Some(v) = var.get("value").and_then(Value::as_str) {
+            kubelet_expand(v, &defined)
+        } else if let Some(f) = var
+            .pointer("/valueFrom/fieldRef/fieldPath")
+            .and_then(Value::as_str)
+        {
+            match f {
+                "metadata.name" => name.clone(),
+                "metadata.namespace" => ns.clone(),
+                "status.hostIP" => node_ip(ordinal),
+                "status.podIP" => format!("10.244.0.{}", 10 + ordinal),
+                "spec.nodeName" => format!("{NODE_NAME}-{ordinal}"),
+                other => panic!("unexpected downward API field {other}"),
+            }
+        } else if let Some(k) = var
+            .pointer("/valueFrom/secretKeyRef/key")
+            .and_then(Value::as_str)
+        {
+            format!("secret-{k}")
+        } else if let Some(k) = var
+            .pointer("/valueFrom/configMapKeyRef/key")
+            .and_then(Value::as_str)
+        {
+            format!("configmap-{k}")
+        } else {
+            String::new()
+        };
+        defined.insert(key.clone(), value.clone());
+        out.push((key, value));
+    }
+    out
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "kafka-expose-test-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a container's shell command in a real `sh`, with its final `exec` of the image's entry
+/// point replaced by a dump of the environment, and returns that environment.
+fn run_startup_script(
+    script: &str,
+    env: &[(String, String)],
+    hostname: &str,
+) -> Vec<(String, String)> {
+    let mut s = script.to_string();
+    for entry in ["/etc/confluent/docker/run", "/etc/kafka/docker/run"] {
+        s = s.replace(&format!("exec {entry}"), "exec env -0");
+    }
+    assert!(
+        s.contains("exec env -0"),
+        "the script's entry point is not known: {script}"
+    );
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(&s)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("HOSTNAME", hostname)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|kv| !kv.is_empty())
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The shell script of a `sh -c`-style command, if the container has one.
+fn shell_script(c: &Value) -> Option<String> {
+    let cmd: Vec<&str> = c["command"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let all: Vec<&str> = cmd.iter().chain(args.iter()).copied().collect();
+    match all.as_slice() {
+        [sh, flag, script, ..]
+            if (sh.ends_with("sh")) && flag.starts_with('-') && flag.contains('c') =>
+        {
+            Some(script.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// cp-kafka / apache/kafka: `KAFKA_FOO_BAR` → `foo.bar` (`__` → `_`, `___` → `-`), less the
+/// variables the images keep for themselves.
+fn apache_props(env: &[(String, String)]) -> BTreeMap<String, String> {
+    const NOT_PROPERTIES: [&str; 9] = [
+        "KAFKA_HEAP_OPTS",
+        "KAFKA_JMX_PORT",
+        "KAFKA_OPTS",
+        "KAFKA_LOG4J_OPTS",
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "KAFKA_GC_LOG_OPTS",
+        "KAFKA_VERSION",
+        "KAFKA_JMX_OPTS",
+        "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    ];
+    let mut props = BTreeMap::new();
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("KAFKA_") else {
+            continue;
+        };
+        if NOT_PROPERTIES.contains(&k.as_str()) {
+            continue;
+        }
+        let key = rest
+            .to_ascii_lowercase()
+            .replace("___", "-")
+            .replace("__", "\u{1}")
+            .replace('_', ".")
+            .replace('\u{1}', "_");
+        props.insert(key, v.clone());
+    }
+    if !props.contains_key("listeners")
+        && let Some(adv) = props.get("advertised.listeners").cloned()
+    {
+        // The images derive `listeners` from the advertised ones, binding every interface.
+        let derived: Vec<String> = adv
+            .split(',')
+            .map(|l| {
+                let (name, rest) = l.split_once("://").unwrap();
+                let port = rest.rsplit(':').next().unwrap();
+                format!("{name}://0.0.0.0:{port}")
+            })
+            .collect();
+        props.insert("listeners".into(), derived.join(","));
+    }
+    props
+}
+
+/// bitnami/kafka without a mounted server.properties: `KAFKA_CFG_FOO_BAR` → `foo.bar`, and the
+/// aliases without `CFG_` for the listener settings.
+fn bitnami_props(env: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut props = BTreeMap::new();
+    for alias in [
+        "LISTENERS",
+        "ADVERTISED_LISTENERS",
+        "LISTENER_SECURITY_PROTOCOL_MAP",
+        "INTER_BROKER_LISTENER_NAME",
+        "CONTROLLER_LISTENER_NAMES",
+    ] {
+        if let Some((_, v)) = env
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == format!("KAFKA_{alias}"))
+        {
+            props.insert(alias.to_ascii_lowercase().replace('_', "."), v.clone());
+        }
+    }
+    for (k, v) in env {
+        if let Some(rest) = k.strip_prefix("KAFKA_CFG_") {
+            props.insert(rest.to_ascii_lowercase().replace('_', "."), v.clone());
+        }
+    }
+    props
+}
+
+/// A minimal reader of `key=value` lines, independent of the project's editor.
+pub fn read_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn find_config_map<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
+fn volume_config_map(pod: &Value, volume: &str) -> Option<String> {
+    pod["spec"]["volumes"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == volume)?
+        .pointer("/configMap/name")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Runs kafka-expose's injected init container, if the pod has one, on the file the chart left
+/// under `root` (the volume's contents, keyed by the init container's mount path).
+fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) {
+    let Some(init) = pod["spec"]["initContainers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "kafka-expose-properties"))
+    else {
+        return;
+    };
+    let env = resolve_env(pod, init, ordinal);
+    let mount = init["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    let mut env: Vec<(String, String)> = env;
+    for (k, v) in env.iter_mut() {
+        if k == "KAFKA_EXPOSE_PROPERTIES_FILE" {
+            let rel = v
+                .strip_prefix(mount)
+                .expect("the file is in the mounted volume");
+            *v = format!("{}{rel}", mount_root.display());
+        }
+    }
+    assert_eq!(init["args"][0], "patch-properties");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .arg("patch-properties")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "patch-properties failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How the chart configures its broker, which decides how its effective configuration is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// apache/kafka or cp-kafka, configured by env and maybe a startup script.
+    Apache,
+    /// bitnami/kafka with `KAFKA_CFG_*`.
+    BitnamiEnv,
+    /// bitnami/kafka with a server.properties rendered by an init container.
+    BitnamiFile,
+    /// Yolean's init.sh writes server.properties.
+    Yolean,
+}
+
+/// The broker properties pod `pod` (broker `ordinal`, container `container`) runs with.
+pub fn effective_config(
+    docs: &[Value],
+    pod: &Value,
+    container: &str,
+    ordinal: u32,
+    image: Image,
+) -> BTreeMap<String, String> {
+    let c = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == container)
+        .unwrap_or_else(|| panic!("no container {container}"));
+    let pod_name = pod["metadata"]["name"].as_str().unwrap();
+    let env = resolve_env(pod, c, ordinal);
+    match image {
+        Image::Apache => {
+            let env = match shell_script(c) {
+                Some(script) => run_startup_script(&script, &env, pod_name),
+                None => env,
+            };
+            apache_props(&env)
+        }
+        Image::BitnamiEnv => bitnami_props(&env),
+        Image::BitnamiFile => {
+            let scratch = Scratch::new("bitnami");
+            let cm =
+                volume_config_map(pod, "kafka-configmaps").expect("the chart's configmap volume");
+            let text = find_config_map(docs, &cm)["data"]["server.properties"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            // The chart's init container: copy, and replace the address placeholder.
+            let role = pod_name.rsplit('-').nth(1).unwrap();
+            let ns = pod["metadata"]["namespace"].as_str().unwrap();
+            let rendered = text.replace(
+                "advertised-address-placeholder",
+                &format!("{pod_name}.my-kafka-{role}-headless.{ns}.svc.cluster.local"),
+            );
+            std::fs::write(scratch.0.join("server.properties"), rendered).unwrap();
+            run_patcher(pod, ordinal, &scratch.0);
+            read_properties(&std::fs::read_to_string(scratch.0.join("server.properties")).unwrap())
+        }
+        Image::Yolean => {
+            let scratch = Scratch::new("yolean");
+            let cm = find_config_map(docs, "broker-config");
+            let cm_dir = scratch.0.join("configmap");
+            let kafka_dir = scratch.0.join("kafka");
+            let bin = scratch.0.join("bin");
+            for d in [&cm_dir, &kafka_dir, &bin] {
+                std::fs::create_dir_all(d).unwrap();
+            }
+            for (k, v) in cm["data"].as_object().unwrap() {
+                std::fs::write(cm_dir.join(k), v.as_str().unwrap()).unwrap();
+            }
+            // A stand-in kubectl: the node's InternalIP, no zone label, labels and annotations
+            // accepted.
+            let kubectl = bin.join("kubectl");
+            std::fs::write(
+                &kubectl,
+                "#!/bin/sh\ncase \"$*\" in *go-template*) echo '<no value>';; *InternalIP*) echo \"$FAKE_NODE_IP\";; esac\nexit 0\n",
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let init = pod["spec"]["initContainers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "init-config")
+                .unwrap();
+            let script = cm["data"]["init.sh"]
+                .as_str()
+                .unwrap()
+                .replace("/etc/kafka-configmap", &cm_dir.display().to_string())
+                .replace("/etc/kafka/", &format!("{}/", kafka_dir.display()))
+                .replace("/etc/kafka ", &format!("{} ", kafka_dir.display()));
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .env_clear()
+                .envs(resolve_env(pod, init, ordinal).iter().map(|(k, v)| (k, v)))
+                .env("HOSTNAME", pod_name)
+                .env("FAKE_NODE_IP", node_ip(ordinal))
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .output()
+                .expect("bash runs");
+            assert!(
+                out.status.success(),
+                "init.sh: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            run_patcher(pod, ordinal, &kafka_dir);
+            // The broker reads /etc/kafka/server.properties.$(POD_NAME), a link the script made.
+            let file = kafka_dir.join("server.properties");
+            read_properties(&std::fs::read_to_string(file).unwrap())
+        }
+    }
+}
+
+/// Listener entries of a list: `(NAME, host, port)`.
+pub fn listeners(value: Option<&String>) -> Vec<(String, String, String)> {
+    value
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|l| {
+                    let (name, rest) = l.trim().split_once("://").unwrap();
+                    let (host, port) = rest.rsplit_once(':').unwrap();
+                    (name.to_string(), host.to_string(), port.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `NAME:PROTOCOL` pairs of a protocol map.
+pub fn protocol_map(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .get("listener.security.protocol.map")
+        .map(|m| {
+            m.split(',')
+                .filter_map(|p| p.split_once(':'))
+                .map(|(a, b)| (a.trim().to_ascii_uppercase(), b.trim().to_string()))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+                .into_iter()
+                .map(|p| (p.to_string(), p.to_string()))
+                .collect()
+        })
+}
