@@ -27,14 +27,14 @@ pub enum MutateError {
     NotAnObject { index: usize },
     #[error("--set {0}: expected KEY=VALUE with KEY one of: {known}", known = keys::ALL.join(", "))]
     BadSet(String),
-    #[error("{kind} {name}: {source}")]
+    #[error("{kind} {name}")]
     Invalid {
         kind: String,
         name: String,
         #[source]
         source: EngineError,
     },
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(|e| crate::engine::error_chain(e)).collect::<Vec<_>>().join("\n"))]
     Many(Vec<MutateError>),
     #[error("a patch did not apply to {0}: {1}")]
     Patch(String, String),
@@ -222,7 +222,7 @@ fn workload(
     let name = doc
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .unwrap_or_default()
+        .unwrap_or("(unnamed)")
         .to_string();
     let invalid = |source: EngineError| MutateError::Invalid {
         kind: kind.as_str().into(),

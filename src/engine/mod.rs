@@ -64,7 +64,7 @@ pub enum EngineError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The object is not a valid object of its kind.
-    #[error("the {kind} cannot be read: {source}")]
+    #[error("the {kind} cannot be read")]
     Malformed {
         kind: &'static str,
         #[source]
@@ -80,6 +80,18 @@ impl EngineError {
             Self::Malformed { .. } => "malformed",
         }
     }
+}
+
+/// An error and its causes, joined by `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,289 @@
+//! The binary, run as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
+
+fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/data/charts/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn helm_template_output_piped_through_mutate_gives_a_json_list() {
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=nodeport",
+            "-o",
+            "json",
+        ],
+        &fixture_text("bitnami-32.4.4.yaml"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(count("StatefulSet"), 1);
+    assert_eq!(count("Pod"), 3);
+    assert_eq!(
+        count("Service"),
+        2 + 4,
+        "the chart's two Services, then 3 brokers and a bootstrap"
+    );
+    let sts = kinds.iter().position(|k| *k == "StatefulSet").unwrap();
+    assert_eq!(
+        kinds[sts + 1..sts + 4],
+        ["Pod", "Pod", "Pod"],
+        "pods follow their workload"
+    );
+    let pod = &items[sts + 1];
+    assert_eq!(pod["metadata"]["name"], "my-kafka-controller-0");
+    let inits: Vec<&str> = pod["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inits,
+        ["prepare-config", "kafka-expose-properties"],
+        "appended after the chart's own"
+    );
+    let svc = items
+        .iter()
+        .find(|i| i["metadata"]["name"] == "my-kafka-controller-1-external")
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 32401);
+}
+
+#[test]
+fn yaml_output_round_trips_and_keeps_the_other_documents() {
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=nodeport",
+            "--set",
+            "kafka-expose.io/port-base=31000",
+        ],
+        &fixture_text("apache-kafka-kraft.yaml"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs = kafka_expose::mutate::read_documents(&text).unwrap();
+    assert_eq!(
+        docs[0]["metadata"]["name"], "kafka-headless",
+        "the headless Service passes first"
+    );
+    let svc = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "kafka-2-external")
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 31002);
+}
+
+#[test]
+fn explain_names_the_adapter_the_addresses_and_the_services() {
+    let path = format!(
+        "{}/tests/data/charts/cp-helm-charts-cp-kafka.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(BIN)
+        .args([
+            "mutate",
+            "-f",
+            &path,
+            "--set",
+            "expose=nodeport",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("container cp-kafka-broker: adopt adapter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("broker my-cp-cp-kafka-2: advertises EXTERNAL://<its node's IP>:31092"),
+        "{text}"
+    );
+    assert!(text.contains("via Service my-cp-cp-kafka-2-external NodePort 31092 -> pod my-cp-cp-kafka-2 port 31092"), "{text}");
+    assert!(
+        text.contains("StatefulSet my-cp-cp-zookeeper: left alone"),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_yaml_is_a_clear_error_and_no_panic() {
+    for input in [
+        "kind: [unclosed\n",
+        "- just\n- a list\n",
+        "\u{0}\u{1}binary",
+        "kind: StatefulSet\nspec: {replicas: x}\n",
+    ] {
+        let out = run_with_stdin(&["mutate", "-f", "-", "--set", "expose=nodeport"], input);
+        assert!(!out.status.success(), "{input:?} should fail");
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn an_invalid_configuration_exits_non_zero_naming_the_annotation() {
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=nodeport",
+            "--set",
+            "port-base=40000",
+        ],
+        &fixture_text("apache-kafka-kraft.yaml"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing half-printed");
+    assert!(
+        stderr(&out).contains("kafka-expose.io/port-base=\"40000\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unknown_set_key_is_refused_by_the_command_line() {
+    let out = run_with_stdin(&["mutate", "-f", "-", "--set", "exposed=nodeport"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected KEY=VALUE with KEY one of"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["mutate", "-f", "/nonexistent/kafka.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("reading /nonexistent/kafka.yaml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn patch_properties_from_the_environment_is_idempotent_and_lossless() {
+    let dir = std::env::temp_dir().join(format!("kx-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("server.properties");
+    let original = "# broker\r\nlisteners=CLIENT://:9092,INTERNAL://:9094\r\nadvertised.listeners=CLIENT://b:9092,INTERNAL://b:9094\r\nlistener.security.protocol.map=CLIENT:SSL,INTERNAL:PLAINTEXT\r\ninter.broker.listener.name=INTERNAL\r\nlistener.name.client.ssl.keystore.location=/k\r\nunrelated=1\r\n";
+    std::fs::write(&file, original).unwrap();
+    let run = || {
+        Command::new(BIN)
+            .arg("patch-properties")
+            .env("KAFKA_EXPOSE_PROPERTIES_FILE", &file)
+            .env("KAFKA_EXPOSE_LISTENER_NAME", "EXTERNAL")
+            .env("KAFKA_EXPOSE_CONTAINER_PORT", "9095")
+            .env("KAFKA_EXPOSE_EXTERNAL_HOST", "198.51.100.4")
+            .env("KAFKA_EXPOSE_EXTERNAL_PORT", "32400")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let once = std::fs::read_to_string(&file).unwrap();
+    let second = run();
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already present; file unchanged"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), once);
+    assert!(
+        once.starts_with(
+            "# broker\r\nlisteners=CLIENT://:9092,INTERNAL://:9094,EXTERNAL://:9095\r\n"
+        ),
+        "{once}"
+    );
+    assert!(once.contains("unrelated=1\r\n"));
+    assert!(once.contains(",EXTERNAL:SSL\r\n"));
+    assert!(
+        once.ends_with("listener.name.external.ssl.keystore.location=/k\r\n"),
+        "{once}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn patch_properties_refuses_a_taken_port_and_leaves_the_file() {
+    let dir = std::env::temp_dir().join(format!("kx-cli-taken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("server.properties");
+    std::fs::write(&file, "listeners=PLAINTEXT://:9092\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["patch-properties", "--file"])
+        .arg(&file)
+        .args([
+            "--container-port",
+            "9092",
+            "--advertised-host",
+            "h",
+            "--advertised-port",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("port 9092 is already bound by listener PLAINTEXT"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "listeners=PLAINTEXT://:9092\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

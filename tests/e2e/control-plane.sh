@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback for the e2e tests: etcd, kube-apiserver and
+# kube-controller-manager (its StatefulSet controller creates real pods, its garbage collector
+# removes owned objects). There is no kubelet and no scheduler: tests bind pods and set their
+# status themselves.
+#
+#   control-plane.sh build        install what is needed and build the binaries once, into the cache
+#   control-plane.sh start DIR    start the three processes with state in DIR; writes DIR/env
+#   control-plane.sh stop DIR     stop them
+#
+# Ready-made binaries: set KAFKA_EXPOSE_CONTROL_PLANE_BIN to a directory holding etcd,
+# kube-apiserver and kube-controller-manager (like envtest's KUBEBUILDER_ASSETS); then nothing is
+# installed or built.
+#
+# The binaries are built from Debian's own packages: etcd from `etcd-server`, and Kubernetes
+# 1.20.2 from the source package `kubernetes` (bookworm's last release carrying the full tree).
+# One patch is needed: the tree vendors modern-go/reflect2 1.0.1, which Go >= 1.18 breaks (the
+# API server dies with SIGSEGV on its first mutating-webhook patch), so it is replaced by Debian's
+# reflect2 1.0.2 before the build.
+set -euo pipefail
+
+K8S_SOURCE_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
+CACHE="${KAFKA_EXPOSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-expose}"
+BUILD_DIR="$CACHE/control-plane/kubernetes-$K8S_SOURCE_VERSION"
+BIN_DIR="$CACHE/control-plane/bin"
+
+log() { echo "control-plane: $*" >&2; }
+
+bin_dir() {
+  if [[ -n "${KAFKA_EXPOSE_CONTROL_PLANE_BIN:-}" ]]; then
+    echo "$KAFKA_EXPOSE_CONTROL_PLANE_BIN"
+  else
+    echo "$BIN_DIR"
+  fi
+}
+
+have_binaries() {
+  local d; d="$(bin_dir)"
+  [[ -x "$d/etcd" && -x "$d/kube-apiserver" && -x "$d/kube-controller-manager" ]]
+}
+
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_deb_src() {
+  if apt-get source --print-uris "kubernetes=$K8S_SOURCE_VERSION" >/dev/null 2>&1; then
+    return
+  fi
+  log "adding deb-src lines for bookworm"
+  cat >/etc/apt/sources.list.d/kafka-expose-deb-src.sources <<'EOF'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt-get update -qq
+}
+
+build() {
+  if have_binaries; then
+    log "binaries ready in $(bin_dir)"
+    return
+  fi
+  if [[ -n "${KAFKA_EXPOSE_CONTROL_PLANE_BIN:-}" ]]; then
+    log "KAFKA_EXPOSE_CONTROL_PLANE_BIN=$KAFKA_EXPOSE_CONTROL_PLANE_BIN lacks etcd, kube-apiserver or kube-controller-manager"
+    exit 1
+  fi
+  apt_install etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev
+  mkdir -p "$BIN_DIR"
+  ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN_DIR/etcd"
+  if [[ ! -x "$BUILD_DIR/_output/bin/kube-apiserver" || ! -x "$BUILD_DIR/_output/bin/kube-controller-manager" ]]; then
+    ensure_deb_src
+    local src="$CACHE/control-plane/src"
+    rm -rf "$src" && mkdir -p "$src"
+    log "fetching the kubernetes $K8S_SOURCE_VERSION source package"
+    (cd "$src" && apt-get source -qq --download-only "kubernetes=$K8S_SOURCE_VERSION" >/dev/null 2>&1 \
+      && dpkg-source -x --skip-patches ./*.dsc tree >/dev/null)
+    rm -rf "$BUILD_DIR" && mv "$src/tree" "$BUILD_DIR" && rm -rf "$src"
+    log "replacing vendored modern-go/reflect2 1.0.1 with Debian's 1.0.2"
+    local vendored="$BUILD_DIR/vendor/github.com/modern-go/reflect2"
+    rm -rf "$vendored" && mkdir -p "$vendored"
+    cp -r /usr/share/gocode/src/github.com/modern-go/reflect2/. "$vendored/"
+    rm -rf "$vendored/.git" "$vendored"/*_test.go "$vendored/test"* 2>/dev/null || true
+    log "building kube-apiserver and kube-controller-manager (several minutes, once)"
+    (cd "$BUILD_DIR" && make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$CACHE/control-plane/build.log" 2>&1) || {
+      tail -40 "$CACHE/control-plane/build.log" >&2
+      exit 1
+    }
+  fi
+  ln -sf "$BUILD_DIR/_output/bin/kube-apiserver" "$BIN_DIR/kube-apiserver"
+  ln -sf "$BUILD_DIR/_output/bin/kube-controller-manager" "$BIN_DIR/kube-controller-manager"
+  log "binaries ready in $BIN_DIR"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() {
+  local what="$1" tries="$2"; shift 2
+  for ((i = 0; i < tries; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$what did not come up"
+  return 1
+}
+
+start() {
+  local dir="${1:?state directory}"
+  build
+  local bin; bin="$(bin_dir)"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  local etcd_port etcd_peer api_port
+  etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
+  local token; token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "$token,admin,admin,system:masters" >"$dir/tokens.csv"
+  if [[ ! -f "$dir/sa.key" ]]; then
+    openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
+  fi
+  mkdir -p "$dir/etcd" "$dir/certs"
+  "$bin/etcd" --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "default=http://127.0.0.1:$etcd_peer" \
+    >"$dir/etcd.log" 2>&1 &
+  echo $! >"$dir/etcd.pid"
+  wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --secure-port "$api_port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --cert-dir "$dir/certs" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$dir/sa.pub" \
+    --service-account-signing-key-file "$dir/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC \
+    --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    >"$dir/apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
+  wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz"
+
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: https://127.0.0.1:$api_port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: admin}
+current-context: e2e
+EOF
+  "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --controllers '*' \
+    --service-account-private-key-file "$dir/sa.key" --leader-elect=false \
+    --port 0 --secure-port 0 \
+    >"$dir/controller-manager.log" 2>&1 &
+  echo $! >"$dir/controller-manager.pid"
+  cat >"$dir/env" <<EOF
+KUBECONFIG=$dir/kubeconfig
+KAFKA_EXPOSE_E2E_SERVER=https://127.0.0.1:$api_port
+KAFKA_EXPOSE_E2E_TOKEN=$token
+EOF
+  log "up: https://127.0.0.1:$api_port (state in $dir)"
+}
+
+stop() {
+  local dir="${1:?state directory}"
+  for p in controller-manager apiserver etcd; do
+    if [[ -f "$dir/$p.pid" ]]; then
+      kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+      rm -f "$dir/$p.pid"
+    fi
+  done
+}
+
+case "${1:-}" in
+  build) build ;;
+  start) start "${2:-}" ;;
+  stop) stop "${2:-}" ;;
+  bin-dir) bin_dir ;;
+  *) echo "usage: $0 build | start DIR | stop DIR | bin-dir" >&2; exit 2 ;;
+esac

@@ -1,0 +1,429 @@
+//! The Pod decision on hand-made pods: patches apply to the pod exactly as sent, parents first,
+//! and nothing is ever added twice.
+
+use kafka_expose::config::Settings;
+use kafka_expose::engine::pod::{PodContext, PodDecision, PodOutcome, mutate_pod};
+use serde_json::{Value, json};
+
+fn settings() -> Settings {
+    Settings::default()
+}
+
+fn decide_with(pod: &Value, lb: &dyn Fn(&str) -> Option<String>) -> PodDecision {
+    let s = settings();
+    let ctx = PodContext {
+        settings: &s,
+        namespace: Some("kafka"),
+        lb_address: lb,
+    };
+    mutate_pod(pod, &ctx).expect("a decision")
+}
+
+fn decide(pod: &Value) -> PodDecision {
+    decide_with(pod, &|_| None)
+}
+
+fn apply(pod: &Value, d: &PodDecision) -> Value {
+    let mut out = pod.clone();
+    json_patch::patch(&mut out, &d.patch).expect("the patch applies to the pod as sent");
+    out
+}
+
+/// A StatefulSet pod of an apache/kafka broker, as the API server sends it at CREATE.
+fn apache_pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "annotations": {"kafka-expose.io/expose": "nodeport"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka",
+                                  "uid": "u1", "controller": true}]
+        },
+        "spec": {"containers": [{
+            "name": "broker",
+            "image": "apache/kafka:3.9.1",
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"},
+                {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://$(POD_NAME).h:9092"},
+                {"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"},
+                {"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"}
+            ]
+        }]}
+    })
+}
+
+fn env_of(pod: &Value) -> Vec<(String, Option<String>)> {
+    pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e.get("value").and_then(Value::as_str).map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn value_of(pod: &Value, name: &str) -> String {
+    env_of(pod)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn a_pod_without_labels_gets_the_label_map_created_first() {
+    let pod = apache_pod("kafka-2");
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(
+        out["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "kafka-2"
+    );
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32402");
+}
+
+#[test]
+fn a_label_key_with_a_slash_is_added_to_existing_labels_escaped() {
+    let mut pod = apache_pod("kafka-1");
+    pod["metadata"]["labels"] = json!({"app": "kafka"});
+    let d = decide(&pod);
+    let paths: Vec<String> = d
+        .patch
+        .iter()
+        .map(|op| {
+            serde_json::to_value(op).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        paths.contains(&"/metadata/labels/statefulset.kubernetes.io~1pod-name".to_string()),
+        "{paths:?}"
+    );
+    let out = apply(&pod, &d);
+    assert_eq!(out["metadata"]["labels"]["app"], "kafka");
+    assert_eq!(
+        out["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "kafka-1"
+    );
+}
+
+#[test]
+fn a_container_without_env_or_ports_gets_them_created() {
+    let pod = json!({
+        "metadata": {
+            "name": "cp-0",
+            "annotations": {"kafka-expose.io/expose": "nodeport"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "cp", "uid": "u", "controller": true}]
+        },
+        "spec": {"containers": [{
+            "name": "kafka",
+            "image": "confluentinc/cp-kafka:7.6.0",
+            "command": ["sh", "-c", "export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://x:9092,EXTERNAL://${HOST_IP}:$((31090 + ${HOSTNAME##*-})) && exec /etc/confluent/docker/run"]
+        }]}
+    });
+    let d = decide(&pod);
+    let out = apply(&pod, &d);
+    assert!(
+        matches!(
+            d.outcome,
+            PodOutcome::Mutated {
+                adapter: "adopt",
+                ..
+            }
+        ),
+        "{:?}",
+        d.outcome
+    );
+    assert_eq!(
+        out["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+        "cp-0"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["ports"][0]["containerPort"],
+        31090
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["ports"][0]["name"],
+        "kx-external"
+    );
+    assert!(
+        out["spec"]["containers"][0].get("env").is_none(),
+        "adopt adds no env"
+    );
+}
+
+#[test]
+fn injected_variables_precede_every_variable_that_references_them() {
+    let pod = apache_pod("kafka-0");
+    let out = apply(&pod, &decide(&pod));
+    let env = env_of(&out);
+    for (i, (_, value)) in env.iter().enumerate() {
+        let Some(value) = value else { continue };
+        for (j, (name, _)) in env.iter().enumerate() {
+            if value.contains(&format!("$({name})")) {
+                assert!(
+                    j < i,
+                    "{name} (at {j}) is defined after its reference at {i}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        value_of(&out, "KAFKA_ADVERTISED_LISTENERS"),
+        "PLAINTEXT://$(POD_NAME).h:9092,EXTERNAL://$(KAFKA_EXPOSE_EXTERNAL_HOST):$(KAFKA_EXPOSE_EXTERNAL_PORT)"
+    );
+    assert_eq!(
+        value_of(&out, "KAFKA_LISTENERS"),
+        "PLAINTEXT://:9092,CONTROLLER://:9093,EXTERNAL://:9094"
+    );
+    assert_eq!(
+        value_of(&out, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"),
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT"
+    );
+}
+
+#[test]
+fn reinvocation_adds_nothing_even_after_another_webhook_changed_the_env() {
+    let pod = apache_pod("kafka-0");
+    let mut out = apply(&pod, &decide(&pod));
+    out["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"name": "OTHER_WEBHOOK", "value": "1"}));
+    let again = decide(&out);
+    assert!(again.patch.is_empty(), "{:?}", again.patch);
+    let names: Vec<String> = env_of(&out).into_iter().map(|(n, _)| n).collect();
+    let mut dedup = names.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), names.len(), "no duplicate variable: {names:?}");
+}
+
+#[test]
+fn the_pod_index_label_gives_the_ordinal_before_the_name() {
+    let mut pod = apache_pod("kafka-7");
+    pod["metadata"]["labels"] = json!({"apps.kubernetes.io/pod-index": "3"});
+    let d = decide(&pod);
+    assert!(
+        matches!(d.outcome, PodOutcome::Mutated { ordinal: 3, .. }),
+        "{:?}",
+        d.outcome
+    );
+}
+
+#[test]
+fn ordinals_start_shifts_the_port_but_not_the_ordinal() {
+    let mut pod = apache_pod("kafka-5");
+    pod["metadata"]["annotations"]["kafka-expose.io/ordinals-start"] = json!("4");
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32401");
+}
+
+#[test]
+fn a_pod_outside_a_statefulset_takes_its_ordinal_from_the_annotation() {
+    let mut pod = apache_pod("");
+    pod["metadata"] = json!({
+        "generateName": "broker-a-5f6d-",
+        "labels": {"pod-template-hash": "5f6d"},
+        "annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/ordinal": "2"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "broker-a-5f6d", "uid": "u", "controller": true}]
+    });
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32402");
+    assert!(
+        out["metadata"]["labels"]
+            .get("statefulset.kubernetes.io/pod-name")
+            .is_none(),
+        "a pod whose name is not known yet gets no pod-name label"
+    );
+    pod["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kafka-expose.io/ordinal");
+    let s = settings();
+    let err = mutate_pod(
+        &pod,
+        &PodContext {
+            settings: &s,
+            namespace: None,
+            lb_address: &|_| None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("kafka-expose.io/ordinal"), "{err}");
+}
+
+#[test]
+fn a_controller_only_pod_is_allowed_with_a_warning_and_no_patch() {
+    let mut pod = apache_pod("kafka-0");
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "KAFKA_PROCESS_ROLES", "value": "controller"}));
+    let d = decide(&pod);
+    assert_eq!(d.outcome, PodOutcome::ControllerOnly);
+    assert!(d.patch.is_empty());
+    assert!(
+        d.warnings[0].contains("KRaft controller only"),
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
+fn a_loadbalancer_broker_waits_for_its_service_address_then_advertises_it() {
+    let mut pod = apache_pod("kafka-1");
+    pod["metadata"]["annotations"] = json!({
+        "kafka-expose.io/expose": "loadbalancer",
+        "kafka-expose.io/advertised-host": "loadbalancer"
+    });
+    let d = decide(&pod);
+    match &d.outcome {
+        PodOutcome::WaitForAddress { service, message } => {
+            assert_eq!(service, "kafka-1-external");
+            assert!(message.contains("kafka/kafka-1-external"), "{message}");
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    assert!(d.patch.is_empty());
+    let lb = |svc: &str| (svc == "kafka-1-external").then(|| "203.0.113.7".to_string());
+    let out = apply(&pod, &decide_with(&pod, &lb));
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_HOST"), "203.0.113.7");
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "9094");
+}
+
+#[test]
+fn a_script_that_builds_advertised_listeners_itself_is_unsupported_and_untouched() {
+    let mut pod = apache_pod("kafka-0");
+    pod["spec"]["containers"][0]["command"] = json!([
+        "sh",
+        "-c",
+        "export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://$(hostname -f):9092 && exec /etc/kafka/docker/run"
+    ]);
+    let d = decide(&pod);
+    assert!(
+        matches!(d.outcome, PodOutcome::Unsupported(_)),
+        "{:?}",
+        d.outcome
+    );
+    assert!(d.patch.is_empty());
+    assert!(
+        d.warnings[0].contains("sets advertised.listeners itself"),
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
+fn an_explicit_container_port_the_broker_uses_is_refused_with_a_free_one() {
+    let mut pod = apache_pod("kafka-0");
+    pod["metadata"]["annotations"]["kafka-expose.io/container-port"] = json!("9093");
+    let s = settings();
+    let err = mutate_pod(
+        &pod,
+        &PodContext {
+            settings: &s,
+            namespace: None,
+            lb_address: &|_| None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("kafka-expose.io/container-port=\"9093\""),
+        "{err}"
+    );
+    assert!(err.contains("listener CONTROLLER"), "{err}");
+    assert!(err.contains("e.g. 9094"), "{err}");
+}
+
+#[test]
+fn a_weaker_explicit_protocol_is_applied_with_a_warning() {
+    let mut pod = apache_pod("kafka-0");
+    pod["spec"]["containers"][0]["env"][3]["value"] =
+        json!("CONTROLLER:PLAINTEXT,PLAINTEXT:SASL_SSL");
+    pod["metadata"]["annotations"]["kafka-expose.io/security-protocol"] = json!("PLAINTEXT");
+    let d = decide(&pod);
+    let out = apply(&pod, &d);
+    assert!(value_of(&out, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP").ends_with("EXTERNAL:PLAINTEXT"));
+    assert!(
+        d.warnings
+            .iter()
+            .any(|w| w.contains("weaker than the client listener")),
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
+fn the_client_listener_settings_are_copied_to_the_external_listener() {
+    let mut pod = apache_pod("kafka-0");
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    env[3]["value"] = json!("CONTROLLER:PLAINTEXT,PLAINTEXT:SASL_SSL");
+    env.push(
+        json!({"name": "KAFKA_LISTENER_NAME_PLAINTEXT_SCRAM___SHA___512_SASL_JAAS_CONFIG",
+                    "valueFrom": {"secretKeyRef": {"name": "jaas", "key": "config"}}}),
+    );
+    let out = apply(&pod, &decide(&pod));
+    let copied = out["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG")
+        .expect("the JAAS config is copied");
+    assert_eq!(copied["valueFrom"]["secretKeyRef"]["name"], "jaas");
+    assert!(value_of(&out, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP").ends_with("EXTERNAL:SASL_SSL"));
+}
+
+#[test]
+fn hostport_mode_binds_the_node_port_of_each_broker() {
+    let mut pod = apache_pod("kafka-2");
+    pod["metadata"]["annotations"]["kafka-expose.io/expose"] = json!("hostport");
+    pod["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("19092");
+    let out = apply(&pod, &decide(&pod));
+    let port = &out["spec"]["containers"][0]["ports"][0];
+    assert_eq!(port["hostPort"], 19094);
+    assert_eq!(port["containerPort"], 9094);
+}
+
+#[test]
+fn a_malformed_pod_is_an_error_not_a_panic() {
+    let s = settings();
+    let ctx = PodContext {
+        settings: &s,
+        namespace: None,
+        lb_address: &|_| None,
+    };
+    for bad in [
+        json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport"}}, "spec": {"containers": "x"}}),
+        json!([1, 2, 3]),
+        json!({"metadata": "nope"}),
+    ] {
+        assert!(mutate_pod(&bad, &ctx).is_err(), "{bad}");
+    }
+    let not_exposed = json!({"metadata": {"name": "x"}, "spec": {"containers": []}});
+    assert_eq!(
+        mutate_pod(&not_exposed, &ctx).unwrap().outcome,
+        PodOutcome::NotRequested
+    );
+}
+
+#[test]
+fn a_large_pod_is_mutated_with_operations_that_grow_with_the_change() {
+    let mut pod = apache_pod("kafka-0");
+    let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
+    for i in 0..1500 {
+        env.push(json!({"name": format!("FILLER_{i}"), "value": "x"}));
+    }
+    let d = decide(&pod);
+    assert!(d.patch.len() <= 12, "{} operations", d.patch.len());
+    apply(&pod, &d);
+}

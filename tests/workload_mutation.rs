@@ -1,0 +1,296 @@
+//! The workload decision: validation, annotations carried into the pod template, the rolling
+//! hash and the Pod webhook's label, and clean removal.
+
+use kafka_expose::config::Settings;
+use kafka_expose::engine::workload::{WorkloadKind, WorkloadOutcome, mutate_workload};
+use kafka_expose::mutate::{self, Options};
+use serde_json::{Value, json};
+
+fn sts(annotations: Value, template_meta: Option<Value>) -> Value {
+    let mut template = json!({
+        "spec": {"containers": [{
+            "name": "broker",
+            "image": "apache/kafka:3.9.1",
+            "env": [
+                {"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"},
+                {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://x:9092"},
+                {"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"},
+                {"name": "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "value": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"}
+            ]
+        }]}
+    });
+    if let Some(m) = template_meta {
+        template["metadata"] = m;
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "kafka", "namespace": "kafka", "annotations": annotations},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "kafka-headless",
+            "selector": {"matchLabels": {"app": "kafka"}},
+            "template": template
+        }
+    })
+}
+
+fn mutate(obj: &Value) -> (Value, kafka_expose::engine::workload::WorkloadDecision) {
+    let d =
+        mutate_workload(obj, WorkloadKind::StatefulSet, &Settings::default()).expect("a decision");
+    let mut out = obj.clone();
+    json_patch::patch(&mut out, &d.patch).expect("the patch applies to the object as sent");
+    (out, d)
+}
+
+fn refused(obj: &Value) -> String {
+    mutate_workload(obj, WorkloadKind::StatefulSet, &Settings::default())
+        .unwrap_err()
+        .to_string()
+}
+
+fn tpl_ann(obj: &Value) -> &serde_json::Map<String, Value> {
+    obj["spec"]["template"]["metadata"]["annotations"]
+        .as_object()
+        .unwrap()
+}
+
+#[test]
+fn a_template_without_metadata_gets_annotations_hash_and_label() {
+    let obj = sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31000"}),
+        None,
+    );
+    let (out, d) = mutate(&obj);
+    assert!(
+        matches!(d.outcome, WorkloadOutcome::Exposed { adapter: "env", .. }),
+        "{:?}",
+        d.outcome
+    );
+    let ann = tpl_ann(&out);
+    assert_eq!(ann["kafka-expose.io/expose"], "nodeport");
+    assert_eq!(ann["kafka-expose.io/port-base"], "31000");
+    assert_eq!(ann["kafka-expose.io/inherited"], "expose,port-base");
+    assert_eq!(
+        ann["kafka-expose.io/config-hash"].as_str().unwrap().len(),
+        16
+    );
+    assert_eq!(
+        out["spec"]["template"]["metadata"]["labels"]["kafka-expose.io/exposed"],
+        "true"
+    );
+}
+
+#[test]
+fn the_template_wins_and_keeps_its_own_keys() {
+    let obj = sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31000"}),
+        Some(
+            json!({"labels": {"app": "kafka"}, "annotations": {"kafka-expose.io/port-base": "30100"}}),
+        ),
+    );
+    let (out, _) = mutate(&obj);
+    let ann = tpl_ann(&out);
+    assert_eq!(ann["kafka-expose.io/port-base"], "30100");
+    assert_eq!(ann["kafka-expose.io/inherited"], "expose");
+    assert_eq!(
+        out["spec"]["template"]["metadata"]["labels"]["app"],
+        "kafka"
+    );
+}
+
+#[test]
+fn a_changed_configuration_changes_the_hash_and_so_rolls_the_brokers() {
+    let (first, _) = mutate(&sts(json!({"kafka-expose.io/expose": "nodeport"}), None));
+    let mut changed = first.clone();
+    changed["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("31000");
+    let (second, _) = mutate(&changed);
+    assert_ne!(
+        tpl_ann(&first)["kafka-expose.io/config-hash"],
+        tpl_ann(&second)["kafka-expose.io/config-hash"]
+    );
+    assert_eq!(tpl_ann(&second)["kafka-expose.io/port-base"], "31000");
+    let (third, d) = mutate(&second);
+    assert!(d.patch.is_empty(), "stable once applied: {:?}", d.patch);
+    assert_eq!(third, second);
+}
+
+#[test]
+fn removing_the_annotation_removes_what_was_added_and_keeps_the_users_keys() {
+    let obj = sts(
+        json!({"kafka-expose.io/expose": "nodeport"}),
+        Some(
+            json!({"labels": {"app": "kafka"}, "annotations": {"kafka-expose.io/listener-name": "OUTSIDE", "other": "x"}}),
+        ),
+    );
+    let (exposed, _) = mutate(&obj);
+    let mut removed = exposed.clone();
+    removed["metadata"]["annotations"] = json!({});
+    let (out, d) = mutate(&removed);
+    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    let ann = tpl_ann(&out);
+    assert_eq!(
+        ann.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            "kafka-expose.io/listener-name".to_string(),
+            "other".to_string()
+        ]
+    );
+    assert_eq!(
+        out["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "kafka"})
+    );
+}
+
+#[test]
+fn expose_off_unexposes_like_removal() {
+    let (exposed, _) = mutate(&sts(json!({"kafka-expose.io/expose": "nodeport"}), None));
+    let mut off = exposed.clone();
+    off["metadata"]["annotations"]["kafka-expose.io/expose"] = json!("off");
+    let (out, d) = mutate(&off);
+    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    assert!(
+        out["spec"]["template"]["metadata"]["labels"]
+            .get("kafka-expose.io/exposed")
+            .is_none()
+    );
+}
+
+#[test]
+fn ordinals_start_is_carried_to_the_pods() {
+    let mut obj = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
+    obj["spec"]["ordinals"] = json!({"start": 1});
+    let (out, _) = mutate(&obj);
+    assert_eq!(tpl_ann(&out)["kafka-expose.io/ordinals-start"], "1");
+}
+
+#[test]
+fn a_port_base_outside_the_node_port_range_is_refused_naming_the_annotation() {
+    let e = refused(&sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "9000"}),
+        None,
+    ));
+    assert!(e.contains("kafka-expose.io/port-base=\"9000\""), "{e}");
+    assert!(e.contains("NodePort range 30000-32767"), "{e}");
+}
+
+#[test]
+fn a_last_broker_beyond_the_range_is_refused_with_what_fits() {
+    let e = refused(&sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32766"}),
+        None,
+    ));
+    assert!(e.contains("ports 32766-32768"), "{e}");
+    assert!(e.contains("at most 32765"), "{e}");
+}
+
+#[test]
+fn an_unknown_placeholder_is_refused() {
+    let e = refused(&sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/advertised-host": "template:b-{id}.example.com"}),
+        None,
+    ));
+    assert!(e.contains("kafka-expose.io/advertised-host"), "{e}");
+    assert!(e.contains("unknown placeholder {id}"), "{e}");
+}
+
+#[test]
+fn a_static_list_shorter_than_replicas_is_refused() {
+    let e = refused(&sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/advertised-host": "static:a.example.com"}),
+        None,
+    ));
+    assert!(e.contains("lists 1 hosts for 3 replicas"), "{e}");
+}
+
+#[test]
+fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
+    let docs = mutate::read_documents(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/charts/cp-helm-charts-cp-kafka.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let opts = Options {
+        set: vec![
+            ("expose".into(), "nodeport".into()),
+            ("port-base".into(), "32000".into()),
+        ],
+        ..Options::default()
+    };
+    let e = mutate::run(docs, &opts).unwrap_err().to_string();
+    assert!(e.contains("kafka-expose.io/port-base=\"32000\""), "{e}");
+    assert!(e.contains("set it to 31090"), "{e}");
+}
+
+#[test]
+fn two_workloads_claiming_the_same_node_ports_are_refused() {
+    let mut a = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
+    let mut b = a.clone();
+    a["metadata"]["name"] = json!("kafka-a");
+    b["metadata"]["name"] = json!("kafka-b");
+    b["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("32402");
+    let e = mutate::run(vec![a.clone(), b], &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("StatefulSet kafka-a and StatefulSet kafka-b overlap at 32402"),
+        "{e}"
+    );
+    let mut c = a.clone();
+    c["metadata"]["name"] = json!("kafka-c");
+    c["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("32403");
+    mutate::run(vec![a, c], &Options::default()).expect("adjacent ranges do not clash");
+}
+
+#[test]
+fn a_deployment_broker_needs_its_ordinal_and_one_replica() {
+    let mut d = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
+    d["kind"] = json!("Deployment");
+    d["spec"]["replicas"] = json!(2);
+    let e = mutate_workload(&d, WorkloadKind::Deployment, &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("kafka-expose.io/ordinal"), "{e}");
+    assert!(e.contains("must have 1 replica, not 2"), "{e}");
+    d["spec"]["replicas"] = json!(1);
+    d["metadata"]["annotations"]["kafka-expose.io/ordinal"] = json!("4");
+    let out = mutate::run(vec![d], &Options::default()).unwrap();
+    let pod = out.objects.iter().find(|o| o["kind"] == "Pod").unwrap();
+    assert!(
+        pod["metadata"]["generateName"]
+            .as_str()
+            .unwrap()
+            .starts_with("kafka-")
+    );
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "KAFKA_EXPOSE_EXTERNAL_PORT" && e["value"] == "32404")
+    );
+    let svc = out
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "kafka-4-external")
+        .unwrap();
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"app": "kafka", "kafka-expose.io/exposed": "true"})
+    );
+}
+
+#[test]
+fn a_workload_with_a_bad_shape_is_an_error_not_a_panic() {
+    for bad in [
+        json!({"spec": {"replicas": "three"}}),
+        json!("text"),
+        json!({"spec": {"template": 5}}),
+    ] {
+        assert!(
+            mutate_workload(&bad, WorkloadKind::StatefulSet, &Settings::default()).is_err(),
+            "{bad}"
+        );
+    }
+}
