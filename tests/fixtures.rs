@@ -437,12 +437,14 @@ fn every_configurable_fixture_advertises_static_hosts_on_node_ports() {
     }
 }
 
+fn refusal(case: &Case, set: &[(&str, &str)]) -> String {
+    kafka_expose::engine::error_chain(&run(case, set).unwrap_err())
+}
+
 #[test]
 fn adopted_charts_refuse_loadbalancer_with_a_reason() {
     for case in CASES.iter().filter(|c| c.adopted) {
-        let err = run(case, &[("expose", "loadbalancer")])
-            .unwrap_err()
-            .to_string();
+        let err = refusal(case, &[("expose", "loadbalancer")]);
         assert!(err.contains("loadbalancer"), "{err}");
         assert!(
             err.contains(&format!("StatefulSet {}", case.workload)),
@@ -450,25 +452,20 @@ fn adopted_charts_refuse_loadbalancer_with_a_reason() {
         );
     }
     let cp = &CASES[5];
-    let err = run(cp, &[("expose", "loadbalancer")])
-        .unwrap_err()
-        .to_string();
+    let err = refusal(cp, &[("expose", "loadbalancer")]);
     assert!(
         err.contains("kafka-expose.io/expose=\"loadbalancer\""),
         "{err}"
     );
     assert!(err.contains("only expose=nodeport routes to"), "{err}");
-    let err = run(
+    let err = refusal(
         cp,
         &[
             ("expose", "nodeport"),
             ("advertised-host", "template:k-{ordinal}.x"),
         ],
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("the chart advertises its own host"), "{err}");
-    {}
 }
 
 #[test]

@@ -220,7 +220,7 @@ fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
         ],
         ..Options::default()
     };
-    let e = mutate::run(docs, &opts).unwrap_err().to_string();
+    let e = kafka_expose::engine::error_chain(&mutate::run(docs, &opts).unwrap_err());
     assert!(e.contains("kafka-expose.io/port-base=\"32000\""), "{e}");
     assert!(e.contains("set it to 31090"), "{e}");
 }
