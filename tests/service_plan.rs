@@ -1,0 +1,134 @@
+//! The Service plan: complete Services from an exposed workload.
+
+use kafka_expose::config::Settings;
+use kafka_expose::engine::workload::{Workload, WorkloadKind};
+use kafka_expose::services::{NoServices, plan_for_workload};
+use serde_json::{Value, json};
+
+fn workload(annotations: Value) -> Workload {
+    let obj = json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "kafka", "namespace": "streaming", "uid": "1234-5678", "annotations": annotations},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "kafka"}},
+            "template": {"metadata": {"labels": {"app": "kafka"}}, "spec": {"containers": [{
+                "name": "broker",
+                "image": "apache/kafka:3.9.1",
+                "env": [
+                    {"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092"},
+                    {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://x:9092"}
+                ]
+            }]}}
+        }
+    });
+    Workload::from_value(WorkloadKind::StatefulSet, &obj).unwrap()
+}
+
+fn services(annotations: Value) -> Vec<Value> {
+    let (svcs, _) = plan_for_workload(&workload(annotations), &Settings::default())
+        .unwrap()
+        .unwrap();
+    svcs.iter()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .collect()
+}
+
+#[test]
+fn loadbalancer_services_carry_class_source_ranges_policy_and_rendered_annotations() {
+    let svcs = services(json!({
+        "kafka-expose.io/expose": "loadbalancer",
+        "kafka-expose.io/advertised-host": "template:{pod}.kafka.example.com",
+        "kafka-expose.io/load-balancer-class": "example.com/internal",
+        "kafka-expose.io/load-balancer-source-ranges": "203.0.113.0/24, 2001:db8::/32",
+        "kafka-expose.io/external-traffic-policy": "Local",
+        "kafka-expose.io/service-annotations": "{\"external-dns.alpha.kubernetes.io/hostname\": \"{pod}.kafka.example.com\"}"
+    }));
+    assert_eq!(svcs.len(), 3);
+    let b1 = &svcs[1];
+    assert_eq!(b1["metadata"]["name"], "kafka-1-external");
+    assert_eq!(b1["metadata"]["namespace"], "streaming");
+    assert_eq!(
+        b1["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"],
+        "kafka-1.kafka.example.com"
+    );
+    assert_eq!(
+        b1["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kafka-expose"
+    );
+    assert_eq!(
+        b1["metadata"]["labels"]["kafka-expose.io/workload"],
+        "kafka"
+    );
+    assert_eq!(
+        b1["metadata"]["ownerReferences"][0],
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": "1234-5678",
+               "controller": true, "blockOwnerDeletion": true})
+    );
+    let spec = &b1["spec"];
+    assert_eq!(spec["type"], "LoadBalancer");
+    assert_eq!(spec["loadBalancerClass"], "example.com/internal");
+    assert_eq!(
+        spec["loadBalancerSourceRanges"],
+        json!(["203.0.113.0/24", "2001:db8::/32"])
+    );
+    assert_eq!(spec["externalTrafficPolicy"], "Local");
+    assert_eq!(
+        spec["selector"],
+        json!({"statefulset.kubernetes.io/pod-name": "kafka-1"})
+    );
+    assert_eq!(
+        spec["ports"],
+        json!([{"name": "kafka-external", "protocol": "TCP", "port": 9094, "targetPort": 9094}])
+    );
+    let boot = &svcs[2];
+    assert_eq!(boot["metadata"]["name"], "kafka-external-bootstrap");
+    assert_eq!(
+        boot["metadata"]["labels"]["kafka-expose.io/role"],
+        "bootstrap"
+    );
+    assert_eq!(
+        boot["spec"]["selector"],
+        json!({"app": "kafka", "kafka-expose.io/exposed": "true"})
+    );
+    assert!(boot["metadata"].get("annotations").is_none());
+}
+
+#[test]
+fn nodeport_services_pin_base_plus_index_and_the_bootstrap_node_port() {
+    let svcs = services(json!({
+        "kafka-expose.io/expose": "nodeport",
+        "kafka-expose.io/port-base": "30500",
+        "kafka-expose.io/bootstrap-node-port": "30499"
+    }));
+    let ports: Vec<&Value> = svcs.iter().map(|s| &s["spec"]["ports"][0]).collect();
+    assert_eq!(ports[0]["nodePort"], 30500);
+    assert_eq!(ports[1]["nodePort"], 30501);
+    assert_eq!(ports[1]["port"], 30501);
+    assert_eq!(ports[2]["nodePort"], 30499);
+    for s in &svcs {
+        assert_eq!(s["spec"]["type"], "NodePort");
+        assert_eq!(s["spec"]["externalTrafficPolicy"], "Cluster");
+        assert!(s["spec"].get("loadBalancerClass").is_none());
+    }
+}
+
+#[test]
+fn hostport_plans_only_a_cluster_ip_bootstrap() {
+    let svcs = services(json!({"kafka-expose.io/expose": "hostport"}));
+    assert_eq!(svcs.len(), 1);
+    assert_eq!(svcs[0]["spec"]["type"], "ClusterIP");
+}
+
+#[test]
+fn workloads_that_get_no_services_say_why() {
+    let none = plan_for_workload(&workload(json!({})), &Settings::default()).unwrap();
+    assert_eq!(none.unwrap_err(), NoServices::NotExposed);
+    let off = plan_for_workload(
+        &workload(json!({"kafka-expose.io/expose": "off"})),
+        &Settings::default(),
+    )
+    .unwrap();
+    assert_eq!(off.unwrap_err(), NoServices::NotExposed);
+}
