@@ -1,20 +1,29 @@
 //! The command line: a thin shell over the engine.
 //!
+//! - `kafka-expose serve`: the HTTPS admission webhook and its admin port;
 //! - `kafka-expose mutate`: the webhook's and reconciler's decisions on manifests, offline;
+//! - `kafka-expose certs`: a CA and serving certificate for a real install;
 //! - `kafka-expose patch-properties`: the properties adapter's init-container helper.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::certs;
 use crate::config::{NodePortRange, Settings, default_patcher_image};
 use crate::engine::envs;
 use crate::engine::listeners::SecurityProtocol;
 use crate::mutate;
 use crate::properties_file;
+use crate::telemetry::{self, LogFormat};
+use crate::webhook::admission::FailureMode;
+use crate::webhook::server::{self, ServeConfig};
+use crate::webhook::{AppState, tls};
 
 /// Makes Kafka brokers deployed by unmodified charts reachable from outside the cluster.
 #[derive(Debug, Parser)]
@@ -26,6 +35,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTPS admission webhook, with /livez, /readyz and /metrics on the admin port.
+    Serve(ServeArgs),
+    /// Write a CA, a serving certificate and its key for the webhook Service; print the caBundle.
+    Certs(CertsArgs),
     /// Print what the webhook and the reconciler would do to manifests, with no cluster.
     Mutate(MutateArgs),
     /// Add the external listener to a server.properties (the properties adapter's init container).
@@ -58,6 +71,109 @@ impl EngineArgs {
             patcher_image,
         }
     }
+}
+
+/// The webhook Service, whose DNS names the serving certificate carries.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Name of the webhook's Service.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_SERVICE_NAME",
+        default_value = "kafka-expose"
+    )]
+    pub service_name: String,
+    /// Namespace of the webhook's Service.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_SERVICE_NAMESPACE",
+        default_value = "kafka-expose"
+    )]
+    pub service_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTPS webhook.
+    #[arg(long, env = "KAFKA_EXPOSE_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; re-read when it changes.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "dev_certs"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key; re-read when it changes.
+    #[arg(long, env = "KAFKA_EXPOSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Create a CA and a serving certificate in --cert-dir when missing, and serve with them.
+    #[arg(long)]
+    pub dev_certs: bool,
+    /// Where --dev-certs keeps ca.crt, tls.crt and tls.key.
+    #[arg(long, default_value = "certs")]
+    pub cert_dir: PathBuf,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Address of the plain-HTTP admin port: /livez, /readyz, /metrics.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_ADMIN_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Log format; the level comes from RUST_LOG.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// When the engine fails on a pod: allow it unchanged with a warning (open), or deny it.
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_FAILURE_MODE",
+        value_enum,
+        default_value = "open"
+    )]
+    pub failure_mode: FailureMode,
+    /// How long to keep serving, telling clients to close, after SIGTERM.
+    #[arg(long, env = "KAFKA_EXPOSE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+}
+
+/// Parses `5s`, `500ms`, `2m` or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 5s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(format!("{s:?} is out of range (0 to 1h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,10 +237,93 @@ fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
         match self.command {
+            Command::Serve(args) => run_serve(args),
+            Command::Certs(args) => run_certs(args),
             Command::Mutate(args) => run_mutate(args),
             Command::PatchProperties(args) => run_patch_properties(args),
         }
     }
+}
+
+fn run_serve(args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        tls_cert,
+        tls_key,
+        dev_certs,
+        cert_dir,
+        service,
+        admin_listen,
+        log_format,
+        failure_mode,
+        shutdown_grace,
+        engine,
+    } = args;
+    telemetry::init(log_format);
+    let (cert_file, key_file) = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => (c, k),
+        _ if dev_certs => {
+            let dns = certs::dns_names(&service.service_name, &service.service_namespace);
+            if certs::ensure_dev(&cert_dir, &dns)? {
+                tracing::info!(dir = %cert_dir.display(), "created dev certificates");
+            }
+            (
+                cert_dir.join(certs::TLS_CERT),
+                cert_dir.join(certs::TLS_KEY),
+            )
+        }
+        _ => anyhow::bail!("give --tls-cert and --tls-key, or --dev-certs"),
+    };
+    let state = AppState::standalone(engine.settings(), failure_mode);
+    if has_cluster_credentials() {
+        tracing::warn!(
+            "cluster credentials found, but this build serves the webhook alone: the reconciler is not part of it yet"
+        );
+    } else {
+        tracing::info!("no cluster credentials: serving the webhook alone, without the reconciler");
+    }
+    let cfg = ServeConfig {
+        listen,
+        admin_listen,
+        cert_file,
+        key_file,
+        shutdown_grace,
+        reload_interval: tls::RELOAD_INTERVAL,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(server::serve(cfg, state, server::shutdown_signal(), |_| {}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a Kubernetes client would find credentials: in a pod, or a kubeconfig.
+fn has_cluster_credentials() -> bool {
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return true;
+    }
+    if let Some(kc) = std::env::var_os("KUBECONFIG") {
+        return std::env::split_paths(&kc).any(|p| p.is_file());
+    }
+    std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".kube/config").is_file())
+}
+
+fn run_certs(args: CertsArgs) -> Result<ExitCode> {
+    let CertsArgs { service, out } = args;
+    let dns = certs::dns_names(&service.service_name, &service.service_namespace);
+    let bundle = certs::generate(&dns)?;
+    certs::write(&out, &bundle)?;
+    eprintln!(
+        "wrote {}, {} and {} to {} for {}",
+        certs::CA_CERT,
+        certs::TLS_CERT,
+        certs::TLS_KEY,
+        out.display(),
+        dns.join(", ")
+    );
+    println!("{}", bundle.ca_bundle());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_mutate(args: MutateArgs) -> Result<ExitCode> {

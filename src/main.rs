@@ -1,10 +1,12 @@
-//! The `kafka-expose` binary: parse the command line and run it.
+//! The `kafka-expose` binary: install the crypto provider, parse the command line, run it.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = kafka_expose::cli::Cli::parse();
     match cli.run() {
         Ok(code) => code,

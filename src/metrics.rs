@@ -1,0 +1,169 @@
+//! Prometheus metrics, served on the admin port at `/metrics`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets from 50 µs to about 1.6 s, doubling: admission answers usually take well
+/// under a millisecond, and the API server gives up after 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_2, 0.000_4, 0.000_8, 0.001_6, 0.003_2, 0.006_4, 0.012_8, 0.025_6,
+    0.051_2, 0.102_4, 0.204_8, 0.409_6, 0.819_2, 1.638_4,
+];
+
+/// Labels of an admission request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: String,
+    pub operation: String,
+    /// `allowed`, `patched`, `denied` or `error`.
+    pub outcome: String,
+}
+
+/// Labels of a rejected HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Every metric kafka-expose exposes.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Histogram,
+    pub warnings: Counter,
+    pub rejected: Family<RejectLabels, Counter>,
+    pub cert_reloads: Counter,
+    pub cert_reload_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kafka_expose");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Histogram::new(LATENCY_BUCKETS);
+        let warnings = Counter::default();
+        let rejected = Family::<RejectLabels, Counter>::default();
+        let cert_reloads = Counter::default();
+        let cert_reload_errors = Counter::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by kind, operation and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request",
+            latency.clone(),
+        );
+        registry.register(
+            "admission_warnings",
+            "Warnings returned to API clients",
+            warnings.clone(),
+        );
+        registry.register(
+            "http_rejected_requests",
+            "Requests refused before admission: malformed, empty or oversized bodies",
+            rejected.clone(),
+        );
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads",
+            cert_reloads.clone(),
+        );
+        registry.register(
+            "certificate_reload_errors",
+            "Serving certificate files that could not be loaded",
+            cert_reload_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            warnings,
+            rejected,
+            cert_reloads,
+            cert_reload_errors,
+        }
+    }
+}
+
+impl Metrics {
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Starts a timer that records into the latency histogram when dropped.
+    pub fn timer(&self) -> Timer<'_> {
+        Timer {
+            histogram: &self.latency,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn count(&self, kind: &str, operation: &str, outcome: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_string(),
+                operation: operation.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Records the time since its creation when dropped.
+pub struct Timer<'a> {
+    histogram: &'a Histogram,
+    start: Instant,
+}
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Whether the server is ready: the TLS listener is bound and shutdown has not begun.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    listening: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.listening.load(Ordering::SeqCst) && !self.is_draining()
+    }
+}

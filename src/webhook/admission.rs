@@ -1,0 +1,194 @@
+//! The admission decision: one `AdmissionRequest` in, one `AdmissionResponse` out.
+//!
+//! Dispatches on the kind to the engine: StatefulSets and Deployments to the workload decision,
+//! Pods at CREATE to the Pod decision. Everything else (other kinds, subresources, `DELETE`,
+//! `CONNECT`) is allowed untouched. Dry-run requests get the same answer; nothing here has side
+//! effects.
+
+use json_patch::Patch;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+
+use crate::config::Settings;
+use crate::engine::pod::{PodContext, PodOutcome, mutate_pod};
+use crate::engine::workload::{WorkloadKind, WorkloadOutcome, mutate_workload};
+use crate::engine::{EngineError, error_chain};
+
+/// What to do when the engine itself fails on a pod (a malformed object or a configuration that
+/// got past workload validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailureMode {
+    /// Allow the pod unchanged, with a warning.
+    Open,
+    /// Deny the pod.
+    Closed,
+}
+
+/// Looks up the ingress address of a Service: `(namespace, name)`.
+pub type AddressLookup = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
+
+/// The admission decision and what to record about it.
+#[derive(Debug)]
+pub struct Decision {
+    pub response: AdmissionResponse,
+    /// `allowed`, `patched`, `denied` or `error`.
+    pub outcome: &'static str,
+    pub adapter: &'static str,
+}
+
+fn allowed(req: &AdmissionRequest<DynamicObject>) -> Decision {
+    Decision {
+        response: AdmissionResponse::from(req),
+        outcome: "allowed",
+        adapter: "",
+    }
+}
+
+/// Decides an admission request.
+pub fn decide(
+    req: &AdmissionRequest<DynamicObject>,
+    settings: &Settings,
+    failure: FailureMode,
+    lb: &AddressLookup,
+) -> Decision {
+    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
+        || matches!(req.operation, Operation::Delete | Operation::Connect)
+    {
+        return allowed(req);
+    }
+    let Some(object) = req.object.as_ref() else {
+        return allowed(req);
+    };
+    let obj = match serde_json::to_value(object) {
+        Ok(v) => v,
+        Err(e) => {
+            return engine_error(
+                req,
+                EngineError::Malformed {
+                    kind: "object",
+                    source: e,
+                },
+                failure,
+                true,
+            );
+        }
+    };
+    match (req.kind.group.as_str(), req.kind.kind.as_str()) {
+        ("apps", kind @ ("StatefulSet" | "Deployment")) => {
+            let Some(k) = WorkloadKind::from_kind(kind) else {
+                return allowed(req);
+            };
+            match mutate_workload(&obj, k, settings) {
+                Ok(d) => {
+                    let adapter = match d.outcome {
+                        WorkloadOutcome::Exposed { adapter, .. } => adapter,
+                        WorkloadOutcome::Unsupported(_) => "unsupported",
+                        _ => "",
+                    };
+                    let mut dec = patched(req, d.patch, d.warnings);
+                    dec.adapter = adapter;
+                    dec
+                }
+                // An invalid configuration is refused where the user applies it.
+                Err(e @ EngineError::Config(_)) => Decision {
+                    response: AdmissionResponse::from(req).deny(e.to_string()),
+                    outcome: "denied",
+                    adapter: "",
+                },
+                Err(e) => engine_error(req, e, FailureMode::Open, false),
+            }
+        }
+        ("", "Pod") if req.operation == Operation::Create => {
+            let namespace = req.namespace.clone().unwrap_or_default();
+            let lookup = |svc: &str| lb(&namespace, svc);
+            let ctx = PodContext {
+                settings,
+                namespace: req.namespace.as_deref(),
+                lb_address: &lookup,
+            };
+            match mutate_pod(&obj, &ctx) {
+                Ok(d) => {
+                    if let PodOutcome::WaitForAddress { message, .. } = &d.outcome {
+                        return Decision {
+                            response: AdmissionResponse::from(req).deny(message),
+                            outcome: "denied",
+                            adapter: "",
+                        };
+                    }
+                    let adapter = match &d.outcome {
+                        PodOutcome::Mutated { adapter, .. } => adapter,
+                        PodOutcome::Unsupported(_) => "unsupported",
+                        _ => "",
+                    };
+                    let mut dec = patched(req, d.patch, d.warnings);
+                    dec.adapter = adapter;
+                    dec
+                }
+                Err(e) => engine_error(req, e, failure, true),
+            }
+        }
+        _ => allowed(req),
+    }
+}
+
+fn patched(
+    req: &AdmissionRequest<DynamicObject>,
+    ops: Vec<json_patch::PatchOperation>,
+    warnings: Vec<String>,
+) -> Decision {
+    let mut response = AdmissionResponse::from(req);
+    let mut outcome = "allowed";
+    if !ops.is_empty() {
+        match response.clone().with_patch(Patch(ops)) {
+            Ok(r) => {
+                response = r;
+                outcome = "patched";
+            }
+            Err(e) => {
+                return Decision {
+                    response: AdmissionResponse::from(req)
+                        .deny(format!("kafka-expose could not encode its patch: {e}")),
+                    outcome: "error",
+                    adapter: "",
+                };
+            }
+        }
+    }
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    Decision {
+        response,
+        outcome,
+        adapter: "",
+    }
+}
+
+/// Answers an engine error by the failure mode: allow unchanged with a warning, or deny.
+fn engine_error(
+    req: &AdmissionRequest<DynamicObject>,
+    e: EngineError,
+    failure: FailureMode,
+    is_pod: bool,
+) -> Decision {
+    let message = format!("kafka-expose: {}", error_chain(&e));
+    match failure {
+        FailureMode::Open => {
+            let mut response = AdmissionResponse::from(req);
+            response.warnings = Some(vec![format!(
+                "{message}; {} allowed unchanged",
+                if is_pod { "pod" } else { "object" }
+            )]);
+            Decision {
+                response,
+                outcome: "error",
+                adapter: "",
+            }
+        }
+        FailureMode::Closed => Decision {
+            response: AdmissionResponse::from(req).deny(message),
+            outcome: "error",
+            adapter: "",
+        },
+    }
+}

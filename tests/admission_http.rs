@@ -1,0 +1,259 @@
+//! Admission answers through `router(state)`, without sockets.
+
+mod https_support;
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kafka_expose::config::Settings;
+use kafka_expose::engine::pod::{PodContext, mutate_pod};
+use kafka_expose::engine::workload::{Workload, WorkloadKind, mutate_workload};
+use kafka_expose::mutate::controller_pods;
+use kafka_expose::webhook::admission::FailureMode;
+use kafka_expose::webhook::{AppState, MAX_BODY_BYTES, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use https_support::{response_of, review};
+
+fn state() -> AppState {
+    AppState::standalone(Settings::default(), FailureMode::Open)
+}
+
+async fn post(state: AppState, body: Body, len: Option<usize>) -> (StatusCode, Vec<u8>) {
+    let mut req = Request::post("/mutate").header("content-type", "application/json");
+    if let Some(n) = len {
+        req = req.header("content-length", n.to_string());
+    }
+    let resp = router(state)
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, bytes)
+}
+
+async fn admit(state: AppState, review: &Value) -> (Value, Option<Value>) {
+    let body = serde_json::to_vec(review).unwrap();
+    let n = body.len();
+    let (status, bytes) = post(state, Body::from(body), Some(n)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    response_of(&bytes)
+}
+
+const FIXTURES: [&str; 7] = [
+    "apache-kafka-kraft.yaml",
+    "bitnami-23.0.7.yaml",
+    "bitnami-26.11.4.yaml",
+    "bitnami-32.4.4.yaml",
+    "bitnami-32.4.4-split.yaml",
+    "cp-helm-charts-cp-kafka.yaml",
+    "yolean-kubernetes-kafka.yaml",
+];
+
+fn annotate(obj: &mut Value, fixture: &str) {
+    let ann = obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .entry("annotations")
+        .or_insert(json!({}));
+    if ann.is_null() {
+        *ann = json!({});
+    }
+    ann["kafka-expose.io/expose"] = json!("nodeport");
+    if fixture.starts_with("yolean") {
+        ann["kafka-expose.io/adapter"] = json!("adopt");
+        ann["kafka-expose.io/listener-name"] = json!("OUTSIDE");
+        ann["kafka-expose.io/container-port"] = json!("9094");
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_workload_and_pod_review_gets_the_engines_patch_and_its_uid() {
+    let settings = Settings::default();
+    for fixture in FIXTURES {
+        for (i, mut sts) in support::fixture(fixture)
+            .into_iter()
+            .filter(|d| d["kind"] == "StatefulSet")
+            .enumerate()
+        {
+            annotate(&mut sts, fixture);
+            let uid = format!("{fixture}-{i}");
+            let (resp, patch) = admit(
+                state(),
+                &review(&uid, "apps", "StatefulSet", "CREATE", &sts),
+            )
+            .await;
+            assert_eq!(resp["uid"], uid.as_str());
+            assert_eq!(resp["allowed"], true, "{fixture}: {resp}");
+            let engine = mutate_workload(&sts, WorkloadKind::StatefulSet, &settings).unwrap();
+            let want = serde_json::to_value(&engine.patch).unwrap();
+            assert_eq!(
+                patch.clone().unwrap_or(json!([])),
+                want,
+                "{fixture}: the engine's patch"
+            );
+            assert_eq!(
+                resp["warnings"].as_array().map(Vec::len).unwrap_or(0),
+                engine.warnings.len()
+            );
+
+            let mut mutated = sts.clone();
+            json_patch::patch(&mut mutated, &engine.patch).unwrap();
+            let w = Workload::from_value(WorkloadKind::StatefulSet, &mutated).unwrap();
+            for pod in controller_pods(&w, &mutated) {
+                let uid = format!("{uid}-{}", pod["metadata"]["name"]);
+                let (resp, patch) = admit(state(), &review(&uid, "", "Pod", "CREATE", &pod)).await;
+                assert_eq!(resp["uid"], uid.as_str());
+                let no_lb = |_: &str| None;
+                let ctx = PodContext {
+                    settings: &settings,
+                    namespace: pod["metadata"]["namespace"].as_str(),
+                    lb_address: &no_lb,
+                };
+                let engine = mutate_pod(&pod, &ctx).unwrap();
+                let want = serde_json::to_value(&engine.patch).unwrap();
+                assert_eq!(patch.unwrap_or(json!([])), want, "{fixture}: pod patch");
+            }
+        }
+    }
+}
+
+fn apache_sts() -> Value {
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    annotate(&mut sts, "apache");
+    sts
+}
+
+#[tokio::test]
+async fn an_invalid_workload_is_denied_with_the_engines_message() {
+    let mut sts = apache_sts();
+    sts["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("40000");
+    let (resp, patch) = admit(
+        state(),
+        &review("u1", "apps", "StatefulSet", "UPDATE", &sts),
+    )
+    .await;
+    assert_eq!(resp["allowed"], false);
+    assert!(patch.is_none());
+    let msg = resp["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("kafka-expose.io/port-base=\"40000\""), "{msg}");
+}
+
+#[tokio::test]
+async fn unknown_kinds_deletes_subresources_and_connects_are_allowed_untouched() {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": {"kafka-expose.io/expose": "nodeport"}}});
+    let (resp, patch) = admit(state(), &review("u", "", "ConfigMap", "CREATE", &cm)).await;
+    assert_eq!(resp["allowed"], true);
+    assert!(patch.is_none());
+
+    let sts = apache_sts();
+    let mut del = review("u2", "apps", "StatefulSet", "DELETE", &sts);
+    del["request"]["oldObject"] = sts.clone();
+    del["request"]["object"] = Value::Null;
+    let (resp, patch) = admit(state(), &del).await;
+    assert_eq!((resp["allowed"].clone(), patch), (json!(true), None));
+
+    let mut sub = review("u3", "apps", "StatefulSet", "UPDATE", &sts);
+    sub["request"]["subResource"] = json!("scale");
+    let (resp, patch) = admit(state(), &sub).await;
+    assert_eq!((resp["allowed"].clone(), patch), (json!(true), None));
+
+    let mut connect = review(
+        "u4",
+        "",
+        "Pod",
+        "CONNECT",
+        &json!({"kind": "PodExecOptions", "apiVersion": "v1"}),
+    );
+    connect["request"]["subResource"] = json!("exec");
+    let (resp, _) = admit(state(), &connect).await;
+    assert_eq!(resp["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_dry_run_gets_the_same_answer() {
+    let sts = apache_sts();
+    let normal = review("same", "apps", "StatefulSet", "CREATE", &sts);
+    let mut dry = normal.clone();
+    dry["request"]["dryRun"] = json!(true);
+    assert_eq!(admit(state(), &normal).await, admit(state(), &dry).await);
+}
+
+#[tokio::test]
+async fn a_pod_the_engine_fails_on_follows_the_failure_mode() {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "b", "annotations": {"kafka-expose.io/expose": "nodeport"}},
+        "spec": {"containers": [{"name": "kafka", "image": "apache/kafka:3.9.1",
+                  "env": [{"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092"}]}]}
+    });
+    let r = review("p", "", "Pod", "CREATE", &pod);
+    let (open, patch) = admit(state(), &r).await;
+    assert_eq!(open["allowed"], true);
+    assert!(patch.is_none());
+    assert!(
+        open["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("pod allowed unchanged"),
+        "{open}"
+    );
+    let closed = AppState::standalone(Settings::default(), FailureMode::Closed);
+    let (denied, _) = admit(closed, &r).await;
+    assert_eq!(denied["allowed"], false);
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kafka-expose.io/ordinal"),
+        "{denied}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_empty_and_oversized_bodies_are_refused_with_a_reason() {
+    let (s, b) = post(state(), Body::empty(), Some(0)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&b).starts_with("empty body"));
+
+    let (s, b) = post(state(), Body::from("{not json"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&b).starts_with("malformed AdmissionReview"));
+
+    let (s, _) = post(
+        state(),
+        Body::from(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a review without a request");
+
+    let (s, _) = post(state(), Body::from(r#"{"request": {"uid": 5}}"#), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a missing or mistyped field");
+
+    // Declared too large: refused before anything is read.
+    let (s, b) = post(state(), Body::from("x"), Some(MAX_BODY_BYTES + 1)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(String::from_utf8_lossy(&b).starts_with("body too large"));
+
+    // Sent without a declared length: cut off at the limit.
+    let (s, _) = post(state(), Body::from(vec![b' '; MAX_BODY_BYTES + 1]), None).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
