@@ -257,3 +257,29 @@ async fn malformed_empty_and_oversized_bodies_are_refused_with_a_reason() {
     let (s, _) = post(state(), Body::from(vec![b' '; MAX_BODY_BYTES + 1]), None).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn readyz_turns_true_once_listening_and_false_when_draining() {
+    use kafka_expose::webhook::admin_router;
+    let s = state();
+    let get = |s: AppState| async move {
+        let resp = admin_router(s)
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        get(s.clone()).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready".into())
+    );
+    s.readiness.set_listening();
+    assert_eq!(get(s.clone()).await, (StatusCode::OK, "ok".into()));
+    s.readiness.set_draining();
+    assert_eq!(
+        get(s.clone()).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down".into())
+    );
+}

@@ -134,9 +134,7 @@ pub async fn serve(
                 continue;
             }
         };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
-        }
+        prepare_socket(&stream);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
@@ -174,6 +172,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// Sets `TCP_NODELAY` on an accepted socket.
+pub fn prepare_socket(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -188,5 +193,21 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nagle_off() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr);
+        let ((server, _), _client) = tokio::join!(async { l.accept().await.unwrap() }, client);
+        assert!(!server.nodelay().unwrap());
+        prepare_socket(&server);
+        assert!(server.nodelay().unwrap());
     }
 }
