@@ -1,0 +1,117 @@
+//! The cost of the Pod decision on each fixture's first broker pod and on a pod with 1,500
+//! environment variables, against a baseline measured in the same run: deserializing the same pod
+//! into the typed `Pod`, which any admission path pays. Ratios travel across machines; the
+//! absolute figures are for this machine and this moment.
+//!
+//! Run: `cargo bench --bench engine`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kafka_expose::config::Settings;
+use kafka_expose::engine::pod::{PodContext, mutate_pod};
+use kafka_expose::engine::workload::{Workload, WorkloadKind};
+use kafka_expose::mutate::{self, Options, controller_pods};
+use serde_json::{Value, json};
+
+/// Median time per call of `f`, over rounds of `inner` calls for about `budget`.
+fn measure(budget: Duration, inner: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..inner {
+        f();
+    }
+    let mut rounds = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || rounds.len() < 5 {
+        let t = Instant::now();
+        for _ in 0..inner {
+            f();
+        }
+        rounds.push(t.elapsed() / inner);
+    }
+    rounds.sort();
+    rounds[rounds.len() / 2]
+}
+
+fn fixture_pod(name: &str) -> Value {
+    let path = format!("{}/tests/data/charts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let docs = mutate::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut set = vec![("expose".to_string(), "nodeport".to_string())];
+    if name.starts_with("yolean") {
+        set.extend([
+            ("adapter".into(), "adopt".into()),
+            ("listener-name".into(), "OUTSIDE".into()),
+            ("container-port".into(), "9094".into()),
+        ]);
+    }
+    let out = mutate::run(docs, &Options { set, ..Options::default() }).unwrap();
+    let sts = out
+        .objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "StatefulSet"
+                && o.pointer("/spec/template/metadata/labels/kafka-expose.io~1exposed").is_some()
+        })
+        .unwrap();
+    let w = Workload::from_value(WorkloadKind::StatefulSet, sts).unwrap();
+    controller_pods(&w, sts).remove(0)
+}
+
+fn big_pod() -> Value {
+    let mut env = vec![
+        json!({"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"}),
+        json!({"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://kafka-0.h:9092"}),
+        json!({"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"}),
+    ];
+    for i in 0..1497 {
+        env.push(json!({"name": format!("APP_SETTING_{i}"), "value": format!("value-{i}")}));
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kafka-0", "namespace": "kafka",
+                     "annotations": {"kafka-expose.io/expose": "nodeport"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "broker", "image": "apache/kafka:3.9.1", "env": env}]}
+    })
+}
+
+fn main() {
+    let settings = Settings::default();
+    let no_lb = |_: &str| None;
+    let ctx = PodContext {
+        settings: &settings,
+        namespace: Some("kafka"),
+        lb_address: &no_lb,
+    };
+    let mut cases: Vec<(String, Value)> = [
+        "apache-kafka-kraft.yaml",
+        "bitnami-23.0.7.yaml",
+        "bitnami-26.11.4.yaml",
+        "bitnami-32.4.4.yaml",
+        "bitnami-32.4.4-split.yaml",
+        "cp-helm-charts-cp-kafka.yaml",
+        "yolean-kubernetes-kafka.yaml",
+    ]
+    .iter()
+    .map(|f| (f.trim_end_matches(".yaml").to_string(), fixture_pod(f)))
+    .collect();
+    cases.push(("pod with 1,500 env vars".into(), big_pod()));
+
+    println!("| pod | parse (baseline) | mutate | mutate / parse |");
+    println!("|---|---:|---:|---:|");
+    for (name, pod) in &cases {
+        let budget = Duration::from_millis(600);
+        let parse = measure(budget, 20, || {
+            black_box(serde_json::from_value::<Pod>(black_box(pod.clone())).unwrap());
+        });
+        let decide = measure(budget, 20, || {
+            black_box(mutate_pod(black_box(pod), &ctx).unwrap());
+        });
+        println!(
+            "| {name} | {:.1} µs | {:.1} µs | {:.2} |",
+            parse.as_secs_f64() * 1e6,
+            decide.as_secs_f64() * 1e6,
+            decide.as_secs_f64() / parse.as_secs_f64()
+        );
+    }
+}
