@@ -44,13 +44,21 @@ fn fixture_pod(name: &str) -> Value {
             ("container-port".into(), "9094".into()),
         ]);
     }
-    let out = mutate::run(docs, &Options { set, ..Options::default() }).unwrap();
+    let out = mutate::run(
+        docs,
+        &Options {
+            set,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let sts = out
         .objects
         .iter()
         .find(|o| {
             o["kind"] == "StatefulSet"
-                && o.pointer("/spec/template/metadata/labels/kafka-expose.io~1exposed").is_some()
+                && o.pointer("/spec/template/metadata/labels/kafka-expose.io~1exposed")
+                    .is_some()
         })
         .unwrap();
     let w = Workload::from_value(WorkloadKind::StatefulSet, sts).unwrap();

@@ -39,7 +39,10 @@ fn free_port() -> u16 {
 /// The null server, run when this binary is started with `KX_NULL_SERVER=port`.
 fn null_server(port: u16, cert: &str, key: &str) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         let store = kafka_expose::webhook::tls::CertStore::load(cert.as_ref(), key.as_ref()).unwrap();
@@ -89,7 +92,8 @@ impl Drop for Proc {
 
 impl Proc {
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -199,7 +203,11 @@ async fn keep_alive(cfg: Arc<ClientConfig>, addr: SocketAddr, body: Bytes) -> (f
     (all.len() as f64 / elapsed, percentile(&all, 0.99))
 }
 
-async fn new_connections(cfg: Arc<ClientConfig>, addr: SocketAddr, body: Bytes) -> (Duration, Duration) {
+async fn new_connections(
+    cfg: Arc<ClientConfig>,
+    addr: SocketAddr,
+    body: Bytes,
+) -> (Duration, Duration) {
     let mut lat = Vec::new();
     for _ in 0..NEW_CONNECTIONS {
         let t = Instant::now();
@@ -246,7 +254,11 @@ fn main() {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("kx-bench-{}", std::process::id()));
-    let bundle = kafka_expose::certs::generate(&kafka_expose::certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
+    let bundle = kafka_expose::certs::generate(&kafka_expose::certs::dns_names(
+        "kafka-expose",
+        "kafka-expose",
+    ))
+    .unwrap();
     kafka_expose::certs::write(&dir, &bundle).unwrap();
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
@@ -269,7 +281,10 @@ fn main() {
     };
     let null = Proc {
         child: Command::new(std::env::current_exe().unwrap())
-            .env("KX_NULL_SERVER", format!("{null_port},{},{}", cert.display(), key.display()))
+            .env(
+                "KX_NULL_SERVER",
+                format!("{null_port},{},{}", cert.display(), key.display()),
+            )
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -282,11 +297,19 @@ fn main() {
     for c in rustls_pki_types::pem::PemObject::pem_slice_iter(bundle.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = Arc::new(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+    let cfg = Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
     let small = Bytes::from(review(&pod(0)));
     let big = Bytes::from(review(&pod(1500)));
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (n, r, big_median) = rt.block_on(async {
         let n = figures(cfg.clone(), null.addr, small.clone()).await;
         let r = figures(cfg.clone(), real.addr, small.clone()).await;
@@ -301,7 +324,9 @@ fn main() {
         (n, r, percentile(&lat, 0.5))
     });
     let (rss_real, rss_null) = (real.peak_rss_kib(), null.peak_rss_kib());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
@@ -311,31 +336,49 @@ fn main() {
         .unwrap_or_default();
 
     let mut out = String::new();
-    out.push_str(&format!("Machine: {cpus} cores ({model}); client and both servers share it.\n\n"));
-    out.push_str("| measure | null server | kafka-expose | ratio | target |\n|---|---:|---:|---:|---|\n");
+    out.push_str(&format!(
+        "Machine: {cpus} cores ({model}); client and both servers share it.\n\n"
+    ));
+    out.push_str(
+        "| measure | null server | kafka-expose | ratio | target |\n|---|---:|---:|---:|---|\n",
+    );
     out.push_str(&format!(
         "| keep-alive throughput, {CONNECTIONS} connections | {:.0} req/s | {:.0} req/s | {:.2} | ≥ 0.80 |\n",
         n.rps, r.rps, r.rps / n.rps
     ));
     out.push_str(&format!(
         "| keep-alive p99 | {} | {} | {:.2} | ≤ 1.5 |\n",
-        ms(n.p99), ms(r.p99), r.p99.as_secs_f64() / n.p99.as_secs_f64()
+        ms(n.p99),
+        ms(r.p99),
+        r.p99.as_secs_f64() / n.p99.as_secs_f64()
     ));
     out.push_str(&format!(
         "| new connection per request, median | {} | {} | {:.2} | ≤ 2 |\n",
-        ms(n.new_median), ms(r.new_median), r.new_median.as_secs_f64() / n.new_median.as_secs_f64()
+        ms(n.new_median),
+        ms(r.new_median),
+        r.new_median.as_secs_f64() / n.new_median.as_secs_f64()
     ));
     out.push_str(&format!(
         "| new connection per request, p99 | {} | {} | {:.2} | |\n",
-        ms(n.new_p99), ms(r.new_p99), r.new_p99.as_secs_f64() / n.new_p99.as_secs_f64()
+        ms(n.new_p99),
+        ms(r.new_p99),
+        r.new_p99.as_secs_f64() / n.new_p99.as_secs_f64()
     ));
     out.push_str(&format!(
         "| peak RSS | {:.1} MB | {:.1} MB | {:.2} | < 20 MB |\n",
-        rss_null as f64 / 1024.0, rss_real as f64 / 1024.0, rss_real as f64 / rss_null.max(1) as f64
+        rss_null as f64 / 1024.0,
+        rss_real as f64 / 1024.0,
+        rss_real as f64 / rss_null.max(1) as f64
     ));
-    out.push_str(&format!("| 1,500-env pod, keep-alive median | | {} | | < 2 ms |\n", ms(big_median)));
+    out.push_str(&format!(
+        "| 1,500-env pod, keep-alive median | | {} | | < 2 ms |\n",
+        ms(big_median)
+    ));
     println!("{out}");
-    let _ = std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-load.md"), &out);
+    let _ = std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-load.md"),
+        &out,
+    );
     drop(real);
     drop(null);
     let _ = std::fs::remove_dir_all(&dir);

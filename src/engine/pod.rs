@@ -105,6 +105,13 @@ pub fn mutate_pod(obj: &Value, ctx: &PodContext<'_>) -> Result<PodDecision> {
             kind: "Pod",
             source,
         })?;
+    let has_metadata = obj.get("metadata").is_some_and(|m| !m.is_null());
+    decide_pod(&pod, has_metadata, ctx)
+}
+
+/// Decides the mutation of a pod already read into its type. `has_metadata` says whether the
+/// object as sent holds `metadata` at all (the API server always sends it).
+pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result<PodDecision> {
     let ann = config::own_annotations(pod.metadata.annotations.as_ref());
     let cfg = match config::parse(&ann)? {
         Requested::Nothing | Requested::Off => {
@@ -142,7 +149,7 @@ pub fn mutate_pod(obj: &Value, ctx: &PodContext<'_>) -> Result<PodDecision> {
             vec![format!("kafka-expose: unsupported: {why}; nothing changed")],
         ));
     }
-    let ordinal = ordinal(&pod, &cfg, &ann)?;
+    let ordinal = ordinal(pod, &cfg, &ann)?;
     let mut warnings = Vec::new();
 
     let port = match cfg.mode {
@@ -170,7 +177,7 @@ pub fn mutate_pod(obj: &Value, ctx: &PodContext<'_>) -> Result<PodDecision> {
     };
 
     let mut b = PatchBuilder::new();
-    if obj.get("metadata").is_none_or(Value::is_null) {
+    if !has_metadata {
         b.add(ptr!("metadata"), Value::Object(Default::default()));
     }
     if let Some(name) = pod.metadata.name.as_deref().filter(|n| !n.is_empty()) {

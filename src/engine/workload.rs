@@ -77,40 +77,45 @@ impl Workload {
             kind: kind.as_str(),
             source,
         };
-        let to_u32 = |n: Option<i32>, default: u32| n.map_or(default, |n| n.max(0) as u32);
         match kind {
-            WorkloadKind::StatefulSet => {
-                let s: StatefulSet = serde_json::from_value(obj.clone()).map_err(malformed)?;
-                let spec = s.spec;
-                Ok(Self {
-                    kind,
-                    name: s.metadata.name.unwrap_or_default(),
-                    namespace: s.metadata.namespace,
-                    uid: s.metadata.uid,
-                    annotations: s.metadata.annotations,
-                    replicas: to_u32(spec.replicas, 1),
-                    ordinals_start: to_u32(spec.ordinals.and_then(|o| o.start), 0),
-                    selector: spec.selector.match_labels.unwrap_or_default(),
-                    service_name: spec.service_name,
-                    template: spec.template,
-                })
-            }
-            WorkloadKind::Deployment => {
-                let d: Deployment = serde_json::from_value(obj.clone()).map_err(malformed)?;
-                let spec = d.spec;
-                Ok(Self {
-                    kind,
-                    name: d.metadata.name.unwrap_or_default(),
-                    namespace: d.metadata.namespace,
-                    uid: d.metadata.uid,
-                    annotations: d.metadata.annotations,
-                    replicas: to_u32(spec.replicas, 1),
-                    ordinals_start: 0,
-                    selector: spec.selector.match_labels.unwrap_or_default(),
-                    service_name: None,
-                    template: spec.template,
-                })
-            }
+            WorkloadKind::StatefulSet => Ok(Self::from_statefulset(
+                serde_json::from_value(obj.clone()).map_err(malformed)?,
+            )),
+            WorkloadKind::Deployment => Ok(Self::from_deployment(
+                serde_json::from_value(obj.clone()).map_err(malformed)?,
+            )),
+        }
+    }
+
+    pub fn from_statefulset(s: StatefulSet) -> Self {
+        let spec = s.spec;
+        Self {
+            kind: WorkloadKind::StatefulSet,
+            name: s.metadata.name.unwrap_or_default(),
+            namespace: s.metadata.namespace,
+            uid: s.metadata.uid,
+            annotations: s.metadata.annotations,
+            replicas: count(spec.replicas, 1),
+            ordinals_start: count(spec.ordinals.and_then(|o| o.start), 0),
+            selector: spec.selector.match_labels.unwrap_or_default(),
+            service_name: spec.service_name,
+            template: spec.template,
+        }
+    }
+
+    pub fn from_deployment(d: Deployment) -> Self {
+        let spec = d.spec;
+        Self {
+            kind: WorkloadKind::Deployment,
+            name: d.metadata.name.unwrap_or_default(),
+            namespace: d.metadata.namespace,
+            uid: d.metadata.uid,
+            annotations: d.metadata.annotations,
+            replicas: count(spec.replicas, 1),
+            ordinals_start: 0,
+            selector: spec.selector.match_labels.unwrap_or_default(),
+            service_name: None,
+            template: spec.template,
         }
     }
 
@@ -154,6 +159,11 @@ impl Workload {
             replicas: self.replicas,
         }
     }
+}
+
+/// A count from the API, defaulted as the API server defaults it, never negative.
+fn count(n: Option<i32>, default: u32) -> u32 {
+    n.map_or(default, |n| n.max(0) as u32)
 }
 
 fn inherited_keys(tpl: &BTreeMap<String, String>) -> Vec<String> {
@@ -214,11 +224,16 @@ pub fn mutate_workload(
     kind: WorkloadKind,
     settings: &Settings,
 ) -> Result<WorkloadDecision> {
-    let w = Workload::from_value(kind, obj)?;
+    decide_workload(&Workload::from_value(kind, obj)?, settings)
+}
+
+/// Decides the mutation of a workload already read.
+pub fn decide_workload(w: &Workload, settings: &Settings) -> Result<WorkloadDecision> {
+    let kind = w.kind;
     let effective = w.effective_annotations();
     let Some(cfg) = w.exposure(settings)? else {
         return Ok(WorkloadDecision {
-            patch: cleanup(&w),
+            patch: cleanup(w),
             warnings: vec![],
             outcome: WorkloadOutcome::NotExposed,
         });

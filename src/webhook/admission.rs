@@ -1,17 +1,18 @@
 //! The admission decision: one `AdmissionRequest` in, one `AdmissionResponse` out.
 //!
-//! Dispatches on the kind to the engine: StatefulSets and Deployments to the workload decision,
-//! Pods at CREATE to the Pod decision. Everything else (other kinds, subresources, `DELETE`,
+//! One small function per kind: StatefulSets and Deployments go to the workload decision, Pods
+//! at CREATE to the Pod decision. Everything else (other kinds, subresources, `DELETE`,
 //! `CONNECT`) is allowed untouched. Dry-run requests get the same answer; nothing here has side
 //! effects.
 
 use json_patch::Patch;
-use kube::core::DynamicObject;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::Resource;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use crate::config::Settings;
-use crate::engine::pod::{PodContext, PodOutcome, mutate_pod};
-use crate::engine::workload::{WorkloadKind, WorkloadOutcome, mutate_workload};
+use crate::engine::pod::{PodContext, PodOutcome, decide_pod as engine_pod};
+use crate::engine::workload::{Workload, WorkloadOutcome, decide_workload as engine_workload};
 use crate::engine::{EngineError, error_chain};
 
 /// What to do when the engine itself fails on a pod (a malformed object or a configuration that
@@ -36,7 +37,14 @@ pub struct Decision {
     pub adapter: &'static str,
 }
 
-fn allowed(req: &AdmissionRequest<DynamicObject>) -> Decision {
+/// Whether a request is one kafka-expose never changes: a subresource, `DELETE` or `CONNECT`.
+pub fn passes_through(sub_resource: Option<&str>, operation: &Operation) -> bool {
+    sub_resource.is_some_and(|s| !s.is_empty())
+        || matches!(operation, Operation::Delete | Operation::Connect)
+}
+
+/// Allows a request untouched.
+pub fn allow<T: Resource>(req: &AdmissionRequest<T>) -> Decision {
     Decision {
         response: AdmissionResponse::from(req),
         outcome: "allowed",
@@ -44,95 +52,85 @@ fn allowed(req: &AdmissionRequest<DynamicObject>) -> Decision {
     }
 }
 
-/// Decides an admission request.
-pub fn decide(
-    req: &AdmissionRequest<DynamicObject>,
+/// Decides a Pod request: at CREATE the Pod decision, otherwise allowed.
+pub fn decide_pod(
+    req: &AdmissionRequest<Pod>,
     settings: &Settings,
     failure: FailureMode,
     lb: &AddressLookup,
 ) -> Decision {
-    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
-        || matches!(req.operation, Operation::Delete | Operation::Connect)
+    if passes_through(req.sub_resource.as_deref(), &req.operation)
+        || req.operation != Operation::Create
     {
-        return allowed(req);
+        return allow(req);
     }
-    let Some(object) = req.object.as_ref() else {
-        return allowed(req);
+    let Some(pod) = req.object.as_ref() else {
+        return allow(req);
     };
-    let obj = match serde_json::to_value(object) {
-        Ok(v) => v,
-        Err(e) => {
-            return engine_error(
-                req,
-                EngineError::Malformed {
-                    kind: "object",
-                    source: e,
-                },
-                failure,
-                true,
-            );
-        }
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let lookup = |svc: &str| lb(&namespace, svc);
+    let ctx = PodContext {
+        settings,
+        namespace: req.namespace.as_deref(),
+        lb_address: &lookup,
     };
-    match (req.kind.group.as_str(), req.kind.kind.as_str()) {
-        ("apps", kind @ ("StatefulSet" | "Deployment")) => {
-            let Some(k) = WorkloadKind::from_kind(kind) else {
-                return allowed(req);
-            };
-            match mutate_workload(&obj, k, settings) {
-                Ok(d) => {
-                    let adapter = match d.outcome {
-                        WorkloadOutcome::Exposed { adapter, .. } => adapter,
-                        WorkloadOutcome::Unsupported(_) => "unsupported",
-                        _ => "",
-                    };
-                    let mut dec = patched(req, d.patch, d.warnings);
-                    dec.adapter = adapter;
-                    dec
-                }
-                // An invalid configuration is refused where the user applies it.
-                Err(e @ EngineError::Config(_)) => Decision {
-                    response: AdmissionResponse::from(req).deny(e.to_string()),
+    match engine_pod(pod, true, &ctx) {
+        Ok(d) => {
+            if let PodOutcome::WaitForAddress { message, .. } = &d.outcome {
+                return Decision {
+                    response: AdmissionResponse::from(req).deny(message),
                     outcome: "denied",
                     adapter: "",
-                },
-                Err(e) => engine_error(req, e, FailureMode::Open, false),
+                };
             }
-        }
-        ("", "Pod") if req.operation == Operation::Create => {
-            let namespace = req.namespace.clone().unwrap_or_default();
-            let lookup = |svc: &str| lb(&namespace, svc);
-            let ctx = PodContext {
-                settings,
-                namespace: req.namespace.as_deref(),
-                lb_address: &lookup,
+            let adapter = match &d.outcome {
+                PodOutcome::Mutated { adapter, .. } => adapter,
+                PodOutcome::Unsupported(_) => "unsupported",
+                _ => "",
             };
-            match mutate_pod(&obj, &ctx) {
-                Ok(d) => {
-                    if let PodOutcome::WaitForAddress { message, .. } = &d.outcome {
-                        return Decision {
-                            response: AdmissionResponse::from(req).deny(message),
-                            outcome: "denied",
-                            adapter: "",
-                        };
-                    }
-                    let adapter = match &d.outcome {
-                        PodOutcome::Mutated { adapter, .. } => adapter,
-                        PodOutcome::Unsupported(_) => "unsupported",
-                        _ => "",
-                    };
-                    let mut dec = patched(req, d.patch, d.warnings);
-                    dec.adapter = adapter;
-                    dec
-                }
-                Err(e) => engine_error(req, e, failure, true),
-            }
+            let mut dec = patched(req, d.patch, d.warnings);
+            dec.adapter = adapter;
+            dec
         }
-        _ => allowed(req),
+        Err(e) => engine_error(req, e, failure, true),
     }
 }
 
-fn patched(
-    req: &AdmissionRequest<DynamicObject>,
+/// Decides a StatefulSet or Deployment request: the workload decision at CREATE and UPDATE.
+pub fn decide_workload<T: Resource + Clone>(
+    req: &AdmissionRequest<T>,
+    read: impl FnOnce(T) -> Workload,
+    settings: &Settings,
+) -> Decision {
+    if passes_through(req.sub_resource.as_deref(), &req.operation) {
+        return allow(req);
+    }
+    let Some(obj) = req.object.clone() else {
+        return allow(req);
+    };
+    match engine_workload(&read(obj), settings) {
+        Ok(d) => {
+            let adapter = match d.outcome {
+                WorkloadOutcome::Exposed { adapter, .. } => adapter,
+                WorkloadOutcome::Unsupported(_) => "unsupported",
+                _ => "",
+            };
+            let mut dec = patched(req, d.patch, d.warnings);
+            dec.adapter = adapter;
+            dec
+        }
+        // An invalid configuration is refused where the user applies it.
+        Err(e @ EngineError::Config(_)) => Decision {
+            response: AdmissionResponse::from(req).deny(e.to_string()),
+            outcome: "denied",
+            adapter: "",
+        },
+        Err(e) => engine_error(req, e, FailureMode::Open, false),
+    }
+}
+
+fn patched<T: Resource>(
+    req: &AdmissionRequest<T>,
     ops: Vec<json_patch::PatchOperation>,
     warnings: Vec<String>,
 ) -> Decision {
@@ -165,8 +163,8 @@ fn patched(
 }
 
 /// Answers an engine error by the failure mode: allow unchanged with a warning, or deny.
-fn engine_error(
-    req: &AdmissionRequest<DynamicObject>,
+fn engine_error<T: Resource>(
+    req: &AdmissionRequest<T>,
     e: EngineError,
     failure: FailureMode,
     is_pod: bool,

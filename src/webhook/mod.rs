@@ -18,10 +18,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, ConvertAdmissionReviewError, Operation,
+};
+use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::config::Settings;
+use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
 use admission::{AddressLookup, FailureMode};
 
@@ -146,8 +151,8 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
             "expected an AdmissionReview".into(),
         );
     }
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
-        Ok(r) => r,
+    let head: Head = match serde_json::from_slice(&body) {
+        Ok(h) => h,
         Err(e) => {
             return reject(
                 &s,
@@ -157,31 +162,61 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
             );
         }
     };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => {
-            return reject(
-                &s,
-                StatusCode::BAD_REQUEST,
-                "malformed AdmissionReview",
-                format!("{e}"),
-            );
-        }
+    let Some(h) = head.request else {
+        return reject(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "malformed AdmissionReview",
+            "no request".into(),
+        );
     };
-    let decision = admission::decide(
-        &request,
-        &s.settings,
-        s.failure_mode,
-        s.lb_addresses.as_ref(),
-    );
+    let plain = admission::passes_through(h.sub_resource.as_deref(), &h.operation);
+    let (request, decision) = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
+        ("", "Pod", false) => match read::<Pod>(&body) {
+            Ok(r) => {
+                let d =
+                    admission::decide_pod(&r, &s.settings, s.failure_mode, s.lb_addresses.as_ref());
+                (Meta::of(&r), d)
+            }
+            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+        },
+        ("apps", "StatefulSet", false) => match read::<StatefulSet>(&body) {
+            Ok(r) => {
+                let d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
+                (Meta::of(&r), d)
+            }
+            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+        },
+        ("apps", "Deployment", false) => match read::<Deployment>(&body) {
+            Ok(r) => {
+                let d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
+                (Meta::of(&r), d)
+            }
+            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+        },
+        _ => match read::<DynamicObject>(&body) {
+            Ok(r) => (Meta::of(&r), admission::allow(&r)),
+            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+        },
+    };
     let warnings = decision.response.warnings.as_ref().map_or(0, Vec::len);
     s.metrics.warnings.inc_by(warnings as u64);
     let operation = format!("{:?}", request.operation).to_uppercase();
-    s.metrics
-        .count(&request.kind.kind, &operation, decision.outcome);
+    let body = match wire(&decision.response) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode the answer");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not encode the answer\n",
+            )
+                .into_response();
+        }
+    };
+    s.metrics.count(&request.kind, &operation, decision.outcome);
     tracing::info!(
         uid = %request.uid,
-        kind = %request.kind.kind,
+        kind = %request.kind,
         namespace = request.namespace.as_deref().unwrap_or(""),
         name = %request.name,
         operation = %operation,
@@ -191,5 +226,104 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
         warnings,
         "admission"
     );
-    axum::Json(decision.response.into_review()).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// What is read of a review before its object: enough to choose the object's type.
+#[derive(serde::Deserialize)]
+struct Head {
+    request: Option<HeadRequest>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadRequest {
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    operation: Operation,
+}
+
+/// Reads a review whose object is a `T`.
+fn read<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
+where
+    T: kube::core::Resource + serde::de::DeserializeOwned,
+{
+    let review: AdmissionReview<T> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    review
+        .try_into()
+        .map_err(|e: ConvertAdmissionReviewError| e.to_string())
+}
+
+/// The request's facts for logs and metrics.
+struct Meta {
+    uid: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    operation: Operation,
+    dry_run: bool,
+}
+
+impl Meta {
+    fn of<T: kube::core::Resource>(r: &AdmissionRequest<T>) -> Self {
+        Self {
+            uid: r.uid.clone(),
+            kind: r.kind.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            operation: r.operation.clone(),
+            dry_run: r.dry_run,
+        }
+    }
+}
+
+/// The answer as the API server reads it. The response is built with kube-core's builders; only
+/// the patch is encoded differently: as a base64 string, the JSON form of Go's `[]byte`, a third
+/// the size of the array of numbers kube-core writes.
+fn wire(resp: &AdmissionResponse) -> serde_json::Result<Vec<u8>> {
+    use base64::Engine as _;
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Review<'a> {
+        api_version: &'a str,
+        kind: &'a str,
+        response: Response<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        uid: &'a str,
+        allowed: bool,
+        status: &'a kube::core::Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+        audit_annotations: &'a std::collections::HashMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warnings: Option<&'a Vec<String>>,
+    }
+    let api_version = if resp.types.api_version.is_empty() {
+        "admission.k8s.io/v1"
+    } else {
+        resp.types.api_version.as_str()
+    };
+    serde_json::to_vec(&Review {
+        api_version,
+        kind: "AdmissionReview",
+        response: Response {
+            uid: &resp.uid,
+            allowed: resp.allowed,
+            status: &resp.result,
+            patch: resp
+                .patch
+                .as_ref()
+                .map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+            patch_type: resp.patch.as_ref().map(|_| "JSONPatch"),
+            audit_annotations: &resp.audit_annotations,
+            warnings: resp.warnings.as_ref(),
+        },
+    })
 }
