@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,6 +21,7 @@ use crate::engine::envs;
 use crate::engine::listeners::SecurityProtocol;
 use crate::mutate;
 use crate::properties_file;
+use crate::reconciler;
 use crate::telemetry::{self, LogFormat};
 use crate::webhook::admission::FailureMode;
 use crate::webhook::server::{self, ServeConfig};
@@ -139,6 +141,12 @@ pub struct ServeArgs {
         default_value = "open"
     )]
     pub failure_mode: FailureMode,
+    /// Reconcile workloads in this namespace only; all namespaces by default.
+    #[arg(long, env = "KAFKA_EXPOSE_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// How long a LoadBalancer may stay without an address before a Warning Event.
+    #[arg(long, env = "KAFKA_EXPOSE_LB_PENDING_WARNING", default_value = "5m", value_parser = parse_duration)]
+    pub lb_pending_warning: Duration,
     /// How long to keep serving, telling clients to close, after SIGTERM.
     #[arg(long, env = "KAFKA_EXPOSE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -256,6 +264,8 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         admin_listen,
         log_format,
         failure_mode,
+        watch_namespace,
+        lb_pending_warning,
         shutdown_grace,
         engine,
     } = args;
@@ -274,14 +284,7 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         }
         _ => anyhow::bail!("give --tls-cert and --tls-key, or --dev-certs"),
     };
-    let state = AppState::standalone(engine.settings(), failure_mode);
-    if has_cluster_credentials() {
-        tracing::warn!(
-            "cluster credentials found, but this build serves the webhook alone: the reconciler is not part of it yet"
-        );
-    } else {
-        tracing::info!("no cluster credentials: serving the webhook alone, without the reconciler");
-    }
+    let mut state = AppState::standalone(engine.settings(), failure_mode);
     let cfg = ServeConfig {
         listen,
         admin_listen,
@@ -294,19 +297,56 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(server::serve(cfg, state, server::shutdown_signal(), |_| {}))?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let reconciler = match cluster_client().await {
+            Ok(client) => {
+                let (store, stream) = reconciler::service_store(client.clone(), watch_namespace.as_deref());
+                let lookup = store.clone();
+                state.lb_addresses = Arc::new(move |ns: &str, name: &str| {
+                    reconciler::lb_address(&lookup, ns, name)
+                });
+                state.readiness.require_sync();
+                tracing::info!("cluster credentials found: running the reconciler");
+                Some(tokio::spawn(reconciler::run(
+                    client,
+                    state.settings.clone(),
+                    state.metrics.clone(),
+                    state.readiness.clone(),
+                    reconciler::Options {
+                        namespace: watch_namespace.clone(),
+                        lb_pending_warning,
+                    },
+                    store,
+                    stream,
+                    stopped(stop_rx.clone()),
+                )))
+            }
+            Err(why) => {
+                tracing::info!(%why, "no cluster credentials: serving the webhook alone, without the reconciler");
+                None
+            }
+        };
+        server::serve(cfg, state, stopped(stop_rx), |_| {}).await?;
+        if let Some(r) = reconciler {
+            let _ = r.await;
+        }
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether a Kubernetes client would find credentials: in a pod, or a kubeconfig.
-fn has_cluster_credentials() -> bool {
-    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        return true;
-    }
-    if let Some(kc) = std::env::var_os("KUBECONFIG") {
-        return std::env::split_paths(&kc).any(|p| p.is_file());
-    }
-    std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".kube/config").is_file())
+/// A client from the in-cluster service account or a kubeconfig, if there is one.
+async fn cluster_client() -> Result<kube::Client, String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 fn run_certs(args: CertsArgs) -> Result<ExitCode> {

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod metrics;
 pub mod mutate;
 pub mod properties_file;
+pub mod reconciler;
 pub mod services;
 pub mod telemetry;
 pub mod webhook;

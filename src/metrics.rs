@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -32,9 +33,18 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of a reconciler error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub reason: String,
+}
+
 /// Every metric kafka-expose exposes.
 pub struct Metrics {
     registry: Registry,
+    pub reconciliations: Counter,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub managed_services: Gauge,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     pub warnings: Counter,
@@ -82,8 +92,29 @@ impl Default for Metrics {
             "Serving certificate files that could not be loaded",
             cert_reload_errors.clone(),
         );
+        let reconciliations = Counter::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let managed_services = Gauge::default();
+        registry.register(
+            "reconciliations",
+            "Workload reconciliations",
+            reconciliations.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciliations that failed, by reason",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "managed_services",
+            "Services kafka-expose manages",
+            managed_services.clone(),
+        );
         Self {
             registry,
+            reconciliations,
+            reconcile_errors,
+            managed_services,
             requests,
             latency,
             warnings,
@@ -122,6 +153,14 @@ impl Metrics {
             .inc();
     }
 
+    pub fn reconcile_error(&self, reason: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     pub fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&RejectLabels {
@@ -143,14 +182,26 @@ impl Drop for Timer<'_> {
     }
 }
 
-/// Whether the server is ready: the TLS listener is bound and shutdown has not begun.
+/// Whether the server is ready: the TLS listener is bound, the reconciler's caches (when it runs)
+/// are synced, and shutdown has not begun.
 #[derive(Debug, Default)]
 pub struct Readiness {
     listening: AtomicBool,
+    needs_sync: AtomicBool,
+    synced: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Readiness {
+    /// Readiness also waits for [`Readiness::set_synced`].
+    pub fn require_sync(&self) {
+        self.needs_sync.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
     pub fn set_listening(&self) {
         self.listening.store(true, Ordering::SeqCst);
     }
@@ -164,6 +215,8 @@ impl Readiness {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::SeqCst) && !self.is_draining()
+        self.listening.load(Ordering::SeqCst)
+            && (!self.needs_sync.load(Ordering::SeqCst) || self.synced.load(Ordering::SeqCst))
+            && !self.is_draining()
     }
 }

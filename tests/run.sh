@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
 # The project's test command: everything a fresh machine needs, then every test suite.
+#
+# The e2e suite runs against a real etcd + kube-apiserver + kube-controller-manager, built once
+# into a cache by tests/e2e/control-plane.sh (or taken from KAFKA_EXPOSE_CONTROL_PLANE_BIN) and
+# started here on loopback for the length of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+state="$(mktemp -d "${TMPDIR:-/tmp}/kafka-expose-e2e.XXXXXX")"
+cleanup() { tests/e2e/control-plane.sh stop "$state" || true; }
+trap cleanup EXIT
+tests/e2e/control-plane.sh start "$state"
+export KAFKA_EXPOSE_E2E_ENV="$state/env"
+
 cargo test --all-targets --locked

@@ -7,6 +7,7 @@
 #   control-plane.sh build        install what is needed and build the binaries once, into the cache
 #   control-plane.sh start DIR    start the three processes with state in DIR; writes DIR/env
 #   control-plane.sh stop DIR     stop them
+#   control-plane.sh restart-apiserver DIR [SECONDS]   stop kube-apiserver, wait, start it again
 #
 # Ready-made binaries: set KAFKA_EXPOSE_CONTROL_PLANE_BIN to a directory holding etcd,
 # kube-apiserver and kube-controller-manager (like envtest's KUBEBUILDER_ASSETS); then nothing is
@@ -145,18 +146,27 @@ start() {
   echo $! >"$dir/etcd.pid"
   wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
-  "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --secure-port "$api_port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
-    --cert-dir "$dir/certs" \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$dir/sa.pub" \
-    --service-account-signing-key-file "$dir/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --token-auth-file "$dir/tokens.csv" \
-    --authorization-mode RBAC \
-    --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
-    >"$dir/apiserver.log" 2>&1 &
+  # The API server's command line is kept in a script, so that restart-apiserver can run it again.
+  {
+    echo '#!/usr/bin/env bash'
+    printf 'exec %q' "$bin/kube-apiserver"
+    printf ' %q' \
+      --etcd-servers "http://127.0.0.1:$etcd_port" \
+      --secure-port "$api_port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+      --cert-dir "$dir/certs" \
+      --service-account-issuer https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file "$dir/sa.pub" \
+      --service-account-signing-key-file "$dir/sa.key" \
+      --service-cluster-ip-range 10.96.0.0/16 \
+      --token-auth-file "$dir/tokens.csv" \
+      --authorization-mode RBAC \
+      --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+    echo
+  } >"$dir/run-apiserver"
+  chmod +x "$dir/run-apiserver"
+  echo "$api_port" >"$dir/apiserver.port"
+  echo "$token" >"$dir/token"
+  "$dir/run-apiserver" >>"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"
   wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz"
 
@@ -186,8 +196,22 @@ EOF
 KUBECONFIG=$dir/kubeconfig
 KAFKA_EXPOSE_E2E_SERVER=https://127.0.0.1:$api_port
 KAFKA_EXPOSE_E2E_TOKEN=$token
+KAFKA_EXPOSE_E2E_DIR=$dir
 EOF
   log "up: https://127.0.0.1:$api_port (state in $dir)"
+}
+
+restart_apiserver() {
+  local dir="${1:?state directory}" pause="${2:-0}"
+  local pid; pid="$(cat "$dir/apiserver.pid")"
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  sleep "$pause"
+  "$dir/run-apiserver" >>"$dir/apiserver.log" 2>&1 &
+  echo $! >"$dir/apiserver.pid"
+  wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $(cat "$dir/token")" \
+    "https://127.0.0.1:$(cat "$dir/apiserver.port")/readyz"
+  log "kube-apiserver restarted"
 }
 
 stop() {
@@ -204,6 +228,7 @@ case "${1:-}" in
   build) build ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
+  restart-apiserver) restart_apiserver "${2:-}" "${3:-0}" ;;
   bin-dir) bin_dir ;;
-  *) echo "usage: $0 build | start DIR | stop DIR | bin-dir" >&2; exit 2 ;;
+  *) echo "usage: $0 build | start DIR | stop DIR | restart-apiserver DIR [SECONDS] | bin-dir" >&2; exit 2 ;;
 esac
