@@ -1,0 +1,906 @@
+//! The reconciler against a real kube-apiserver + etcd + kube-controller-manager.
+//!
+//! `tests/run.sh` starts the control plane (tests/e2e/control-plane.sh) and points
+//! `KAFKA_EXPOSE_E2E_ENV` at it. Without it these tests fail: they never pass silently.
+//!
+//! Each test works in a namespace of its own with a reconciler scoped to it, and NodePort bases of
+//! its own, so the tests run in parallel. There is no kubelet or scheduler: a background task
+//! plays their part, binding each pod to a Node and marking it Running and Ready with a host IP.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, Pod, Service};
+use k8s_openapi::api::events::v1::Event;
+use kafka_expose::config::Settings;
+use kafka_expose::metrics::{Metrics, Readiness};
+use kafka_expose::reconciler;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+/// The host IP the stand-in kubelet reports.
+const HOST_IP: &str = "192.0.2.10";
+
+/// The API server restart test takes this for writing; every other test for reading.
+fn apiserver_lock() -> &'static RwLock<()> {
+    static L: OnceLock<RwLock<()>> = OnceLock::new();
+    L.get_or_init(|| RwLock::new(()))
+}
+
+fn env() -> BTreeMap<String, String> {
+    let path = std::env::var("KAFKA_EXPOSE_E2E_ENV").unwrap_or_else(|_| {
+        panic!(
+            "the e2e tests need the control plane: run ./tests/run.sh, or start tests/e2e/control-plane.sh \
+             and set KAFKA_EXPOSE_E2E_ENV to its env file"
+        )
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn client() -> Client {
+    let env = env();
+    let kc = Kubeconfig::read_from(&env["KUBECONFIG"]).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+async fn namespace(c: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(c.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("namespace {name}: {e}"),
+        }
+    }
+}
+
+/// Plays the scheduler and the kubelet for the pods of `ns`.
+fn fake_kubelet(c: Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    let ns = ns.to_string();
+    tokio::spawn(async move {
+        let nodes: Api<Node> = Api::all(c.clone());
+        let _ = nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "e2e-node"}})).unwrap(),
+            )
+            .await;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items {
+                    let name = p.name_any();
+                    let spec = p.spec.clone().unwrap_or_default();
+                    if spec.node_name.is_none() {
+                        let binding: Binding = serde_json::from_value(json!({
+                            "apiVersion": "v1", "kind": "Binding",
+                            "metadata": {"name": name, "namespace": ns},
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": "e2e-node"}
+                        }))
+                        .unwrap();
+                        let _ = pods
+                            .create_subresource::<Binding, Value>(
+                                "binding",
+                                &name,
+                                &PostParams::default(),
+                                &binding,
+                            )
+                            .await;
+                    }
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    if !running {
+                        let status = json!({"status": {
+                            "phase": "Running", "hostIP": HOST_IP, "podIP": "10.244.0.5",
+                            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
+                        }});
+                        let _ = pods
+                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+/// One reconciler, scoped to a namespace.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    store: kube::runtime::reflector::Store<Service>,
+    readiness: Arc<Readiness>,
+}
+
+fn start_reconciler(c: &Client, ns: &str) -> Running {
+    let (store, stream) = reconciler::service_store(c.clone(), Some(ns));
+    let readiness = Arc::new(Readiness::default());
+    readiness.set_listening();
+    readiness.require_sync();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(reconciler::run(
+        c.clone(),
+        Arc::new(Settings::default()),
+        Arc::new(Metrics::default()),
+        readiness.clone(),
+        reconciler::Options {
+            namespace: Some(ns.to_string()),
+            lb_pending_warning: Duration::from_secs(300),
+        },
+        store.clone(),
+        stream,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Running {
+        stop,
+        task,
+        store,
+        readiness,
+    }
+}
+
+impl Running {
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
+    }
+}
+
+/// The apache/kafka fixture's StatefulSet in `ns`, with these annotations.
+fn apache_sts(ns: &str, annotations: Value) -> StatefulSet {
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["metadata"]["annotations"] = annotations;
+    serde_json::from_value(sts).unwrap()
+}
+
+async fn managed(c: &Client, ns: &str) -> Vec<Service> {
+    let api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let mut items = api
+        .list(&ListParams::default().labels(reconciler::MANAGED_SELECTOR))
+        .await
+        .unwrap()
+        .items;
+    items.sort_by_key(|s| s.name_any());
+    items
+}
+
+fn names(svcs: &[Service]) -> Vec<String> {
+    svcs.iter().map(|s| s.name_any()).collect()
+}
+
+fn node_port(s: &Service) -> Option<i32> {
+    s.spec.as_ref()?.ports.as_ref()?.first()?.node_port
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit` with the last state.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match check().await {
+            Ok(t) => return t,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what} did not happen within {limit:?}; last: {last}");
+}
+
+async fn wait_services(c: &Client, ns: &str, want: &[&str]) -> Vec<Service> {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    eventually(
+        Duration::from_secs(30),
+        &format!("Services {want:?}"),
+        || async {
+            let got = managed(c, ns).await;
+            if names(&got) == want {
+                Ok(got)
+            } else {
+                Err(format!("{:?}", names(&got)))
+            }
+        },
+    )
+    .await
+}
+
+async fn scale(c: &Client, ns: &str, name: &str, replicas: i32) {
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn annotate(c: &Client, ns: &str, name: &str, ann: Value) {
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": ann}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn events(c: &Client, ns: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(c.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+async fn create_sts(c: &Client, ns: &str, sts: &StatefulSet) -> StatefulSet {
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), sts)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned_by_the_workload() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-annotate";
+    namespace(&c, ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    let sts = create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30100"}),
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "within seconds: {:?}",
+        started.elapsed()
+    );
+    for (i, s) in svcs.iter().take(3).enumerate() {
+        assert_eq!(node_port(s), Some(30100 + i as i32));
+        let spec = s.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.selector
+                .as_ref()
+                .unwrap()
+                .get("statefulset.kubernetes.io/pod-name"),
+            Some(&format!("kafka-{i}"))
+        );
+        assert_eq!(
+            spec.ports.as_ref().unwrap()[0].target_port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9094))
+        );
+    }
+    for s in &svcs {
+        let owner = &s.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("StatefulSet", sts.uid().unwrap().as_str())
+        );
+        assert_eq!(owner.controller, Some(true));
+    }
+    // The bootstrap address is published once the brokers run on a node.
+    let boot_port = node_port(&svcs[3]).unwrap();
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let want = format!("{HOST_IP}:{boot_port}");
+    eventually(
+        Duration::from_secs(60),
+        "the bootstrap annotation",
+        || async {
+            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
+            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
+                Some(v) if *v == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let evs = events(&c, ns).await;
+    assert!(
+        evs.iter()
+            .any(|e| e.reason.as_deref() == Some("BootstrapAddress")
+                && e.note.as_deref().is_some_and(|n| n.contains(&want))),
+        "an Event carries the bootstrap address"
+    );
+    assert!(
+        r.readiness.is_ready(),
+        "readiness follows the synced caches"
+    );
+    r.shutdown().await;
+    kubelet.abort();
+}
+
+#[tokio::test]
+async fn the_bitnami_32_chart_annotated_gets_its_services() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-bitnami";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    let mut sts = support::fixture("bitnami-32.4.4.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["metadata"]["annotations"] =
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30200"});
+    create_sts(&c, ns, &serde_json::from_value(sts).unwrap()).await;
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "my-kafka-controller-0-external",
+            "my-kafka-controller-1-external",
+            "my-kafka-controller-2-external",
+            "my-kafka-controller-external-bootstrap",
+        ],
+    )
+    .await;
+    assert_eq!(node_port(&svcs[2]), Some(30202));
+    assert_eq!(
+        svcs[2].spec.as_ref().unwrap().ports.as_ref().unwrap()[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9095)),
+        "9094 is the chart's inter-broker port"
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-scale";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30300"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    scale(&c, ns, "kafka", 5).await;
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-3-external",
+            "kafka-4-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    assert_eq!(node_port(&svcs[4]), Some(30304));
+    scale(&c, ns, "kafka", 2).await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-conflict";
+    namespace(&c, ns).await;
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let blocker: Service = serde_json::from_value(json!({
+        "metadata": {"name": "blocker"},
+        "spec": {"type": "NodePort", "selector": {"app": "other"},
+                 "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30402}]}
+    }))
+    .unwrap();
+    svc_api
+        .create(&PostParams::default(), &blocker)
+        .await
+        .unwrap();
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30400"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "a Warning Event naming the port",
+        || async {
+            let evs = events(&c, ns).await;
+            evs.iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("kafka-2-external") && n.contains("30402"))
+                })
+                .map(|_| ())
+                .ok_or_else(|| {
+                    format!(
+                        "{:?}",
+                        evs.iter().map(|e| e.note.clone()).collect::<Vec<_>>()
+                    )
+                })
+        },
+    )
+    .await;
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let status = api
+        .get("kafka")
+        .await
+        .unwrap()
+        .annotations()
+        .get("kafka-expose.io/status")
+        .cloned();
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("error: Service kafka-2-external (NodePort 30402)")),
+        "{status:?}"
+    );
+    svc_api
+        .delete("blocker", &DeleteParams::default())
+        .await
+        .unwrap();
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    assert_eq!(node_port(&svcs[2]), Some(30402));
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-off";
+    namespace(&c, ns).await;
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let own: Service = serde_json::from_value(json!({
+        "metadata": {"name": "kafka-9-external", "labels": {"kafka-expose.io/workload": "kafka"}},
+        "spec": {"selector": {"app": "kafka"}, "ports": [{"port": 9092, "protocol": "TCP"}]}
+    }))
+    .unwrap();
+    let own = svc_api.create(&PostParams::default(), &own).await.unwrap();
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30500"}),
+        ),
+    )
+    .await;
+    let all = [
+        "kafka-0-external",
+        "kafka-1-external",
+        "kafka-2-external",
+        "kafka-external-bootstrap",
+    ];
+    wait_services(&c, ns, &all).await;
+    annotate(&c, ns, "kafka", json!({"kafka-expose.io/expose": "off"})).await;
+    wait_services(&c, ns, &[]).await;
+    annotate(
+        &c,
+        ns,
+        "kafka",
+        json!({"kafka-expose.io/expose": "nodeport"}),
+    )
+    .await;
+    wait_services(&c, ns, &all).await;
+    annotate(&c, ns, "kafka", json!({"kafka-expose.io/expose": null})).await;
+    wait_services(&c, ns, &[]).await;
+    let still = svc_api.get("kafka-9-external").await.unwrap();
+    assert_eq!(
+        still.resource_version(),
+        own.resource_version(),
+        "the user's Service is untouched"
+    );
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_instances_converge_and_then_leave_the_services_alone() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-two";
+    namespace(&c, ns).await;
+    let a = start_reconciler(&c, ns);
+    let b = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30600"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let versions = |svcs: Vec<Service>| -> Vec<(String, Option<String>)> {
+        svcs.into_iter()
+            .map(|s| (s.name_any(), s.resource_version()))
+            .collect()
+    };
+    let before = versions(managed(&c, ns).await);
+    let sts_before = Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .get("kafka")
+        .await
+        .unwrap()
+        .resource_version();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        versions(managed(&c, ns).await),
+        before,
+        "no flapping between instances"
+    );
+    let sts_after = Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .get("kafka")
+        .await
+        .unwrap()
+        .resource_version();
+    assert_eq!(
+        sts_after, sts_before,
+        "the workload's annotations are not rewritten either"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-restart";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30700"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    r.shutdown().await;
+    scale(&c, ns, "kafka", 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        managed(&c, ns).await.len(),
+        4,
+        "nothing changes while it is down"
+    );
+    let r = start_reconciler(&c, ns);
+    wait_services(&c, ns, &["kafka-0-external", "kafka-external-bootstrap"]).await;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_garbage_collector_removes_the_services_with_their_workload() {
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-gc";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30800"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    // Stop the reconciler first: the garbage collector alone must remove them.
+    r.shutdown().await;
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .delete("kafka", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), "garbage collection", || async {
+        let left = managed(&c, ns).await;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", names(&left)))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_exists() {
+    use kafka_expose::webhook::admission::{FailureMode, decide_pod};
+    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-lb";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    let sts = create_sts(
+        &c,
+        ns,
+        &apache_sts(ns, json!({"kafka-expose.io/expose": "loadbalancer", "kafka-expose.io/advertised-host": "loadbalancer"})),
+    )
+    .await;
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    for s in &svcs {
+        assert_eq!(
+            s.spec.as_ref().unwrap().type_.as_deref(),
+            Some("LoadBalancer")
+        );
+    }
+
+    // The Pod decision reads addresses from the reconciler's cache: broker 1 waits for its own.
+    let store = r.store.clone();
+    let lookup = move |ns: &str, name: &str| reconciler::lb_address(&store, ns, name);
+    let mut w = kafka_expose::engine::workload::Workload::from_statefulset(sts.clone());
+    w.template.metadata.get_or_insert_default();
+    let mut pod: Value = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kafka-1", "namespace": ns,
+                     "annotations": {"kafka-expose.io/expose": "loadbalancer", "kafka-expose.io/advertised-host": "loadbalancer"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": sts.uid().unwrap(), "controller": true}]},
+        "spec": serde_json::to_value(w.template.spec.clone().unwrap()).unwrap()
+    });
+    pod["spec"]["hostname"] = json!("kafka-1");
+    let review = |pod: &Value| -> kube::core::admission::AdmissionRequest<Pod> {
+        let r: kube::core::admission::AdmissionReview<Pod> = serde_json::from_value(json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "lb", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "namespace": ns, "operation": "CREATE", "userInfo": {}, "object": pod}
+        }))
+        .unwrap();
+        r.try_into().unwrap()
+    };
+    let settings = Settings::default();
+    let denied = decide_pod(&review(&pod), &settings, FailureMode::Open, &lookup);
+    assert!(!denied.response.allowed);
+    assert!(
+        denied
+            .response
+            .result
+            .message
+            .contains(&format!("{ns}/kafka-1-external")),
+        "{}",
+        denied.response.result.message
+    );
+
+    // A cloud controller would set the ingress; the test does.
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    for (name, ip) in [
+        ("kafka-1-external", "203.0.113.21"),
+        ("kafka-external-bootstrap", "203.0.113.20"),
+    ] {
+        svc_api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let allowed = eventually(Duration::from_secs(20), "the broker admitted", || async {
+        let d = decide_pod(&review(&pod), &settings, FailureMode::Open, &lookup);
+        if d.response.allowed {
+            Ok(d)
+        } else {
+            Err(d.response.result.message.clone())
+        }
+    })
+    .await;
+    let patch: Value = serde_json::from_slice(allowed.response.patch.as_ref().unwrap()).unwrap();
+    assert!(patch.to_string().contains("203.0.113.21"), "{patch}");
+
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(30),
+        "the LoadBalancer bootstrap annotation",
+        || async {
+            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
+            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
+                Some(v) if v == "203.0.113.20:9094" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
+    let _exclusive = apiserver_lock().write().unwrap_or_else(|p| p.into_inner());
+    let c = client().await;
+    let ns = "e2e-apiserver";
+    namespace(&c, ns).await;
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30900"}),
+        ),
+    )
+    .await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    let dir = env()["KAFKA_EXPOSE_E2E_DIR"].clone();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/control-plane.sh");
+    let out = tokio::process::Command::new("bash")
+        .args([script, "restart-apiserver", &dir, "3"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = client().await;
+    scale(&c, ns, "kafka", 2).await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    r.shutdown().await;
+}
