@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -28,10 +28,7 @@ use serde_json::{Value, json};
 const HOST_IP: &str = "192.0.2.10";
 
 /// The API server restart test takes this for writing; every other test for reading.
-fn apiserver_lock() -> &'static RwLock<()> {
-    static L: OnceLock<RwLock<()>> = OnceLock::new();
-    L.get_or_init(|| RwLock::new(()))
-}
+static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn env() -> BTreeMap<String, String> {
     let path = std::env::var("KAFKA_EXPOSE_E2E_ENV").unwrap_or_else(|_| {
@@ -277,7 +274,7 @@ async fn create_sts(c: &Client, ns: &str, sts: &StatefulSet) -> StatefulSet {
 
 #[tokio::test]
 async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned_by_the_workload() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-annotate";
     namespace(&c, ns).await;
@@ -365,7 +362,7 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
 
 #[tokio::test]
 async fn the_bitnami_32_chart_annotated_gets_its_services() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-bitnami";
     namespace(&c, ns).await;
@@ -400,7 +397,7 @@ async fn the_bitnami_32_chart_annotated_gets_its_services() {
 
 #[tokio::test]
 async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-scale";
     namespace(&c, ns).await;
@@ -456,7 +453,7 @@ async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
 
 #[tokio::test]
 async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-conflict";
     namespace(&c, ns).await;
@@ -548,7 +545,7 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
 
 #[tokio::test]
 async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-off";
     namespace(&c, ns).await;
@@ -599,7 +596,7 @@ async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
 
 #[tokio::test]
 async fn two_instances_converge_and_then_leave_the_services_alone() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-two";
     namespace(&c, ns).await;
@@ -658,7 +655,7 @@ async fn two_instances_converge_and_then_leave_the_services_alone() {
 
 #[tokio::test]
 async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-restart";
     namespace(&c, ns).await;
@@ -698,7 +695,7 @@ async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
 
 #[tokio::test]
 async fn the_garbage_collector_removes_the_services_with_their_workload() {
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-gc";
     namespace(&c, ns).await;
@@ -743,7 +740,7 @@ async fn the_garbage_collector_removes_the_services_with_their_workload() {
 #[tokio::test]
 async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_exists() {
     use kafka_expose::webhook::admission::{FailureMode, decide_pod};
-    let _shared = apiserver_lock().read().unwrap_or_else(|p| p.into_inner());
+    let _shared = APISERVER.read().await;
     let c = client().await;
     let ns = "e2e-lb";
     namespace(&c, ns).await;
@@ -853,7 +850,7 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
 
 #[tokio::test]
 async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
-    let _exclusive = apiserver_lock().write().unwrap_or_else(|p| p.into_inner());
+    let _exclusive = APISERVER.write().await;
     let c = client().await;
     let ns = "e2e-apiserver";
     namespace(&c, ns).await;

@@ -82,7 +82,7 @@ build() {
     log "KAFKA_EXPOSE_CONTROL_PLANE_BIN=$KAFKA_EXPOSE_CONTROL_PLANE_BIN lacks etcd, kube-apiserver or kube-controller-manager"
     exit 1
   fi
-  apt_install etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev
+  apt_install etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl curl
   mkdir -p "$BIN_DIR"
   ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN_DIR/etcd"
   if [[ ! -x "$BUILD_DIR/_output/bin/kube-apiserver" || ! -x "$BUILD_DIR/_output/bin/kube-controller-manager" ]]; then
