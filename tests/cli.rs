@@ -287,3 +287,60 @@ fn patch_properties_refuses_a_taken_port_and_leaves_the_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn certs_writes_a_ca_and_a_serving_pair_for_the_service_and_prints_the_ca_bundle() {
+    use base64::Engine as _;
+    let dir = std::env::temp_dir().join(format!("kx-certs-{}", std::process::id()));
+    let out = Command::new(BIN)
+        .args([
+            "certs",
+            "--service-name",
+            "kx",
+            "--service-namespace",
+            "ops",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    let bundle = String::from_utf8(out.stdout).unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .unwrap();
+    assert_eq!(decoded, ca.as_bytes(), "the printed caBundle is the CA");
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&text.stdout);
+    for name in [
+        "DNS:kx.ops.svc",
+        "DNS:kx.ops.svc.cluster.local",
+        "DNS:localhost",
+        "IP Address:127.0.0.1",
+    ] {
+        assert!(sans.contains(name), "{name} in {sans}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the key is private");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,124 +7,28 @@
 //! its own, so the tests run in parallel. There is no kubelet or scheduler: a background task
 //! plays their part, binding each pod to a Node and marking it Running and Ready with a host IP.
 
+mod e2e_support;
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Binding, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use kafka_expose::config::Settings;
 use kafka_expose::metrics::{Metrics, Readiness};
 use kafka_expose::reconciler;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
 
-/// The host IP the stand-in kubelet reports.
-const HOST_IP: &str = "192.0.2.10";
+use e2e_support::{
+    HOST_IP, client, env, eventually, fake_kubelet, managed, names, namespace, node_port,
+};
+use serde_json::{Value, json};
 
 /// The API server restart test takes this for writing; every other test for reading.
 static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-fn env() -> BTreeMap<String, String> {
-    let path = std::env::var("KAFKA_EXPOSE_E2E_ENV").unwrap_or_else(|_| {
-        panic!(
-            "the e2e tests need the control plane: run ./tests/run.sh, or start tests/e2e/control-plane.sh \
-             and set KAFKA_EXPOSE_E2E_ENV to its env file"
-        )
-    });
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-async fn client() -> Client {
-    let env = env();
-    let kc = Kubeconfig::read_from(&env["KUBECONFIG"]).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
-}
-
-async fn namespace(c: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(c.clone());
-    let _ = api.delete(name, &DeleteParams::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match api
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-            )
-            .await
-        {
-            Ok(_) => return,
-            Err(kube::Error::Api(e)) if e.code == 409 && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("namespace {name}: {e}"),
-        }
-    }
-}
-
-/// Plays the scheduler and the kubelet for the pods of `ns`.
-fn fake_kubelet(c: Client, ns: &str) -> tokio::task::JoinHandle<()> {
-    let ns = ns.to_string();
-    tokio::spawn(async move {
-        let nodes: Api<Node> = Api::all(c.clone());
-        let _ = nodes
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "e2e-node"}})).unwrap(),
-            )
-            .await;
-        let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for p in list.items {
-                    let name = p.name_any();
-                    let spec = p.spec.clone().unwrap_or_default();
-                    if spec.node_name.is_none() {
-                        let binding: Binding = serde_json::from_value(json!({
-                            "apiVersion": "v1", "kind": "Binding",
-                            "metadata": {"name": name, "namespace": ns},
-                            "target": {"apiVersion": "v1", "kind": "Node", "name": "e2e-node"}
-                        }))
-                        .unwrap();
-                        let _ = pods
-                            .create_subresource::<Binding, Value>(
-                                "binding",
-                                &name,
-                                &PostParams::default(),
-                                &binding,
-                            )
-                            .await;
-                    }
-                    let running =
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                    if !running {
-                        let status = json!({"status": {
-                            "phase": "Running", "hostIP": HOST_IP, "podIP": "10.244.0.5",
-                            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
-                        }});
-                        let _ = pods
-                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-}
 
 /// One reconciler, scoped to a namespace.
 struct Running {
@@ -179,43 +83,6 @@ fn apache_sts(ns: &str, annotations: Value) -> StatefulSet {
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["annotations"] = annotations;
     serde_json::from_value(sts).unwrap()
-}
-
-async fn managed(c: &Client, ns: &str) -> Vec<Service> {
-    let api: Api<Service> = Api::namespaced(c.clone(), ns);
-    let mut items = api
-        .list(&ListParams::default().labels(reconciler::MANAGED_SELECTOR))
-        .await
-        .unwrap()
-        .items;
-    items.sort_by_key(|s| s.name_any());
-    items
-}
-
-fn names(svcs: &[Service]) -> Vec<String> {
-    svcs.iter().map(|s| s.name_any()).collect()
-}
-
-fn node_port(s: &Service) -> Option<i32> {
-    s.spec.as_ref()?.ports.as_ref()?.first()?.node_port
-}
-
-/// Polls `check` until it returns `Some`, or fails after `limit` with the last state.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < limit {
-        match check().await {
-            Ok(t) => return t,
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what} did not happen within {limit:?}; last: {last}");
 }
 
 async fn wait_services(c: &Client, ns: &str, want: &[&str]) -> Vec<Service> {

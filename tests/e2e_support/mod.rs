@@ -1,0 +1,173 @@
+//! Shared by the e2e suites: the control plane's client, namespaces, a stand-in kubelet, polling.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Binding, Namespace, Node, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+/// The host IP the stand-in kubelet reports.
+pub const HOST_IP: &str = "192.0.2.10";
+
+pub fn env() -> BTreeMap<String, String> {
+    let path = std::env::var("KAFKA_EXPOSE_E2E_ENV").unwrap_or_else(|_| {
+        panic!(
+            "the e2e tests need the control plane: run ./tests/run.sh, or start tests/e2e/control-plane.sh \
+             and set KAFKA_EXPOSE_E2E_ENV to its env file"
+        )
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub async fn client() -> Client {
+    let env = env();
+    let kc = Kubeconfig::read_from(&env["KUBECONFIG"]).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+pub async fn namespace(c: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(c.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match api
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 && Instant::now() < deadline => {
+                // A namespace from an earlier run is terminating: no kubelet finishes its pods.
+                let pods: Api<Pod> = Api::namespaced(c.clone(), name);
+                if let Ok(list) = pods.list(&ListParams::default()).await {
+                    for p in list.items {
+                        let _ = pods
+                            .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+                            .await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("namespace {name}: {e}"),
+        }
+    }
+}
+
+/// Plays the scheduler and the kubelet for the pods of `ns`.
+pub fn fake_kubelet(c: Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    fake_kubelet_with(c, ns, |_| HOST_IP.to_string())
+}
+
+/// Plays the scheduler and the kubelet, giving each pod the host IP `host_ip(pod name)`.
+pub fn fake_kubelet_with(
+    c: Client,
+    ns: &str,
+    host_ip: impl Fn(&str) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let ns = ns.to_string();
+    tokio::spawn(async move {
+        let nodes: Api<Node> = Api::all(c.clone());
+        let _ = nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "e2e-node"}})).unwrap(),
+            )
+            .await;
+        let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items {
+                    let name = p.name_any();
+                    // No kubelet confirms deletions: finish them as it would.
+                    if p.metadata.deletion_timestamp.is_some() {
+                        let _ = pods
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
+                        continue;
+                    }
+                    let spec = p.spec.clone().unwrap_or_default();
+                    if spec.node_name.is_none() {
+                        let binding: Binding = serde_json::from_value(json!({
+                            "apiVersion": "v1", "kind": "Binding",
+                            "metadata": {"name": name, "namespace": ns},
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": "e2e-node"}
+                        }))
+                        .unwrap();
+                        let _ = pods
+                            .create_subresource::<Binding, Value>(
+                                "binding",
+                                &name,
+                                &PostParams::default(),
+                                &binding,
+                            )
+                            .await;
+                    }
+                    let running =
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    if !running {
+                        let status = json!({"status": {
+                            "phase": "Running", "hostIP": host_ip(&name), "podIP": "10.244.0.5",
+                            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
+                        }});
+                        let _ = pods
+                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+pub async fn managed(c: &Client, ns: &str) -> Vec<Service> {
+    let api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let mut items = api
+        .list(&ListParams::default().labels(kafka_expose::reconciler::MANAGED_SELECTOR))
+        .await
+        .unwrap()
+        .items;
+    items.sort_by_key(|s| s.name_any());
+    items
+}
+
+pub fn names(svcs: &[Service]) -> Vec<String> {
+    svcs.iter().map(|s| s.name_any()).collect()
+}
+
+pub fn node_port(s: &Service) -> Option<i32> {
+    s.spec.as_ref()?.ports.as_ref()?.first()?.node_port
+}
+
+/// Polls `check` until it returns `Some`, or fails after `limit` with the last state.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match check().await {
+            Ok(t) => return t,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what} did not happen within {limit:?}; last: {last}");
+}

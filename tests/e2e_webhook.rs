@@ -1,0 +1,966 @@
+//! The webhook registered in a real kube-apiserver, mutating the pods a real StatefulSet
+//! controller creates.
+//!
+//! `kafka-expose serve` runs as a process on loopback with its own certificate, under the
+//! ServiceAccount and ClusterRole of `deploy/manifests` (a token bound to the ServiceAccount). It
+//! is registered through the MutatingWebhookConfiguration of `deploy/manifests/webhook.yaml`,
+//! with `clientConfig.url` pointing at it, the CA as `caBundle`, and a namespace label added to
+//! its selectors so that each test sees only its own namespaces.
+
+mod e2e_support;
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kafka_expose::certs;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use e2e_support::{client, env, eventually, fake_kubelet_with, managed, namespace};
+use support::{Image, effective_config, listeners, node_ip};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
+/// Label the test webhook configurations select namespaces by.
+const TAG: &str = "kafka-expose-e2e";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn deploy_docs(file: &str) -> Vec<Value> {
+    let path = format!("{}/deploy/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    kafka_expose::mutate::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn apply_value(c: &Client, doc: &Value) {
+    let api_version = doc["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, doc["kind"].as_str().unwrap());
+    let ar = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = match doc.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(ns) => Api::namespaced_with(c.clone(), ns, &ar),
+        None => Api::all_with(c.clone(), &ar),
+    };
+    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    // As `kubectl apply` does on the client side: create, or merge into what exists.
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(doc))
+                .await
+                .unwrap_or_else(|e| panic!("updating {} {}: {e}", doc["kind"], obj.name_any()));
+        }
+        Err(e) => panic!("applying {} {}: {e}", doc["kind"], obj.name_any()),
+    }
+}
+
+/// The install's namespace, ServiceAccount and RBAC, and a kubeconfig with the ServiceAccount's
+/// token, so that the server runs with exactly the install's permissions.
+async fn install_rbac(c: &Client, dir: &std::path::Path) -> PathBuf {
+    for f in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
+        for d in deploy_docs(f) {
+            apply_value(c, &d).await;
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "kafka-expose");
+    let token = eventually(
+        Duration::from_secs(60),
+        "the ServiceAccount's token",
+        || async {
+            let list = secrets
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|s| {
+                    s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                        && s.annotations()
+                            .get("kubernetes.io/service-account.name")
+                            .map(String::as_str)
+                            == Some("kafka-expose")
+                })
+                .and_then(|s| s.data?.get("token").cloned())
+                .map(|t| String::from_utf8(t.0).unwrap())
+                .ok_or_else(|| "no token yet".to_string())
+        },
+    )
+    .await;
+    let server = env()["KAFKA_EXPOSE_E2E_SERVER"].clone();
+    let path = dir.join("sa-kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: sa, namespace: kafka-expose}}\ncurrent-context: e2e\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `kafka-expose serve` on loopback.
+struct Webhook {
+    child: Option<Child>,
+    port: u16,
+    admin: u16,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    ca_bundle: String,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Webhook {
+    fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf) -> Self {
+        let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
+        certs::write(&dir, &bundle).unwrap();
+        let mut w = Self {
+            child: None,
+            port: free_port(),
+            admin: free_port(),
+            dir,
+            kubeconfig,
+            ca_bundle: bundle.ca_bundle(),
+        };
+        let _ = tag;
+        w.spawn();
+        w
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--log-format", "json", "--shutdown-grace", "1s"])
+            .arg("--tls-cert")
+            .arg(self.dir.join(certs::TLS_CERT))
+            .arg("--tls-key")
+            .arg(self.dir.join(certs::TLS_KEY))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ready() {
+            assert!(
+                Instant::now() < deadline,
+                "the webhook did not become ready: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin)) else {
+            return false;
+        };
+        let _ = write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Registers the install's webhook configuration, pointed at this server and limited to
+    /// namespaces labelled `TAG=tag`.
+    async fn register(&self, c: &Client, tag: &str) {
+        let mut cfg = deploy_docs("webhook.yaml").remove(0);
+        cfg["metadata"]["name"] = json!(format!("kafka-expose-{tag}"));
+        for w in cfg["webhooks"].as_array_mut().unwrap() {
+            w["clientConfig"] = json!({
+                "url": format!("https://127.0.0.1:{}/mutate", self.port),
+                "caBundle": self.ca_bundle,
+            });
+            w["namespaceSelector"]["matchLabels"] = json!({TAG: tag});
+        }
+        let mwc: MutatingWebhookConfiguration = serde_json::from_value(cfg).unwrap();
+        let api: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
+        api.patch(
+            &mwc.name_any(),
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&mwc),
+        )
+        .await
+        .unwrap();
+        // The API server picks the configuration up from its informer.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn tagged_namespace(c: &Client, name: &str, tag: &str) {
+    namespace(c, name).await;
+    let api: Api<Namespace> = Api::all(c.clone());
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {TAG: tag}}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn ordinal_of(pod: &str) -> u32 {
+    pod.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn kubelet(c: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)))
+}
+
+/// Applies what a user would apply of a fixture, as the 1.20 API server serves it.
+async fn apply_fixture(c: &Client, ns: &str, file: &str, annotations: &Value) -> Vec<Value> {
+    let docs = support::fixture(file);
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap();
+        // policy/v1 PodDisruptionBudgets are not served by 1.20; NetworkPolicies and the chart's
+        // test Pod are beside the point.
+        if ![
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "StatefulSet",
+        ]
+        .contains(&kind)
+        {
+            continue;
+        }
+        let mut d = d.clone();
+        d["metadata"]["namespace"] = json!(ns);
+        if kind == "StatefulSet" {
+            let ann = d["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .entry("annotations")
+                .or_insert(json!({}));
+            if ann.is_null() {
+                *ann = json!({});
+            }
+            for (k, v) in annotations.as_object().unwrap() {
+                ann[k] = v.clone();
+            }
+        }
+        apply_value(c, &d).await;
+    }
+    docs
+}
+
+async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let mut pods: Vec<Pod> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.owner_references().iter().any(|o| o.name == sts)
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    pods.sort_by_key(|p| p.name_any());
+    pods
+}
+
+fn is_mutated(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref().unwrap();
+    spec.containers.iter().any(|c| {
+        c.env
+            .iter()
+            .flatten()
+            .any(|e| e.name.starts_with("KAFKA_EXPOSE_"))
+    }) || spec
+        .init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == "kafka-expose-properties")
+        || spec.containers.iter().any(|c| {
+            c.ports
+                .iter()
+                .flatten()
+                .any(|p| p.name.as_deref() == Some("kx-external"))
+        })
+}
+
+struct Chart {
+    file: &'static str,
+    sts: &'static str,
+    container: &'static str,
+    image: Image,
+    listener: &'static str,
+    base: u32,
+    annotations: Value,
+}
+
+fn charts() -> Vec<Chart> {
+    let np = |base: u32| json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string()});
+    vec![
+        Chart {
+            file: "apache-kafka-kraft.yaml",
+            sts: "kafka",
+            container: "broker",
+            image: Image::Apache,
+            listener: "EXTERNAL",
+            base: 31000,
+            annotations: np(31000),
+        },
+        Chart {
+            file: "bitnami-23.0.7.yaml",
+            sts: "my-kafka",
+            container: "kafka",
+            image: Image::BitnamiEnv,
+            listener: "EXTERNAL",
+            base: 31010,
+            annotations: np(31010),
+        },
+        Chart {
+            file: "bitnami-26.11.4.yaml",
+            sts: "my-kafka-controller",
+            container: "kafka",
+            image: Image::BitnamiFile,
+            listener: "EXTERNAL",
+            base: 31020,
+            annotations: np(31020),
+        },
+        Chart {
+            file: "bitnami-32.4.4.yaml",
+            sts: "my-kafka-controller",
+            container: "kafka",
+            image: Image::BitnamiFile,
+            listener: "EXTERNAL",
+            base: 31030,
+            annotations: np(31030),
+        },
+        Chart {
+            file: "bitnami-32.4.4-split.yaml",
+            sts: "my-kafka-broker",
+            container: "kafka",
+            image: Image::BitnamiFile,
+            listener: "EXTERNAL",
+            base: 31040,
+            annotations: np(31040),
+        },
+        Chart {
+            file: "cp-helm-charts-cp-kafka.yaml",
+            sts: "my-cp-cp-kafka",
+            container: "cp-kafka-broker",
+            image: Image::Apache,
+            listener: "EXTERNAL",
+            base: 31090,
+            annotations: json!({"kafka-expose.io/expose": "nodeport"}),
+        },
+        Chart {
+            file: "yolean-kubernetes-kafka.yaml",
+            sts: "kafka",
+            container: "broker",
+            image: Image::Yolean,
+            listener: "OUTSIDE",
+            base: 32400,
+            annotations: json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/adapter": "adopt",
+                                "kafka-expose.io/listener-name": "OUTSIDE", "kafka-expose.io/container-port": "9094"}),
+        },
+    ]
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kx-e2e-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_their_node_ports() {
+    let c = client().await;
+    let dir = scratch("charts");
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let wh = Webhook::start("charts", kubeconfig, dir);
+    wh.register(&c, "charts").await;
+    let mut kubelets = Vec::new();
+    let mut applied = Vec::new();
+    for (i, chart) in charts().into_iter().enumerate() {
+        let ns = format!("e2e-chart-{i}");
+        tagged_namespace(&c, &ns, "charts").await;
+        kubelets.push(kubelet(&c, &ns));
+        let docs = apply_fixture(&c, &ns, chart.file, &chart.annotations).await;
+        applied.push((ns, chart, docs));
+    }
+    for (ns, chart, docs) in &applied {
+        let replicas = docs
+            .iter()
+            .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == chart.sts)
+            .and_then(|d| d["spec"]["replicas"].as_u64())
+            .unwrap_or(1) as usize;
+        let pods = eventually(
+            Duration::from_secs(120),
+            &format!("{} brokers of {}", replicas, chart.file),
+            || async {
+                let pods = pods_of(&c, ns, chart.sts).await;
+                let running = pods
+                    .iter()
+                    .filter(|p| p.status.as_ref().and_then(|s| s.host_ip.as_ref()).is_some())
+                    .count();
+                if pods.len() == replicas && running == replicas {
+                    Ok(pods)
+                } else {
+                    Err(format!("{} pods, {running} running", pods.len()))
+                }
+            },
+        )
+        .await;
+        let svcs = eventually(
+            Duration::from_secs(60),
+            &format!("Services of {}", chart.file),
+            || async {
+                let s = managed(&c, ns).await;
+                if s.len() == replicas + 1 {
+                    Ok(s)
+                } else {
+                    Err(format!("{:?}", e2e_support::names(&s)))
+                }
+            },
+        )
+        .await;
+        for pod in &pods {
+            let name = pod.name_any();
+            let i = ordinal_of(&name);
+            assert!(
+                pod.annotations()
+                    .contains_key("kafka-expose.io/config-hash"),
+                "{}: {name} carries its configuration from the mutated template",
+                chart.file
+            );
+            // Yolean's own listener binds one fixed port: adopting it changes nothing in the pod.
+            if chart.image != Image::Yolean {
+                assert!(is_mutated(pod), "{}: {name} is stored mutated", chart.file);
+            }
+            let pod_json = serde_json::to_value(pod).unwrap();
+            let eff = effective_config(docs, &pod_json, chart.container, i, chart.image);
+            let adv = listeners(eff.get("advertised.listeners"));
+            let want = (
+                chart.listener.to_string(),
+                node_ip(i),
+                (chart.base + i).to_string(),
+            );
+            assert!(
+                adv.iter().any(|(n, h, p)| n.eq_ignore_ascii_case(&want.0)
+                    && *h == want.1
+                    && *p == want.2),
+                "{}: {name} advertises {}://{}:{}; got {adv:?}",
+                chart.file,
+                want.0,
+                want.1,
+                want.2
+            );
+            let svc = svcs
+                .iter()
+                .find(|s| s.name_any() == format!("{}-{i}-external", chart.sts))
+                .unwrap_or_else(|| panic!("{}: no Service for {name}", chart.file));
+            assert_eq!(e2e_support::node_port(svc), Some((chart.base + i) as i32));
+        }
+    }
+    // The split chart's controller-only StatefulSet is left alone.
+    let split = applied
+        .iter()
+        .find(|(_, c, _)| c.file == "bitnami-32.4.4-split.yaml")
+        .unwrap();
+    let ctl = eventually(
+        Duration::from_secs(60),
+        "the split chart's controllers",
+        || async {
+            let p = pods_of(&c, &split.0, "my-kafka-controller").await;
+            if p.len() == 3 {
+                Ok(p)
+            } else {
+                Err(format!("{}", p.len()))
+            }
+        },
+    )
+    .await;
+    assert!(
+        ctl.iter().all(|p| !is_mutated(p)),
+        "controllers get no external listener"
+    );
+    for k in kubelets {
+        k.abort();
+    }
+}
+
+#[tokio::test]
+async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls_it_back() {
+    let c = client().await;
+    let dir = scratch("roll");
+    let wh = Webhook::start("roll", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    wh.register(&c, "roll").await;
+    let ns = "e2e-roll";
+    tagged_namespace(&c, ns, "roll").await;
+    let k = kubelet(&c, ns);
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["spec"]["replicas"] = json!(1);
+    apply_value(&c, &sts).await;
+    let pod = eventually(Duration::from_secs(60), "the first broker", || async {
+        pods_of(&c, ns, "kafka")
+            .await
+            .into_iter()
+            .next()
+            .ok_or_else(|| "none".to_string())
+    })
+    .await;
+    assert!(!is_mutated(&pod), "not exposed yet");
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let before = api
+        .get("kafka")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.update_revision);
+    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31300"}}})))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "a mutated broker after the roll",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            match pods.first() {
+                Some(p) if is_mutated(p) => Ok(()),
+                _ => Err("not yet".to_string()),
+            }
+        },
+    )
+    .await;
+    let after = api
+        .get("kafka")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.update_revision);
+    assert_ne!(before, after, "a new controller revision");
+    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": null, "kafka-expose.io/port-base": null}}})))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "an unmutated broker after removal",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            match pods.first() {
+                Some(p) if !is_mutated(p) => Ok(()),
+                _ => Err("still mutated".to_string()),
+            }
+        },
+    )
+    .await;
+    k.abort();
+}
+
+#[tokio::test]
+async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
+    let c = client().await;
+    let dir = scratch("dry");
+    let wh = Webhook::start("dry", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    wh.register(&c, "dry").await;
+    let ns = "e2e-dry";
+    tagged_namespace(&c, ns, "dry").await;
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["metadata"]["annotations"] =
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31400"});
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = api
+        .create(&pp, &serde_json::from_value(sts).unwrap())
+        .await
+        .unwrap();
+    let tpl = answered.spec.template.metadata.unwrap();
+    assert_eq!(
+        tpl.labels
+            .unwrap()
+            .get("kafka-expose.io/exposed")
+            .map(String::as_str),
+        Some("true"),
+        "the webhook answered"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        api.get_opt("kafka").await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert!(managed(&c, ns).await.is_empty(), "no Service");
+    assert!(
+        wh.log().contains("\"dry_run\":true"),
+        "the dry run reached the webhook"
+    );
+}
+
+#[tokio::test]
+async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
+    let c = client().await;
+    let dir = scratch("down");
+    let mut wh = Webhook::start("down", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    wh.register(&c, "down").await;
+    let ns = "e2e-down";
+    tagged_namespace(&c, ns, "down").await;
+    let k = kubelet(&c, ns);
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["spec"]["replicas"] = json!(1);
+    sts["metadata"]["annotations"] =
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31500"});
+    apply_value(&c, &sts).await;
+    eventually(Duration::from_secs(60), "the first broker", || async {
+        pods_of(&c, ns, "kafka")
+            .await
+            .into_iter()
+            .find(is_mutated)
+            .map(|_| ())
+            .ok_or_else(|| "none".to_string())
+    })
+    .await;
+    wh.stop();
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let plain: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "plain", "namespace": ns},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &plain)
+        .await
+        .expect("a pod outside exposed workloads is created");
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .patch(
+            "kafka",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        pods_of(&c, ns, "kafka").await.len(),
+        1,
+        "failurePolicy Fail: broker 1 waits"
+    );
+    wh.spawn();
+    eventually(
+        Duration::from_secs(90),
+        "broker 1 once the webhook is back",
+        || async {
+            let p = pods_of(&c, ns, "kafka").await;
+            if p.len() == 2 && p.iter().all(is_mutated) {
+                Ok(())
+            } else {
+                Err(format!("{}", p.len()))
+            }
+        },
+    )
+    .await;
+    k.abort();
+}
+
+#[tokio::test]
+async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
+    let c = client().await;
+    let dir = scratch("excluded");
+    let wh = Webhook::start("excluded", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    wh.register(&c, "excluded").await;
+    let nss: Api<Namespace> = Api::all(c.clone());
+    for d in deploy_docs("namespace.yaml") {
+        apply_value(&c, &d).await;
+    }
+    // Clusters before 1.21 do not label namespaces with their name: kube-system gets the opt-out
+    // label the install documents for them.
+    for ns in ["kube-system", "kafka-expose"] {
+        nss.patch(ns, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {TAG: "excluded", "kafka-expose.io/webhook": "disabled"}}})))
+            .await
+            .unwrap();
+    }
+    for ns in ["kube-system", "kafka-expose"] {
+        let mut sts = support::fixture("apache-kafka-kraft.yaml")
+            .into_iter()
+            .find(|d| d["kind"] == "StatefulSet")
+            .unwrap();
+        sts["metadata"]["namespace"] = json!(ns);
+        sts["metadata"]["name"] = json!("excluded-broker");
+        sts["spec"]["replicas"] = json!(0);
+        sts["metadata"]["annotations"] =
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600"});
+        apply_value(&c, &sts).await;
+        let stored = Api::<StatefulSet>::namespaced(c.clone(), ns)
+            .get("excluded-broker")
+            .await
+            .unwrap();
+        let labels = stored
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        assert!(
+            !labels.contains_key("kafka-expose.io/exposed"),
+            "{ns} is not mutated"
+        );
+    }
+    let admissions_in = |ns: &str| {
+        wh.log()
+            .lines()
+            .filter(|l| {
+                l.contains("\"message\":\"admission\"")
+                    && l.contains(&format!("\"namespace\":\"{ns}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        admissions_in("kube-system"),
+        0,
+        "no review from kube-system reached the server"
+    );
+    assert_eq!(
+        admissions_in("kafka-expose"),
+        0,
+        "no review from its own namespace reached the server"
+    );
+    // The same StatefulSet in a tagged namespace does reach it.
+    let ns = "e2e-included";
+    tagged_namespace(&c, ns, "excluded").await;
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["metadata"]["name"] = json!("excluded-broker");
+    sts["spec"]["replicas"] = json!(0);
+    sts["metadata"]["annotations"] =
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600"});
+    apply_value(&c, &sts).await;
+    assert!(
+        admissions_in("e2e-included") > 0,
+        "the same object elsewhere is reviewed"
+    );
+}
+
+/// A second mutating webhook that adds one env var to exposed brokers, when it is missing.
+async fn second_webhook(dir: &std::path::Path) -> (u16, String, tokio::task::JoinHandle<()>) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let bundle = certs::generate(&["localhost".to_string()]).unwrap();
+    let sub = dir.join("second");
+    certs::write(&sub, &bundle).unwrap();
+    let store =
+        kafka_expose::webhook::tls::CertStore::load(&sub.join("tls.crt"), &sub.join("tls.key"))
+            .unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(kafka_expose::webhook::tls::server_config(store).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let review: Value = serde_json::from_slice(&body).unwrap();
+                        let uid = review["request"]["uid"].clone();
+                        let env = &review["request"]["object"]["spec"]["containers"][0]["env"];
+                        let present = env
+                            .as_array()
+                            .is_some_and(|e| e.iter().any(|v| v["name"] == "SECOND_WEBHOOK"));
+                        let mut response = json!({"uid": uid, "allowed": true});
+                        if !present {
+                            let op = if env.is_array() {
+                                json!([{"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "SECOND_WEBHOOK", "value": "1"}}])
+                            } else {
+                                json!([{"op": "add", "path": "/spec/containers/0/env", "value": [{"name": "SECOND_WEBHOOK", "value": "1"}]}])
+                            };
+                            use base64::Engine as _;
+                            response["patchType"] = json!("JSONPatch");
+                            response["patch"] = json!(
+                                base64::engine::general_purpose::STANDARD.encode(op.to_string())
+                            );
+                        }
+                        let out = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(out.to_string()),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    (port, bundle.ca_bundle(), task)
+}
+
+#[tokio::test]
+async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once() {
+    let c = client().await;
+    let dir = scratch("reinvoke");
+    let wh = Webhook::start(
+        "reinvoke",
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        dir.clone(),
+    );
+    wh.register(&c, "reinvoke").await;
+    let (port, ca, task) = second_webhook(&dir).await;
+    // Sorted after kafka-expose's, so kafka-expose sees the other's change only by reinvocation.
+    let second: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-second-reinvoke"},
+        "webhooks": [{
+            "name": "second.example.com",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/"), "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "objectSelector": {"matchLabels": {"kafka-expose.io/exposed": "true"}},
+            "namespaceSelector": {"matchLabels": {TAG: "reinvoke"}},
+            "sideEffects": "None", "timeoutSeconds": 5, "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded"
+        }]
+    }))
+    .unwrap();
+    Api::<MutatingWebhookConfiguration>::all(c.clone())
+        .patch(
+            "zz-second-reinvoke",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&second),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ns = "e2e-reinvoke";
+    tagged_namespace(&c, ns, "reinvoke").await;
+    let k = kubelet(&c, ns);
+    let mut sts = support::fixture("apache-kafka-kraft.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["spec"]["replicas"] = json!(1);
+    sts["metadata"]["annotations"] =
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31700"});
+    apply_value(&c, &sts).await;
+    let pod = eventually(Duration::from_secs(60), "the broker", || async {
+        pods_of(&c, ns, "kafka")
+            .await
+            .into_iter()
+            .next()
+            .ok_or_else(|| "none".to_string())
+    })
+    .await;
+    let broker = &pod.spec.as_ref().unwrap().containers[0];
+    let names: Vec<String> = broker
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "no duplicate variable: {names:?}"
+    );
+    assert!(names.contains(&"SECOND_WEBHOOK".to_string()));
+    assert!(names.contains(&"KAFKA_EXPOSE_EXTERNAL_HOST".to_string()));
+    let adv = broker
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "KAFKA_ADVERTISED_LISTENERS")
+        .unwrap();
+    assert_eq!(
+        adv.value.as_deref().unwrap().matches("EXTERNAL://").count(),
+        1,
+        "one listener"
+    );
+    let ports: Vec<_> = broker
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.name.as_deref() == Some("kx-external"))
+        .collect();
+    assert_eq!(ports.len(), 1, "one port");
+    let calls: Vec<String> = wh
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"Pod\"") && l.contains("\"namespace\":\"e2e-reinvoke\""))
+        .map(str::to_string)
+        .collect();
+    assert!(calls.len() >= 2, "kafka-expose was reinvoked: {calls:?}");
+    assert!(
+        calls.last().unwrap().contains("\"result\":\"allowed\""),
+        "and added nothing: {calls:?}"
+    );
+    Api::<MutatingWebhookConfiguration>::all(c.clone())
+        .delete("zz-second-reinvoke", &Default::default())
+        .await
+        .unwrap();
+    task.abort();
+    k.abort();
+}
