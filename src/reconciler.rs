@@ -326,7 +326,7 @@ async fn bootstrap_address(
                         .creation_timestamp
                         .as_ref()
                         .map(|Time(t)| {
-                            let now = jiff_now();
+                            let now = unix_now();
                             Duration::from_secs(now.saturating_sub(t.as_second()).max(0) as u64)
                         })
                         .unwrap_or_default();
@@ -372,7 +372,7 @@ async fn bootstrap_address(
 }
 
 /// Seconds since the epoch.
-fn jiff_now() -> i64 {
+fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -290,3 +290,93 @@ fn the_api_server_accepts_the_rendered_chart_and_the_plain_manifests() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
+    let kc = kubeconfig();
+    let ns = "e2e-certs-hook";
+    apply_stdin(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
+        &kc,
+    );
+    let mut mwc =
+        read_documents(&std::fs::read_to_string(format!("{MANIFESTS}/webhook.yaml")).unwrap())
+            .unwrap()
+            .remove(0);
+    mwc["metadata"]["name"] = json!("certs-hook-e2e");
+    let dir = std::env::temp_dir().join(format!("kx-certs-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mwc.yaml");
+    std::fs::write(&file, serde_json::to_string(&mwc).unwrap()).unwrap();
+    run(Command::new(tool("kubectl"))
+        .env("KUBECONFIG", &kc)
+        .args(["apply", "-f"])
+        .arg(&file));
+    let certs = || {
+        run(Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+            .env("KUBECONFIG", &kc)
+            .args([
+                "certs",
+                "--service-name",
+                "kafka-expose",
+                "--service-namespace",
+                ns,
+            ])
+            .args([
+                "--secret",
+                "kafka-expose-tls",
+                "--patch-webhook",
+                "certs-hook-e2e",
+            ]))
+    };
+    let first = certs();
+    let second = certs();
+    assert_eq!(first, second, "the Secret is made once and reused");
+    let bundle = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "get",
+        "mutatingwebhookconfiguration",
+        "certs-hook-e2e",
+        "-o",
+        "jsonpath={.webhooks[*].clientConfig.caBundle}",
+    ]));
+    assert_eq!(
+        bundle.split_whitespace().collect::<Vec<_>>(),
+        vec![first.trim(); 2],
+        "both webhooks carry the CA"
+    );
+    let keys = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "get",
+        "secret",
+        "-n",
+        ns,
+        "kafka-expose-tls",
+        "-o",
+        "jsonpath={.type} {.data.tls\\.crt}",
+    ]));
+    assert!(keys.starts_with("kubernetes.io/tls "), "{keys}");
+    run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "delete",
+        "mutatingwebhookconfiguration",
+        "certs-hook-e2e",
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kubectl apply -f -` of `text`.
+fn apply_stdin(text: &str, kubeconfig: &str) {
+    use std::io::Write;
+    let mut child = Command::new(tool("kubectl"))
+        .env("KUBECONFIG", kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -162,7 +162,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         .as_deref()
         .or(ctx.namespace)
         .unwrap_or_default();
-    let host = match external_host(&cfg, &ordinal, namespace, ctx)? {
+    let host = match external_host(&cfg, &ordinal, ctx)? {
         Ok(h) => h,
         Err(service) => {
             let message = format!(
@@ -342,7 +342,6 @@ pub fn ordinal(
 fn external_host(
     cfg: &ExposeConfig,
     o: &Ordinal,
-    namespace: &str,
     ctx: &PodContext<'_>,
 ) -> Result<Result<String, String>, ConfigError> {
     Ok(Ok(match &cfg.advertised_host {
@@ -365,7 +364,6 @@ fn external_host(
         },
         AdvertisedHost::LoadBalancer => {
             let service = services::broker_service_name(&o.workload, o.ordinal);
-            let _ = namespace;
             match (ctx.lb_address)(&service) {
                 Some(addr) => addr,
                 None => return Ok(Err(service)),
