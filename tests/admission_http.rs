@@ -133,10 +133,7 @@ async fn every_fixture_workload_and_pod_review_gets_the_engines_patch_and_its_ui
 }
 
 fn apache_sts() -> Value {
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     annotate(&mut sts, "apache");
     sts
 }

@@ -76,10 +76,7 @@ impl Running {
 
 /// The apache/kafka fixture's StatefulSet in `ns`, with these annotations.
 fn apache_sts(ns: &str, annotations: Value) -> StatefulSet {
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["annotations"] = annotations;
     serde_json::from_value(sts).unwrap()
@@ -130,6 +127,30 @@ async fn events(c: &Client, ns: &str) -> Vec<Event> {
         .await
         .map(|l| l.items)
         .unwrap_or_default()
+}
+
+/// The names of a three-broker workload's Services.
+const THREE_BROKERS: [&str; 4] = [
+    "kafka-0-external",
+    "kafka-1-external",
+    "kafka-2-external",
+    "kafka-external-bootstrap",
+];
+
+/// Creates the apache/kafka StatefulSet exposed on NodePorts from `base`, and waits for its
+/// four Services.
+async fn expose_three_brokers(c: &Client, ns: &str, base: u16) -> StatefulSet {
+    let sts = create_sts(
+        c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string()}),
+        ),
+    )
+    .await;
+    wait_services(c, ns, &THREE_BROKERS).await;
+    sts
 }
 
 async fn create_sts(c: &Client, ns: &str, sts: &StatefulSet) -> StatefulSet {
@@ -234,10 +255,7 @@ async fn the_bitnami_32_chart_annotated_gets_its_services() {
     let ns = "e2e-bitnami";
     namespace(&c, ns).await;
     let r = start_reconciler(&c, ns);
-    let mut sts = support::fixture("bitnami-32.4.4.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("bitnami-32.4.4.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["annotations"] =
         json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30200"});
@@ -269,26 +287,7 @@ async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
     let ns = "e2e-scale";
     namespace(&c, ns).await;
     let r = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30300"}),
-        ),
-    )
-    .await;
-    wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    expose_three_brokers(&c, ns, 30300).await;
     scale(&c, ns, "kafka", 5).await;
     let svcs = wait_services(
         &c,
@@ -469,26 +468,7 @@ async fn two_instances_converge_and_then_leave_the_services_alone() {
     namespace(&c, ns).await;
     let a = start_reconciler(&c, ns);
     let b = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30600"}),
-        ),
-    )
-    .await;
-    wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    expose_three_brokers(&c, ns, 30600).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let versions = |svcs: Vec<Service>| -> Vec<(String, Option<String>)> {
         svcs.into_iter()
@@ -527,26 +507,7 @@ async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
     let ns = "e2e-restart";
     namespace(&c, ns).await;
     let r = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30700"}),
-        ),
-    )
-    .await;
-    wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    expose_three_brokers(&c, ns, 30700).await;
     r.shutdown().await;
     scale(&c, ns, "kafka", 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -567,26 +528,7 @@ async fn the_garbage_collector_removes_the_services_with_their_workload() {
     let ns = "e2e-gc";
     namespace(&c, ns).await;
     let r = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30800"}),
-        ),
-    )
-    .await;
-    wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    expose_three_brokers(&c, ns, 30800).await;
     // Stop the reconciler first: the garbage collector alone must remove them.
     r.shutdown().await;
     Api::<StatefulSet>::namespaced(c.clone(), ns)
@@ -722,26 +664,7 @@ async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
     let ns = "e2e-apiserver";
     namespace(&c, ns).await;
     let r = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30900"}),
-        ),
-    )
-    .await;
-    wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    expose_three_brokers(&c, ns, 30900).await;
     let dir = env()["KAFKA_EXPOSE_E2E_DIR"].clone();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/control-plane.sh");
     let out = tokio::process::Command::new("bash")

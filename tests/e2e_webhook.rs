@@ -535,10 +535,7 @@ async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls
     let ns = "e2e-roll";
     tagged_namespace(&c, ns, "roll").await;
     let k = kubelet(&c, ns);
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["spec"]["replicas"] = json!(1);
     apply_value(&c, &sts).await;
@@ -606,10 +603,7 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
     wh.register(&c, "dry").await;
     let ns = "e2e-dry";
     tagged_namespace(&c, ns, "dry").await;
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["annotations"] =
         json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31400"});
@@ -652,10 +646,7 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
     let ns = "e2e-down";
     tagged_namespace(&c, ns, "down").await;
     let k = kubelet(&c, ns);
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["spec"]["replicas"] = json!(1);
     sts["metadata"]["annotations"] =
@@ -729,10 +720,7 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
             .unwrap();
     }
     for ns in ["kube-system", "kafka-expose"] {
-        let mut sts = support::fixture("apache-kafka-kraft.yaml")
-            .into_iter()
-            .find(|d| d["kind"] == "StatefulSet")
-            .unwrap();
+        let mut sts = support::statefulset("apache-kafka-kraft.yaml");
         sts["metadata"]["namespace"] = json!(ns);
         sts["metadata"]["name"] = json!("excluded-broker");
         sts["spec"]["replicas"] = json!(0);
@@ -776,10 +764,7 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
     // The same StatefulSet in a tagged namespace does reach it.
     let ns = "e2e-included";
     tagged_namespace(&c, ns, "excluded").await;
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["name"] = json!("excluded-broker");
     sts["spec"]["replicas"] = json!(0);
@@ -894,10 +879,7 @@ async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once
     let ns = "e2e-reinvoke";
     tagged_namespace(&c, ns, "reinvoke").await;
     let k = kubelet(&c, ns);
-    let mut sts = support::fixture("apache-kafka-kraft.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "StatefulSet")
-        .unwrap();
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["spec"]["replicas"] = json!(1);
     sts["metadata"]["annotations"] =

@@ -35,6 +35,14 @@ pub fn fixture(name: &str) -> Vec<Value> {
     kafka_expose::mutate::read_documents(&text).expect("fixture parses")
 }
 
+/// The first StatefulSet of a chart fixture.
+pub fn statefulset(name: &str) -> Value {
+    fixture(name)
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap_or_else(|| panic!("{name} has no StatefulSet"))
+}
+
 /// The node IP the test scheduler gives pod `i`: brokers land on different nodes.
 pub fn node_ip(ordinal: u32) -> String {
     format!("192.0.2.{}", 10 + ordinal)
