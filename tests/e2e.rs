@@ -83,19 +83,24 @@ fn apache_sts(ns: &str, annotations: Value) -> StatefulSet {
 }
 
 async fn wait_services(c: &Client, ns: &str, want: &[&str]) -> Vec<Service> {
+    wait_services_within(Duration::from_secs(30), c, ns, want).await
+}
+
+async fn wait_services_within(
+    limit: Duration,
+    c: &Client,
+    ns: &str,
+    want: &[&str],
+) -> Vec<Service> {
     let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    eventually(
-        Duration::from_secs(30),
-        &format!("Services {want:?}"),
-        || async {
-            let got = managed(c, ns).await;
-            if names(&got) == want {
-                Ok(got)
-            } else {
-                Err(format!("{:?}", names(&got)))
-            }
-        },
-    )
+    eventually(limit, &format!("Services {want:?}"), || async {
+        let got = managed(c, ns).await;
+        if names(&got) == want {
+            Ok(got)
+        } else {
+            Err(format!("{:?}", names(&got)))
+        }
+    })
     .await
 }
 
@@ -679,7 +684,10 @@ async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
     );
     let c = client().await;
     scale(&c, ns, "kafka", 2).await;
-    wait_services(
+    // The watches come back through their backoff (up to 30 s between tries).
+    let started = Instant::now();
+    wait_services_within(
+        Duration::from_secs(120),
         &c,
         ns,
         &[
@@ -689,5 +697,6 @@ async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
         ],
     )
     .await;
+    eprintln!("converged {:?} after the restart", started.elapsed());
     r.shutdown().await;
 }
