@@ -150,7 +150,7 @@ async fn expose_three_brokers(c: &Client, ns: &str, base: u16) -> StatefulSet {
         ns,
         &apache_sts(
             ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string()}),
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string(), "kafka-expose.io/bootstrap-node-port": (base + 50).to_string()}),
         ),
     )
     .await;
@@ -178,7 +178,7 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
         ns,
         &apache_sts(
             ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30100"}),
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30100", "kafka-expose.io/bootstrap-node-port": "30150"}),
         ),
     )
     .await;
@@ -262,8 +262,7 @@ async fn the_bitnami_32_chart_annotated_gets_its_services() {
     let r = start_reconciler(&c, ns);
     let mut sts = support::statefulset("bitnami-32.4.4.yaml");
     sts["metadata"]["namespace"] = json!(ns);
-    sts["metadata"]["annotations"] =
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30200"});
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30200", "kafka-expose.io/bootstrap-node-port": "30250"});
     create_sts(&c, ns, &serde_json::from_value(sts).unwrap()).await;
     let svcs = wait_services(
         &c,
@@ -345,7 +344,7 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
         ns,
         &apache_sts(
             ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30400"}),
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30400", "kafka-expose.io/bootstrap-node-port": "30450"}),
         ),
     )
     .await;
@@ -433,7 +432,7 @@ async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
         ns,
         &apache_sts(
             ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30500"}),
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30500", "kafka-expose.io/bootstrap-node-port": "30550"}),
         ),
     )
     .await;
@@ -554,7 +553,9 @@ async fn the_garbage_collector_removes_the_services_with_their_workload() {
 #[tokio::test]
 async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_exists() {
     use kafka_expose::webhook::admission::{FailureMode, decide_pod};
-    let _shared = APISERVER.read().await;
+    // LoadBalancer Services take NodePorts at random on 1.20, which could land on another test's
+    // fixed ports: this test runs alone and frees them at its end.
+    let _exclusive = APISERVER.write().await;
     let c = client().await;
     let ns = "e2e-lb";
     namespace(&c, ns).await;
@@ -655,6 +656,23 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
             match s.annotations().get("kafka-expose.io/bootstrap-servers") {
                 Some(v) if v == "203.0.113.20:9094" => Ok(()),
                 other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .delete("kafka", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the LoadBalancer Services removed",
+        || async {
+            let left = managed(&c, ns).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", names(&left)))
             }
         },
     )

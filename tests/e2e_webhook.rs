@@ -334,7 +334,7 @@ struct Chart {
 }
 
 fn charts() -> Vec<Chart> {
-    let np = |base: u32| json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string()});
+    let np = |base: u32| json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string(), "kafka-expose.io/bootstrap-node-port": (base + 50).to_string()});
     vec![
         Chart {
             file: "apache-kafka-kraft.yaml",
@@ -397,7 +397,7 @@ fn charts() -> Vec<Chart> {
             image: Image::Yolean,
             listener: "OUTSIDE",
             base: 32400,
-            annotations: json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/adapter": "adopt",
+            annotations: json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/adapter": "adopt", "kafka-expose.io/bootstrap-node-port": "32450",
                                 "kafka-expose.io/listener-name": "OUTSIDE", "kafka-expose.io/container-port": "9094"}),
         },
     ]
@@ -555,7 +555,7 @@ async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls
         .unwrap()
         .status
         .and_then(|s| s.update_revision);
-    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31300"}}})))
+    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31300", "kafka-expose.io/bootstrap-node-port": "31350"}}})))
         .await
         .unwrap();
     eventually(
@@ -577,7 +577,7 @@ async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls
         .status
         .and_then(|s| s.update_revision);
     assert_ne!(before, after, "a new controller revision");
-    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": null, "kafka-expose.io/port-base": null}}})))
+    api.patch("kafka", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": null, "kafka-expose.io/port-base": null, "kafka-expose.io/bootstrap-node-port": null}}})))
         .await
         .unwrap();
     eventually(
@@ -605,8 +605,7 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
     tagged_namespace(&c, ns, "dry").await;
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
-    sts["metadata"]["annotations"] =
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31400"});
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31400", "kafka-expose.io/bootstrap-node-port": "31450"});
     let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
     let pp = PostParams {
         dry_run: true,
@@ -649,8 +648,7 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["spec"]["replicas"] = json!(1);
-    sts["metadata"]["annotations"] =
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31500"});
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31500", "kafka-expose.io/bootstrap-node-port": "31550"});
     apply_value(&c, &sts).await;
     eventually(Duration::from_secs(60), "the first broker", || async {
         pods_of(&c, ns, "kafka")
@@ -724,8 +722,7 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
         sts["metadata"]["namespace"] = json!(ns);
         sts["metadata"]["name"] = json!("excluded-broker");
         sts["spec"]["replicas"] = json!(0);
-        sts["metadata"]["annotations"] =
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600"});
+        sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600", "kafka-expose.io/bootstrap-node-port": "31650"});
         apply_value(&c, &sts).await;
         let stored = Api::<StatefulSet>::namespaced(c.clone(), ns)
             .get("excluded-broker")
@@ -768,8 +765,7 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["name"] = json!("excluded-broker");
     sts["spec"]["replicas"] = json!(0);
-    sts["metadata"]["annotations"] =
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600"});
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600", "kafka-expose.io/bootstrap-node-port": "31650"});
     apply_value(&c, &sts).await;
     assert!(
         admissions_in("e2e-included") > 0,
@@ -882,8 +878,7 @@ async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["spec"]["replicas"] = json!(1);
-    sts["metadata"]["annotations"] =
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31700"});
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31700", "kafka-expose.io/bootstrap-node-port": "31750"});
     apply_value(&c, &sts).await;
     let pod = eventually(Duration::from_secs(60), "the broker", || async {
         pods_of(&c, ns, "kafka")
