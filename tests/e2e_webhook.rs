@@ -112,6 +112,8 @@ async fn install_rbac(c: &Client, dir: &std::path::Path) -> PathBuf {
 /// `kafka-expose serve` on loopback.
 struct Webhook {
     child: Option<Child>,
+    /// The one namespace its reconciler watches; all when `None`.
+    watch: Option<String>,
     port: u16,
     admin: u16,
     dir: PathBuf,
@@ -126,11 +128,15 @@ impl Drop for Webhook {
 }
 
 impl Webhook {
-    fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf) -> Self {
+    /// Starts the server. Each test's reconciler watches only its own namespace where it has
+    /// one, so that two instances never race to create the same Service: on 1.20 a losing
+    /// create can hold its NodePort for minutes.
+    fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf, watch: Option<&str>) -> Self {
         let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
         certs::write(&dir, &bundle).unwrap();
         let mut w = Self {
             child: None,
+            watch: watch.map(str::to_string),
             port: free_port(),
             admin: free_port(),
             dir,
@@ -156,6 +162,11 @@ impl Webhook {
             .arg(self.dir.join(certs::TLS_KEY))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
+            .args(
+                self.watch
+                    .iter()
+                    .flat_map(|ns| ["--watch-namespace", ns.as_str()]),
+            )
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.dir)
             .stdout(Stdio::null())
@@ -414,7 +425,7 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
     let c = client().await;
     let dir = scratch("charts");
     let kubeconfig = install_rbac(&c, &dir).await;
-    let wh = Webhook::start("charts", kubeconfig, dir);
+    let wh = Webhook::start("charts", kubeconfig, dir, None);
     wh.register(&c, "charts").await;
     let mut kubelets = Vec::new();
     let mut applied = Vec::new();
@@ -530,7 +541,12 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
 async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls_it_back() {
     let c = client().await;
     let dir = scratch("roll");
-    let wh = Webhook::start("roll", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    let wh = Webhook::start(
+        "roll",
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        dir,
+        Some("e2e-roll"),
+    );
     wh.register(&c, "roll").await;
     let ns = "e2e-roll";
     tagged_namespace(&c, ns, "roll").await;
@@ -599,7 +615,12 @@ async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls
 async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
     let c = client().await;
     let dir = scratch("dry");
-    let wh = Webhook::start("dry", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    let wh = Webhook::start(
+        "dry",
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        dir,
+        Some("e2e-dry"),
+    );
     wh.register(&c, "dry").await;
     let ns = "e2e-dry";
     tagged_namespace(&c, ns, "dry").await;
@@ -640,7 +661,12 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
 async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
     let c = client().await;
     let dir = scratch("down");
-    let mut wh = Webhook::start("down", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    let mut wh = Webhook::start(
+        "down",
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        dir,
+        Some("e2e-down"),
+    );
     wh.register(&c, "down").await;
     let ns = "e2e-down";
     tagged_namespace(&c, ns, "down").await;
@@ -704,7 +730,12 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
 async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
     let c = client().await;
     let dir = scratch("excluded");
-    let wh = Webhook::start("excluded", PathBuf::from(env()["KUBECONFIG"].clone()), dir);
+    let wh = Webhook::start(
+        "excluded",
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        dir,
+        Some("e2e-included"),
+    );
     wh.register(&c, "excluded").await;
     let nss: Api<Namespace> = Api::all(c.clone());
     for d in deploy_docs("namespace.yaml") {
@@ -717,12 +748,13 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
             .await
             .unwrap();
     }
-    for ns in ["kube-system", "kafka-expose"] {
+    for (ns, base) in [("kube-system", 31800), ("kafka-expose", 31810)] {
         let mut sts = support::statefulset("apache-kafka-kraft.yaml");
         sts["metadata"]["namespace"] = json!(ns);
         sts["metadata"]["name"] = json!("excluded-broker");
         sts["spec"]["replicas"] = json!(0);
-        sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31600", "kafka-expose.io/bootstrap-node-port": "31650"});
+        sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport",
+            "kafka-expose.io/port-base": base.to_string(), "kafka-expose.io/bootstrap-node-port": (base + 5).to_string()});
         apply_value(&c, &sts).await;
         let stored = Api::<StatefulSet>::namespaced(c.clone(), ns)
             .get("excluded-broker")
@@ -844,6 +876,7 @@ async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once
         "reinvoke",
         PathBuf::from(env()["KUBECONFIG"].clone()),
         dir.clone(),
+        Some("e2e-reinvoke"),
     );
     wh.register(&c, "reinvoke").await;
     let (port, ca, task) = second_webhook(&dir).await;
