@@ -345,7 +345,8 @@ struct Chart {
 }
 
 fn charts() -> Vec<Chart> {
-    let np = |base: u32| json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string(), "kafka-expose.io/bootstrap-node-port": (base + 50).to_string()});
+    // Bases 10 apart: brokers at base..base+2, the bootstrap pinned at base+5.
+    let np = |base: u32| json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": base.to_string(), "kafka-expose.io/bootstrap-node-port": (base + 5).to_string()});
     vec![
         Chart {
             file: "apache-kafka-kraft.yaml",
