@@ -415,6 +415,20 @@ fn charts() -> Vec<Chart> {
     ]
 }
 
+/// A server for one test: its reconciler watches `ns`, its webhook configuration selects
+/// namespaces tagged `tag`, and `ns` is made and tagged.
+async fn webhook_for(c: &Client, tag: &str, ns: &str) -> Webhook {
+    let wh = Webhook::start(
+        tag,
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        scratch(tag),
+        Some(ns),
+    );
+    wh.register(c, tag).await;
+    tagged_namespace(c, ns, tag).await;
+    wh
+}
+
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kx-e2e-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -541,16 +555,8 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
 #[tokio::test]
 async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls_it_back() {
     let c = client().await;
-    let dir = scratch("roll");
-    let wh = Webhook::start(
-        "roll",
-        PathBuf::from(env()["KUBECONFIG"].clone()),
-        dir,
-        Some("e2e-roll"),
-    );
-    wh.register(&c, "roll").await;
+    let _wh = webhook_for(&c, "roll", "e2e-roll").await;
     let ns = "e2e-roll";
-    tagged_namespace(&c, ns, "roll").await;
     let k = kubelet(&c, ns);
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
@@ -615,16 +621,8 @@ async fn annotating_a_running_release_rolls_it_and_removing_the_annotation_rolls
 #[tokio::test]
 async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
     let c = client().await;
-    let dir = scratch("dry");
-    let wh = Webhook::start(
-        "dry",
-        PathBuf::from(env()["KUBECONFIG"].clone()),
-        dir,
-        Some("e2e-dry"),
-    );
-    wh.register(&c, "dry").await;
+    let wh = webhook_for(&c, "dry", "e2e-dry").await;
     let ns = "e2e-dry";
-    tagged_namespace(&c, ns, "dry").await;
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31400", "kafka-expose.io/bootstrap-node-port": "31450"});
@@ -661,16 +659,8 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
 #[tokio::test]
 async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
     let c = client().await;
-    let dir = scratch("down");
-    let mut wh = Webhook::start(
-        "down",
-        PathBuf::from(env()["KUBECONFIG"].clone()),
-        dir,
-        Some("e2e-down"),
-    );
-    wh.register(&c, "down").await;
+    let mut wh = webhook_for(&c, "down", "e2e-down").await;
     let ns = "e2e-down";
-    tagged_namespace(&c, ns, "down").await;
     let k = kubelet(&c, ns);
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
@@ -730,14 +720,7 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
 #[tokio::test]
 async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
     let c = client().await;
-    let dir = scratch("excluded");
-    let wh = Webhook::start(
-        "excluded",
-        PathBuf::from(env()["KUBECONFIG"].clone()),
-        dir,
-        Some("e2e-included"),
-    );
-    wh.register(&c, "excluded").await;
+    let wh = webhook_for(&c, "excluded", "e2e-included").await;
     let nss: Api<Namespace> = Api::all(c.clone());
     for d in deploy_docs("namespace.yaml") {
         apply_value(&c, &d).await;
@@ -793,7 +776,6 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
     );
     // The same StatefulSet in a tagged namespace does reach it.
     let ns = "e2e-included";
-    tagged_namespace(&c, ns, "excluded").await;
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);
     sts["metadata"]["name"] = json!("excluded-broker");
@@ -872,14 +854,8 @@ async fn second_webhook(dir: &std::path::Path) -> (u16, String, tokio::task::Joi
 #[tokio::test]
 async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once() {
     let c = client().await;
-    let dir = scratch("reinvoke");
-    let wh = Webhook::start(
-        "reinvoke",
-        PathBuf::from(env()["KUBECONFIG"].clone()),
-        dir.clone(),
-        Some("e2e-reinvoke"),
-    );
-    wh.register(&c, "reinvoke").await;
+    let wh = webhook_for(&c, "reinvoke", "e2e-reinvoke").await;
+    let dir = wh.dir.clone();
     let (port, ca, task) = second_webhook(&dir).await;
     // Sorted after kafka-expose's, so kafka-expose sees the other's change only by reinvocation.
     let second: MutatingWebhookConfiguration = serde_json::from_value(json!({
@@ -907,7 +883,6 @@ async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ns = "e2e-reinvoke";
-    tagged_namespace(&c, ns, "reinvoke").await;
     let k = kubelet(&c, ns);
     let mut sts = support::statefulset("apache-kafka-kraft.yaml");
     sts["metadata"]["namespace"] = json!(ns);

@@ -23,6 +23,17 @@ fn decide(pod: &Value) -> PodDecision {
     decide_with(pod, &|_| None)
 }
 
+/// The error the Pod decision gives, with no namespace from the request.
+fn refusal(pod: &Value) -> String {
+    let s = settings();
+    let ctx = PodContext {
+        settings: &s,
+        namespace: None,
+        lb_address: &|_| None,
+    };
+    mutate_pod(pod, &ctx).unwrap_err().to_string()
+}
+
 fn apply(pod: &Value, d: &PodDecision) -> Value {
     let mut out = pod.clone();
     json_patch::patch(&mut out, &d.patch).expect("the patch applies to the pod as sent");
@@ -247,17 +258,7 @@ fn a_pod_outside_a_statefulset_takes_its_ordinal_from_the_annotation() {
         .as_object_mut()
         .unwrap()
         .remove("kafka-expose.io/ordinal");
-    let s = settings();
-    let err = mutate_pod(
-        &pod,
-        &PodContext {
-            settings: &s,
-            namespace: None,
-            lb_address: &|_| None,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refusal(&pod);
     assert!(err.contains("kafka-expose.io/ordinal"), "{err}");
 }
 
@@ -326,17 +327,7 @@ fn a_script_that_builds_advertised_listeners_itself_is_unsupported_and_untouched
 fn an_explicit_container_port_the_broker_uses_is_refused_with_a_free_one() {
     let mut pod = apache_pod("kafka-0");
     pod["metadata"]["annotations"]["kafka-expose.io/container-port"] = json!("9093");
-    let s = settings();
-    let err = mutate_pod(
-        &pod,
-        &PodContext {
-            settings: &s,
-            namespace: None,
-            lb_address: &|_| None,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refusal(&pod);
     assert!(
         err.contains("kafka-expose.io/container-port=\"9093\""),
         "{err}"
