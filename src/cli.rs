@@ -19,6 +19,7 @@ use crate::certs;
 use crate::config::{NodePortRange, Settings, default_patcher_image};
 use crate::engine::envs;
 use crate::engine::listeners::SecurityProtocol;
+use crate::leader;
 use crate::mutate;
 use crate::properties_file;
 use crate::reconciler;
@@ -144,6 +145,9 @@ pub struct ServeArgs {
     /// Reconcile workloads in this namespace only; all namespaces by default.
     #[arg(long, env = "KAFKA_EXPOSE_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Reconcile only while holding a leader Lease, so that one replica of several reconciles.
+    #[arg(long, env = "KAFKA_EXPOSE_LEADER_ELECT")]
+    pub leader_elect: bool,
     /// How long a LoadBalancer may stay without an address before a Warning Event.
     #[arg(long, env = "KAFKA_EXPOSE_LB_PENDING_WARNING", default_value = "5m", value_parser = parse_duration)]
     pub lb_pending_warning: Duration,
@@ -272,6 +276,7 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         log_format,
         failure_mode,
         watch_namespace,
+        leader_elect,
         lb_pending_warning,
         shutdown_grace,
         engine,
@@ -321,20 +326,47 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
                     reconciler::lb_address(&lookup, ns, name)
                 });
                 state.readiness.require_sync();
-                tracing::info!("cluster credentials found: running the reconciler");
-                Some(tokio::spawn(reconciler::run(
-                    client,
-                    state.settings.clone(),
-                    state.metrics.clone(),
-                    state.readiness.clone(),
-                    reconciler::Options {
-                        namespace: watch_namespace.clone(),
-                        lb_pending_warning,
-                    },
-                    store,
+                tokio::spawn(reconciler::feed_services(
+                    store.clone(),
                     stream,
+                    state.readiness.clone(),
                     stopped(stop_rx.clone()),
-                )))
+                ));
+                let settings = state.settings.clone();
+                let metrics = state.metrics.clone();
+                let options = reconciler::Options {
+                    namespace: watch_namespace.clone(),
+                    lb_pending_warning,
+                };
+                let client_for_lead = client.clone();
+                let lead = move |end: tokio::sync::oneshot::Receiver<()>| {
+                    reconciler::run(
+                        client_for_lead.clone(),
+                        settings.clone(),
+                        metrics.clone(),
+                        options.clone(),
+                        store.clone(),
+                        async move {
+                            let _ = end.await;
+                        },
+                    )
+                };
+                match leader_election(leader_elect, &service.service_namespace, watch_namespace.as_deref()) {
+                    Some(election) => {
+                        tracing::info!(lease = %election.name, namespace = %election.namespace, "cluster credentials found: reconciling while holding the leader Lease");
+                        Some(tokio::spawn(leader::run(client, election, stopped(stop_rx.clone()), lead)))
+                    }
+                    None => {
+                        tracing::info!("cluster credentials found: running the reconciler");
+                        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                        let mut stop = stop_rx.clone();
+                        tokio::spawn(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                            let _ = tx.send(());
+                        });
+                        Some(tokio::spawn(lead(rx)))
+                    }
+                }
             }
             Err(why) => {
                 tracing::info!(%why, "no cluster credentials: serving the webhook alone, without the reconciler");
@@ -348,6 +380,29 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The leader Lease, when asked for: in the pod's namespace (`POD_NAMESPACE`, else the webhook
+/// Service's), named for what the reconciler watches, held under the pod's name.
+fn leader_election(
+    enabled: bool,
+    service_namespace: &str,
+    watch: Option<&str>,
+) -> Option<leader::Election> {
+    if !enabled {
+        return None;
+    }
+    let namespace =
+        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| service_namespace.to_string());
+    let name = match watch {
+        Some(ns) => format!("kafka-expose-reconciler-{ns}"),
+        None => "kafka-expose-reconciler".to_string(),
+    };
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    Some(leader::Election::new(&namespace, &name, &identity))
 }
 
 /// A client from the in-cluster service account or a kubeconfig, if there is one.

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod leader;
 pub mod metrics;
 pub mod mutate;
 pub mod properties_file;

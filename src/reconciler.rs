@@ -511,6 +511,7 @@ fn controller<K: Exposable>(client: &Client, namespace: Option<&str>) -> Control
 }
 
 /// What [`run`] needs besides the client.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Watch one namespace only; all by default.
     pub namespace: Option<String>,
@@ -523,16 +524,14 @@ async fn log_result<T>(r: Result<T, kube::runtime::controller::Error<Error, watc
     }
 }
 
-/// Runs the reconciler until `shutdown` resolves. Readiness turns true once the caches synced.
-#[allow(clippy::too_many_arguments)]
+/// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service store, fed
+/// by the caller's [`service_store`] stream.
 pub async fn run(
     client: Client,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
     options: Options,
     services: Store<Service>,
-    service_stream: impl futures::Stream<Item = ()> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let reporter = Reporter {
@@ -544,7 +543,7 @@ pub async fn run(
         settings,
         metrics,
         recorder: Recorder::new(client.clone(), reporter),
-        services: services.clone(),
+        services,
         lb_pending_warning: options.lb_pending_warning,
     });
     let ns = options.namespace.as_deref();
@@ -553,19 +552,8 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(shutdown);
     let sts = controller::<StatefulSet>(&client, ns).graceful_shutdown_on(shutdown.clone());
     let dep = controller::<Deployment>(&client, ns).graceful_shutdown_on(shutdown.clone());
-    let (sts_store, dep_store) = (sts.store(), dep.store());
-    let sync = async move {
-        let _ = services.wait_until_ready().await;
-        let _ = sts_store.wait_until_ready().await;
-        let _ = dep_store.wait_until_ready().await;
-        readiness.set_synced();
-        info!("reconciler caches synced");
-    };
-    let services_fed = service_stream
-        .take_until(shutdown.clone())
-        .for_each(|()| async {});
+    info!(namespace = ns.unwrap_or("(all)"), "reconciler started");
     tokio::join!(
-        sync,
         sts.run(
             reconcile::<StatefulSet>,
             error_policy::<StatefulSet>,
@@ -574,6 +562,22 @@ pub async fn run(
         .for_each(log_result),
         dep.run(reconcile::<Deployment>, error_policy::<Deployment>, ctx)
             .for_each(log_result),
-        services_fed,
     );
+    info!("reconciler stopped");
+}
+
+/// Feeds the managed-Service store until `shutdown`, and turns readiness true once it synced:
+/// what the webhook needs of the cluster, on every replica, leading or not.
+pub async fn feed_services(
+    services: Store<Service>,
+    stream: impl futures::Stream<Item = ()> + Send + 'static,
+    readiness: Arc<Readiness>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let sync = async move {
+        let _ = services.wait_until_ready().await;
+        readiness.set_synced();
+        info!("Service cache synced");
+    };
+    tokio::join!(sync, stream.take_until(shutdown).for_each(|()| async {}));
 }

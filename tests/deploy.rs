@@ -231,6 +231,22 @@ fn rbac_grants_exactly_the_documented_permissions_and_no_wildcard() {
         assert_eq!(role["rules"], documented_rules());
         assert!(!role["rules"].to_string().contains('*'), "no wildcard");
     }
+    let lease_rules = json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]);
+    let leader_roles = [
+        plain.iter().find(|d| d["kind"] == "Role").unwrap().clone(),
+        chart
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "kx-kafka-expose-leader")
+            .unwrap()
+            .clone(),
+    ];
+    for role in leader_roles {
+        assert_eq!(
+            role["rules"], lease_rules,
+            "the leader Lease, in its own namespace only"
+        );
+        assert_eq!(role["metadata"]["namespace"], "kafka-expose");
+    }
 }
 
 fn kubectl_dry_run(file: &Path) {

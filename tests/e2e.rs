@@ -39,26 +39,57 @@ struct Running {
 }
 
 fn start_reconciler(c: &Client, ns: &str) -> Running {
+    start(c, ns, None)
+}
+
+/// A reconciler scoped to `ns`, reconciling only while it holds `lease` when one is given, as
+/// `serve --leader-elect` runs it.
+fn start(c: &Client, ns: &str, lease: Option<kafka_expose::leader::Election>) -> Running {
     let (store, stream) = reconciler::service_store(c.clone(), Some(ns));
     let readiness = Arc::new(Readiness::default());
     readiness.set_listening();
     readiness.require_sync();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(reconciler::run(
-        c.clone(),
-        Arc::new(Settings::default()),
-        Arc::new(Metrics::default()),
-        readiness.clone(),
-        reconciler::Options {
-            namespace: Some(ns.to_string()),
-            lb_pending_warning: Duration::from_secs(300),
-        },
+    let (feed_stop, feed_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(reconciler::feed_services(
         store.clone(),
         stream,
+        readiness.clone(),
         async move {
-            let _ = rx.await;
+            let _ = feed_rx.await;
         },
     ));
+    let (client, scope, services) = (c.clone(), ns.to_string(), store.clone());
+    let lead = move |end: tokio::sync::oneshot::Receiver<()>| {
+        reconciler::run(
+            client.clone(),
+            Arc::new(Settings::default()),
+            Arc::new(Metrics::default()),
+            reconciler::Options {
+                namespace: Some(scope.clone()),
+                lb_pending_warning: Duration::from_secs(300),
+            },
+            services.clone(),
+            async move {
+                let _ = end.await;
+            },
+        )
+    };
+    let stopped = async move {
+        let _ = rx.await;
+        let _ = feed_stop.send(());
+    };
+    let task = match lease {
+        Some(e) => tokio::spawn(kafka_expose::leader::run(c.clone(), e, stopped, lead)),
+        None => {
+            let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                stopped.await;
+                let _ = end_tx.send(());
+            });
+            tokio::spawn(lead(end_rx))
+        }
+    };
     Running {
         stop,
         task,
@@ -717,4 +748,41 @@ async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
     .await;
     eprintln!("converged {:?} after the restart", started.elapsed());
     r.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_leader_election_one_instance_reconciles_and_a_standby_takes_over() {
+    let _shared = APISERVER.read().await;
+    let c = client().await;
+    let ns = "e2e-leader";
+    namespace(&c, ns).await;
+    let election = |id: &str| {
+        let mut e = kafka_expose::leader::Election::new(ns, "kafka-expose-reconciler", id);
+        e.duration = Duration::from_secs(6);
+        e.renew_every = Duration::from_secs(2);
+        e
+    };
+    let a = start(&c, ns, Some(election("replica-a")));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = start(&c, ns, Some(election("replica-b")));
+    expose_three_brokers(&c, ns, 31900).await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(c.clone(), ns);
+    let holder = |l: k8s_openapi::api::coordination::v1::Lease| {
+        l.spec.and_then(|s| s.holder_identity).unwrap_or_default()
+    };
+    assert_eq!(
+        holder(leases.get("kafka-expose-reconciler").await.unwrap()),
+        "replica-a"
+    );
+    // The leader stops and gives the Lease up; the standby takes over and reconciles.
+    a.shutdown().await;
+    scale(&c, ns, "kafka", 1).await;
+    wait_services(&c, ns, &["kafka-0-external", "kafka-external-bootstrap"]).await;
+    assert_eq!(
+        holder(leases.get("kafka-expose-reconciler").await.unwrap()),
+        "replica-b"
+    );
+    b.shutdown().await;
+    let released = holder(leases.get("kafka-expose-reconciler").await.unwrap());
+    assert_eq!(released, "", "a stopping leader releases the Lease");
 }

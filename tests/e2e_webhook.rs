@@ -167,6 +167,10 @@ impl Webhook {
                     .iter()
                     .flat_map(|ns| ["--watch-namespace", ns.as_str()]),
             )
+            // Watching every namespace, as the install does: with the install's leader Lease.
+            .args(self.watch.is_none().then_some("--leader-elect"))
+            .env("POD_NAMESPACE", "kafka-expose")
+            .env("POD_NAME", format!("e2e-{}", self.port))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.dir)
             .stdout(Stdio::null())

@@ -1,0 +1,170 @@
+//! Leader election for the reconciler, on a `coordination.k8s.io/v1` Lease.
+//!
+//! Every replica serves the webhook; one at a time reconciles, so that the install's replicas
+//! neither race to create the same Service nor publish the same Events twice. The holder renews
+//! the Lease every [`Election::renew_every`]; another replica takes it over once it has not been
+//! renewed for [`Election::duration`]. Updates carry the Lease's resourceVersion, so two replicas
+//! can never both win. On shutdown the holder releases the Lease and a standby takes over at once.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tracing::{info, warn};
+
+/// Where and how to hold the Lease.
+#[derive(Debug, Clone)]
+pub struct Election {
+    pub namespace: String,
+    pub name: String,
+    /// This replica, as the Lease names its holder (the pod name).
+    pub identity: String,
+    /// How long a Lease not renewed stays held.
+    pub duration: Duration,
+    /// How often the holder renews it, and a standby tries it.
+    pub renew_every: Duration,
+}
+
+impl Election {
+    pub fn new(namespace: &str, name: &str, identity: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            identity: identity.to_string(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(4),
+        }
+    }
+}
+
+fn now() -> MicroTime {
+    MicroTime(Timestamp::now())
+}
+
+/// Takes or renews the Lease for this replica. `Ok(true)` when it holds it afterwards.
+pub async fn try_hold(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> {
+    let current = api.get_opt(&e.name).await?;
+    let fresh = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
+        holder_identity: Some(e.identity.clone()),
+        lease_duration_seconds: Some(e.duration.as_secs() as i32),
+        acquire_time: acquired.or_else(|| Some(now())),
+        renew_time: Some(now()),
+        lease_transitions: Some(transitions),
+        ..LeaseSpec::default()
+    };
+    let Some(mut lease) = current else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(e.name.clone()),
+                namespace: Some(e.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(fresh(0, None)),
+        };
+        return match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(err) => Err(err),
+        };
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let mine = spec.holder_identity.as_deref() == Some(e.identity.as_str());
+    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+        (Some(MicroTime(t)), Some(d)) => {
+            Timestamp::now().as_second() > t.as_second() + i64::from(d)
+        }
+        _ => true,
+    };
+    if !(mine || free || expired) {
+        return Ok(false);
+    }
+    let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
+    let acquired = if mine {
+        spec.acquire_time.clone()
+    } else {
+        None
+    };
+    lease.spec = Some(fresh(transitions, acquired));
+    match api.replace(&e.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Gives the Lease up, if this replica holds it.
+pub async fn release(api: &Api<Lease>, e: &Election) {
+    let Ok(Some(mut lease)) = api.get_opt(&e.name).await else {
+        return;
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(e.identity.as_str()) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    if let Err(err) = api.replace(&e.name, &PostParams::default(), &lease).await {
+        warn!(error = %err, "could not release the leader Lease");
+    }
+}
+
+/// Runs `lead()` whenever this replica holds the Lease, until `shutdown` resolves. Each term of
+/// leadership gets a future that resolves when the term ends (the Lease lost, or shutdown), which
+/// `lead` must stop on.
+pub async fn run<F, Fut>(
+    client: Client,
+    e: Election,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut lead: F,
+) where
+    F: FnMut(tokio::sync::oneshot::Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let api: Api<Lease> = Api::namespaced(client, &e.namespace);
+    tokio::pin!(shutdown);
+    loop {
+        // Stand by until the Lease is ours.
+        loop {
+            match try_hold(&api, &e).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(err) => warn!(error = %err, "leader Lease not reachable; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(e.renew_every) => {}
+                _ = &mut shutdown => return,
+            }
+        }
+        info!(lease = %e.name, identity = %e.identity, "leading: reconciling");
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+        let mut term = tokio::spawn(lead(end_rx));
+        let (stopping, ended) = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(e.renew_every) => {}
+                _ = &mut shutdown => break (true, false),
+                _ = &mut term => break (false, true),
+            }
+            match try_hold(&api, &e).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(lease = %e.name, "leader Lease lost: standing by");
+                    break (false, false);
+                }
+                // The API server may be away: keep leading; nobody else can take the Lease then.
+                Err(err) => warn!(error = %err, "leader Lease not renewed"),
+            }
+        };
+        let _ = end_tx.send(());
+        if !ended {
+            let _ = tokio::time::timeout(Duration::from_secs(20), &mut term).await;
+        }
+        if stopping {
+            release(&api, &e).await;
+            return;
+        }
+    }
+}
