@@ -294,3 +294,20 @@ fn a_workload_with_a_bad_shape_is_an_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn a_key_listed_twice_as_inherited_is_removed_once() {
+    let obj = sts(
+        json!({}),
+        Some(
+            json!({"annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/inherited": "expose,expose"}}),
+        ),
+    );
+    let (out, d) = mutate(&obj);
+    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    assert_eq!(
+        tpl_ann(&out).len(),
+        0,
+        "the copied key and the bookkeeping are gone"
+    );
+}

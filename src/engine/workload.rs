@@ -385,7 +385,9 @@ fn sync_map(
             for (k, v) in set {
                 b.set_map_entry(path, Some(map), k, v);
             }
-            for k in remove {
+            // Once per key: `inherited` is user-editable and may name a key twice.
+            let unique: std::collections::BTreeSet<&String> = remove.iter().collect();
+            for k in unique {
                 b.remove_map_entry(path, Some(map), k);
             }
         }
