@@ -320,53 +320,28 @@ fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         };
         let reconciler = match cluster_client().await {
             Ok(client) => {
-                let (store, stream) = reconciler::service_store(client.clone(), watch_namespace.as_deref());
-                let lookup = store.clone();
-                state.lb_addresses = Arc::new(move |ns: &str, name: &str| {
-                    reconciler::lb_address(&lookup, ns, name)
-                });
-                state.readiness.require_sync();
-                tokio::spawn(reconciler::feed_services(
-                    store.clone(),
-                    stream,
-                    state.readiness.clone(),
-                    stopped(stop_rx.clone()),
-                ));
-                let settings = state.settings.clone();
-                let metrics = state.metrics.clone();
-                let options = reconciler::Options {
-                    namespace: watch_namespace.clone(),
-                    lb_pending_warning,
-                };
-                let client_for_lead = client.clone();
-                let lead = move |end: tokio::sync::oneshot::Receiver<()>| {
-                    reconciler::run(
-                        client_for_lead.clone(),
-                        settings.clone(),
-                        metrics.clone(),
-                        options.clone(),
-                        store.clone(),
-                        async move {
-                            let _ = end.await;
-                        },
-                    )
-                };
-                match leader_election(leader_elect, &service.service_namespace, watch_namespace.as_deref()) {
-                    Some(election) => {
-                        tracing::info!(lease = %election.name, namespace = %election.namespace, "cluster credentials found: reconciling while holding the leader Lease");
-                        Some(tokio::spawn(leader::run(client, election, stopped(stop_rx.clone()), lead)))
-                    }
-                    None => {
-                        tracing::info!("cluster credentials found: running the reconciler");
-                        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                        let mut stop = stop_rx.clone();
-                        tokio::spawn(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                            let _ = tx.send(());
-                        });
-                        Some(tokio::spawn(lead(rx)))
-                    }
+                let election =
+                    leader_election(leader_elect, &service.service_namespace, watch_namespace.as_deref());
+                match &election {
+                    Some(e) => tracing::info!(lease = %e.name, namespace = %e.namespace, "cluster credentials found: reconciling while holding the leader Lease"),
+                    None => tracing::info!("cluster credentials found: running the reconciler"),
                 }
+                let (store, task) = reconciler::spawn(
+                    client,
+                    state.settings.clone(),
+                    state.metrics.clone(),
+                    state.readiness.clone(),
+                    reconciler::Options {
+                        namespace: watch_namespace.clone(),
+                        lb_pending_warning,
+                    },
+                    election,
+                    stopped(stop_rx.clone()),
+                );
+                state.lb_addresses = Arc::new(move |ns: &str, name: &str| {
+                    reconciler::lb_address(&store, ns, name)
+                });
+                Some(task)
             }
             Err(why) => {
                 tracing::info!(%why, "no cluster credentials: serving the webhook alone, without the reconciler");

@@ -112,16 +112,19 @@ pub async fn release(api: &Api<Lease>, e: &Election) {
     }
 }
 
+/// A future that resolves when the work it is given to must stop.
+pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Runs `lead()` whenever this replica holds the Lease, until `shutdown` resolves. Each term of
-/// leadership gets a future that resolves when the term ends (the Lease lost, or shutdown), which
-/// `lead` must stop on.
+/// leadership gets a [`Stop`] that resolves when the term ends (the Lease lost, or shutdown),
+/// which `lead` must stop on.
 pub async fn run<F, Fut>(
     client: Client,
     e: Election,
     shutdown: impl std::future::Future<Output = ()>,
     mut lead: F,
 ) where
-    F: FnMut(tokio::sync::oneshot::Receiver<()>) -> Fut,
+    F: FnMut(Stop) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let api: Api<Lease> = Api::namespaced(client, &e.namespace);
@@ -141,7 +144,9 @@ pub async fn run<F, Fut>(
         }
         info!(lease = %e.name, identity = %e.identity, "leading: reconciling");
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
-        let mut term = tokio::spawn(lead(end_rx));
+        let mut term = tokio::spawn(lead(Box::pin(async move {
+            let _ = end_rx.await;
+        })));
         let (stopping, ended) = loop {
             tokio::select! {
                 _ = tokio::time::sleep(e.renew_every) => {}

@@ -16,7 +16,7 @@ use crate::engine::EngineError;
 use crate::engine::detect::{self, Adapter, Outcome};
 use crate::engine::pod::{PodContext, PodOutcome, mutate_pod};
 use crate::engine::workload::{Workload, WorkloadKind, WorkloadOutcome, mutate_workload};
-use crate::services::{self, NoServices};
+use crate::services;
 
 /// Why `mutate` failed.
 #[derive(Debug, thiserror::Error)]
@@ -287,12 +287,10 @@ fn workload(
         let mut pod_out = pod.clone();
         json_patch::patch(&mut pod_out, &pod_decision.patch)
             .map_err(|e| MutateError::Patch(format!("pod of {name}"), e.to_string()))?;
-        for wmsg in pod_decision.warnings {
-            if !report.warnings.contains(&wmsg)
-                && !wmsg.contains(" uses the ")
-                && !wmsg.contains(" keeps the chart")
-            {
-                report.warnings.push(wmsg);
+        // Each pod's summary line is what the broker lines say; its other notes once each.
+        for note in pod_decision.notes() {
+            if !report.warnings.contains(note) {
+                report.warnings.push(note.clone());
             }
         }
         if let PodOutcome::WaitForAddress { message, .. } = &pod_decision.outcome {
@@ -308,14 +306,8 @@ fn workload(
             });
         }
     }
-    match services::plan_for_workload(&w, &opts.settings).map_err(invalid)? {
-        Ok((svcs, _)) => {
-            for s in &svcs {
-                objects.push(serde_json::to_value(s).unwrap_or(Value::Null));
-            }
-        }
-        Err(NoServices::NotExposed) => {}
-        Err(other) => report.warnings.push(format!("no Services: {other:?}")),
+    for s in services::plan(&w, &cfg, &d) {
+        objects.push(serde_json::to_value(&s).unwrap_or(Value::Null));
     }
     report.bootstrap = Some(format!(
         "Service {} ({}){}",

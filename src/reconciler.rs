@@ -38,6 +38,7 @@ use tracing::{info, instrument, warn};
 use crate::config::{ExposeConfig, ExposeMode, PREFIX, Settings, own};
 use crate::engine::EngineError;
 use crate::engine::workload::Workload;
+use crate::leader;
 use crate::metrics::{Metrics, Readiness};
 use crate::services::{self, MANAGER, WORKLOAD_LABEL};
 
@@ -155,8 +156,8 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
     });
 
     let plan = services::plan_for_workload(&w, &ctx.settings);
-    let (desired, cfg) = match plan {
-        Ok(Ok((svcs, _))) => (svcs, w.exposure(&ctx.settings).ok().flatten()),
+    let (desired, exposed) = match plan {
+        Ok(Ok(p)) => (p.services, Some((p.config, p.routes))),
         Ok(Err(services::NoServices::NotExposed)) => (Vec::new(), None),
         Ok(Err(why)) => {
             let note = format!("{why:?}");
@@ -234,8 +235,8 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
     }
     let mut outcome = Outcome::default();
     let mut action = Action::requeue(RESYNC);
-    if let Some(cfg) = &cfg {
-        let (bootstrap, pending) = bootstrap_address(&ctx, &w, cfg, &applied, &ns).await?;
+    if let Some((cfg, routes)) = &exposed {
+        let (bootstrap, pending) = bootstrap_address(&ctx, &w, cfg, routes, &applied, &ns).await?;
         if let Some(since) = pending {
             action = Action::requeue(PENDING_RECHECK);
             if since >= ctx.lb_pending_warning {
@@ -306,6 +307,7 @@ async fn bootstrap_address(
     ctx: &Context,
     w: &Workload,
     cfg: &ExposeConfig,
+    routes: &services::Routes,
     applied: &[Service],
     ns: &str,
 ) -> Result<(Option<String>, Option<Duration>)> {
@@ -354,13 +356,6 @@ async fn bootstrap_address(
         }
         ExposeMode::HostPort => {
             let ips = broker_host_ips(ctx, w, ns).await?;
-            let routes = {
-                let spec = w.template.spec.clone().unwrap_or_default();
-                match crate::engine::detect::detect(&spec, cfg) {
-                    Ok(crate::engine::detect::Outcome::Found(d)) => services::routes(w, cfg, &d),
-                    _ => return Ok((None, None)),
-                }
-            };
             let list: Vec<String> = routes
                 .brokers
                 .iter()
@@ -524,9 +519,51 @@ async fn log_result<T>(r: Result<T, kube::runtime::controller::Error<Error, watc
     }
 }
 
+/// Starts the reconciler's part of `serve`: the managed-Service cache on every replica (readiness
+/// waits for it to sync; the webhook reads LoadBalancer addresses from it), and reconciliation,
+/// only while holding the leader Lease when `election` is given. Everything stops when `shutdown`
+/// resolves. Returns the cache and the reconciliation's task.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    client: Client,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    options: Options,
+    election: Option<leader::Election>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Store<Service>, tokio::task::JoinHandle<()>) {
+    let shutdown: leader::Stop = Box::pin(shutdown);
+    let shutdown = futures::future::FutureExt::shared(shutdown);
+    readiness.require_sync();
+    let (store, stream) = service_store(client.clone(), options.namespace.as_deref());
+    tokio::spawn(feed_services(
+        store.clone(),
+        stream,
+        readiness,
+        shutdown.clone(),
+    ));
+    let (lead_client, services) = (client.clone(), store.clone());
+    let lead = move |stop: leader::Stop| {
+        run(
+            lead_client.clone(),
+            settings.clone(),
+            metrics.clone(),
+            options.clone(),
+            services.clone(),
+            stop,
+        )
+    };
+    let task = match election {
+        Some(e) => tokio::spawn(leader::run(client, e, shutdown, lead)),
+        None => tokio::spawn(lead(Box::pin(shutdown))),
+    };
+    (store, task)
+}
+
 /// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service store, fed
-/// by the caller's [`service_store`] stream.
-pub async fn run(
+/// by [`feed_services`].
+async fn run(
     client: Client,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
@@ -568,7 +605,7 @@ pub async fn run(
 
 /// Feeds the managed-Service store until `shutdown`, and turns readiness true once it synced:
 /// what the webhook needs of the cluster, on every replica, leading or not.
-pub async fn feed_services(
+async fn feed_services(
     services: Store<Service>,
     stream: impl futures::Stream<Item = ()> + Send + 'static,
     readiness: Arc<Readiness>,

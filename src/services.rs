@@ -249,12 +249,21 @@ pub enum NoServices {
     Unsupported(String),
 }
 
+/// What an exposed workload needs: its Services, the routes to its brokers, and the
+/// configuration they come from.
+#[derive(Debug, Clone)]
+pub struct WorkloadPlan {
+    pub services: Vec<Service>,
+    pub routes: Routes,
+    pub config: ExposeConfig,
+}
+
 /// The Services an exposed workload needs, or why it needs none. Invalid configuration is an
 /// error.
 pub fn plan_for_workload(
     w: &Workload,
     settings: &Settings,
-) -> Result<Result<(Vec<Service>, Routes), NoServices>, EngineError> {
+) -> Result<Result<WorkloadPlan, NoServices>, EngineError> {
     let Some(cfg) = w.exposure(settings)? else {
         return Ok(Err(NoServices::NotExposed));
     };
@@ -264,7 +273,11 @@ pub fn plan_for_workload(
         Outcome::ControllerOnly(_) => Ok(Err(NoServices::ControllerOnly)),
         Outcome::Found(d) => match &d.adapter {
             Adapter::Unsupported(why) => Ok(Err(NoServices::Unsupported(why.clone()))),
-            _ => Ok(Ok((plan(w, &cfg, &d), routes(w, &cfg, &d)))),
+            _ => Ok(Ok(WorkloadPlan {
+                services: plan(w, &cfg, &d),
+                routes: routes(w, &cfg, &d),
+                config: cfg.clone(),
+            })),
         },
     }
 }

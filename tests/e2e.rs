@@ -42,54 +42,26 @@ fn start_reconciler(c: &Client, ns: &str) -> Running {
     start(c, ns, None)
 }
 
-/// A reconciler scoped to `ns`, reconciling only while it holds `lease` when one is given, as
-/// `serve --leader-elect` runs it.
+/// A reconciler scoped to `ns`, reconciling only while it holds `lease` when one is given: the
+/// same start as `serve`'s.
 fn start(c: &Client, ns: &str, lease: Option<kafka_expose::leader::Election>) -> Running {
-    let (store, stream) = reconciler::service_store(c.clone(), Some(ns));
     let readiness = Arc::new(Readiness::default());
     readiness.set_listening();
-    readiness.require_sync();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let (feed_stop, feed_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(reconciler::feed_services(
-        store.clone(),
-        stream,
+    let (store, task) = reconciler::spawn(
+        c.clone(),
+        Arc::new(Settings::default()),
+        Arc::new(Metrics::default()),
         readiness.clone(),
-        async move {
-            let _ = feed_rx.await;
+        reconciler::Options {
+            namespace: Some(ns.to_string()),
+            lb_pending_warning: Duration::from_secs(300),
         },
-    ));
-    let (client, scope, services) = (c.clone(), ns.to_string(), store.clone());
-    let lead = move |end: tokio::sync::oneshot::Receiver<()>| {
-        reconciler::run(
-            client.clone(),
-            Arc::new(Settings::default()),
-            Arc::new(Metrics::default()),
-            reconciler::Options {
-                namespace: Some(scope.clone()),
-                lb_pending_warning: Duration::from_secs(300),
-            },
-            services.clone(),
-            async move {
-                let _ = end.await;
-            },
-        )
-    };
-    let stopped = async move {
-        let _ = rx.await;
-        let _ = feed_stop.send(());
-    };
-    let task = match lease {
-        Some(e) => tokio::spawn(kafka_expose::leader::run(c.clone(), e, stopped, lead)),
-        None => {
-            let (end_tx, end_rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                stopped.await;
-                let _ = end_tx.send(());
-            });
-            tokio::spawn(lead(end_rx))
-        }
-    };
+        lease,
+        async move {
+            let _ = rx.await;
+        },
+    );
     Running {
         stop,
         task,
@@ -214,17 +186,7 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
     )
     .await;
     let started = Instant::now();
-    let svcs = wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    let svcs = wait_services(&c, ns, &THREE_BROKERS).await;
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "within seconds: {:?}",
@@ -429,17 +391,7 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
         .delete("blocker", &DeleteParams::default())
         .await
         .unwrap();
-    let svcs = wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    let svcs = wait_services(&c, ns, &THREE_BROKERS).await;
     assert_eq!(node_port(&svcs[2]), Some(30402));
     r.shutdown().await;
 }
@@ -597,17 +549,7 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
         &apache_sts(ns, json!({"kafka-expose.io/expose": "loadbalancer", "kafka-expose.io/advertised-host": "loadbalancer"})),
     )
     .await;
-    let svcs = wait_services(
-        &c,
-        ns,
-        &[
-            "kafka-0-external",
-            "kafka-1-external",
-            "kafka-2-external",
-            "kafka-external-bootstrap",
-        ],
-    )
-    .await;
+    let svcs = wait_services(&c, ns, &THREE_BROKERS).await;
     for s in &svcs {
         assert_eq!(
             s.spec.as_ref().unwrap().type_.as_deref(),

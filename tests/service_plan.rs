@@ -27,9 +27,10 @@ fn workload(annotations: Value) -> Workload {
 }
 
 fn services(annotations: Value) -> Vec<Value> {
-    let (svcs, _) = plan_for_workload(&workload(annotations), &Settings::default())
+    let svcs = plan_for_workload(&workload(annotations), &Settings::default())
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .services;
     svcs.iter()
         .map(|s| serde_json::to_value(s).unwrap())
         .collect()

@@ -78,6 +78,14 @@ pub enum PodOutcome {
 }
 
 impl PodDecision {
+    /// The warnings beyond a mutated pod's one-line summary, which comes first.
+    pub fn notes(&self) -> &[String] {
+        match self.outcome {
+            PodOutcome::Mutated { .. } => self.warnings.get(1..).unwrap_or_default(),
+            _ => &self.warnings,
+        }
+    }
+
     fn without_patch(outcome: PodOutcome, warnings: Vec<String>) -> Self {
         Self {
             patch: Vec::new(),
