@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kafka_expose::config::Settings;
 use kafka_expose::engine::pod::{PodContext, mutate_pod};
 use kafka_expose::engine::workload::{Workload, WorkloadKind};
-use kafka_expose::mutate::{self, Options, controller_pods};
+use kafka_expose::offline::{self, Options, controller_pods};
 use serde_json::{Value, json};
 
 /// Median time per call of `f`, over rounds of `inner` calls for about `budget`.
@@ -35,7 +35,7 @@ fn measure(budget: Duration, inner: u32, mut f: impl FnMut()) -> Duration {
 
 fn fixture_pod(name: &str) -> Value {
     let path = format!("{}/tests/data/charts/{name}", env!("CARGO_MANIFEST_DIR"));
-    let docs = mutate::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let docs = offline::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut set = vec![("expose".to_string(), "nodeport".to_string())];
     if name.starts_with("yolean") {
         set.extend([
@@ -44,7 +44,7 @@ fn fixture_pod(name: &str) -> Value {
             ("container-port".into(), "9094".into()),
         ]);
     }
-    let out = mutate::run(
+    let out = offline::run(
         docs,
         &Options {
             set,

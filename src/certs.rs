@@ -3,7 +3,8 @@
 //!
 //! The serving certificate names `localhost`, `127.0.0.1` and the webhook Service's DNS names
 //! (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc`, `<svc>.<ns>.svc.cluster.local`), which is what the
-//! API server dials for a `clientConfig.service`.
+//! API server dials for a `clientConfig.service`. Keeping them in a Secret and setting a
+//! webhook's `caBundle` is the cluster's side: [`crate::cluster::certs`].
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,10 +27,6 @@ pub const SERVING_YEARS: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("Kubernetes API call failed")]
-    Kube(#[from] kube::Error),
-    #[error("Secret {0} exists but lacks ca.crt, tls.crt or tls.key")]
-    IncompleteSecret(String),
     #[error("could not make a certificate")]
     Generate(#[from] rcgen::Error),
     #[error("could not write {path}")]
@@ -148,92 +145,4 @@ pub fn ensure_dev(dir: &Path, dns: &[String]) -> Result<bool, CertError> {
     }
     write(dir, &generate(dns)?)?;
     Ok(true)
-}
-
-/// The pair in TLS Secret `name` of `namespace`: read when it exists, made and stored when not.
-pub async fn ensure_secret(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-    dns: &[String],
-) -> Result<Bundle, CertError> {
-    use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::Secret;
-    use kube::api::{Api, PostParams};
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if let Some(existing) = api.get_opt(name).await? {
-        let data = existing.data.unwrap_or_default();
-        let field = |k: &str| {
-            data.get(k)
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                .ok_or_else(|| CertError::IncompleteSecret(name.to_string()))
-        };
-        return Ok(Bundle {
-            ca_pem: field(CA_CERT)?,
-            cert_pem: field(TLS_CERT)?,
-            key_pem: field(TLS_KEY)?,
-        });
-    }
-    let bundle = generate(dns)?;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/managed-by".to_string(),
-                    "kafka-expose".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            [
-                (
-                    CA_CERT.to_string(),
-                    ByteString(bundle.ca_pem.clone().into_bytes()),
-                ),
-                (
-                    TLS_CERT.to_string(),
-                    ByteString(bundle.cert_pem.clone().into_bytes()),
-                ),
-                (
-                    TLS_KEY.to_string(),
-                    ByteString(bundle.key_pem.clone().into_bytes()),
-                ),
-            ]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &secret).await?;
-    Ok(bundle)
-}
-
-/// Sets the `caBundle` of every webhook of a MutatingWebhookConfiguration.
-pub async fn patch_ca_bundle(
-    client: &kube::Client,
-    config: &str,
-    ca_bundle: &str,
-) -> Result<(), CertError> {
-    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    use kube::api::{Api, Patch, PatchParams};
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let current = api.get(config).await?;
-    let ops: Vec<serde_json::Value> = (0..current.webhooks.map_or(0, |w| w.len()))
-        .map(|i| {
-            serde_json::json!({
-                "op": "add",
-                "path": format!("/webhooks/{i}/clientConfig/caBundle"),
-                "value": ca_bundle,
-            })
-        })
-        .collect();
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-        .map_err(|e| CertError::Kube(kube::Error::SerdeError(e)))?;
-    api.patch(config, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await?;
-    Ok(())
 }

@@ -1,19 +1,27 @@
 //! kafka-expose makes Kafka brokers deployed by existing, unmodified charts reachable from
 //! outside a Kubernetes cluster.
 //!
-//! The data flows one way: the CLI or the HTTPS webhook ([`webhook`]) hands objects to the pure
-//! [`engine`], which returns patches and warnings; [`services`] plans the Services a workload
-//! needs. Only the network-facing layers do I/O.
+//! The layers, each depending only on those below it:
+//! - [`cmd`] (one file per subcommand) over [`cli`] (the clap types): the binary's shell;
+//! - [`cluster`] (everything that talks to the API server: reconciler, leader Lease, caches, the
+//!   certificates' Secret), [`webhook`] (HTTP/TLS and the admission dispatch) and [`offline`]
+//!   (`mutate`: read, simulate, report): the runtimes;
+//! - [`engine`]: pure decisions, starting from one exposure pipeline;
+//! - [`config`]: the typed, validated configuration;
+//! - [`kafka`] and [`names`]: pure Kafka knowledge, and every name kafka-expose uses in a cluster.
+//!
+//! [`certs`], [`metrics`] and [`telemetry`] serve the runtimes. A cluster-scoped policy CRD
+//! goes in `api` (its types and their generator), and a Kafka-protocol client in `kafka`.
 
 pub mod certs;
 pub mod cli;
+pub mod cluster;
+pub mod cmd;
 pub mod config;
 pub mod engine;
-pub mod leader;
+pub mod kafka;
 pub mod metrics;
-pub mod mutate;
-pub mod properties_file;
-pub mod reconciler;
-pub mod services;
+pub mod names;
+pub mod offline;
 pub mod telemetry;
 pub mod webhook;

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use kafka_expose::config::Settings;
 use kafka_expose::engine::pod::{PodContext, mutate_pod};
 use kafka_expose::engine::workload::{Workload, WorkloadKind, mutate_workload};
-use kafka_expose::mutate::controller_pods;
+use kafka_expose::offline::controller_pods;
 use kafka_expose::webhook::admission::FailureMode;
 use kafka_expose::webhook::{AppState, MAX_BODY_BYTES, router};
 use serde_json::{Value, json};

@@ -106,7 +106,7 @@ fn yaml_output_round_trips_and_keeps_the_other_documents() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    let docs = kafka_expose::mutate::read_documents(&text).unwrap();
+    let docs = kafka_expose::offline::read_documents(&text).unwrap();
     assert_eq!(
         docs[0]["metadata"]["name"], "kafka-headless",
         "the headless Service passes first"

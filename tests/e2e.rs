@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
+use kafka_expose::cluster::caches::ServiceCache;
+use kafka_expose::cluster::{leader, reconciler};
 use kafka_expose::config::Settings;
 use kafka_expose::metrics::{Metrics, Readiness};
-use kafka_expose::reconciler;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
@@ -34,7 +35,7 @@ static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
-    store: kube::runtime::reflector::Store<Service>,
+    cache: ServiceCache,
     readiness: Arc<Readiness>,
 }
 
@@ -44,11 +45,11 @@ fn start_reconciler(c: &Client, ns: &str) -> Running {
 
 /// A reconciler scoped to `ns`, reconciling only while it holds `lease` when one is given: the
 /// same start as `serve`'s.
-fn start(c: &Client, ns: &str, lease: Option<kafka_expose::leader::Election>) -> Running {
+fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     let readiness = Arc::new(Readiness::default());
     readiness.set_listening();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let (store, task) = reconciler::spawn(
+    let (cache, task) = reconciler::spawn(
         c.clone(),
         Arc::new(Settings::default()),
         Arc::new(Metrics::default()),
@@ -65,7 +66,7 @@ fn start(c: &Client, ns: &str, lease: Option<kafka_expose::leader::Election>) ->
     Running {
         stop,
         task,
-        store,
+        cache,
         readiness,
     }
 }
@@ -558,8 +559,7 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
     }
 
     // The Pod decision reads addresses from the reconciler's cache: broker 1 waits for its own.
-    let store = r.store.clone();
-    let lookup = move |ns: &str, name: &str| reconciler::lb_address(&store, ns, name);
+    let lookup = r.cache.clone();
     let mut w = kafka_expose::engine::workload::Workload::from_statefulset(sts.clone());
     w.template.metadata.get_or_insert_default();
     let mut pod: Value = json!({
@@ -699,7 +699,7 @@ async fn with_leader_election_one_instance_reconciles_and_a_standby_takes_over()
     let ns = "e2e-leader";
     namespace(&c, ns).await;
     let election = |id: &str| {
-        let mut e = kafka_expose::leader::Election::new(ns, "kafka-expose-reconciler", id);
+        let mut e = leader::Election::new(ns, "kafka-expose-reconciler", id);
         e.duration = Duration::from_secs(6);
         e.renew_every = Duration::from_secs(2);
         e

@@ -40,7 +40,7 @@ fn free_port() -> u16 {
 
 fn deploy_docs(file: &str) -> Vec<Value> {
     let path = format!("{}/deploy/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
-    kafka_expose::mutate::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap()
+    kafka_expose::offline::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 async fn apply_value(c: &Client, doc: &Value) {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use kafka_expose::config::Settings;
 use kafka_expose::engine::pod::{PodContext, mutate_pod};
 use kafka_expose::engine::workload::{Workload, WorkloadKind, mutate_workload};
-use kafka_expose::mutate::{self, Options, controller_pods};
+use kafka_expose::offline::{self, Options, controller_pods};
 use serde_json::Value;
 use support::{Image, effective_config, listeners, node_ip, protocol_map};
 
@@ -109,7 +109,7 @@ fn node_port_scheme(i: u32, base: u32) -> u32 {
     base + i
 }
 
-fn run(case: &Case, set: &[(&str, &str)]) -> Result<mutate::Output, mutate::MutateError> {
+fn run(case: &Case, set: &[(&str, &str)]) -> Result<offline::Output, offline::MutateError> {
     let mut all: Vec<(String, String)> = vec![];
     for (k, v) in case.extra.iter().chain(set) {
         all.push((k.to_string(), v.to_string()));
@@ -119,21 +119,21 @@ fn run(case: &Case, set: &[(&str, &str)]) -> Result<mutate::Output, mutate::Muta
         namespace: None,
         settings: Settings::default(),
     };
-    mutate::run(support::fixture(case.fixture), &opts)
+    offline::run(support::fixture(case.fixture), &opts)
 }
 
-fn objects_of<'a>(out: &'a mutate::Output, kind: &str) -> Vec<&'a Value> {
+fn objects_of<'a>(out: &'a offline::Output, kind: &str) -> Vec<&'a Value> {
     out.objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
-fn owned_pods<'a>(out: &'a mutate::Output, workload: &str) -> Vec<&'a Value> {
+fn owned_pods<'a>(out: &'a offline::Output, workload: &str) -> Vec<&'a Value> {
     objects_of(out, "Pod")
         .into_iter()
         .filter(|p| p.pointer("/metadata/ownerReferences/0/name") == Some(&Value::from(workload)))
         .collect()
 }
 
-fn services_of<'a>(out: &'a mutate::Output, workload: &str) -> Vec<&'a Value> {
+fn services_of<'a>(out: &'a offline::Output, workload: &str) -> Vec<&'a Value> {
     objects_of(out, "Service")
         .into_iter()
         .filter(|s| {

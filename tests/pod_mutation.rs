@@ -2,6 +2,7 @@
 //! and nothing is ever added twice.
 
 use kafka_expose::config::Settings;
+use kafka_expose::engine::exposure::Skip;
 use kafka_expose::engine::pod::{PodContext, PodDecision, PodOutcome, mutate_pod};
 use serde_json::{Value, json};
 
@@ -270,7 +271,11 @@ fn a_controller_only_pod_is_allowed_with_a_warning_and_no_patch() {
         .unwrap()
         .push(json!({"name": "KAFKA_PROCESS_ROLES", "value": "controller"}));
     let d = decide(&pod);
-    assert_eq!(d.outcome, PodOutcome::ControllerOnly);
+    assert!(
+        matches!(d.outcome, PodOutcome::Skipped(Skip::ControllerOnly { .. })),
+        "{:?}",
+        d.outcome
+    );
     assert!(d.patch.is_empty());
     assert!(
         d.warnings[0].contains("KRaft controller only"),
@@ -311,7 +316,7 @@ fn a_script_that_builds_advertised_listeners_itself_is_unsupported_and_untouched
     ]);
     let d = decide(&pod);
     assert!(
-        matches!(d.outcome, PodOutcome::Unsupported(_)),
+        matches!(d.outcome, PodOutcome::Skipped(Skip::Unsupported(_))),
         "{:?}",
         d.outcome
     );
@@ -403,7 +408,7 @@ fn a_malformed_pod_is_an_error_not_a_panic() {
     let not_exposed = json!({"metadata": {"name": "x"}, "spec": {"containers": []}});
     assert_eq!(
         mutate_pod(&not_exposed, &ctx).unwrap().outcome,
-        PodOutcome::NotRequested
+        PodOutcome::Skipped(Skip::NotRequested)
     );
 }
 

@@ -1,8 +1,9 @@
 //! The Service plan: complete Services from an exposed workload.
 
 use kafka_expose::config::Settings;
+use kafka_expose::engine::exposure::{Decision, Skip};
+use kafka_expose::engine::services;
 use kafka_expose::engine::workload::{Workload, WorkloadKind};
-use kafka_expose::services::{NoServices, plan_for_workload};
 use serde_json::{Value, json};
 
 fn workload(annotations: Value) -> Workload {
@@ -27,10 +28,11 @@ fn workload(annotations: Value) -> Workload {
 }
 
 fn services(annotations: Value) -> Vec<Value> {
-    let svcs = plan_for_workload(&workload(annotations), &Settings::default())
-        .unwrap()
-        .unwrap()
-        .services;
+    let w = workload(annotations);
+    let Decision::Expose(exposure) = w.exposure(&Settings::default()).unwrap() else {
+        panic!("not exposed");
+    };
+    let svcs = services::plan(&w, &exposure);
     svcs.iter()
         .map(|s| serde_json::to_value(s).unwrap())
         .collect()
@@ -124,12 +126,13 @@ fn hostport_plans_only_a_cluster_ip_bootstrap() {
 
 #[test]
 fn workloads_that_get_no_services_say_why() {
-    let none = plan_for_workload(&workload(json!({})), &Settings::default()).unwrap();
-    assert_eq!(none.unwrap_err(), NoServices::NotExposed);
-    let off = plan_for_workload(
-        &workload(json!({"kafka-expose.io/expose": "off"})),
-        &Settings::default(),
-    )
-    .unwrap();
-    assert_eq!(off.unwrap_err(), NoServices::NotExposed);
+    let none = workload(json!({}));
+    let none = none.exposure(&Settings::default()).unwrap();
+    assert!(
+        matches!(none, Decision::Skip(Skip::NotRequested)),
+        "{none:?}"
+    );
+    let off = workload(json!({"kafka-expose.io/expose": "off"}));
+    let off = off.exposure(&Settings::default()).unwrap();
+    assert!(matches!(off, Decision::Skip(Skip::NotRequested)), "{off:?}");
 }

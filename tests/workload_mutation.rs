@@ -2,8 +2,9 @@
 //! hash and the Pod webhook's label, and clean removal.
 
 use kafka_expose::config::Settings;
+use kafka_expose::engine::exposure::Skip;
 use kafka_expose::engine::workload::{WorkloadKind, WorkloadOutcome, mutate_workload};
-use kafka_expose::mutate::{self, Options};
+use kafka_expose::offline::{self, Options};
 use serde_json::{Value, json};
 
 fn sts(annotations: Value, template_meta: Option<Value>) -> Value {
@@ -127,7 +128,7 @@ fn removing_the_annotation_removes_what_was_added_and_keeps_the_users_keys() {
     let mut removed = exposed.clone();
     removed["metadata"]["annotations"] = json!({});
     let (out, d) = mutate(&removed);
-    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    assert_eq!(d.outcome, WorkloadOutcome::Skipped(Skip::NotRequested));
     let ann = tpl_ann(&out);
     assert_eq!(
         ann.keys().cloned().collect::<Vec<_>>(),
@@ -148,7 +149,7 @@ fn expose_off_unexposes_like_removal() {
     let mut off = exposed.clone();
     off["metadata"]["annotations"]["kafka-expose.io/expose"] = json!("off");
     let (out, d) = mutate(&off);
-    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    assert_eq!(d.outcome, WorkloadOutcome::Skipped(Skip::NotRequested));
     assert!(
         out["spec"]["template"]["metadata"]["labels"]
             .get("kafka-expose.io/exposed")
@@ -205,7 +206,7 @@ fn a_static_list_shorter_than_replicas_is_refused() {
 
 #[test]
 fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
-    let docs = mutate::read_documents(
+    let docs = offline::read_documents(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/charts/cp-helm-charts-cp-kafka.yaml"
@@ -220,7 +221,7 @@ fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
         ],
         ..Options::default()
     };
-    let e = kafka_expose::engine::error_chain(&mutate::run(docs, &opts).unwrap_err());
+    let e = kafka_expose::engine::error_chain(&offline::run(docs, &opts).unwrap_err());
     assert!(e.contains("kafka-expose.io/port-base=\"32000\""), "{e}");
     assert!(e.contains("set it to 31090"), "{e}");
 }
@@ -232,7 +233,7 @@ fn two_workloads_claiming_the_same_node_ports_are_refused() {
     a["metadata"]["name"] = json!("kafka-a");
     b["metadata"]["name"] = json!("kafka-b");
     b["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("32402");
-    let e = mutate::run(vec![a.clone(), b], &Options::default())
+    let e = offline::run(vec![a.clone(), b], &Options::default())
         .unwrap_err()
         .to_string();
     assert!(
@@ -242,7 +243,7 @@ fn two_workloads_claiming_the_same_node_ports_are_refused() {
     let mut c = a.clone();
     c["metadata"]["name"] = json!("kafka-c");
     c["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("32403");
-    mutate::run(vec![a, c], &Options::default()).expect("adjacent ranges do not clash");
+    offline::run(vec![a, c], &Options::default()).expect("adjacent ranges do not clash");
 }
 
 #[test]
@@ -257,7 +258,7 @@ fn a_deployment_broker_needs_its_ordinal_and_one_replica() {
     assert!(e.contains("must have 1 replica, not 2"), "{e}");
     d["spec"]["replicas"] = json!(1);
     d["metadata"]["annotations"]["kafka-expose.io/ordinal"] = json!("4");
-    let out = mutate::run(vec![d], &Options::default()).unwrap();
+    let out = offline::run(vec![d], &Options::default()).unwrap();
     let pod = out.objects.iter().find(|o| o["kind"] == "Pod").unwrap();
     assert!(
         pod["metadata"]["generateName"]
@@ -304,7 +305,7 @@ fn a_key_listed_twice_as_inherited_is_removed_once() {
         ),
     );
     let (out, d) = mutate(&obj);
-    assert_eq!(d.outcome, WorkloadOutcome::NotExposed);
+    assert_eq!(d.outcome, WorkloadOutcome::Skipped(Skip::NotRequested));
     assert_eq!(
         tpl_ann(&out).len(),
         0,

@@ -12,71 +12,23 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
-use super::PORT_NAME;
-use super::adopt::{self, AdoptPlan, TargetPort};
-use super::env::{self, Flavor};
-use super::listeners::{ClientListener, SecurityProtocol};
-use super::properties::{self, Target};
-use crate::config::{AdapterChoice, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig, keys};
+use super::adapters::Adapter;
+use super::adapters::adopt::{self, TargetPort};
+use super::adapters::env::{self, Flavor};
+use super::adapters::properties;
+use super::exposure::{Decision, Exposure, Skip};
+use crate::config::{AdapterChoice, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig};
+use crate::kafka::external::choose_protocol;
+use crate::names::{PORT_NAME, full_key, keys};
 
 /// The container that runs the broker.
 #[derive(Debug, Clone)]
 pub struct Broker<'a> {
+    /// The pod spec it is in.
+    pub spec: &'a PodSpec,
     pub index: usize,
     pub container: &'a Container,
     pub why: String,
-}
-
-/// The chosen adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Adapter {
-    Env(Flavor),
-    Properties(Target),
-    Adopt(AdoptPlan),
-    /// The workload is allowed, and nothing is created for it.
-    Unsupported(String),
-}
-
-impl Adapter {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Env(_) => "env",
-            Self::Properties(_) => "properties",
-            Self::Adopt(_) => "adopt",
-            Self::Unsupported(_) => "unsupported",
-        }
-    }
-}
-
-/// The adapter and the external listener's ports for one broker container.
-#[derive(Debug, Clone)]
-pub struct Detection<'a> {
-    pub broker: Broker<'a>,
-    pub adapter: Adapter,
-    /// Why this adapter, for people.
-    pub reason: String,
-    pub notes: Vec<String>,
-    /// The external listener's name (the chart's own, when adopted).
-    pub listener_name: String,
-    /// The port the broker binds for it.
-    pub target: TargetPort,
-    /// The advertised port of broker 0 (nodeport, hostport).
-    pub port_base: u16,
-    /// The protocol of the external listener, where the webhook can know it; the properties
-    /// adapter learns it from the file at start.
-    pub protocol: Option<SecurityProtocol>,
-    /// The client listener whose settings the external one takes.
-    pub client: Option<ClientListener>,
-}
-
-/// What [`detect`] found.
-#[derive(Debug, Clone)]
-pub enum Outcome<'a> {
-    /// No container looks like a Kafka broker (for example ZooKeeper).
-    NoBroker(String),
-    /// A KRaft controller that is not a broker: no external listener.
-    ControllerOnly(Broker<'a>),
-    Found(Box<Detection<'a>>),
 }
 
 /// Finds the broker container: the one named by `kafka-expose.io/container`, else the
@@ -88,9 +40,10 @@ pub fn find_broker<'a>(
     if let Some(name) = named {
         return match spec.containers.iter().position(|c| c.name == name) {
             Some(index) => Ok(Some(Broker {
+                spec,
                 index,
                 container: &spec.containers[index],
-                why: format!("named by {}", crate::config::full_key(keys::CONTAINER)),
+                why: format!("named by {}", full_key(keys::CONTAINER)),
             })),
             None => {
                 let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
@@ -113,6 +66,7 @@ pub fn find_broker<'a>(
         .filter(|(_, (s, _))| *s >= 2)
         .max_by_key(|(i, (s, _))| (*s, std::cmp::Reverse(*i)));
     Ok(best.map(|(index, (_, why))| Broker {
+        spec,
         index,
         container: &spec.containers[index],
         why,
@@ -183,47 +137,44 @@ fn score(c: &Container) -> (u32, String) {
     (s, why.join(", "))
 }
 
-/// Chooses the adapter for the broker of `spec` under `cfg`.
-pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, ConfigError> {
+/// Chooses the adapter for the broker of `spec` under `cfg`: the exposure, or why there is none.
+pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigError> {
     let Some(broker) = find_broker(spec, cfg.container.as_deref())? else {
         let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-        return Ok(Outcome::NoBroker(format!(
+        return Ok(Decision::Skip(Skip::NoBroker(format!(
             "no Kafka broker container among {}; set {} if one is",
             names.join(", "),
-            crate::config::full_key(keys::CONTAINER)
-        )));
+            full_key(keys::CONTAINER)
+        ))));
     };
     let c = broker.container;
     if env::is_controller_only(c) {
-        return Ok(Outcome::ControllerOnly(broker));
+        return Ok(Decision::Skip(Skip::ControllerOnly {
+            container: c.name.clone(),
+        }));
     }
     let flavor = Flavor::of(c);
     let script = adopt::scan_script(c);
     let mut notes = Vec::new();
 
-    let (adapter, reason) = match cfg.adapter {
-        AdapterChoice::Adopt => {
-            let plan = adopt::from_script(c, &script, cfg)
-                .or_else(|| adopt::from_env(c, flavor, cfg))
-                .unwrap_or_else(|| Ok(adopt::from_annotations(cfg)));
-            match plan {
-                Ok(p) => {
-                    let why = format!(
-                        "forced by annotation; listener {} from {}",
-                        p.listener_name, p.source
-                    );
-                    (Adapter::Adopt(p), why)
-                }
-                Err(e) => (Adapter::Unsupported(e.clone()), e),
-            }
-        }
+    let chosen = match cfg.adapter {
+        AdapterChoice::Adopt => adopt::from_script(c, &script, &cfg)
+            .or_else(|| adopt::from_env(c, flavor, &cfg))
+            .unwrap_or_else(|| Ok(adopt::from_annotations(&cfg)))
+            .map(|p| {
+                let why = format!(
+                    "forced by annotation; listener {} from {}",
+                    p.listener_name, p.source
+                );
+                (Adapter::Adopt(p), why)
+            }),
         AdapterChoice::Properties => match properties::find_target(spec, c) {
             properties::Found::Target(t) => {
                 let why = format!(
                     "forced by annotation; {} is written by init container {}",
                     t.file, t.writer
                 );
-                (Adapter::Properties(t), why)
+                Ok((Adapter::Properties(t), why))
             }
             properties::Found::Unusable(why) => {
                 return Err(ConfigError::one(keys::ADAPTER, "properties", why));
@@ -237,13 +188,17 @@ pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, 
             }
         },
         AdapterChoice::Env => match env::unsupported_reason(c, flavor) {
-            None => (
+            None => Ok((
                 Adapter::Env(flavor),
                 format!("forced by annotation; {}", flavor.describe()),
-            ),
+            )),
             Some(why) => return Err(ConfigError::one(keys::ADAPTER, "env", why)),
         },
-        AdapterChoice::Auto => auto(spec, c, flavor, &script, cfg),
+        AdapterChoice::Auto => auto(spec, c, flavor, &script, &cfg),
+    };
+    let (adapter, reason) = match chosen {
+        Ok(chosen) => chosen,
+        Err(why) => return Ok(Decision::Skip(Skip::Unsupported(why))),
     };
 
     if let Adapter::Properties(_) = adapter
@@ -261,16 +216,16 @@ pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, 
     }
 
     if let Adapter::Adopt(plan) = &adapter {
-        adopt::check_mode(plan, cfg)?;
+        adopt::check_mode(plan, &cfg)?;
     }
     let (listener_name, target, port_base) = match &adapter {
         Adapter::Adopt(plan) => (
             plan.listener_name.clone(),
             plan.target,
-            adopt::port_base(plan, cfg)?,
+            adopt::port_base(plan, &cfg)?,
         ),
         _ => {
-            let port = container_port(c, flavor, &adapter, cfg, &mut notes)?;
+            let port = container_port(c, &adapter, &cfg, &mut notes)?;
             (
                 cfg.listener_name.clone(),
                 TargetPort::Fixed(port),
@@ -279,29 +234,20 @@ pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, 
         }
     };
 
-    let client = match &adapter {
-        Adapter::Env(f) => env::listener_set(c, *f).client_listener(),
-        _ => None,
-    };
-    let protocol = match (&adapter, cfg.security_protocol, &client) {
-        (Adapter::Env(_), Some(p), Some(client)) => {
-            if p.strength() < client.protocol.strength() {
-                notes.push(format!(
-                    "the external listener uses {p}, weaker than the client listener {} ({})",
-                    client.name, client.protocol
-                ));
-            }
-            Some(p)
+    // The webhook knows the env adapter's protocol; the properties adapter learns it from the
+    // file at start, through the same choice.
+    let (client, protocol) = match &adapter {
+        Adapter::Env(f) => {
+            let client = env::listener_set(c, *f).client_listener();
+            let choice = choose_protocol(cfg.security_protocol, client.as_ref());
+            notes.extend(choice.warning());
+            (client, Some(choice.protocol))
         }
-        (Adapter::Env(_), None, Some(client)) => Some(client.protocol),
-        (Adapter::Env(_), None, None) => {
-            notes.push("no client listener found; the external listener uses PLAINTEXT".into());
-            Some(SecurityProtocol::Plaintext)
-        }
-        (_, p, _) => p,
+        _ => (None, cfg.security_protocol),
     };
 
-    Ok(Outcome::Found(Box::new(Detection {
+    Ok(Decision::Expose(Box::new(Exposure {
+        config: cfg,
         broker,
         adapter,
         reason,
@@ -314,37 +260,31 @@ pub fn detect<'a>(spec: &'a PodSpec, cfg: &ExposeConfig) -> Result<Outcome<'a>, 
     })))
 }
 
+/// The adapter the pod's contents call for, and why; `Err` says why none fits.
 fn auto(
     spec: &PodSpec,
     c: &Container,
     flavor: Flavor,
     script: &adopt::ScriptListeners,
     cfg: &ExposeConfig,
-) -> (Adapter, String) {
+) -> Result<(Adapter, String), String> {
     if script.sets_advertised() {
         return match adopt::from_script(c, script, cfg) {
-            Some(Ok(p)) => {
+            Some(plan) => plan.map(|p| {
                 let why = format!(
                     "{} already advertises {} at {} on a per-broker port; adopted",
                     p.source, p.listener_name, p.host
                 );
                 (Adapter::Adopt(p), why)
-            }
-            Some(Err(e)) => (Adapter::Unsupported(e.clone()), e),
-            None => {
-                let why = "the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string();
-                (Adapter::Unsupported(why.clone()), why)
-            }
+            }),
+            None => Err("the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string()),
         };
     }
     if let Some(plan) = adopt::from_env(c, flavor, cfg) {
-        return match plan {
-            Ok(p) => {
-                let why = format!("the env already advertises {}; adopted", p.listener_name);
-                (Adapter::Adopt(p), why)
-            }
-            Err(e) => (Adapter::Unsupported(e.clone()), e),
-        };
+        return plan.map(|p| {
+            let why = format!("the env already advertises {}; adopted", p.listener_name);
+            (Adapter::Adopt(p), why)
+        });
     }
     match properties::find_target(spec, c) {
         properties::Found::Target(t) => {
@@ -352,22 +292,21 @@ fn auto(
                 "the broker reads {} written at start by init container {}",
                 t.file, t.writer
             );
-            return (Adapter::Properties(t), why);
+            return Ok((Adapter::Properties(t), why));
         }
-        properties::Found::Unusable(why) => return (Adapter::Unsupported(why.clone()), why),
+        properties::Found::Unusable(why) => return Err(why),
         properties::Found::Nothing => {}
     }
     if env::configures_listeners(c, flavor) {
         return match env::unsupported_reason(c, flavor) {
-            None => (
+            None => Ok((
                 Adapter::Env(flavor),
                 format!("the broker is configured by {}", flavor.describe()),
-            ),
-            Some(why) => (Adapter::Unsupported(why.clone()), why),
+            )),
+            Some(why) => Err(why),
         };
     }
-    let why = "no listener configuration found in the env, the command or a server.properties written at start".to_string();
-    (Adapter::Unsupported(why.clone()), why)
+    Err("no listener configuration found in the env, the command or a server.properties written at start".to_string())
 }
 
 /// The container port of the external listener: as set, else the default moved to the first free
@@ -376,7 +315,6 @@ fn auto(
 /// mutated pod resolves to the same port again.
 fn container_port(
     c: &Container,
-    flavor: Flavor,
     adapter: &Adapter,
     cfg: &ExposeConfig,
     notes: &mut Vec<String>,
@@ -394,9 +332,8 @@ fn container_port(
             ))
         })
         .collect();
-    if let Adapter::Env(f) = adapter {
-        debug_assert_eq!(*f, flavor);
-        for l in env::listener_set(c, flavor).bound() {
+    if let Adapter::Env(flavor) = adapter {
+        for l in env::listener_set(c, *flavor).bound() {
             if l.name.eq_ignore_ascii_case(&cfg.listener_name) {
                 continue;
             }

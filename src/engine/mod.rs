@@ -1,61 +1,58 @@
 //! The decision engine: pure functions from an object and its configuration to a plan.
 //!
-//! Nothing here takes a client, a clock or a socket. [`workload::mutate_workload`] and
-//! [`pod::mutate_pod`] return RFC 6902 patch operations against the object exactly as received,
-//! plus warnings for the user; [`crate::services::plan`] returns the Services a workload needs.
-//!
-//! The adapters that make a broker listen on and advertise the external listener each live in a
-//! file of their own ([`env`], [`properties`], [`adopt`]); [`detect`] chooses among them.
+//! Nothing here takes a client, a clock or a socket.
+//! - [`exposure`]: the one pipeline (parse → check → detect → skip) everything starts from;
+//! - [`workload`] and [`pod`]: the two admission decisions, RFC 6902 operations against the
+//!   object exactly as received ([`patch`]), plus warnings for the user;
+//! - [`services`]: the Service plan, the complete Services an exposed workload needs;
+//! - [`detect`]: which container is the broker and which adapter fits it;
+//! - [`adapters`]: `env`, `properties` and `adopt`, one file each.
 
-pub mod adopt;
+pub mod adapters;
 pub mod detect;
-pub mod env;
-pub mod listeners;
+pub mod exposure;
 pub mod patch;
 pub mod pod;
-pub mod properties;
+pub mod services;
 pub mod workload;
+
+use json_patch::PatchOperation;
 
 use crate::config::ConfigError;
 
-/// Names of the environment variables kafka-expose injects.
-///
-/// They carry a `KAFKA_EXPOSE_` prefix, which no chart uses. apache/kafka and cp-kafka turn
-/// every `KAFKA_*` variable into a broker property, so these also appear in their
-/// `server.properties` as `expose.*` keys; Kafka knows no such property and only logs them as
-/// unused. Bitnami images read `KAFKA_CFG_*` only.
-pub mod envs {
-    /// The node's IP (`status.hostIP`).
-    pub const HOST_IP: &str = "KAFKA_EXPOSE_HOST_IP";
-    /// The node's name (`spec.nodeName`).
-    pub const NODE_NAME: &str = "KAFKA_EXPOSE_NODE_NAME";
-    /// The pod's name (`metadata.name`).
-    pub const POD_NAME: &str = "KAFKA_EXPOSE_POD_NAME";
-    /// The pod's namespace (`metadata.namespace`).
-    pub const NAMESPACE: &str = "KAFKA_EXPOSE_NAMESPACE";
-    /// The host this broker advertises on the external listener.
-    pub const EXTERNAL_HOST: &str = "KAFKA_EXPOSE_EXTERNAL_HOST";
-    /// The port this broker advertises on the external listener.
-    pub const EXTERNAL_PORT: &str = "KAFKA_EXPOSE_EXTERNAL_PORT";
-    /// Properties adapter: the listener's name.
-    pub const LISTENER_NAME: &str = "KAFKA_EXPOSE_LISTENER_NAME";
-    /// Properties adapter: the port the broker binds for the listener.
-    pub const CONTAINER_PORT: &str = "KAFKA_EXPOSE_CONTAINER_PORT";
-    /// Properties adapter: the listener's protocol, when set by annotation.
-    pub const SECURITY_PROTOCOL: &str = "KAFKA_EXPOSE_SECURITY_PROTOCOL";
-    /// Properties adapter: the file to edit.
-    pub const PROPERTIES_FILE: &str = "KAFKA_EXPOSE_PROPERTIES_FILE";
-
-    /// `$(NAME)`: a reference the kubelet expands from variables defined earlier in the list
-    /// (<https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/>).
-    pub fn reference(name: &str) -> String {
-        format!("$({name})")
-    }
+/// An admission decision on one object: the patch against the object as received, the warnings
+/// for the user (a changed object's one-line summary first), and what happened.
+#[derive(Debug, Clone)]
+pub struct Decided<O> {
+    pub patch: Vec<PatchOperation>,
+    pub warnings: Vec<String>,
+    pub outcome: O,
 }
 
-/// Name of the container port kafka-expose adds for the external listener. Port names are at
-/// most 15 characters (IANA service name rules).
-pub const PORT_NAME: &str = "kx-external";
+/// Whether an outcome's warnings open with a one-line summary of the change.
+pub trait Summarized {
+    fn has_summary(&self) -> bool;
+}
+
+impl<O: Summarized> Decided<O> {
+    /// An outcome that changes nothing.
+    pub fn without_patch(outcome: O, warnings: Vec<String>) -> Self {
+        Self {
+            patch: Vec::new(),
+            warnings,
+            outcome,
+        }
+    }
+
+    /// The warnings beyond the one-line summary of a changed object.
+    pub fn notes(&self) -> &[String] {
+        if self.outcome.has_summary() {
+            self.warnings.get(1..).unwrap_or_default()
+        } else {
+            &self.warnings
+        }
+    }
+}
 
 /// Why the engine could not decide.
 #[derive(Debug, thiserror::Error)]

@@ -18,24 +18,41 @@
 
 use std::collections::BTreeMap;
 
-use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec,
 };
 use serde_json::Value;
 
-use super::adopt::TargetPort;
-use super::detect::{self, Adapter, Detection, Outcome};
-use super::env::{self, EnvChange};
+use super::adapters::Adapter;
+use super::adapters::adopt::TargetPort;
+use super::adapters::env::{self, EnvChange};
+use super::adapters::properties;
+use super::exposure::{self, Decision, Exposure, Skip};
 use super::patch::PatchBuilder;
-use super::properties;
-use super::{EngineError, PORT_NAME, Result, envs};
+use super::{Decided, EngineError, Result, Summarized};
 use crate::config::{
-    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, POD_INDEX_LABEL, POD_NAME_LABEL,
-    Placeholder, Requested, Settings, keys, own,
+    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Placeholder, Settings,
 };
+use crate::kafka::SecurityProtocol;
+use crate::names::{INIT_CONTAINER, PORT_NAME, broker_service_name, envs, keys, labels, own};
 use crate::ptr;
-use crate::services;
+
+/// Where the LoadBalancer addresses of Services are known: the reconciler's Service cache in a
+/// cluster, nothing offline.
+pub trait LoadBalancerAddresses: Send + Sync {
+    /// The ingress IP or hostname of Service `name` in `namespace`, once it has one.
+    fn address(&self, namespace: &str, name: &str) -> Option<String>;
+}
+
+/// No addresses known: `mutate`, and `serve` without a cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAddresses;
+
+impl LoadBalancerAddresses for NoAddresses {
+    fn address(&self, _: &str, _: &str) -> Option<String> {
+        None
+    }
+}
 
 /// What the Pod decision needs besides the pod.
 #[derive(Clone, Copy)]
@@ -48,27 +65,16 @@ pub struct PodContext<'a> {
 }
 
 /// The Pod decision.
-#[derive(Debug, Clone)]
-pub struct PodDecision {
-    pub patch: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
-    pub outcome: PodOutcome,
-}
+pub type PodDecision = Decided<PodOutcome>;
 
 /// What happened to the pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodOutcome {
-    /// No `expose` annotation, or `expose: off`.
-    NotRequested,
-    NoBroker,
-    ControllerOnly,
-    Unsupported(String),
+    /// Left as it is, and why.
+    Skipped(Skip),
     /// `advertised-host: loadbalancer` and the broker's Service has no address yet: the pod must
     /// be refused, and the StatefulSet controller retries.
-    WaitForAddress {
-        service: String,
-        message: String,
-    },
+    WaitForAddress { service: String, message: String },
     Mutated {
         ordinal: u32,
         adapter: &'static str,
@@ -77,21 +83,9 @@ pub enum PodOutcome {
     },
 }
 
-impl PodDecision {
-    /// The warnings beyond a mutated pod's one-line summary, which comes first.
-    pub fn notes(&self) -> &[String] {
-        match self.outcome {
-            PodOutcome::Mutated { .. } => self.warnings.get(1..).unwrap_or_default(),
-            _ => &self.warnings,
-        }
-    }
-
-    fn without_patch(outcome: PodOutcome, warnings: Vec<String>) -> Self {
-        Self {
-            patch: Vec::new(),
-            warnings,
-            outcome,
-        }
+impl Summarized for PodOutcome {
+    fn has_summary(&self) -> bool {
+        matches!(self, Self::Mutated { .. })
     }
 }
 
@@ -121,43 +115,26 @@ pub fn mutate_pod(obj: &Value, ctx: &PodContext<'_>) -> Result<PodDecision> {
 /// object as sent holds `metadata` at all (the API server always sends it).
 pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result<PodDecision> {
     let ann = config::own_annotations(pod.metadata.annotations.as_ref());
-    let cfg = match config::parse(&ann)? {
-        Requested::Nothing | Requested::Off => {
-            return Ok(PodDecision::without_patch(PodOutcome::NotRequested, vec![]));
-        }
-        Requested::Expose(cfg) => cfg,
-    };
-    let Some(spec) = pod.spec.as_ref() else {
-        return Ok(PodDecision::without_patch(
-            PodOutcome::NoBroker,
-            vec!["kafka-expose: the pod has no spec".into()],
-        ));
-    };
-    let detection = match detect::detect(spec, &cfg)? {
-        Outcome::NoBroker(why) => {
+    let settings = ctx.settings;
+    let detection = match exposure::decide(&ann, pod.spec.as_ref(), None, settings)? {
+        Decision::Expose(e) => e,
+        Decision::Skip(Skip::NotRequested) => {
             return Ok(PodDecision::without_patch(
-                PodOutcome::NoBroker,
-                vec![format!("kafka-expose: {why}; nothing changed")],
+                PodOutcome::Skipped(Skip::NotRequested),
+                vec![],
             ));
         }
-        Outcome::ControllerOnly(b) => {
+        Decision::Skip(skip) => {
+            let warning = format!("kafka-expose: {skip}; nothing changed");
             return Ok(PodDecision::without_patch(
-                PodOutcome::ControllerOnly,
-                vec![format!(
-                    "kafka-expose: container {} is a KRaft controller only; it gets no external listener",
-                    b.container.name
-                )],
+                PodOutcome::Skipped(skip),
+                vec![warning],
             ));
         }
-        Outcome::Found(d) => d,
     };
-    if let Adapter::Unsupported(why) = &detection.adapter {
-        return Ok(PodDecision::without_patch(
-            PodOutcome::Unsupported(why.clone()),
-            vec![format!("kafka-expose: unsupported: {why}; nothing changed")],
-        ));
-    }
-    let ordinal = ordinal(pod, &cfg, &ann)?;
+    let cfg = &detection.config;
+    let spec = detection.broker.spec;
+    let ordinal = ordinal(pod, cfg, &ann)?;
     let mut warnings = Vec::new();
 
     let port = match cfg.mode {
@@ -170,7 +147,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         .as_deref()
         .or(ctx.namespace)
         .unwrap_or_default();
-    let host = match external_host(&cfg, &ordinal, ctx)? {
+    let host = match external_host(cfg, &ordinal, ctx)? {
         Ok(h) => h,
         Err(service) => {
             let message = format!(
@@ -189,9 +166,9 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         b.add(ptr!("metadata"), Value::Object(Default::default()));
     }
     if let Some(name) = pod.metadata.name.as_deref().filter(|n| !n.is_empty()) {
-        let labels = pod.metadata.labels.as_ref();
-        if labels.is_none_or(|l| !l.contains_key(POD_NAME_LABEL)) {
-            b.set_map_entry(&ptr!("metadata", "labels"), labels, POD_NAME_LABEL, name);
+        let present = pod.metadata.labels.as_ref();
+        if present.is_none_or(|l| !l.contains_key(labels::POD_NAME)) {
+            b.set_map_entry(&ptr!("metadata", "labels"), present, labels::POD_NAME, name);
         }
     }
 
@@ -202,9 +179,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     let advertised = format!("{host}:{port}");
     match &detection.adapter {
         Adapter::Env(flavor) => {
-            let protocol = detection
-                .protocol
-                .unwrap_or(crate::engine::listeners::SecurityProtocol::Plaintext);
+            let protocol = detection.protocol.unwrap_or(SecurityProtocol::Plaintext);
             let bind = u16::try_from(bind_port).unwrap_or(u16::MAX);
             let plan = env::plan(
                 c,
@@ -216,7 +191,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             );
             env_ops(&mut b, bi, c, &base_env, &plan.changes);
             warnings.extend(plan.notes.into_iter().map(|n| format!("kafka-expose: {n}")));
-            container_port_op(&mut b, bi, c, bind_port, hostport(&cfg, port));
+            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port));
         }
         Adapter::Properties(target) => {
             let mut env = base_env.clone();
@@ -229,7 +204,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
             init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
-            container_port_op(&mut b, bi, c, bind_port, hostport(&cfg, port));
+            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port));
         }
         Adapter::Adopt(plan) => {
             // The chart advertises its own listener; a named port lets the bootstrap Service
@@ -238,7 +213,6 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 container_port_op(&mut b, bi, c, bind_port, None);
             }
         }
-        Adapter::Unsupported(_) => unreachable!("returned above"),
     }
 
     warnings.insert(0, summary(&detection, &ordinal, &advertised));
@@ -254,7 +228,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     })
 }
 
-fn summary(d: &Detection<'_>, o: &Ordinal, advertised: &str) -> String {
+fn summary(d: &Exposure<'_>, o: &Ordinal, advertised: &str) -> String {
     match &d.adapter {
         Adapter::Adopt(plan) => format!(
             "kafka-expose: broker {} keeps the chart's own listener {} ({}); only its Service is added",
@@ -299,7 +273,7 @@ pub fn ordinal(
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(POD_INDEX_LABEL))
+        .and_then(|l| l.get(labels::POD_INDEX))
         .and_then(|v| v.parse::<u32>().ok());
     let from_name = sts
         .and_then(|s| name.strip_prefix(s)?.strip_prefix('-'))
@@ -371,7 +345,7 @@ fn external_host(
             }
         },
         AdvertisedHost::LoadBalancer => {
-            let service = services::broker_service_name(&o.workload, o.ordinal);
+            let service = broker_service_name(&o.workload, o.ordinal);
             match (ctx.lb_address)(&service) {
                 Some(addr) => addr,
                 None => return Ok(Err(service)),
@@ -511,7 +485,7 @@ fn init_container_op(
     env: Vec<EnvVar>,
 ) {
     let inits = spec.init_containers.as_deref();
-    if inits.is_some_and(|i| i.iter().any(|c| c.name == properties::INIT_CONTAINER)) {
+    if inits.is_some_and(|i| i.iter().any(|c| c.name == INIT_CONTAINER)) {
         return;
     }
     let c = properties::init_container(spec, broker, target, image, env);

@@ -19,12 +19,11 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::detect::{self, Adapter, Outcome};
+use super::exposure::{self, Decision, Skip};
 use super::patch::PatchBuilder;
-use super::{EngineError, Result};
-use crate::config::{
-    self, EXPOSED_LABEL, ExposeConfig, PREFIX, Requested, Settings, WorkloadFacts, keys, own,
-};
+use super::{Decided, EngineError, Result, Summarized};
+use crate::config::{self, ConfigError, Settings, WorkloadFacts};
+use crate::names::{PREFIX, keys, labels, own};
 use crate::ptr;
 
 /// The kinds of workload kafka-expose exposes.
@@ -141,15 +140,15 @@ impl Workload {
         out
     }
 
-    /// The validated exposure of this workload, if it asks for one.
-    pub fn exposure(&self, settings: &Settings) -> Result<Option<ExposeConfig>> {
-        match config::parse(&self.effective_annotations())? {
-            Requested::Expose(cfg) => {
-                config::check_against_workload(&cfg, &self.facts(), settings)?;
-                Ok(Some(cfg))
-            }
-            Requested::Nothing | Requested::Off => Ok(None),
-        }
+    /// The exposure pipeline on this workload: its effective annotations, its pod template,
+    /// and the checks against its replica count.
+    pub fn exposure(&self, settings: &Settings) -> Result<Decision<'_>, ConfigError> {
+        exposure::decide(
+            &self.effective_annotations(),
+            self.template.spec.as_ref(),
+            Some(&self.facts()),
+            settings,
+        )
     }
 
     pub fn facts(&self) -> WorkloadFacts<'_> {
@@ -181,14 +180,9 @@ fn inherited_keys(tpl: &BTreeMap<String, String>) -> Vec<String> {
 /// What happened to the workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkloadOutcome {
-    /// Not exposed (no annotation, or `off`); what kafka-expose had added is removed.
-    NotExposed,
-    /// No Kafka broker container: reported and left alone.
-    NoBroker,
-    /// A KRaft controller-only workload: reported and left alone.
-    ControllerOnly,
-    /// Allowed, and nothing created: the chart's script cannot be adapted.
-    Unsupported(String),
+    /// Not exposed: with [`Skip::NotRequested`] what kafka-expose had added is removed; the
+    /// other reasons are reported and the workload left alone.
+    Skipped(Skip),
     Exposed {
         adapter: &'static str,
         hash: String,
@@ -196,11 +190,12 @@ pub enum WorkloadOutcome {
 }
 
 /// The workload decision.
-#[derive(Debug, Clone)]
-pub struct WorkloadDecision {
-    pub patch: Vec<PatchOperation>,
-    pub warnings: Vec<String>,
-    pub outcome: WorkloadOutcome,
+pub type WorkloadDecision = Decided<WorkloadOutcome>;
+
+impl Summarized for WorkloadOutcome {
+    fn has_summary(&self) -> bool {
+        matches!(self, Self::Exposed { .. })
+    }
 }
 
 /// A short hash of the effective configuration.
@@ -229,54 +224,34 @@ pub fn mutate_workload(
 
 /// Decides the mutation of a workload already read.
 pub fn decide_workload(w: &Workload, settings: &Settings) -> Result<WorkloadDecision> {
+    Ok(plan(w, &w.exposure(settings)?))
+}
+
+/// The mutation of a workload whose exposure is decided.
+pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
     let kind = w.kind;
-    let effective = w.effective_annotations();
-    let Some(cfg) = w.exposure(settings)? else {
-        return Ok(WorkloadDecision {
-            patch: cleanup(w),
-            warnings: vec![],
-            outcome: WorkloadOutcome::NotExposed,
-        });
-    };
-    let spec = w.template.spec.clone().unwrap_or_default();
-    let detection = match detect::detect(&spec, &cfg)? {
-        Outcome::NoBroker(why) => {
-            return Ok(WorkloadDecision {
-                patch: vec![],
-                warnings: vec![format!(
-                    "kafka-expose: {} {}: {why}; left alone",
-                    kind.as_str(),
-                    w.name
-                )],
-                outcome: WorkloadOutcome::NoBroker,
-            });
+    let exposure = match decision {
+        Decision::Expose(e) => e,
+        Decision::Skip(Skip::NotRequested) => {
+            return WorkloadDecision {
+                patch: cleanup(w),
+                warnings: vec![],
+                outcome: WorkloadOutcome::Skipped(Skip::NotRequested),
+            };
         }
-        Outcome::ControllerOnly(b) => {
-            return Ok(WorkloadDecision {
-                patch: vec![],
-                warnings: vec![format!(
-                    "kafka-expose: {} {} runs KRaft controllers only (container {}); controllers get no external listener; left alone",
-                    kind.as_str(),
-                    w.name,
-                    b.container.name
-                )],
-                outcome: WorkloadOutcome::ControllerOnly,
-            });
-        }
-        Outcome::Found(d) => d,
-    };
-    if let Adapter::Unsupported(why) = &detection.adapter {
-        return Ok(WorkloadDecision {
-            patch: vec![],
-            warnings: vec![format!(
-                "kafka-expose: {} {} cannot be exposed: {why}; nothing is created",
+        Decision::Skip(skip) => {
+            let warning = format!(
+                "kafka-expose: {} {}: {skip}; left alone",
                 kind.as_str(),
                 w.name
-            )],
-            outcome: WorkloadOutcome::Unsupported(why.clone()),
-        });
-    }
-
+            );
+            return WorkloadDecision::without_patch(
+                WorkloadOutcome::Skipped(skip.clone()),
+                vec![warning],
+            );
+        }
+    };
+    let effective = w.effective_annotations();
     let hash = config_hash(&effective, w.ordinals_start);
     let meta = config::own_annotations(w.annotations.as_ref());
     let tpl = config::own_annotations(w.template_annotations());
@@ -340,26 +315,26 @@ pub fn decide_workload(w: &Workload, settings: &Settings) -> Result<WorkloadDeci
         &mut b,
         &ptr!("spec", "template", "metadata", "labels"),
         tmeta.and_then(|m| m.labels.as_ref()),
-        &[(EXPOSED_LABEL.to_string(), "true".to_string())],
+        &[(labels::EXPOSED.to_string(), "true".to_string())],
         &[],
     );
     let mut warnings = vec![format!(
         "kafka-expose: {} {} is exposed by {} ({}): {}",
         kind.as_str(),
         w.name,
-        cfg.mode.as_str(),
-        detection.adapter.name(),
-        detection.reason
+        exposure.config.mode.as_str(),
+        exposure.adapter.name(),
+        exposure.reason
     )];
-    warnings.extend(detection.notes.iter().map(|n| format!("kafka-expose: {n}")));
-    Ok(WorkloadDecision {
+    warnings.extend(exposure.notes.iter().map(|n| format!("kafka-expose: {n}")));
+    WorkloadDecision {
         patch: b.into_ops(),
         warnings,
         outcome: WorkloadOutcome::Exposed {
-            adapter: detection.adapter.name(),
+            adapter: exposure.adapter.name(),
             hash,
         },
-    })
+    }
 }
 
 /// Sets and removes entries of a string map, creating it when absent.
@@ -419,7 +394,7 @@ fn cleanup(w: &Workload) -> Vec<PatchOperation> {
     b.remove_map_entry(
         &ptr!("spec", "template", "metadata", "labels"),
         tmeta.labels.as_ref(),
-        EXPOSED_LABEL,
+        labels::EXPOSED,
     );
     b.into_ops()
 }

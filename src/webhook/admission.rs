@@ -11,7 +11,8 @@ use kube::core::Resource;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use crate::config::Settings;
-use crate::engine::pod::{PodContext, PodOutcome, decide_pod as engine_pod};
+use crate::engine::exposure::Skip;
+use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
 use crate::engine::workload::{Workload, WorkloadOutcome, decide_workload as engine_workload};
 use crate::engine::{EngineError, error_chain};
 
@@ -24,9 +25,6 @@ pub enum FailureMode {
     /// Deny the pod.
     Closed,
 }
-
-/// Looks up the ingress address of a Service: `(namespace, name)`.
-pub type AddressLookup = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
 
 /// The admission decision and what to record about it.
 #[derive(Debug)]
@@ -57,7 +55,7 @@ pub fn decide_pod(
     req: &AdmissionRequest<Pod>,
     settings: &Settings,
     failure: FailureMode,
-    lb: &AddressLookup,
+    lb: &dyn LoadBalancerAddresses,
 ) -> Decision {
     if passes_through(req.sub_resource.as_deref(), &req.operation)
         || req.operation != Operation::Create
@@ -68,7 +66,7 @@ pub fn decide_pod(
         return allow(req);
     };
     let namespace = req.namespace.clone().unwrap_or_default();
-    let lookup = |svc: &str| lb(&namespace, svc);
+    let lookup = |svc: &str| lb.address(&namespace, svc);
     let ctx = PodContext {
         settings,
         namespace: req.namespace.as_deref(),
@@ -85,7 +83,7 @@ pub fn decide_pod(
             }
             let adapter = match &d.outcome {
                 PodOutcome::Mutated { adapter, .. } => adapter,
-                PodOutcome::Unsupported(_) => "unsupported",
+                PodOutcome::Skipped(Skip::Unsupported(_)) => "unsupported",
                 _ => "",
             };
             let mut dec = patched(req, d.patch, d.warnings);
@@ -112,7 +110,7 @@ pub fn decide_workload<T: Resource + Clone>(
         Ok(d) => {
             let adapter = match d.outcome {
                 WorkloadOutcome::Exposed { adapter, .. } => adapter,
-                WorkloadOutcome::Unsupported(_) => "unsupported",
+                WorkloadOutcome::Skipped(Skip::Unsupported(_)) => "unsupported",
                 _ => "",
             };
             let mut dec = patched(req, d.patch, d.warnings);

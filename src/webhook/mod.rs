@@ -26,9 +26,10 @@ use kube::core::admission::{
 use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::config::Settings;
+use crate::engine::pod::{LoadBalancerAddresses, NoAddresses};
 use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
-use admission::{AddressLookup, FailureMode};
+use admission::FailureMode;
 
 /// The largest request body read. The API server stores objects of up to about 3 MiB (etcd's
 /// request limit is 1.5 MiB by default, raised to 3 MiB on many clusters); an UPDATE review holds
@@ -42,8 +43,9 @@ pub struct AppState {
     pub failure_mode: FailureMode,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
-    /// LoadBalancer ingress addresses of Services, where known.
-    pub lb_addresses: Arc<AddressLookup>,
+    /// LoadBalancer ingress addresses of Services, where known: the reconciler's Service cache
+    /// when `serve` has a cluster.
+    pub lb_addresses: Arc<dyn LoadBalancerAddresses>,
 }
 
 impl AppState {
@@ -54,7 +56,7 @@ impl AppState {
             failure_mode,
             metrics: Arc::new(Metrics::default()),
             readiness: Arc::new(Readiness::default()),
-            lb_addresses: Arc::new(|_: &str, _: &str| None),
+            lb_addresses: Arc::new(NoAddresses),
         }
     }
 }

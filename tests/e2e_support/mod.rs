@@ -138,7 +138,7 @@ pub fn fake_kubelet_with(
 pub async fn managed(c: &Client, ns: &str) -> Vec<Service> {
     let api: Api<Service> = Api::namespaced(c.clone(), ns);
     let mut items = api
-        .list(&ListParams::default().labels(kafka_expose::reconciler::MANAGED_SELECTOR))
+        .list(&ListParams::default().labels(kafka_expose::names::labels::MANAGED_SELECTOR))
         .await
         .unwrap()
         .items;

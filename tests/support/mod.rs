@@ -32,7 +32,7 @@ pub fn fixture(name: &str) -> Vec<Value> {
         .join("tests/data/charts")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    kafka_expose::mutate::read_documents(&text).expect("fixture parses")
+    kafka_expose::offline::read_documents(&text).expect("fixture parses")
 }
 
 /// The first StatefulSet of a chart fixture.

@@ -1,10 +1,9 @@
 //! The `server.properties` editor behind `kafka-expose patch-properties`, the properties
 //! adapter's init container.
 //!
-//! It adds the external listener to `listeners`, `advertised.listeners` and
-//! `listener.security.protocol.map`, and copies the client listener's `listener.name.<client>.*`
-//! settings (SASL JAAS configs and the like) to the external listener. Everything else is kept as
-//! it was: comments, blank lines, order, unrelated keys and line endings. Edited keys keep their
+//! It reads the broker's listener settings from the file, makes the edit of
+//! [`super::external`] (the same one the env adapter makes on variables), and writes the result
+//! back. Everything else is kept as it was: comments, blank lines, order, unrelated keys and line endings. Edited keys keep their
 //! place; new keys go at the end. Running it twice gives the same file.
 //!
 //! The format is Java's `Properties` text format
@@ -13,10 +12,10 @@
 //! backslashes continues on the next one; `#` and `!` start comments; the last entry of a key
 //! wins.
 
-use crate::engine::listeners::{
-    Listener, ListenerSet, SecurityProtocol, append_listener, append_protocol, full_protocol_map,
-    parse_listeners, parse_names,
+use super::external::{
+    External, ProtocolSource, ScopedKeys, add_external, choose_protocol, copy_scoped,
 };
+use super::listeners::{ListenerSet, SecurityProtocol, parse_listeners};
 
 /// What to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +160,12 @@ impl Doc {
             .map(|e| e.value.as_str())
     }
 
-    fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every entry's key and value, in order, owned so that the document can change after.
+    fn entries(&self) -> Vec<(&str, String)> {
         self.entries
             .iter()
-            .filter_map(|e| Some((e.key.as_deref()?, e.value.as_str())))
+            .filter_map(|e| Some((e.key.as_deref()?, e.value.clone())))
+            .collect()
     }
 
     /// Sets `key`: the last entry of it is rewritten in place, or a new line is appended.
@@ -236,57 +237,35 @@ fn split_key(line: &str) -> (String, usize) {
     (key, i)
 }
 
-/// Kafka's default `listeners` when none is set.
-const KAFKA_DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
-
 /// Adds the external listener to a `server.properties` text.
 pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
     let mut doc = Doc::parse(text);
-    let mut notes = Vec::new();
     let name = req.listener_name.as_str();
-
-    if let Some(roles) = doc.get("process.roles") {
-        let roles = parse_names(roles);
-        let has = |r: &str| roles.iter().any(|x| x.eq_ignore_ascii_case(r));
-        if has("controller") && !has("broker") {
-            return Ok(Edit {
-                text: text.to_string(),
-                changed: false,
-                notes: vec!["process.roles=controller: a controller gets no external listener; file unchanged".into()],
-            });
-        }
+    let set = ListenerSet {
+        listeners: doc.get("listeners"),
+        advertised: doc.get("advertised.listeners"),
+        protocol_map: doc.get("listener.security.protocol.map"),
+        inter_broker: doc.get("inter.broker.listener.name"),
+        controller_names: doc.get("controller.listener.names"),
+        process_roles: doc.get("process.roles"),
+    };
+    if set.is_controller_only() {
+        return Ok(Edit {
+            text: text.to_string(),
+            changed: false,
+            notes: vec![
+                "process.roles=controller: a controller gets no external listener; file unchanged"
+                    .into(),
+            ],
+        });
     }
 
-    let listeners = doc.get("listeners").map(str::to_string);
-    let advertised = doc.get("advertised.listeners").map(str::to_string);
-    let map = doc
-        .get("listener.security.protocol.map")
-        .map(str::to_string);
-    let inter = doc.get("inter.broker.listener.name").map(str::to_string);
-    let controllers = doc.get("controller.listener.names").map(str::to_string);
-    let set = ListenerSet {
-        listeners: listeners.as_deref(),
-        advertised: advertised.as_deref(),
-        protocol_map: map.as_deref(),
-        inter_broker: inter.as_deref(),
-        controller_names: controllers.as_deref(),
-    };
-
-    let bound_base = match (&listeners, &advertised) {
-        (Some(l), _) => l.clone(),
-        (None, Some(a)) => parse_listeners(a)
-            .into_iter()
-            .map(|l| format!("{}://:{}", l.name, l.port))
-            .collect::<Vec<_>>()
-            .join(","),
-        (None, None) => KAFKA_DEFAULT_LISTENERS.to_string(),
-    };
-    let existing = parse_listeners(&bound_base);
-    if let Some(own) = existing.iter().find(|l| l.name.eq_ignore_ascii_case(name)) {
+    let bound = set.bound();
+    if let Some(own) = bound.iter().find(|l| l.name.eq_ignore_ascii_case(name)) {
         if own.port_number() != Some(req.container_port) {
             return Err(PropertiesError::Conflict(name.to_string(), own.to_string()));
         }
-    } else if let Some(other) = existing
+    } else if let Some(other) = bound
         .iter()
         .find(|l| l.port_number() == Some(req.container_port))
     {
@@ -296,87 +275,53 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         });
     }
 
+    let mut notes = Vec::new();
     let client = set.client_listener();
-    let protocol = match (req.security_protocol, &client) {
-        (Some(p), _) => p,
-        (None, Some(c)) => {
-            notes.push(format!(
-                "protocol {} taken from client listener {}",
-                c.protocol, c.name
-            ));
-            c.protocol
-        }
-        (None, None) => SecurityProtocol::Plaintext,
+    let choice = choose_protocol(req.security_protocol, client.as_ref());
+    if let ProtocolSource::Client(c) = &choice.source {
+        notes.push(format!(
+            "protocol {} taken from client listener {}",
+            c.protocol, c.name
+        ));
+    }
+    notes.extend(choice.warning());
+    let advertised_port = req.advertised_port.to_string();
+    let ext = External {
+        name,
+        bind_port: req.container_port,
+        advertised_host: &req.advertised_host,
+        advertised_port: &advertised_port,
+        protocol: choice.protocol,
     };
-
-    let bind = Listener {
-        name: name.to_string(),
-        host: String::new(),
-        port: req.container_port.to_string(),
+    if let Some(present) = set
+        .advertised
+        .map(parse_listeners)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|l| l.name.eq_ignore_ascii_case(name))
+        && present != ext.advertised_entry()
+    {
+        notes.push(format!(
+            "advertised.listeners already has {present}; kept as the chart set it"
+        ));
+    }
+    let edit = add_external(&set, &ext);
+    let copies = match &client {
+        Some(c) => copy_scoped(&doc.entries(), ScopedKeys::Properties, &c.name, name),
+        None => Vec::new(),
     };
-    let adv = Listener {
-        name: name.to_string(),
-        host: req.advertised_host.clone(),
-        port: req.advertised_port.to_string(),
-    };
-    doc.set("listeners", &append_listener(&bound_base, &bind));
-    let advertised_value = match &advertised {
-        Some(a) => {
-            if let Some(present) = parse_listeners(a)
-                .into_iter()
-                .find(|l| l.name.eq_ignore_ascii_case(name))
-                && present != adv
-            {
-                notes.push(format!(
-                    "advertised.listeners already has {present}; kept as the chart set it"
-                ));
-            }
-            append_listener(a, &adv)
+    doc.set("listeners", &edit.listeners);
+    doc.set("advertised.listeners", &edit.advertised);
+    doc.set("listener.security.protocol.map", &edit.protocol_map);
+    if let (Some(c), false) = (&client, copies.is_empty()) {
+        for (k, v) in &copies {
+            doc.set(k, v);
         }
-        None => {
-            let derived: Vec<String> = parse_listeners(&bound_base)
-                .into_iter()
-                .filter(|l| !set.is_controller(&l.name))
-                .map(|l| l.to_string())
-                .collect();
-            append_listener(&derived.join(","), &adv)
-        }
-    };
-    doc.set("advertised.listeners", &advertised_value);
-    let map_value = match &map {
-        Some(m) => append_protocol(m, name, protocol),
-        None => {
-            let names: Vec<String> = parse_listeners(&bound_base)
-                .into_iter()
-                .map(|l| l.name)
-                .collect();
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            full_protocol_map(&refs, name, protocol)
-        }
-    };
-    doc.set("listener.security.protocol.map", &map_value);
-
-    if let Some(c) = &client {
-        let from = format!("listener.name.{}.", c.name.to_ascii_lowercase());
-        let to = format!("listener.name.{}.", name.to_ascii_lowercase());
-        let copies: Vec<(String, String)> = doc
-            .keys()
-            .filter_map(|(k, v)| Some((format!("{to}{}", k.strip_prefix(&from)?), v.to_string())))
-            .collect();
-        let mut copied = Vec::new();
-        for (k, v) in copies {
-            if doc.get(&k).is_none() {
-                doc.set(&k, &v);
-                copied.push(k);
-            }
-        }
-        if !copied.is_empty() {
-            notes.push(format!(
-                "copied {} settings of listener {}",
-                copied.len(),
-                c.name
-            ));
-        }
+        notes.push(format!(
+            "copied {} settings of listener {}",
+            copies.len(),
+            c.name
+        ));
     }
 
     let out = doc.render();

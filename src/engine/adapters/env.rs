@@ -6,19 +6,16 @@
 //!   advertised NodePort, so this adapter always writes `KAFKA_LISTENERS`.
 //! - bitnami/kafka reads `KAFKA_CFG_<PROPERTY>`, and some aliases without `CFG_`.
 //!
-//! The adapter appends the external listener to the listener list, to the advertised list (never
-//! the controller listener there), and to the protocol map (which it writes whole when absent,
-//! since Kafka's default map knows only the four protocol names). Settings scoped to the client
-//! listener (`listener.name.<client>.*`, such as SASL JAAS configs) are copied to the external
-//! listener.
+//! The adapter reads the listener settings from the variables, makes the edit of
+//! [`crate::kafka::external`] (the one `patch-properties` makes on a file), and writes each
+//! changed setting back into its variable, or a new one. Variables scoped to the client listener
+//! (`…LISTENER_NAME_<CLIENT>_*`, such as SASL JAAS configs) are copied to the external listener.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 
-use super::envs;
-use super::listeners::{
-    self, ClientListener, Listener, ListenerSet, SecurityProtocol, append_listener,
-    append_protocol, full_protocol_map, parse_listeners,
-};
+use crate::kafka::external::{External, ScopedKeys, add_external, copy_scoped};
+use crate::kafka::listeners::{ClientListener, ListenerSet, SecurityProtocol, parse_listeners};
+use crate::names::envs;
 
 /// Which family of images the variables are meant for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,22 +139,23 @@ pub fn listener_set(c: &Container, flavor: Flavor) -> ListenerSet<'_> {
         protocol_map: value(c, flavor, Prop::ProtocolMap),
         inter_broker: value(c, flavor, Prop::InterBroker),
         controller_names: value(c, flavor, Prop::ControllerNames),
+        process_roles: value(c, flavor, Prop::ProcessRoles),
     }
 }
 
 /// The KRaft process roles set in the env, in either spelling.
-pub fn process_roles(c: &Container) -> Option<Vec<String>> {
+pub fn process_roles(c: &Container) -> Option<&str> {
     let names = ["KAFKA_CFG_PROCESS_ROLES", "KAFKA_PROCESS_ROLES"].map(String::from);
-    let v = find(c, &names)?.literal()?;
-    Some(listeners::parse_names(v.trim_matches('"')))
+    find(c, &names)?.literal()
 }
 
 /// Whether the env makes this a KRaft controller that is not also a broker.
 pub fn is_controller_only(c: &Container) -> bool {
-    process_roles(c).is_some_and(|roles| {
-        roles.iter().any(|r| r.eq_ignore_ascii_case("controller"))
-            && !roles.iter().any(|r| r.eq_ignore_ascii_case("broker"))
-    })
+    ListenerSet {
+        process_roles: process_roles(c),
+        ..ListenerSet::default()
+    }
+    .is_controller_only()
 }
 
 /// Whether the env configures listeners at all.
@@ -187,16 +185,6 @@ pub fn unsupported_reason(c: &Container, flavor: Flavor) -> Option<String> {
         );
     }
     None
-}
-
-/// The advertised entry kafka-expose writes: the external host and port, through the variables
-/// it injects earlier in the list.
-pub fn advertised_entry(name: &str) -> Listener {
-    Listener {
-        name: name.to_string(),
-        host: envs::reference(envs::EXTERNAL_HOST),
-        port: envs::reference(envs::EXTERNAL_PORT),
-    }
 }
 
 /// Whether an advertised listener of this name is kafka-expose's own (from an earlier mutation).
@@ -233,127 +221,71 @@ pub fn plan(
 ) -> EnvPlan {
     let mut plan = EnvPlan::default();
     let set = listener_set(c, flavor);
-    let bind = Listener {
-        name: name.to_string(),
-        host: String::new(),
-        port: port.to_string(),
-    };
-    let advertise = advertised_entry(name);
-    let set_or_append =
-        |prop: Prop, value: String, plan: &mut EnvPlan| match lookup(c, flavor, prop) {
-            Some(f) => {
-                if f.literal() != Some(value.as_str()) {
-                    plan.changes.push(EnvChange::SetValue {
-                        index: f.index,
-                        value,
-                    });
-                }
-            }
+    let host = envs::reference(envs::EXTERNAL_HOST);
+    let advertised_port = envs::reference(envs::EXTERNAL_PORT);
+    let edit = add_external(
+        &set,
+        &External {
+            name,
+            bind_port: port,
+            advertised_host: &host,
+            advertised_port: &advertised_port,
+            protocol,
+        },
+    );
+    if edit.derived_listeners {
+        plan.notes.push(format!(
+            "{} was unset; written explicitly so the broker binds {port} for {name}, not its advertised port",
+            flavor.names(Prop::Listeners)[0]
+        ));
+    }
+    if edit.derived_advertised {
+        plan.notes.push(format!(
+            "{} was unset; written from the listeners, without the controller listener",
+            flavor.names(Prop::Advertised)[0]
+        ));
+    }
+    for (prop, value) in [
+        (Prop::Listeners, edit.listeners),
+        (Prop::Advertised, edit.advertised),
+        (Prop::ProtocolMap, edit.protocol_map),
+    ] {
+        match lookup(c, flavor, prop) {
+            Some(f) if f.literal() == Some(value.as_str()) => {}
+            Some(f) => plan.changes.push(EnvChange::SetValue {
+                index: f.index,
+                value,
+            }),
             None => plan.changes.push(EnvChange::Append(Box::new(EnvVar {
                 name: flavor.names(prop)[0].clone(),
                 value: Some(value),
                 value_from: None,
             }))),
-        };
-
-    // listeners: append, or write explicitly where the image would derive it.
-    let listeners_value = match set.listeners {
-        Some(l) => append_listener(l, &bind),
-        None => {
-            let derived: Vec<String> = set
-                .advertised
-                .map(parse_listeners)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|l| !l.name.eq_ignore_ascii_case(name))
-                .map(|l| format!("{}://:{}", l.name, l.port))
-                .collect();
-            plan.notes.push(format!(
-                "{} was unset; written explicitly so the broker binds {port} for {name}, not its advertised port",
-                flavor.names(Prop::Listeners)[0]
-            ));
-            append_listener(&derived.join(","), &bind)
         }
-    };
-    set_or_append(Prop::Listeners, listeners_value, &mut plan);
-
-    // advertised.listeners: append; when unset, Kafka advertises `listeners` (without the
-    // controller listeners), so that is written out first.
-    let advertised_value = match set.advertised {
-        Some(a) => append_listener(a, &advertise),
-        None => {
-            let derived: Vec<String> = set
-                .listeners
-                .map(parse_listeners)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|l| !set.is_controller(&l.name) && !l.name.eq_ignore_ascii_case(name))
-                .map(|l| l.to_string())
-                .collect();
-            plan.notes.push(format!(
-                "{} was unset; written from the listeners, without the controller listener",
-                flavor.names(Prop::Advertised)[0]
-            ));
-            append_listener(&derived.join(","), &advertise)
-        }
-    };
-    set_or_append(Prop::Advertised, advertised_value, &mut plan);
-
-    let map_value = match set.protocol_map {
-        Some(m) => append_protocol(m, name, protocol),
-        None => {
-            let names: Vec<String> = set.bound().into_iter().map(|l| l.name).collect();
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            full_protocol_map(&refs, name, protocol)
-        }
-    };
-    set_or_append(Prop::ProtocolMap, map_value, &mut plan);
+    }
 
     if let Some(client) = client {
-        copy_listener_scoped(c, flavor, &client.name, name, &mut plan);
+        let env = c.env.as_deref().unwrap_or_default();
+        let entries: Vec<(&str, &EnvVar)> = env.iter().map(|v| (v.name.as_str(), v)).collect();
+        let keys = ScopedKeys::Env {
+            prefix: flavor.prefix(),
+        };
+        let copies = copy_scoped(&entries, keys, &client.name, name);
+        if !copies.is_empty() {
+            let names: Vec<&str> = copies.iter().map(|(k, _)| k.as_str()).collect();
+            plan.notes.push(format!(
+                "copied the {} listener's settings to {name}: {}",
+                client.name,
+                names.join(", ")
+            ));
+        }
+        for (target, var) in copies {
+            plan.changes.push(EnvChange::Append(Box::new(EnvVar {
+                name: target,
+                value: var.value.clone(),
+                value_from: var.value_from.clone(),
+            })));
+        }
     }
     plan
-}
-
-/// Copies `<prefix>LISTENER_NAME_<CLIENT>_*` variables to `<prefix>LISTENER_NAME_<EXTERNAL>_*`.
-fn copy_listener_scoped(
-    c: &Container,
-    flavor: Flavor,
-    client: &str,
-    ext: &str,
-    plan: &mut EnvPlan,
-) {
-    let env = c.env.as_deref().unwrap_or_default();
-    let from = format!(
-        "{}LISTENER_NAME_{}_",
-        flavor.prefix(),
-        client.to_ascii_uppercase()
-    );
-    let to = format!(
-        "{}LISTENER_NAME_{}_",
-        flavor.prefix(),
-        ext.to_ascii_uppercase()
-    );
-    let mut copied = Vec::new();
-    for var in env {
-        let Some(rest) = var.name.strip_prefix(&from) else {
-            continue;
-        };
-        let target = format!("{to}{rest}");
-        if env.iter().any(|e| e.name == target) {
-            continue;
-        }
-        copied.push(target.clone());
-        plan.changes.push(EnvChange::Append(Box::new(EnvVar {
-            name: target,
-            value: var.value.clone(),
-            value_from: var.value_from.clone(),
-        })));
-    }
-    if !copied.is_empty() {
-        plan.notes.push(format!(
-            "copied the {client} listener's settings to {ext}: {}",
-            copied.join(", ")
-        ));
-    }
 }

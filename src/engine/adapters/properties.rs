@@ -4,7 +4,7 @@
 //! the broker (with `subPath`); the image then ignores `KAFKA_CFG_*`. The webhook cannot edit
 //! that file, which exists only at run time, so it appends one init container after the chart's
 //! own. That container runs `kafka-expose patch-properties` on the file in the shared volume
-//! ([`crate::properties_file`]), with the listener, host and port in its environment.
+//! ([`crate::kafka::properties`]), with the listener, host and port in its environment.
 
 use std::collections::BTreeMap;
 
@@ -14,10 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::envs;
-
-/// Name of the init container kafka-expose appends.
-pub const INIT_CONTAINER: &str = "kafka-expose-properties";
+use crate::names::{INIT_CONTAINER, envs};
 
 /// The user the init container runs as when the pod names none: the conventional non-root
 /// user of distroless images.

@@ -13,9 +13,10 @@
 //!   still without an address) into a Warning Event and the status, applies the other Services all
 //!   the same, and retries with backoff. It never crash-loops.
 //!
-//! Owner references on the Services let the garbage collector remove them with the workload. The
-//! managed Services are also kept in a reflector store, from which the Pod webhook reads
-//! LoadBalancer addresses (`advertised-host: loadbalancer`) without an API call per request.
+//! Owner references on the Services let the garbage collector remove them with the workload.
+//! What follows from a reconciliation (status, Events, requeue) is decided in
+//! [`super::status`]; this file does the API calls. The managed Services come from the cache of
+//! [`super::caches`], which the Pod webhook shares.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,30 +29,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::config::{ExposeConfig, ExposeMode, PREFIX, Settings, own};
-use crate::engine::EngineError;
+use super::caches::{self, ServiceCache, ingress, scoped};
+use super::leader;
+use super::status::{self, Found, Next, RETRY_AFTER};
+use crate::config::{ExposeMode, Settings};
+use crate::engine::error_chain;
+use crate::engine::exposure::{Decision, Exposure};
+use crate::engine::services::{self, Routes};
 use crate::engine::workload::Workload;
-use crate::leader;
 use crate::metrics::{Metrics, Readiness};
-use crate::services::{self, MANAGER, WORKLOAD_LABEL};
-
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "kafka-expose";
-/// Selects the Services kafka-expose manages.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kafka-expose";
-/// How soon a failed reconciliation is retried.
-pub const RETRY_AFTER: Duration = Duration::from_secs(5);
-/// How soon a workload whose LoadBalancer has no address yet is looked at again.
-pub const PENDING_RECHECK: Duration = Duration::from_secs(5);
-/// How often a settled workload is reconciled anyway, to catch what no watch event shows.
-pub const RESYNC: Duration = Duration::from_secs(300);
+use crate::names::{FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,7 +73,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// The managed Services, as the watch last saw them.
-    pub services: Store<Service>,
+    pub services: ServiceCache,
     /// How long a LoadBalancer may stay without an address before a Warning Event.
     pub lb_pending_warning: Duration,
 }
@@ -111,32 +104,6 @@ impl Exposable for Deployment {
     }
 }
 
-/// The ingress address of a managed Service, from the store.
-pub fn lb_address(store: &Store<Service>, namespace: &str, name: &str) -> Option<String> {
-    let svc = store.get(&ObjectRef::new(name).within(namespace))?;
-    ingress(&svc)
-}
-
-fn ingress(svc: &Service) -> Option<String> {
-    let i = svc
-        .status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
-        .first()?
-        .clone();
-    i.ip.or(i.hostname).filter(|s| !s.is_empty())
-}
-
-/// What the reconciliation found, for the workload's annotations.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Outcome {
-    status: Option<String>,
-    bootstrap: Option<String>,
-}
-
 /// Reconciles one workload.
 #[instrument(skip_all, fields(kind = %K::kind(&()), namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any()))]
 pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
@@ -145,26 +112,26 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
     let Some(ns) = w.namespace.clone() else {
         return Ok(Action::await_change());
     };
-    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing: Vec<Arc<Service>> = ctx.services.state_filter(|s| {
-        s.namespace().as_deref() == Some(ns.as_str())
-            && s.labels().get(WORKLOAD_LABEL) == Some(&w.name)
-            && s.labels()
-                .get("app.kubernetes.io/managed-by")
-                .map(String::as_str)
-                == Some(MANAGER)
-    });
-
-    let plan = services::plan_for_workload(&w, &ctx.settings);
-    let (desired, exposed) = match plan {
-        Ok(Ok(p)) => (p.services, Some((p.config, p.routes))),
-        Ok(Err(services::NoServices::NotExposed)) => (Vec::new(), None),
-        Ok(Err(why)) => {
-            let note = format!("{why:?}");
-            publish(&ctx, obj.as_ref(), EventType::Warning, "NotExposed", &note).await;
-            (Vec::new(), None)
+    let previous = obj
+        .annotations()
+        .get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
+        .cloned();
+    let exposure = match w.exposure(&ctx.settings) {
+        Ok(Decision::Expose(e)) => Some(e),
+        Ok(Decision::Skip(skip)) => {
+            if skip != crate::engine::exposure::Skip::NotRequested {
+                publish(
+                    &ctx,
+                    obj.as_ref(),
+                    EventType::Warning,
+                    "NotExposed",
+                    &skip.to_string(),
+                )
+                .await;
+            }
+            None
         }
-        Err(EngineError::Config(e)) => {
+        Err(e) => {
             publish(
                 &ctx,
                 obj.as_ref(),
@@ -173,30 +140,104 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
                 &e.to_string(),
             )
             .await;
-            annotate(
-                &ctx,
-                obj.as_ref(),
-                &Outcome {
-                    status: Some("invalid-configuration".into()),
-                    bootstrap: None,
-                },
-            )
-            .await?;
-            return Ok(Action::await_change());
-        }
-        Err(e) => {
-            warn!(error = %crate::engine::error_chain(&e), "cannot read the workload");
-            return Ok(Action::await_change());
+            let v = status::verdict(
+                &Found::Invalid,
+                &[],
+                previous.as_deref(),
+                ctx.lb_pending_warning,
+            );
+            annotate(&ctx, obj.as_ref(), &v).await?;
+            return Ok(action(v.next));
         }
     };
+    let desired = exposure
+        .as_ref()
+        .map(|e| services::plan(&w, e))
+        .unwrap_or_default();
+    let (applied, failures) = apply(&ctx, &w, &ns, &desired).await;
 
+    let found = match &exposure {
+        None => Found::NotExposed,
+        Some(e) => {
+            let (bootstrap, lb_pending) = bootstrap_address(&ctx, &w, e, &applied, &ns).await?;
+            Found::Exposed {
+                bootstrap,
+                lb_pending,
+            }
+        }
+    };
+    let v = status::verdict(
+        &found,
+        &failures,
+        previous.as_deref(),
+        ctx.lb_pending_warning,
+    );
+    for f in &failures {
+        publish(&ctx, obj.as_ref(), EventType::Warning, "ServiceFailed", f).await;
+    }
+    if let Some(since) = v.lb_pending_too_long {
+        let note = format!(
+            "Service {} has had no LoadBalancer address for {}s",
+            bootstrap_service_name(&w.name),
+            since.as_secs()
+        );
+        publish(
+            &ctx,
+            obj.as_ref(),
+            EventType::Warning,
+            "LoadBalancerPending",
+            &note,
+        )
+        .await;
+    }
+    annotate(&ctx, obj.as_ref(), &v).await?;
+    if let Some(note) = &v.announce {
+        publish(
+            &ctx,
+            obj.as_ref(),
+            EventType::Normal,
+            "BootstrapAddress",
+            note,
+        )
+        .await;
+    }
+    if let Some(first) = failures.first() {
+        return Err(Error::Services {
+            failed: failures.len(),
+            first: first.clone(),
+        });
+    }
+    Ok(action(v.next))
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::After(d) => Action::requeue(d),
+        Next::OnChange => Action::await_change(),
+    }
+}
+
+/// Applies every desired Service by server-side apply and deletes this workload's managed
+/// Services that are no longer desired. Returns the Services as applied, and a line per failure.
+async fn apply(
+    ctx: &Context,
+    w: &Workload,
+    ns: &str,
+    desired: &[Service],
+) -> (Vec<Service>, Vec<String>) {
+    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let existing: Vec<Arc<Service>> = ctx.services.store.state_filter(|s| {
+        s.namespace().as_deref() == Some(ns)
+            && s.labels().get(labels::WORKLOAD) == Some(&w.name)
+            && s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+    });
     let wanted: BTreeSet<String> = desired
         .iter()
         .filter_map(|s| s.metadata.name.clone())
         .collect();
     let mut failures = Vec::new();
     let mut applied = Vec::new();
-    for svc in &desired {
+    for svc in desired {
         let name = svc.metadata.name.clone().unwrap_or_default();
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match svc_api.patch(&name, &params, &Patch::Apply(svc)).await {
@@ -227,91 +268,29 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
             )),
         }
     }
-    let managed = ctx.services.state().len();
+    let managed = ctx.services.store.state().len();
     ctx.metrics.managed_services.set(managed as i64);
-
-    for f in &failures {
-        publish(&ctx, obj.as_ref(), EventType::Warning, "ServiceFailed", f).await;
-    }
-    let mut outcome = Outcome::default();
-    let mut action = Action::requeue(RESYNC);
-    if let Some((cfg, routes)) = &exposed {
-        let (bootstrap, pending) = bootstrap_address(&ctx, &w, cfg, routes, &applied, &ns).await?;
-        if let Some(since) = pending {
-            action = Action::requeue(PENDING_RECHECK);
-            if since >= ctx.lb_pending_warning {
-                publish(
-                    &ctx,
-                    obj.as_ref(),
-                    EventType::Warning,
-                    "LoadBalancerPending",
-                    &format!(
-                        "Service {} has had no LoadBalancer address for {}s",
-                        services::bootstrap_service_name(&w.name),
-                        since.as_secs()
-                    ),
-                )
-                .await;
-            }
-        }
-        outcome.bootstrap = bootstrap;
-        outcome.status = Some(match (&failures.first(), pending) {
-            (Some(f), _) => format!("error: {f}"),
-            (None, Some(_)) => "pending: loadbalancer address".into(),
-            (None, None) if outcome.bootstrap.is_none() => "pending: broker addresses".into(),
-            (None, None) => "ok".into(),
-        });
-        if outcome.bootstrap.is_none() && pending.is_none() {
-            action = Action::requeue(PENDING_RECHECK);
-        }
-    }
-    let previous = current_bootstrap(obj.as_ref());
-    annotate(&ctx, obj.as_ref(), &outcome).await?;
-    if let Some(b) = &outcome.bootstrap
-        && previous.as_ref() != Some(b)
-    {
-        publish(
-            &ctx,
-            obj.as_ref(),
-            EventType::Normal,
-            "BootstrapAddress",
-            &format!("external bootstrap servers: {b}"),
-        )
-        .await;
-    }
-    if let Some(first) = failures.first() {
-        return Err(Error::Services {
-            failed: failures.len(),
-            first: first.clone(),
-        });
-    }
-    Ok(action)
+    (applied, failures)
 }
 
 /// The message of an API error, or the error itself.
 fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
-        other => crate::engine::error_chain(other),
+        other => error_chain(other),
     }
-}
-
-fn current_bootstrap<K: Exposable>(obj: &K) -> Option<String> {
-    obj.annotations()
-        .get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
-        .cloned()
 }
 
 /// The external bootstrap address, if known, and how long a LoadBalancer has waited for one.
 async fn bootstrap_address(
     ctx: &Context,
     w: &Workload,
-    cfg: &ExposeConfig,
-    routes: &services::Routes,
+    exposure: &Exposure<'_>,
     applied: &[Service],
     ns: &str,
 ) -> Result<(Option<String>, Option<Duration>)> {
-    let bootstrap_name = services::bootstrap_service_name(&w.name);
+    let cfg = &exposure.config;
+    let bootstrap_name = bootstrap_service_name(&w.name);
     let bootstrap = applied
         .iter()
         .find(|s| s.metadata.name.as_deref() == Some(&bootstrap_name));
@@ -356,6 +335,7 @@ async fn bootstrap_address(
         }
         ExposeMode::HostPort => {
             let ips = broker_host_ips(ctx, w, ns).await?;
+            let routes: Routes = services::routes(w, exposure);
             let list: Vec<String> = routes
                 .brokers
                 .iter()
@@ -407,13 +387,10 @@ async fn broker_host_ips(
 }
 
 /// Sets or removes the status and bootstrap annotations, when they differ from the workload's.
-async fn annotate<K: Exposable>(ctx: &Context, obj: &K, outcome: &Outcome) -> Result<()> {
+async fn annotate<K: Exposable>(ctx: &Context, obj: &K, v: &status::Verdict) -> Result<()> {
     let keys = [
-        (format!("{PREFIX}{}", own::STATUS), &outcome.status),
-        (
-            format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS),
-            &outcome.bootstrap,
-        ),
+        (format!("{PREFIX}{}", own::STATUS), &v.status),
+        (format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS), &v.bootstrap),
     ];
     let current = obj.annotations();
     let mut changes = serde_json::Map::new();
@@ -456,42 +433,8 @@ async fn publish<K: Exposable>(ctx: &Context, obj: &K, type_: EventType, reason:
 
 fn error_policy<K: Exposable>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(err.metric_label());
-    warn!(name = %obj.name_any(), error = %crate::engine::error_chain(err), "reconciliation failed; retrying");
+    warn!(name = %obj.name_any(), error = %error_chain(err), "reconciliation failed; retrying");
     Action::requeue(RETRY_AFTER)
-}
-
-/// A reflector over the managed Services, and the stream that feeds it.
-pub fn service_store(
-    client: Client,
-    namespace: Option<&str>,
-) -> (
-    Store<Service>,
-    impl futures::Stream<Item = ()> + Send + use<>,
-) {
-    let (reader, writer) = reflector::store();
-    let api: Api<Service> = scoped(client, namespace);
-    let stream = watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR))
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .filter_map(|r| async move {
-            if let Err(e) = r {
-                warn!(error = %e, "Service watch failed; retrying");
-            }
-            None::<()>
-        });
-    (reader, stream)
-}
-
-/// An API over every namespace, or over one.
-fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    }
 }
 
 fn controller<K: Exposable>(client: &Client, namespace: Option<&str>) -> Controller<K> {
@@ -501,7 +444,7 @@ fn controller<K: Exposable>(client: &Client, namespace: Option<&str>) -> Control
     )
     .owns(
         scoped::<Service>(client.clone(), namespace),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
+        watcher::Config::default().labels(labels::MANAGED_SELECTOR),
     )
 }
 
@@ -532,18 +475,19 @@ pub fn spawn(
     options: Options,
     election: Option<leader::Election>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (Store<Service>, tokio::task::JoinHandle<()>) {
+) -> (ServiceCache, tokio::task::JoinHandle<()>) {
     let shutdown: leader::Stop = Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
     readiness.require_sync();
-    let (store, stream) = service_store(client.clone(), options.namespace.as_deref());
-    tokio::spawn(feed_services(
+    let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
+    tokio::spawn(caches::feed_services(
         store.clone(),
         stream,
         readiness,
         shutdown.clone(),
     ));
-    let (lead_client, services) = (client.clone(), store.clone());
+    let cache = ServiceCache { store };
+    let (lead_client, services) = (client.clone(), cache.clone());
     let lead = move |stop: leader::Stop| {
         run(
             lead_client.clone(),
@@ -558,17 +502,17 @@ pub fn spawn(
         Some(e) => tokio::spawn(leader::run(client, e, shutdown, lead)),
         None => tokio::spawn(lead(Box::pin(shutdown))),
     };
-    (store, task)
+    (cache, task)
 }
 
-/// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service store, fed
-/// by [`feed_services`].
+/// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service cache, fed
+/// by [`caches::feed_services`].
 async fn run(
     client: Client,
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     options: Options,
-    services: Store<Service>,
+    services: ServiceCache,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let reporter = Reporter {
@@ -601,20 +545,4 @@ async fn run(
             .for_each(log_result),
     );
     info!("reconciler stopped");
-}
-
-/// Feeds the managed-Service store until `shutdown`, and turns readiness true once it synced:
-/// what the webhook needs of the cluster, on every replica, leading or not.
-async fn feed_services(
-    services: Store<Service>,
-    stream: impl futures::Stream<Item = ()> + Send + 'static,
-    readiness: Arc<Readiness>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let sync = async move {
-        let _ = services.wait_until_ready().await;
-        readiness.set_synced();
-        info!("Service cache synced");
-    };
-    tokio::join!(sync, stream.take_until(shutdown).for_each(|()| async {}));
 }

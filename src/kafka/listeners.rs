@@ -16,6 +16,9 @@ use std::fmt;
 /// `listener.security.protocol.map` maps each of them to itself.
 pub const DEFAULT_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
 
+/// Kafka's default `listeners` when neither `listeners` nor `advertised.listeners` is set.
+pub const DEFAULT_LISTENERS: &str = "PLAINTEXT://:9092";
+
 /// A Kafka security protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SecurityProtocol {
@@ -212,7 +215,8 @@ pub fn parse_names(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// What the listener configuration of one broker says about its roles.
+/// A broker's listener settings, as read from wherever its chart puts them (variables or a
+/// properties file); `None` where unset.
 #[derive(Debug, Clone, Default)]
 pub struct ListenerSet<'a> {
     pub listeners: Option<&'a str>,
@@ -220,6 +224,7 @@ pub struct ListenerSet<'a> {
     pub protocol_map: Option<&'a str>,
     pub inter_broker: Option<&'a str>,
     pub controller_names: Option<&'a str>,
+    pub process_roles: Option<&'a str>,
 }
 
 /// The listener that outside clients should get the same treatment as: the broker's client
@@ -236,19 +241,36 @@ impl ListenerSet<'_> {
         self.controller_names.map(parse_names).unwrap_or_default()
     }
 
+    /// Whether `process.roles` makes this a KRaft controller that is not also a broker: it gets
+    /// no external listener.
+    pub fn is_controller_only(&self) -> bool {
+        self.process_roles.is_some_and(|roles| {
+            let roles = parse_names(roles.trim_matches('"'));
+            let has = |r: &str| roles.iter().any(|x| x.eq_ignore_ascii_case(r));
+            has("controller") && !has("broker")
+        })
+    }
+
     pub fn is_controller(&self, name: &str) -> bool {
         self.controller_names()
             .iter()
             .any(|c| c.eq_ignore_ascii_case(name))
     }
 
-    /// All listeners that are bound: `listeners`, else what Kafka would derive from
-    /// `advertised.listeners`.
+    /// The listeners the broker binds, as Kafka derives them: `listeners`, else one bind entry
+    /// (no host) per advertised listener, else Kafka's default [`DEFAULT_LISTENERS`].
     pub fn bound(&self) -> Vec<Listener> {
-        self.listeners
-            .or(self.advertised)
-            .map(parse_listeners)
-            .unwrap_or_default()
+        match (self.listeners, self.advertised) {
+            (Some(l), _) => parse_listeners(l),
+            (None, Some(a)) => parse_listeners(a)
+                .into_iter()
+                .map(|l| Listener {
+                    host: String::new(),
+                    ..l
+                })
+                .collect(),
+            (None, None) => parse_listeners(DEFAULT_LISTENERS),
+        }
     }
 
     /// The client listener: a non-controller, non-inter-broker listener (one named `CLIENT`
@@ -272,14 +294,6 @@ impl ListenerSet<'_> {
             name: pick.name.clone(),
             protocol,
         })
-    }
-
-    /// The container ports that the listeners bind, where they are plain numbers.
-    pub fn bound_ports(&self) -> Vec<u16> {
-        self.bound()
-            .iter()
-            .filter_map(Listener::port_number)
-            .collect()
     }
 }
 
@@ -349,6 +363,7 @@ mod tests {
             protocol_map: Some("INTERNAL:PLAINTEXT,CLIENT:SASL_SSL,CONTROLLER:PLAINTEXT"),
             inter_broker: Some("INTERNAL"),
             controller_names: Some("CONTROLLER"),
+            process_roles: None,
         };
         assert_eq!(
             set.client_listener(),

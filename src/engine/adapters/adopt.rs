@@ -9,8 +9,11 @@
 use k8s_openapi::api::core::v1::Container;
 
 use super::env::{self, Flavor, Prop};
-use super::listeners::{Listener, parse_listeners};
-use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, keys};
+use crate::config::{
+    AdvertisedHost, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig, ExposeMode,
+};
+use crate::kafka::listeners::{Listener, parse_listeners};
+use crate::names::keys;
 
 /// The port the broker binds for the external listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,10 +267,7 @@ fn plan_for(
         (None, Some(base)) if script.listeners.is_none() && Flavor::of(c) == Flavor::Apache => {
             TargetPort::PerOrdinal(base)
         }
-        _ => TargetPort::Fixed(
-            cfg.container_port
-                .unwrap_or(crate::config::DEFAULT_CONTAINER_PORT),
-        ),
+        _ => TargetPort::Fixed(cfg.container_port.unwrap_or(DEFAULT_CONTAINER_PORT)),
     };
     Ok(AdoptPlan {
         listener_name: l.name.clone(),
@@ -284,10 +284,7 @@ pub fn from_annotations(cfg: &ExposeConfig) -> AdoptPlan {
     AdoptPlan {
         listener_name: cfg.listener_name.clone(),
         port_base: None,
-        target: TargetPort::Fixed(
-            cfg.container_port
-                .unwrap_or(crate::config::DEFAULT_CONTAINER_PORT),
-        ),
+        target: TargetPort::Fixed(cfg.container_port.unwrap_or(DEFAULT_CONTAINER_PORT)),
         host: "as the chart's own script sets it".into(),
         source: "the annotations".into(),
     }

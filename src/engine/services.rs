@@ -18,36 +18,13 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::config::{
-    EXPOSED_LABEL, ExposeConfig, ExposeMode, POD_NAME_LABEL, Placeholder, Settings,
+use super::adapters::adopt::TargetPort;
+use super::exposure::Exposure;
+use super::workload::{Workload, WorkloadKind};
+use crate::config::{ExposeConfig, ExposeMode, Placeholder};
+use crate::names::{
+    PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_service_name, labels,
 };
-use crate::engine::EngineError;
-use crate::engine::PORT_NAME;
-use crate::engine::adopt::TargetPort;
-use crate::engine::detect::Detection;
-use crate::engine::detect::{self, Adapter, Outcome};
-use crate::engine::workload::{Workload, WorkloadKind};
-
-/// `app.kubernetes.io/managed-by` value on every Service kafka-expose manages.
-pub const MANAGER: &str = "kafka-expose";
-/// Label naming the workload a Service belongs to.
-pub const WORKLOAD_LABEL: &str = "kafka-expose.io/workload";
-/// Label with the broker ordinal of a per-broker Service.
-pub const ORDINAL_LABEL: &str = "kafka-expose.io/ordinal";
-/// Label marking the bootstrap Service.
-pub const ROLE_LABEL: &str = "kafka-expose.io/role";
-/// The name of the port on every planned Service.
-pub const SERVICE_PORT_NAME: &str = "kafka-external";
-
-/// The per-broker Service's name.
-pub fn broker_service_name(workload: &str, ordinal: u32) -> String {
-    format!("{workload}-{ordinal}-external")
-}
-
-/// The bootstrap Service's name.
-pub fn bootstrap_service_name(workload: &str) -> String {
-    format!("{workload}-external-bootstrap")
-}
 
 /// The ports of one broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +48,8 @@ pub struct Routes {
 }
 
 /// The routes to each broker of `w`.
-pub fn routes(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Routes {
+pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
+    let cfg = &d.config;
     let brokers = (0..w.replicas)
         .map(|index| {
             let ordinal = match w.kind {
@@ -103,15 +81,16 @@ pub fn routes(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Routes {
 }
 
 /// The complete Services for an exposed workload.
-pub fn plan(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Vec<Service> {
-    let routes = routes(w, cfg, d);
+pub fn plan(w: &Workload, d: &Exposure<'_>) -> Vec<Service> {
+    let cfg = &d.config;
+    let routes = routes(w, d);
     let namespace = w.namespace.clone();
     let mut out = Vec::new();
     if cfg.mode != ExposeMode::HostPort {
         for r in &routes.brokers {
             let selector = match w.kind {
                 WorkloadKind::StatefulSet => {
-                    BTreeMap::from([(POD_NAME_LABEL.to_string(), r.pod.clone())])
+                    BTreeMap::from([(labels::POD_NAME.to_string(), r.pod.clone())])
                 }
                 // One broker per Deployment; its pods are named by the ReplicaSet.
                 WorkloadKind::Deployment => pod_selector(w),
@@ -129,13 +108,13 @@ pub fn plan(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Vec<Service>
                     (k.clone(), v)
                 })
                 .collect();
-            let mut labels = labels(w);
-            labels.insert(ORDINAL_LABEL.into(), r.ordinal.to_string());
+            let mut own_labels = service_labels(w);
+            own_labels.insert(labels::ORDINAL.into(), r.ordinal.to_string());
             out.push(service(
                 w,
                 cfg,
                 &r.service,
-                labels,
+                own_labels,
                 annotations,
                 selector,
                 ServicePort {
@@ -149,13 +128,13 @@ pub fn plan(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Vec<Service>
             ));
         }
     }
-    let mut labels = labels(w);
-    labels.insert(ROLE_LABEL.into(), "bootstrap".into());
+    let mut own_labels = service_labels(w);
+    own_labels.insert(labels::ROLE.into(), "bootstrap".into());
     let mut bootstrap = service(
         w,
         cfg,
         &bootstrap_service_name(&w.name),
-        labels,
+        own_labels,
         BTreeMap::new(),
         pod_selector(w),
         ServicePort {
@@ -181,17 +160,14 @@ pub fn plan(w: &Workload, cfg: &ExposeConfig, d: &Detection<'_>) -> Vec<Service>
 /// The labels every broker pod of `w` carries: the workload's selector and the exposed label.
 fn pod_selector(w: &Workload) -> BTreeMap<String, String> {
     let mut s = w.selector.clone();
-    s.insert(EXPOSED_LABEL.into(), "true".into());
+    s.insert(labels::EXPOSED.into(), "true".into());
     s
 }
 
-fn labels(w: &Workload) -> BTreeMap<String, String> {
+fn service_labels(w: &Workload) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            MANAGER.to_string(),
-        ),
-        (WORKLOAD_LABEL.to_string(), w.name.clone()),
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+        (labels::WORKLOAD.to_string(), w.name.clone()),
     ])
 }
 
@@ -237,47 +213,5 @@ fn service(
             ..ServiceSpec::default()
         }),
         status: None,
-    }
-}
-
-/// Why a workload gets no Services.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoServices {
-    NotExposed,
-    NoBroker(String),
-    ControllerOnly,
-    Unsupported(String),
-}
-
-/// What an exposed workload needs: its Services, the routes to its brokers, and the
-/// configuration they come from.
-#[derive(Debug, Clone)]
-pub struct WorkloadPlan {
-    pub services: Vec<Service>,
-    pub routes: Routes,
-    pub config: ExposeConfig,
-}
-
-/// The Services an exposed workload needs, or why it needs none. Invalid configuration is an
-/// error.
-pub fn plan_for_workload(
-    w: &Workload,
-    settings: &Settings,
-) -> Result<Result<WorkloadPlan, NoServices>, EngineError> {
-    let Some(cfg) = w.exposure(settings)? else {
-        return Ok(Err(NoServices::NotExposed));
-    };
-    let spec = w.template.spec.clone().unwrap_or_default();
-    match detect::detect(&spec, &cfg)? {
-        Outcome::NoBroker(why) => Ok(Err(NoServices::NoBroker(why))),
-        Outcome::ControllerOnly(_) => Ok(Err(NoServices::ControllerOnly)),
-        Outcome::Found(d) => match &d.adapter {
-            Adapter::Unsupported(why) => Ok(Err(NoServices::Unsupported(why.clone()))),
-            _ => Ok(Ok(WorkloadPlan {
-                services: plan(w, &cfg, &d),
-                routes: routes(w, &cfg, &d),
-                config: cfg.clone(),
-            })),
-        },
     }
 }

@@ -44,6 +44,45 @@ fn now() -> MicroTime {
     MicroTime(Timestamp::now())
 }
 
+/// What a replica may do with the Lease as it finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No Lease yet: create it, held by this replica.
+    Create,
+    /// Write it as held by this replica: renewing its own, or taking one that is free or expired.
+    Hold {
+        transitions: i32,
+        /// Kept on a renewal; a new term starts now.
+        acquire_time: Option<MicroTime>,
+    },
+    /// Another replica holds it, and it has not expired.
+    Wait,
+}
+
+/// Whether to claim or renew the Lease: the decision of [`try_hold`], at `now` (seconds).
+pub fn claim(current: Option<&LeaseSpec>, identity: &str, now: i64) -> Claim {
+    let Some(spec) = current else {
+        return Claim::Create;
+    };
+    let mine = spec.holder_identity.as_deref() == Some(identity);
+    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+        (Some(MicroTime(t)), Some(d)) => now > t.as_second() + i64::from(d),
+        _ => true,
+    };
+    if !(mine || free || expired) {
+        return Claim::Wait;
+    }
+    Claim::Hold {
+        transitions: spec.lease_transitions.unwrap_or(0) + i32::from(!mine),
+        acquire_time: if mine {
+            spec.acquire_time.clone()
+        } else {
+            None
+        },
+    }
+}
+
 /// Takes or renews the Lease for this replica. `Ok(true)` when it holds it afterwards.
 pub async fn try_hold(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> {
     let current = api.get_opt(&e.name).await?;
@@ -55,41 +94,32 @@ pub async fn try_hold(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Erro
         lease_transitions: Some(transitions),
         ..LeaseSpec::default()
     };
-    let Some(mut lease) = current else {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(e.name.clone()),
-                namespace: Some(e.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(fresh(0, None)),
-        };
-        return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(err) => Err(err),
-        };
-    };
-    let spec = lease.spec.clone().unwrap_or_default();
-    let mine = spec.holder_identity.as_deref() == Some(e.identity.as_str());
-    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
-    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-        (Some(MicroTime(t)), Some(d)) => {
-            Timestamp::now().as_second() > t.as_second() + i64::from(d)
+    let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
+    let result = match claim(spec.as_ref(), &e.identity, Timestamp::now().as_second()) {
+        Claim::Wait => return Ok(false),
+        Claim::Create => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(e.name.clone()),
+                    namespace: Some(e.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(fresh(0, None)),
+            };
+            api.create(&PostParams::default(), &lease).await
         }
-        _ => true,
+        Claim::Hold {
+            transitions,
+            acquire_time,
+        } => {
+            // Replacing the Lease as read carries its resourceVersion: of two replicas that
+            // both try, one gets a conflict.
+            let mut lease = current.unwrap_or_default();
+            lease.spec = Some(fresh(transitions, acquire_time));
+            api.replace(&e.name, &PostParams::default(), &lease).await
+        }
     };
-    if !(mine || free || expired) {
-        return Ok(false);
-    }
-    let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
-    let acquired = if mine {
-        spec.acquire_time.clone()
-    } else {
-        None
-    };
-    lease.spec = Some(fresh(transitions, acquired));
-    match api.replace(&e.name, &PostParams::default(), &lease).await {
+    match result {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(err) => Err(err),
@@ -171,5 +201,57 @@ pub async fn run<F, Fut>(
             release(&api, &e).await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: Option<&str>, renewed: i64, duration: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_string),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            acquire_time: Some(MicroTime(Timestamp::from_second(renewed - 100).unwrap())),
+            lease_duration_seconds: Some(duration),
+            lease_transitions: Some(2),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn no_lease_is_created() {
+        assert_eq!(claim(None, "a", 1000), Claim::Create);
+    }
+
+    #[test]
+    fn a_live_lease_of_another_replica_is_waited_for() {
+        assert_eq!(
+            claim(Some(&lease(Some("b"), 1000, 15)), "a", 1010),
+            Claim::Wait
+        );
+    }
+
+    #[test]
+    fn an_expired_or_released_lease_is_taken_as_a_new_term() {
+        let taken = Claim::Hold {
+            transitions: 3,
+            acquire_time: None,
+        };
+        assert_eq!(claim(Some(&lease(Some("b"), 1000, 15)), "a", 1016), taken);
+        assert_eq!(claim(Some(&lease(None, 1000, 15)), "a", 1001), taken);
+        assert_eq!(claim(Some(&lease(Some(""), 1000, 15)), "a", 1001), taken);
+    }
+
+    #[test]
+    fn renewing_keeps_the_term() {
+        let own = lease(Some("a"), 1000, 15);
+        assert_eq!(
+            claim(Some(&own), "a", 1020),
+            Claim::Hold {
+                transitions: 2,
+                acquire_time: own.acquire_time.clone(),
+            }
+        );
     }
 }

@@ -1,0 +1,100 @@
+//! The caches the webhook and the reconciler share: reflector stores fed by watches.
+//!
+//! The managed Services (label `app.kubernetes.io/managed-by: kafka-expose`) are watched on
+//! every replica, leading or not. The reconciler reads from the store which Services a workload
+//! has; the Pod webhook reads LoadBalancer addresses from it (`advertised-host: loadbalancer`)
+//! without an API call per request, through [`ServiceCache`]'s
+//! [`LoadBalancerAddresses`].
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use tracing::{info, warn};
+
+use crate::engine::pod::LoadBalancerAddresses;
+use crate::metrics::Readiness;
+use crate::names::labels;
+
+/// The managed Services, as the watch last saw them.
+#[derive(Clone)]
+pub struct ServiceCache {
+    pub store: Store<Service>,
+}
+
+impl LoadBalancerAddresses for ServiceCache {
+    fn address(&self, namespace: &str, name: &str) -> Option<String> {
+        let svc = self.store.get(&ObjectRef::new(name).within(namespace))?;
+        ingress(&svc)
+    }
+}
+
+/// The first ingress IP or hostname of a LoadBalancer Service.
+pub fn ingress(svc: &Service) -> Option<String> {
+    let i = svc
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?
+        .clone();
+    i.ip.or(i.hostname).filter(|s| !s.is_empty())
+}
+
+/// An API over every namespace, or over one.
+pub fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+/// A reflector over the managed Services, and the stream that feeds it.
+pub fn service_store(
+    client: Client,
+    namespace: Option<&str>,
+) -> (
+    Store<Service>,
+    impl futures::Stream<Item = ()> + Send + use<>,
+) {
+    let (reader, writer) = reflector::store();
+    let api: Api<Service> = scoped(client, namespace);
+    let stream = watcher(
+        api,
+        watcher::Config::default().labels(labels::MANAGED_SELECTOR),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .filter_map(|r| async move {
+        if let Err(e) = r {
+            warn!(error = %e, "Service watch failed; retrying");
+        }
+        None::<()>
+    });
+    (reader, stream)
+}
+
+/// Feeds the managed-Service store until `shutdown`, and turns readiness true once it synced:
+/// what the webhook needs of the cluster, on every replica, leading or not.
+pub async fn feed_services(
+    services: Store<Service>,
+    stream: impl futures::Stream<Item = ()> + Send + 'static,
+    readiness: Arc<Readiness>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let sync = async move {
+        let _ = services.wait_until_ready().await;
+        readiness.set_synced();
+        info!("Service cache synced");
+    };
+    tokio::join!(sync, stream.take_until(shutdown).for_each(|()| async {}));
+}

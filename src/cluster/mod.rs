@@ -1,0 +1,16 @@
+//! Everything that talks to the API server, each part with its decisions pulled out as pure
+//! functions beside it:
+//! - [`reconciler`]: kube-runtime Controllers applying the Service plan; [`status`] decides the
+//!   status, Events and requeue from what a reconciliation found;
+//! - [`leader`]: the reconciler's leader Lease; [`leader::claim`] decides whether to claim or
+//!   renew it;
+//! - [`caches`]: the reflector stores the webhook and the reconciler share;
+//! - [`certs`]: the webhook certificates' Secret and the webhook configuration's `caBundle`.
+//!
+//! A policy rollout (pacing, one workload at a time) belongs here too.
+
+pub mod caches;
+pub mod certs;
+pub mod leader;
+pub mod reconciler;
+pub mod status;

@@ -1,0 +1,60 @@
+//! `kafka-expose certs`: a CA and serving certificate for the webhook Service, into a directory
+//! or kept in a TLS Secret, and the webhook configuration's `caBundle` set from it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::cluster_client;
+use crate::certs;
+use crate::cli::CertsArgs;
+use crate::cluster;
+
+pub fn run(args: CertsArgs) -> Result<ExitCode> {
+    let CertsArgs {
+        service,
+        out,
+        secret,
+        patch_webhook,
+    } = args;
+    let dns = certs::dns_names(&service.service_name, &service.service_namespace);
+    let bundle = if secret.is_none() && patch_webhook.is_none() {
+        let out = out.unwrap_or_else(|| PathBuf::from("certs"));
+        let bundle = certs::generate(&dns)?;
+        certs::write(&out, &bundle)?;
+        eprintln!(
+            "wrote {}, {} and {} to {} for {}",
+            certs::CA_CERT,
+            certs::TLS_CERT,
+            certs::TLS_KEY,
+            out.display(),
+            dns.join(", ")
+        );
+        bundle
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let ns = service.service_namespace.clone();
+        let bundle = runtime.block_on(async {
+            let client = cluster_client().await.map_err(anyhow::Error::msg)?;
+            let bundle = match &secret {
+                Some(name) => cluster::certs::ensure_secret(&client, &ns, name, &dns).await?,
+                None => certs::generate(&dns)?,
+            };
+            if let Some(cfg) = &patch_webhook {
+                cluster::certs::patch_ca_bundle(&client, cfg, &bundle.ca_bundle()).await?;
+                eprintln!("set the caBundle of MutatingWebhookConfiguration {cfg}");
+            }
+            anyhow::Ok(bundle)
+        })?;
+        if let Some(out) = out {
+            certs::write(&out, &bundle)?;
+        }
+        bundle
+    };
+    println!("{}", bundle.ca_bundle());
+    Ok(ExitCode::SUCCESS)
+}

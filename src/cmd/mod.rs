@@ -1,0 +1,13 @@
+//! One file per subcommand: each takes its parsed flags from [`crate::cli`] and wires the
+//! layers below. `check` and a CRD generator go here as files of their own.
+
+pub mod certs;
+pub mod mutate;
+pub mod patch_properties;
+pub mod serve;
+
+/// A client from the in-cluster service account or a kubeconfig, if there is one.
+pub async fn cluster_client() -> Result<kube::Client, String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}

@@ -1,0 +1,215 @@
+//! The range fit: a configuration checked against the workload it is on. NodePorts
+//! `base + index` must lie in the cluster's range for every replica (and the bootstrap port
+//! outside them), a `static:` list needs a host per broker, a Deployment runs one broker, and
+//! every Service name must fit a DNS label.
+
+use super::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Problem, Settings};
+use crate::names::{broker_service_name, keys};
+
+/// The longest name a Service may have (a DNS-1035 label).
+pub const MAX_SERVICE_NAME: usize = 63;
+
+/// Facts about the workload that the configuration must fit.
+#[derive(Debug, Clone)]
+pub struct WorkloadFacts<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub replicas: u32,
+}
+
+/// Checks the configuration against the workload it is on: port ranges for the replica count,
+/// `static:` host count, Service name lengths, the Deployment rule of one broker per workload.
+pub fn check_against_workload(
+    cfg: &ExposeConfig,
+    facts: &WorkloadFacts<'_>,
+    settings: &Settings,
+) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    let mut fail = |key: &str, value: String, message: String| {
+        problems.push(Problem::annotation(key, &value, message));
+    };
+    let range = settings.node_port_range;
+    let n = facts.replicas.max(1);
+    if cfg.mode == ExposeMode::NodePort {
+        let base = cfg.port_base_or_default();
+        let last = base as u32 + n - 1;
+        if !range.contains(base as u32) {
+            fail(
+                keys::PORT_BASE,
+                base.to_string(),
+                format!("is outside the cluster's NodePort range {range}"),
+            );
+        } else if !range.contains(last) {
+            let fit = range.end as u32 + 1 - n;
+            fail(
+                keys::PORT_BASE,
+                base.to_string(),
+                format!(
+                    "{} replicas need ports {base}-{last}, beyond the NodePort range {range}; a port-base of at most {fit} fits",
+                    facts.replicas
+                ),
+            );
+        }
+        if let Some(b) = cfg.bootstrap_node_port {
+            if !range.contains(b as u32) {
+                fail(
+                    keys::BOOTSTRAP_NODE_PORT,
+                    b.to_string(),
+                    format!("is outside the cluster's NodePort range {range}"),
+                );
+            } else if (base as u32..=last).contains(&(b as u32)) {
+                fail(
+                    keys::BOOTSTRAP_NODE_PORT,
+                    b.to_string(),
+                    format!("collides with the per-broker NodePorts {base}-{last}"),
+                );
+            }
+        }
+    }
+    if cfg.mode == ExposeMode::HostPort {
+        let base = cfg.port_base_or_default();
+        if base as u32 + n - 1 > u16::MAX as u32 {
+            fail(
+                keys::PORT_BASE,
+                base.to_string(),
+                format!("{} replicas need ports beyond 65535", facts.replicas),
+            );
+        }
+    }
+    if let AdvertisedHost::Static(hosts) = &cfg.advertised_host
+        && (hosts.len() as u32) < n
+    {
+        fail(
+            keys::ADVERTISED_HOST,
+            format!("static:{}", hosts.join(",")),
+            format!(
+                "lists {} hosts for {} replicas; give one host per broker",
+                hosts.len(),
+                facts.replicas
+            ),
+        );
+    }
+    if facts.kind == "Deployment" {
+        if cfg.ordinal.is_none() {
+            fail(
+                keys::ORDINAL,
+                String::new(),
+                "is required on a Deployment, which runs one broker: set the broker's ordinal, e.g. \"0\"".into(),
+            );
+        }
+        if facts.replicas > 1 {
+            fail(
+                keys::EXPOSE,
+                cfg.mode.as_str().into(),
+                format!(
+                    "a Deployment runs one broker and must have 1 replica, not {}; use a StatefulSet for several brokers",
+                    facts.replicas
+                ),
+            );
+        }
+    }
+    let longest = broker_service_name(facts.name, n - 1 + cfg.ordinal.unwrap_or(0));
+    if longest.len() > MAX_SERVICE_NAME {
+        fail(
+            keys::EXPOSE,
+            cfg.mode.as_str().into(),
+            format!(
+                "the Service name {longest:?} would be longer than {MAX_SERVICE_NAME} characters; shorten the workload's name"
+            ),
+        );
+    }
+    ConfigError::check(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{Requested, parse};
+
+    fn expose(pairs: &[(&str, &str)]) -> ExposeConfig {
+        let ann: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(&ann).unwrap() {
+            Requested::Expose(c) => c,
+            other => panic!("expected an exposure, got {other:?}"),
+        }
+    }
+
+    fn facts(replicas: u32) -> WorkloadFacts<'static> {
+        WorkloadFacts {
+            kind: "StatefulSet",
+            name: "kafka",
+            replicas,
+        }
+    }
+
+    #[test]
+    fn a_port_base_outside_the_node_port_range_is_refused() {
+        let c = expose(&[("expose", "nodeport"), ("port-base", "40000")]);
+        let e = check_against_workload(&c, &facts(3), &Settings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka-expose.io/port-base=\"40000\""), "{e}");
+        assert!(e.contains("30000-32767"), "{e}");
+    }
+
+    #[test]
+    fn a_port_base_whose_last_broker_leaves_the_range_is_refused_with_a_fit() {
+        let c = expose(&[("expose", "nodeport"), ("port-base", "32766")]);
+        let e = check_against_workload(&c, &facts(3), &Settings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("32766-32768"), "{e}");
+        assert!(e.contains("at most 32765 fits"), "{e}");
+    }
+
+    #[test]
+    fn the_node_port_range_is_a_parameter() {
+        let c = expose(&[("expose", "nodeport"), ("port-base", "20000")]);
+        let settings = Settings {
+            node_port_range: "20000-22767".parse().unwrap(),
+            ..Settings::default()
+        };
+        check_against_workload(&c, &facts(3), &settings).unwrap();
+    }
+
+    #[test]
+    fn a_static_list_shorter_than_replicas_is_refused() {
+        let c = expose(&[
+            ("expose", "nodeport"),
+            ("advertised-host", "static:a.example,b.example"),
+        ]);
+        let e = check_against_workload(&c, &facts(3), &Settings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lists 2 hosts for 3 replicas"), "{e}");
+    }
+
+    #[test]
+    fn a_bootstrap_port_among_the_broker_ports_is_refused() {
+        let c = expose(&[("expose", "nodeport"), ("bootstrap-node-port", "32401")]);
+        let e = check_against_workload(&c, &facts(3), &Settings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("collides with the per-broker NodePorts 32400-32402"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deployment_needs_an_ordinal_and_one_replica() {
+        let c = expose(&[("expose", "nodeport")]);
+        let f = WorkloadFacts {
+            kind: "Deployment",
+            name: "broker-a",
+            replicas: 2,
+        };
+        let e = check_against_workload(&c, &f, &Settings::default()).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+    }
+}

@@ -1,0 +1,402 @@
+//! Configuration: the exposure settings of one workload, read into a typed [`ExposeConfig`] and
+//! validated, and the server's own [`Settings`].
+//!
+//! - [`parse`] reads the `kafka-expose.io/*` annotations (the template's win over the
+//!   workload's, SPEC §3; the engine merges them) key by key through the small parsers of
+//!   [`values`], collecting every [`Problem`] with its [`Source`], so that a user fixes them all
+//!   in one round;
+//! - [`fit`] checks a configuration against the workload it is on (the NodePort range for the
+//!   replica count, host lists, Service name lengths);
+//! - [`settings`] holds what is not per workload; [`template`] the placeholder templates.
+//!
+//! Annotation keys live in [`crate::names`]. Nothing here knows Kubernetes objects.
+
+pub mod fit;
+pub mod problem;
+pub mod settings;
+pub mod template;
+pub mod values;
+
+use std::collections::BTreeMap;
+
+use crate::kafka::SecurityProtocol;
+use crate::names::{PREFIX, full_key, keys, own};
+
+pub use fit::{WorkloadFacts, check_against_workload};
+pub use problem::{ConfigError, Problem, Source};
+pub use settings::{DEFAULT_NODE_PORT_RANGE, NodePortRange, Settings, default_patcher_image};
+pub use template::{Placeholder, Template};
+
+/// The default first port of the advertised NodePorts (SPEC §3): broker *i* gets `32400 + i`.
+pub const DEFAULT_PORT_BASE: u16 = 32400;
+/// The port every broker advertises behind its own LoadBalancer.
+pub const DEFAULT_ADVERTISED_PORT: u16 = 9094;
+/// The port the broker binds for the external listener, unless that port is taken.
+pub const DEFAULT_CONTAINER_PORT: u16 = 9094;
+/// The conventional name of the external listener.
+pub const DEFAULT_LISTENER_NAME: &str = "EXTERNAL";
+
+/// How the brokers are exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExposeMode {
+    NodePort,
+    LoadBalancer,
+    HostPort,
+}
+
+impl ExposeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NodePort => "nodeport",
+            Self::LoadBalancer => "loadbalancer",
+            Self::HostPort => "hostport",
+        }
+    }
+}
+
+/// Where each broker's external host comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertisedHost {
+    /// The node's IP, from the downward API field `status.hostIP`.
+    HostIp,
+    /// A name per broker, rendered from a template.
+    Template(Template),
+    /// One host per ordinal.
+    Static(Vec<String>),
+    /// The ingress IP or hostname of the broker's own LoadBalancer Service.
+    LoadBalancer,
+}
+
+impl AdvertisedHost {
+    /// The annotation value that gives this setting.
+    pub fn to_annotation(&self) -> String {
+        match self {
+            Self::HostIp => "host-ip".into(),
+            Self::Template(t) => format!("template:{}", t.as_str()),
+            Self::Static(h) => format!("static:{}", h.join(",")),
+            Self::LoadBalancer => "loadbalancer".into(),
+        }
+    }
+}
+
+/// Which adapter makes the broker listen on and advertise the external listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterChoice {
+    Auto,
+    Env,
+    Properties,
+    Adopt,
+}
+
+/// `externalTrafficPolicy` of the external Services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficPolicy {
+    Cluster,
+    Local,
+}
+
+impl TrafficPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cluster => "Cluster",
+            Self::Local => "Local",
+        }
+    }
+}
+
+/// The validated exposure settings of one workload (or one pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposeConfig {
+    pub mode: ExposeMode,
+    pub advertised_host: AdvertisedHost,
+    /// `port-base` as set; `None` means the default (or, for adopt, the chart's own scheme).
+    pub port_base: Option<u16>,
+    pub advertised_port: u16,
+    /// `container-port` as set; `None` means the default, moved off any port the broker uses.
+    pub container_port: Option<u16>,
+    pub listener_name: String,
+    pub security_protocol: Option<SecurityProtocol>,
+    pub bootstrap_node_port: Option<u16>,
+    pub external_traffic_policy: TrafficPolicy,
+    pub lb_source_ranges: Vec<String>,
+    pub lb_class: Option<String>,
+    /// Annotations for each per-broker Service; values are templates.
+    pub service_annotations: BTreeMap<String, Template>,
+    pub container: Option<String>,
+    pub adapter: AdapterChoice,
+    pub ordinal: Option<u32>,
+}
+
+impl ExposeConfig {
+    /// The port base in force: as set, else the default.
+    pub fn port_base_or_default(&self) -> u16 {
+        self.port_base.unwrap_or(DEFAULT_PORT_BASE)
+    }
+}
+
+/// What the annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// No `expose` annotation: the object is not touched.
+    Nothing,
+    /// `expose: off`: nothing is exposed, and what was is removed.
+    Off,
+    Expose(ExposeConfig),
+}
+
+/// The `kafka-expose.io/*` entries of an annotation map, keyed without the prefix.
+pub fn own_annotations(annotations: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    annotations
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), v.clone())))
+        .collect()
+}
+
+/// Reads values key by key, collecting the problems.
+struct Reader<'a> {
+    values: &'a BTreeMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.values.get(key).map(|s| s.trim())
+    }
+
+    fn fail(&mut self, key: &str, message: impl Into<String>) {
+        let value = self.values.get(key).cloned().unwrap_or_default();
+        self.problems
+            .push(Problem::annotation(key, &value, message));
+    }
+
+    /// The value of `key` through its parser; `None` when absent or invalid.
+    fn read<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        match parse(self.get(key)?) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                self.fail(key, message);
+                None
+            }
+        }
+    }
+
+    /// Refuses keys under the prefix that kafka-expose does not know, suggesting a near one.
+    fn unknown_keys(&mut self) {
+        let values = self.values;
+        for key in values.keys() {
+            if keys::ALL.contains(&key.as_str()) || own::ALL.contains(&key.as_str()) {
+                continue;
+            }
+            let hint = keys::ALL
+                .iter()
+                .find(|k| k.replace('-', "") == key.replace(['-', '_'], "").to_lowercase())
+                .map(|k| format!("; did you mean {}?", full_key(k)))
+                .unwrap_or_default();
+            self.fail(
+                key,
+                format!(
+                    "unknown kafka-expose annotation{hint}; known: {}",
+                    keys::ALL.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Refuses `key` when it is set: it does not apply under the chosen mode.
+    fn not_with(&mut self, key: &str, why: &str) {
+        if self.get(key).is_some() {
+            self.fail(key, why);
+        }
+    }
+}
+
+/// Reads and validates the annotations (keys without prefix, as [`own_annotations`] returns).
+///
+/// Checks that need the workload (replica count, ports in use) are in [`check_against_workload`].
+pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
+    let mut r = Reader {
+        values: ann,
+        problems: Vec::new(),
+    };
+    r.unknown_keys();
+    let mode = match r.read(keys::EXPOSE, values::expose) {
+        Some(None) => {
+            ConfigError::check(r.problems)?;
+            return Ok(Requested::Off);
+        }
+        Some(Some(mode)) => mode,
+        None if r.get(keys::EXPOSE).is_none() && r.problems.is_empty() => {
+            return Ok(Requested::Nothing);
+        }
+        // Invalid or missing with other problems: read the rest, to report everything at once.
+        None => ExposeMode::NodePort,
+    };
+
+    let advertised_host = r
+        .read(keys::ADVERTISED_HOST, |v| values::advertised_host(v, mode))
+        .unwrap_or(match mode {
+            ExposeMode::LoadBalancer => AdvertisedHost::LoadBalancer,
+            _ => AdvertisedHost::HostIp,
+        });
+    let config = ExposeConfig {
+        mode,
+        advertised_host,
+        port_base: r.read(keys::PORT_BASE, values::port),
+        advertised_port: r
+            .read(keys::ADVERTISED_PORT, values::port)
+            .unwrap_or(DEFAULT_ADVERTISED_PORT),
+        container_port: r.read(keys::CONTAINER_PORT, values::port),
+        listener_name: r
+            .read(keys::LISTENER_NAME, values::listener_name)
+            .unwrap_or_else(|| DEFAULT_LISTENER_NAME.to_string()),
+        security_protocol: r.read(keys::SECURITY_PROTOCOL, values::security_protocol),
+        bootstrap_node_port: r.read(keys::BOOTSTRAP_NODE_PORT, values::port),
+        external_traffic_policy: r
+            .read(keys::EXTERNAL_TRAFFIC_POLICY, values::traffic_policy)
+            .unwrap_or(TrafficPolicy::Cluster),
+        lb_source_ranges: r
+            .read(keys::LB_SOURCE_RANGES, values::source_ranges)
+            .unwrap_or_default(),
+        lb_class: r.read(keys::LB_CLASS, values::lb_class),
+        service_annotations: r
+            .read(keys::SERVICE_ANNOTATIONS, values::service_annotations)
+            .unwrap_or_default(),
+        container: r.get(keys::CONTAINER).map(str::to_string),
+        adapter: r
+            .read(keys::ADAPTER, values::adapter)
+            .unwrap_or(AdapterChoice::Auto),
+        ordinal: r.read(keys::ORDINAL, values::ordinal),
+    };
+
+    if mode != ExposeMode::LoadBalancer {
+        for key in [keys::LB_SOURCE_RANGES, keys::LB_CLASS] {
+            r.not_with(key, "applies only with kafka-expose.io/expose=loadbalancer");
+        }
+    }
+    if mode != ExposeMode::NodePort {
+        r.not_with(
+            keys::BOOTSTRAP_NODE_PORT,
+            "applies only with kafka-expose.io/expose=nodeport",
+        );
+    }
+    if mode == ExposeMode::LoadBalancer {
+        r.not_with(
+            keys::PORT_BASE,
+            "does not apply with expose=loadbalancer, where every broker advertises kafka-expose.io/advertised-port",
+        );
+    }
+    ConfigError::check(r.problems)?;
+    Ok(Requested::Expose(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn expose(pairs: &[(&str, &str)]) -> ExposeConfig {
+        match parse(&ann(pairs)).unwrap() {
+            Requested::Expose(c) => c,
+            other => panic!("expected an exposure, got {other:?}"),
+        }
+    }
+
+    fn errors(pairs: &[(&str, &str)]) -> ConfigError {
+        parse(&ann(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn no_expose_annotation_requests_nothing() {
+        assert_eq!(parse(&ann(&[])).unwrap(), Requested::Nothing);
+        assert_eq!(
+            parse(&ann(&[("expose", "off"), ("port-base", "1")])).unwrap(),
+            Requested::Off
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = expose(&[("expose", "nodeport")]);
+        assert_eq!(c.advertised_host, AdvertisedHost::HostIp);
+        assert_eq!(c.port_base_or_default(), 32400);
+        assert_eq!(c.listener_name, "EXTERNAL");
+        assert_eq!(c.external_traffic_policy, TrafficPolicy::Cluster);
+        let c = expose(&[("expose", "loadbalancer")]);
+        assert_eq!(c.advertised_host, AdvertisedHost::LoadBalancer);
+        assert_eq!(c.advertised_port, 9094);
+    }
+
+    #[test]
+    fn an_unknown_mode_names_the_annotation_and_the_choices() {
+        let e = errors(&[("expose", "ingress")]).to_string();
+        assert!(e.contains("kafka-expose.io/expose=\"ingress\""), "{e}");
+        assert!(e.contains("nodeport, loadbalancer, hostport, off"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_placeholder_is_refused() {
+        let e = errors(&[
+            ("expose", "nodeport"),
+            ("advertised-host", "template:k-{index}.x"),
+        ])
+        .to_string();
+        assert!(e.contains("kafka-expose.io/advertised-host"), "{e}");
+        assert!(e.contains("unknown placeholder {index}"), "{e}");
+    }
+
+    #[test]
+    fn loadbalancer_host_needs_loadbalancer_mode() {
+        let e = errors(&[("expose", "nodeport"), ("advertised-host", "loadbalancer")]).to_string();
+        assert!(
+            e.contains("needs kafka-expose.io/expose=loadbalancer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn misspelt_keys_are_refused_with_a_suggestion() {
+        let e = errors(&[("expose", "nodeport"), ("port_base", "31000")]).to_string();
+        assert!(e.contains("did you mean kafka-expose.io/port-base?"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let e = errors(&[
+            ("expose", "nodeport"),
+            ("container-port", "70000"),
+            ("security-protocol", "TLS"),
+            ("external-traffic-policy", "Nearest"),
+            ("service-annotations", "[1]"),
+            ("ordinal", "-1"),
+            ("adapter", "magic"),
+            ("listener-name", "EXT-1"),
+        ]);
+        assert_eq!(e.problems.len(), 7, "{e}");
+    }
+
+    #[test]
+    fn loadbalancer_only_settings_are_refused_elsewhere() {
+        let e = errors(&[
+            ("expose", "nodeport"),
+            ("load-balancer-source-ranges", "10.0.0.0/8"),
+        ])
+        .to_string();
+        assert!(
+            e.contains("only with kafka-expose.io/expose=loadbalancer"),
+            "{e}"
+        );
+        let e = errors(&[
+            ("expose", "loadbalancer"),
+            ("load-balancer-source-ranges", "10.0.0.0/33"),
+        ])
+        .to_string();
+        assert!(e.contains("10.0.0.0/33"), "{e}");
+    }
+}

@@ -1,0 +1,237 @@
+//! One small parser per configuration key: the text of a value in, the typed value or what is
+//! wrong with it out. They know nothing of where the value came from (an annotation today, a
+//! policy's field next); [`super::parse`] reads each key through them and names the source.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::template::Template;
+use super::{AdapterChoice, AdvertisedHost, ExposeMode, TrafficPolicy};
+use crate::kafka::SecurityProtocol;
+
+/// `expose`: a mode, or `None` for `off`.
+pub fn expose(v: &str) -> Result<Option<ExposeMode>, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "off" => Ok(None),
+        "nodeport" => Ok(Some(ExposeMode::NodePort)),
+        "loadbalancer" => Ok(Some(ExposeMode::LoadBalancer)),
+        "hostport" => Ok(Some(ExposeMode::HostPort)),
+        _ => Err("allowed: nodeport, loadbalancer, hostport, off".into()),
+    }
+}
+
+/// Any port key.
+pub fn port(v: &str) -> Result<u16, String> {
+    match v.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err("must be a port number from 1 to 65535".into()),
+    }
+}
+
+/// `advertised-host`, under the exposure `mode`.
+pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, String> {
+    if v == "host-ip" {
+        return Ok(AdvertisedHost::HostIp);
+    }
+    if v == "loadbalancer" {
+        if mode != ExposeMode::LoadBalancer {
+            return Err("needs kafka-expose.io/expose=loadbalancer, where each broker has a LoadBalancer Service of its own".into());
+        }
+        return Ok(AdvertisedHost::LoadBalancer);
+    }
+    if let Some(t) = v.strip_prefix("template:") {
+        let tpl = Template::parse(t)?;
+        let text = tpl.literal_text();
+        if t.trim().is_empty() || !text.chars().all(is_host_char) {
+            return Err("the template must render to a DNS name or IP, e.g. template:kafka-{ordinal}.example.com".into());
+        }
+        if !t.contains("{ordinal}") && !t.contains("{pod}") {
+            return Err("the template must differ per broker: use {ordinal} or {pod}, e.g. template:kafka-{ordinal}.example.com".into());
+        }
+        return Ok(AdvertisedHost::Template(tpl));
+    }
+    if let Some(list) = v.strip_prefix("static:") {
+        let hosts: Vec<String> = list.split(',').map(|h| h.trim().to_string()).collect();
+        let bad: Vec<&String> = hosts.iter().filter(|h| !is_host(h)).collect();
+        if !bad.is_empty() {
+            return Err(format!(
+                "static: needs one DNS name or IP per broker, separated by commas; not hosts: {bad:?}"
+            ));
+        }
+        return Ok(AdvertisedHost::Static(hosts));
+    }
+    Err("allowed: host-ip, template:<name with {ordinal} {pod} {statefulset} {namespace}>, static:<host0>,<host1>,..., loadbalancer".into())
+}
+
+/// `listener-name`: a Kafka listener name that is not a protocol name.
+pub fn listener_name(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && SecurityProtocol::parse(v).is_none();
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(
+            "must be letters, digits and underscores, and not a protocol name such as PLAINTEXT"
+                .into(),
+        )
+    }
+}
+
+/// `security-protocol`.
+pub fn security_protocol(v: &str) -> Result<SecurityProtocol, String> {
+    SecurityProtocol::parse(v)
+        .ok_or_else(|| "allowed: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL".into())
+}
+
+/// `external-traffic-policy`.
+pub fn traffic_policy(v: &str) -> Result<TrafficPolicy, String> {
+    choice(
+        v,
+        &[
+            ("Cluster", TrafficPolicy::Cluster),
+            ("Local", TrafficPolicy::Local),
+        ],
+    )
+}
+
+/// `adapter`.
+pub fn adapter(v: &str) -> Result<AdapterChoice, String> {
+    choice(
+        v,
+        &[
+            ("auto", AdapterChoice::Auto),
+            ("env", AdapterChoice::Env),
+            ("properties", AdapterChoice::Properties),
+            ("adopt", AdapterChoice::Adopt),
+        ],
+    )
+}
+
+/// `ordinal`.
+pub fn ordinal(v: &str) -> Result<u32, String> {
+    v.parse::<u32>()
+        .map_err(|_| "must be a whole number from 0".into())
+}
+
+/// `load-balancer-source-ranges`: comma-separated CIDRs.
+pub fn source_ranges(v: &str) -> Result<Vec<String>, String> {
+    let ranges: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let bad: Vec<&String> = ranges.iter().filter(|c| !is_cidr(c)).collect();
+    if !bad.is_empty() || ranges.is_empty() {
+        return Err(format!(
+            "must be comma-separated CIDRs such as 203.0.113.0/24,2001:db8::/32; not CIDRs: {bad:?}"
+        ));
+    }
+    Ok(ranges)
+}
+
+/// `load-balancer-class`.
+pub fn lb_class(v: &str) -> Result<String, String> {
+    if is_qualified_name(v) {
+        Ok(v.to_string())
+    } else {
+        Err("must be a label-style name such as example.com/internal-vip".into())
+    }
+}
+
+/// `service-annotations`: a JSON object of annotation keys to templates. Every bad entry is
+/// named.
+pub fn service_annotations(v: &str) -> Result<BTreeMap<String, Template>, String> {
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(v).map_err(|e| {
+        format!(
+            "must be a JSON object of strings, e.g. {{\"external-dns.alpha.kubernetes.io/hostname\":\"kafka-{{ordinal}}.example.com\"}}: {e}"
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (k, val) in map {
+        let Some(s) = val.as_str() else {
+            bad.push(format!("the value of {k:?} must be a string"));
+            continue;
+        };
+        if !is_qualified_name(&k) {
+            bad.push(format!("{k:?} is not a valid annotation key"));
+            continue;
+        }
+        match Template::parse(s) {
+            Ok(t) => {
+                out.insert(k, t);
+            }
+            Err(e) => bad.push(format!("in {k:?}: {e}")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+/// One of `options`, case-insensitive.
+fn choice<T: Copy>(v: &str, options: &[(&str, T)]) -> Result<T, String> {
+    options
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(v))
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!("allowed: {}", allowed.join(", "))
+        })
+}
+
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+}
+
+/// A DNS name or an IP address.
+pub fn is_host(h: &str) -> bool {
+    if h.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => bits <= 32,
+        Ok(IpAddr::V6(_)) => bits <= 128,
+        Err(_) => false,
+    }
+}
+
+/// A Kubernetes qualified name: an optional DNS prefix and `/`, then a name of up to 63
+/// characters.
+fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    name_ok && prefix.is_none_or(|p| is_host(p) && p.parse::<IpAddr>().is_err())
+}

@@ -1,0 +1,15 @@
+//! Kafka knowledge, pure and free of Kubernetes types.
+//!
+//! - [`listeners`]: listener lists, protocol maps, [`SecurityProtocol`], the client listener;
+//! - [`external`]: "add the external listener to this broker's configuration", the one edit that
+//!   the env adapter (on `KAFKA_*` variables) and `patch-properties` (on a `server.properties`)
+//!   both make, and the copy of the client listener's `listener.name.<l>.*` settings;
+//! - [`properties`]: the `server.properties` text editor behind `kafka-expose patch-properties`.
+//!
+//! A Kafka-protocol client (for `kafka-expose check`) belongs here too, as `kafka::client`.
+
+pub mod external;
+pub mod listeners;
+pub mod properties;
+
+pub use listeners::SecurityProtocol;

@@ -1,0 +1,156 @@
+//! Every name kafka-expose reads or writes in the cluster, in one place: annotation keys, labels,
+//! the field manager, the variables and ports it injects, and the names of the objects it
+//! creates. Nothing else in the crate spells one of these out.
+
+/// The prefix of every annotation kafka-expose reads or writes.
+pub const PREFIX: &str = "kafka-expose.io/";
+
+/// `kafka-expose.io/<key>`.
+pub fn full_key(key: &str) -> String {
+    format!("{PREFIX}{key}")
+}
+
+/// User-facing annotation keys, without the prefix.
+pub mod keys {
+    pub const EXPOSE: &str = "expose";
+    pub const ADVERTISED_HOST: &str = "advertised-host";
+    pub const PORT_BASE: &str = "port-base";
+    pub const ADVERTISED_PORT: &str = "advertised-port";
+    pub const CONTAINER_PORT: &str = "container-port";
+    pub const LISTENER_NAME: &str = "listener-name";
+    pub const SECURITY_PROTOCOL: &str = "security-protocol";
+    pub const BOOTSTRAP_NODE_PORT: &str = "bootstrap-node-port";
+    pub const EXTERNAL_TRAFFIC_POLICY: &str = "external-traffic-policy";
+    pub const LB_SOURCE_RANGES: &str = "load-balancer-source-ranges";
+    pub const LB_CLASS: &str = "load-balancer-class";
+    pub const SERVICE_ANNOTATIONS: &str = "service-annotations";
+    pub const CONTAINER: &str = "container";
+    pub const ADAPTER: &str = "adapter";
+    pub const ORDINAL: &str = "ordinal";
+
+    /// Every key a user may set.
+    pub const ALL: [&str; 15] = [
+        EXPOSE,
+        ADVERTISED_HOST,
+        PORT_BASE,
+        ADVERTISED_PORT,
+        CONTAINER_PORT,
+        LISTENER_NAME,
+        SECURITY_PROTOCOL,
+        BOOTSTRAP_NODE_PORT,
+        EXTERNAL_TRAFFIC_POLICY,
+        LB_SOURCE_RANGES,
+        LB_CLASS,
+        SERVICE_ANNOTATIONS,
+        CONTAINER,
+        ADAPTER,
+        ORDINAL,
+    ];
+}
+
+/// Annotation keys kafka-expose writes itself (without the prefix); users do not set them.
+pub mod own {
+    /// Hash of the effective configuration, in the pod template: changing it rolls the brokers.
+    pub const CONFIG_HASH: &str = "config-hash";
+    /// Which keys of the pod template were copied from the workload's metadata.
+    pub const INHERITED: &str = "inherited";
+    /// The StatefulSet's `spec.ordinals.start`, carried to the pods, which cannot see it.
+    pub const ORDINALS_START: &str = "ordinals-start";
+    /// Reconciler status on the workload.
+    pub const STATUS: &str = "status";
+    /// The external bootstrap address, published on the workload.
+    pub const BOOTSTRAP_SERVERS: &str = "bootstrap-servers";
+
+    pub const ALL: [&str; 5] = [
+        CONFIG_HASH,
+        INHERITED,
+        ORDINALS_START,
+        STATUS,
+        BOOTSTRAP_SERVERS,
+    ];
+}
+
+/// Labels kafka-expose sets, and the ones of Kubernetes' it reads.
+pub mod labels {
+    /// Put on the pod template of an exposed workload. The Pod webhook's `objectSelector`
+    /// matches it, so the API server calls the Pod webhook only for exposed brokers.
+    pub const EXPOSED: &str = "kafka-expose.io/exposed";
+    /// The label the StatefulSet controller puts on each pod; per-broker Services select on it.
+    pub const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+    /// The pod-index label of Kubernetes ≥ 1.28 StatefulSet pods.
+    pub const POD_INDEX: &str = "apps.kubernetes.io/pod-index";
+    /// The recommended label naming the tool that manages an object.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// [`MANAGED_BY`]'s value on every Service kafka-expose manages.
+    pub const MANAGER: &str = "kafka-expose";
+    /// Selects the Services kafka-expose manages.
+    pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kafka-expose";
+    /// Names the workload a managed Service belongs to.
+    pub const WORKLOAD: &str = "kafka-expose.io/workload";
+    /// The broker ordinal of a per-broker Service.
+    pub const ORDINAL: &str = "kafka-expose.io/ordinal";
+    /// Marks the bootstrap Service (`bootstrap`).
+    pub const ROLE: &str = "kafka-expose.io/role";
+}
+
+/// The field manager of every server-side apply, and the Event reporter.
+pub const FIELD_MANAGER: &str = "kafka-expose";
+
+/// The reconciler's leader Lease, in the install's namespace. A reconciler scoped to one
+/// namespace holds `<LEASE>-<namespace>`, so scoped and cluster-wide installs never share one.
+pub const LEASE: &str = "kafka-expose-reconciler";
+
+/// Name of the container port kafka-expose adds for the external listener. Port names are at
+/// most 15 characters (IANA service name rules).
+pub const PORT_NAME: &str = "kx-external";
+
+/// The name of the port on every Service kafka-expose plans.
+pub const SERVICE_PORT_NAME: &str = "kafka-external";
+
+/// Name of the init container the properties adapter appends.
+pub const INIT_CONTAINER: &str = "kafka-expose-properties";
+
+/// The per-broker Service's name.
+pub fn broker_service_name(workload: &str, ordinal: u32) -> String {
+    format!("{workload}-{ordinal}-external")
+}
+
+/// The bootstrap Service's name.
+pub fn bootstrap_service_name(workload: &str) -> String {
+    format!("{workload}-external-bootstrap")
+}
+
+/// Names of the environment variables kafka-expose injects.
+///
+/// They carry a `KAFKA_EXPOSE_` prefix, which no chart uses. apache/kafka and cp-kafka turn
+/// every `KAFKA_*` variable into a broker property, so these also appear in their
+/// `server.properties` as `expose.*` keys; Kafka knows no such property and only logs them as
+/// unused. Bitnami images read `KAFKA_CFG_*` only.
+pub mod envs {
+    /// The node's IP (`status.hostIP`).
+    pub const HOST_IP: &str = "KAFKA_EXPOSE_HOST_IP";
+    /// The node's name (`spec.nodeName`).
+    pub const NODE_NAME: &str = "KAFKA_EXPOSE_NODE_NAME";
+    /// The pod's name (`metadata.name`).
+    pub const POD_NAME: &str = "KAFKA_EXPOSE_POD_NAME";
+    /// The pod's namespace (`metadata.namespace`).
+    pub const NAMESPACE: &str = "KAFKA_EXPOSE_NAMESPACE";
+    /// The host this broker advertises on the external listener.
+    pub const EXTERNAL_HOST: &str = "KAFKA_EXPOSE_EXTERNAL_HOST";
+    /// The port this broker advertises on the external listener.
+    pub const EXTERNAL_PORT: &str = "KAFKA_EXPOSE_EXTERNAL_PORT";
+    /// Properties adapter: the listener's name.
+    pub const LISTENER_NAME: &str = "KAFKA_EXPOSE_LISTENER_NAME";
+    /// Properties adapter: the port the broker binds for the listener.
+    pub const CONTAINER_PORT: &str = "KAFKA_EXPOSE_CONTAINER_PORT";
+    /// Properties adapter: the listener's protocol, when set by annotation.
+    pub const SECURITY_PROTOCOL: &str = "KAFKA_EXPOSE_SECURITY_PROTOCOL";
+    /// Properties adapter: the file to edit.
+    pub const PROPERTIES_FILE: &str = "KAFKA_EXPOSE_PROPERTIES_FILE";
+
+    /// `$(NAME)`: a reference the kubelet expands from variables defined earlier in the list
+    /// (<https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/>).
+    pub fn reference(name: &str) -> String {
+        format!("$({name})")
+    }
+}

@@ -1,0 +1,223 @@
+//! `kafka-expose mutate`: what the webhook and the reconciler would do to a set of manifests,
+//! offline.
+//!
+//! [`read`] takes multi-document YAML (such as `helm template` output) or JSON, opening
+//! `kind: List` objects. For each exposed workload, [`run`] decides the exposure once, then
+//! produces the mutated workload, the pods its controller would create ([`simulate`]) with the
+//! Pod mutation applied, and the planned Services. Everything else passes through unchanged, keys
+//! in their order. [`report`] renders the result.
+
+pub mod read;
+pub mod report;
+pub mod simulate;
+
+use serde_json::Value;
+
+use crate::config::{ExposeMode, Settings};
+use crate::engine::EngineError;
+use crate::engine::exposure::Decision;
+use crate::engine::pod::{PodContext, PodOutcome, mutate_pod};
+use crate::engine::workload::{self, Workload, WorkloadKind, WorkloadOutcome};
+use crate::engine::{error_chain, services};
+use crate::names::{bootstrap_service_name, keys};
+
+use read::prepare;
+pub use read::{parse_set, read_documents};
+pub use report::{BrokerReport, WorkloadReport, explain, to_json, to_yaml};
+pub use simulate::controller_pods;
+
+/// Why `mutate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MutateError {
+    #[error("the input is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("document {index} is not a Kubernetes object (a mapping with kind)")]
+    NotAnObject { index: usize },
+    #[error("--set {0}: expected KEY=VALUE with KEY one of: {known}", known = keys::ALL.join(", "))]
+    BadSet(String),
+    #[error("{kind} {name}")]
+    Invalid {
+        kind: String,
+        name: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("{}", .0.iter().map(|e| error_chain(e)).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<MutateError>),
+    #[error("a patch did not apply to {0}: {1}")]
+    Patch(String, String),
+    #[error(
+        "NodePorts {first} and {second} overlap at {port}; give one of them another kafka-expose.io/port-base"
+    )]
+    PortClash {
+        first: String,
+        second: String,
+        port: u32,
+    },
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Annotations to add to every workload: `(key without prefix, value)`.
+    pub set: Vec<(String, String)>,
+    /// The namespace of objects that name none.
+    pub namespace: Option<String>,
+    pub settings: Settings,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub objects: Vec<Value>,
+    pub workloads: Vec<WorkloadReport>,
+}
+
+/// Runs the engine over `docs`.
+pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
+    let mut out = Output::default();
+    let mut errors = Vec::new();
+    let mut claims: Vec<(String, u32, u32)> = Vec::new();
+    for mut doc in docs {
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let Some(wkind) = WorkloadKind::from_kind(&kind) else {
+            out.objects.push(doc);
+            continue;
+        };
+        prepare(&mut doc, opts);
+        match workload(&doc, wkind, opts) {
+            Ok((objects, report, claim)) => {
+                if let Some((lo, hi)) = claim {
+                    let me = format!("{kind} {}", report.name);
+                    for (other, olo, ohi) in &claims {
+                        if lo <= *ohi && *olo <= hi {
+                            errors.push(MutateError::PortClash {
+                                first: other.clone(),
+                                second: me.clone(),
+                                port: lo.max(*olo),
+                            });
+                        }
+                    }
+                    claims.push((me, lo, hi));
+                }
+                out.objects.extend(objects);
+                out.workloads.push(report);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    match errors.len() {
+        0 => Ok(out),
+        1 => Err(errors.remove(0)),
+        _ => Err(MutateError::Many(errors)),
+    }
+}
+
+type WorkloadResult = (Vec<Value>, WorkloadReport, Option<(u32, u32)>);
+
+fn workload(
+    doc: &Value,
+    kind: WorkloadKind,
+    opts: &Options,
+) -> Result<WorkloadResult, MutateError> {
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_string();
+    let invalid = |source: EngineError| MutateError::Invalid {
+        kind: kind.as_str().into(),
+        name: name.clone(),
+        source,
+    };
+    let w = Workload::from_value(kind, doc).map_err(invalid)?;
+    let exposure = w.exposure(&opts.settings).map_err(|e| invalid(e.into()))?;
+    let decision = workload::plan(&w, &exposure);
+    let mut mutated = doc.clone();
+    json_patch::patch(&mut mutated, &decision.patch)
+        .map_err(|e| MutateError::Patch(name.clone(), e.to_string()))?;
+    let mut report = WorkloadReport {
+        kind: kind.as_str().into(),
+        name: name.clone(),
+        namespace: w.namespace.clone(),
+        warnings: decision.notes().to_vec(),
+        ..WorkloadReport::default()
+    };
+    let mut objects = vec![mutated.clone()];
+    let (Decision::Expose(d), WorkloadOutcome::Exposed { .. }) = (&exposure, &decision.outcome)
+    else {
+        if let WorkloadOutcome::Skipped(skip) = &decision.outcome {
+            report.outcome = skip.summary();
+        }
+        return Ok((objects, report, None));
+    };
+    let cfg = &d.config;
+    report.outcome = format!("exposed by {}", cfg.mode.as_str());
+    report.adapter = Some(format!(
+        "container {}: {} adapter: {}",
+        d.broker.container.name,
+        d.adapter.name(),
+        d.reason
+    ));
+
+    let no_lb = |_: &str| None;
+    let ctx = PodContext {
+        settings: &opts.settings,
+        namespace: w.namespace.as_deref(),
+        lb_address: &no_lb,
+    };
+    let routes = services::routes(&w, d);
+    for (i, pod) in controller_pods(&w, &mutated).into_iter().enumerate() {
+        let pod_decision = mutate_pod(&pod, &ctx).map_err(invalid)?;
+        let mut pod_out = pod.clone();
+        json_patch::patch(&mut pod_out, &pod_decision.patch)
+            .map_err(|e| MutateError::Patch(format!("pod of {name}"), e.to_string()))?;
+        // Each pod's summary line is what the broker lines say; its other notes once each.
+        for note in pod_decision.notes() {
+            if !report.warnings.contains(note) {
+                report.warnings.push(note.clone());
+            }
+        }
+        if let PodOutcome::WaitForAddress { message, .. } = &pod_decision.outcome {
+            report.warnings.push(message.clone());
+        }
+        objects.push(pod_out);
+        if let Some(r) = routes.brokers.get(i) {
+            report.brokers.push(BrokerReport {
+                pod: r.pod.clone(),
+                advertised: report::describe_advertised(cfg, &d.adapter, r, &w),
+                service: r.service.clone(),
+                route: report::describe_route(cfg, r),
+            });
+        }
+    }
+    for s in services::plan(&w, d) {
+        objects.push(serde_json::to_value(&s).unwrap_or(Value::Null));
+    }
+    report.bootstrap = Some(format!(
+        "Service {} ({}){}",
+        bootstrap_service_name(&w.name),
+        match (cfg.mode, cfg.bootstrap_node_port) {
+            (ExposeMode::NodePort, Some(p)) => format!("NodePort {p}"),
+            (ExposeMode::NodePort, None) => "NodePort allocated by Kubernetes".into(),
+            (ExposeMode::LoadBalancer, _) => format!("LoadBalancer port {}", cfg.advertised_port),
+            (ExposeMode::HostPort, _) =>
+                "ClusterIP; brokers are reached on their nodes' hostPorts".into(),
+        },
+        if w.uid.is_none() {
+            "; owner references are set once the workload has a uid"
+        } else {
+            ""
+        }
+    ));
+    let ports = || routes.brokers.iter().map(|r| r.port);
+    let claim = match cfg.mode {
+        ExposeMode::NodePort => ports().min().zip(ports().max()),
+        _ => None,
+    };
+    Ok((objects, report, claim))
+}

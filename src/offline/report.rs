@@ -1,0 +1,132 @@
+//! What `mutate` prints: the objects as YAML or a JSON `List`, or, with `--explain`, a summary
+//! for people of each workload, its adapter, its brokers' addresses and routes.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::Output;
+use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder};
+use crate::engine::adapters::Adapter;
+use crate::engine::services::BrokerRoute;
+use crate::engine::workload::Workload;
+
+/// One broker of an exposed workload, for `--explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerReport {
+    pub pod: String,
+    /// The address it advertises, for people.
+    pub advertised: String,
+    pub service: String,
+    pub route: String,
+}
+
+/// One workload, for `--explain`.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadReport {
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    /// One line on the outcome.
+    pub outcome: String,
+    /// Container: adapter and why.
+    pub adapter: Option<String>,
+    pub brokers: Vec<BrokerReport>,
+    pub bootstrap: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+pub(super) fn describe_advertised(
+    cfg: &ExposeConfig,
+    adapter: &Adapter,
+    r: &BrokerRoute,
+    w: &Workload,
+) -> String {
+    let host = match (&cfg.advertised_host, adapter) {
+        (_, Adapter::Adopt(plan)) => plan.host.clone(),
+        (AdvertisedHost::HostIp, _) => "<its node's IP>".into(),
+        (AdvertisedHost::Template(t), _) => t.render(|p| match p {
+            Placeholder::Ordinal => r.ordinal.to_string(),
+            Placeholder::Pod => r.pod.clone(),
+            Placeholder::StatefulSet => w.name.clone(),
+            Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
+        }),
+        (AdvertisedHost::Static(h), _) => h.get(r.index as usize).cloned().unwrap_or_default(),
+        (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
+    };
+    let name = match adapter {
+        Adapter::Adopt(plan) => plan.listener_name.clone(),
+        _ => cfg.listener_name.clone(),
+    };
+    format!("{name}://{host}:{}", r.port)
+}
+
+pub(super) fn describe_route(cfg: &ExposeConfig, r: &BrokerRoute) -> String {
+    match cfg.mode {
+        ExposeMode::NodePort => format!(
+            "Service {} NodePort {} -> pod {} port {}",
+            r.service, r.port, r.pod, r.target
+        ),
+        ExposeMode::LoadBalancer => format!(
+            "Service {} LoadBalancer port {} -> pod {} port {}",
+            r.service, r.port, r.pod, r.target
+        ),
+        ExposeMode::HostPort => format!(
+            "hostPort {} on its node -> pod {} port {}",
+            r.port, r.pod, r.target
+        ),
+    }
+}
+
+/// YAML documents separated by `---`.
+pub fn to_yaml(objects: &[Value]) -> Result<String, String> {
+    let mut s = String::new();
+    for o in objects {
+        s.push_str("---\n");
+        s.push_str(&serde_saphyr::to_string(o).map_err(|e| e.to_string())?);
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    Ok(s)
+}
+
+/// One `v1` `List`.
+pub fn to_json(objects: &[Value]) -> String {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    serde_json::to_string_pretty(&list).unwrap_or_default()
+}
+
+/// The human summary of `--explain`.
+pub fn explain(out: &Output) -> String {
+    let mut s = String::new();
+    if out.workloads.is_empty() {
+        s.push_str("no StatefulSet or Deployment in the input\n");
+    }
+    for w in &out.workloads {
+        let ns = w
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        let _ = writeln!(s, "{} {ns}{}: {}", w.kind, w.name, w.outcome);
+        if let Some(a) = &w.adapter {
+            let _ = writeln!(s, "  {a}");
+        }
+        for b in &w.brokers {
+            let _ = writeln!(s, "  broker {}: advertises {}", b.pod, b.advertised);
+            let _ = writeln!(s, "    via {}", b.route);
+        }
+        if let Some(b) = &w.bootstrap {
+            let _ = writeln!(s, "  bootstrap: {b}");
+        }
+        for warning in &w.warnings {
+            let _ = writeln!(
+                s,
+                "  warning: {}",
+                warning.trim_start_matches("kafka-expose: ")
+            );
+        }
+    }
+    s
+}
