@@ -11,6 +11,10 @@
 //! Run: `cargo bench --bench load`. The report is printed and written to
 //! `target/bench-load.md`.
 
+#[path = "../tests/support/net.rs"]
+mod net;
+
+use net::free_port;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,14 +31,6 @@ use tokio_rustls::TlsConnector;
 const CONNECTIONS: usize = 16;
 const KEEPALIVE_FOR: Duration = Duration::from_secs(4);
 const NEW_CONNECTIONS: usize = 300;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The null server, run when this binary is started with `KX_NULL_SERVER=port`.
 fn null_server(port: u16, cert: &str, key: &str) {

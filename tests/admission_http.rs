@@ -1,6 +1,5 @@
 //! Admission answers through `router(state)`, without sockets.
 
-mod https_support;
 mod support;
 
 use axum::body::Body;
@@ -15,7 +14,7 @@ use kafka_expose::webhook::{AppState, MAX_BODY_BYTES, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use https_support::{response_of, review};
+use support::https::{response_of, review};
 
 fn state() -> AppState {
     AppState::standalone(Settings::default(), FailureMode::Open)

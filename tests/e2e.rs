@@ -7,7 +7,6 @@
 //! its own, so the tests run in parallel. There is no kubelet or scheduler: a background task
 //! plays their part, binding each pod to a Node and marking it Running and Ready with a host IP.
 
-mod e2e_support;
 mod support;
 
 use std::sync::Arc;
@@ -23,10 +22,10 @@ use kafka_expose::metrics::{Metrics, Readiness};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
-use e2e_support::{
-    HOST_IP, client, env, eventually, fake_kubelet, managed, names, namespace, node_port,
-};
 use serde_json::{Value, json};
+use support::cluster::{
+    HOST_IP, client, env, eventually, fake_kubelet, fresh_namespace, managed, names, node_port,
+};
 
 /// The API server restart test takes this for writing; every other test for reading.
 static APISERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -172,9 +171,8 @@ async fn create_sts(c: &Client, ns: &str, sts: &StatefulSet) -> StatefulSet {
 #[tokio::test]
 async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned_by_the_workload() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-annotate";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let kubelet = fake_kubelet(c.clone(), ns);
     let r = start_reconciler(&c, ns);
     let sts = create_sts(
@@ -250,9 +248,8 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
 #[tokio::test]
 async fn the_bitnami_32_chart_annotated_gets_its_services() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-bitnami";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     let mut sts = support::statefulset("bitnami-32.4.4.yaml");
     sts["metadata"]["namespace"] = json!(ns);
@@ -281,9 +278,8 @@ async fn the_bitnami_32_chart_annotated_gets_its_services() {
 #[tokio::test]
 async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-scale";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30300).await;
     scale(&c, ns, "kafka", 5).await;
@@ -318,9 +314,8 @@ async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
 #[tokio::test]
 async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-conflict";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
     let blocker: Service = serde_json::from_value(json!({
         "metadata": {"name": "blocker"},
@@ -400,9 +395,8 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
 #[tokio::test]
 async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-off";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
     let own: Service = serde_json::from_value(json!({
         "metadata": {"name": "kafka-9-external", "labels": {"kafka-expose.io/workload": "kafka"}},
@@ -451,9 +445,8 @@ async fn expose_off_removes_every_managed_service_and_leaves_the_users_own() {
 #[tokio::test]
 async fn two_instances_converge_and_then_leave_the_services_alone() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-two";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let a = start_reconciler(&c, ns);
     let b = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30600).await;
@@ -491,9 +484,8 @@ async fn two_instances_converge_and_then_leave_the_services_alone() {
 #[tokio::test]
 async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-restart";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30700).await;
     r.shutdown().await;
@@ -512,9 +504,8 @@ async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
 #[tokio::test]
 async fn the_garbage_collector_removes_the_services_with_their_workload() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-gc";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30800).await;
     // Stop the reconciler first: the garbage collector alone must remove them.
@@ -540,9 +531,8 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
     // LoadBalancer Services take NodePorts at random on 1.20, which could land on another test's
     // fixed ports: this test runs alone and frees them at its end.
     let _exclusive = APISERVER.write().await;
-    let c = client().await;
     let ns = "e2e-lb";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     let sts = create_sts(
         &c,
@@ -656,9 +646,8 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
 #[tokio::test]
 async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
     let _exclusive = APISERVER.write().await;
-    let c = client().await;
     let ns = "e2e-apiserver";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30900).await;
     let dir = env()["KAFKA_EXPOSE_E2E_DIR"].clone();
@@ -695,9 +684,8 @@ async fn the_reconciler_recovers_when_the_api_server_restarts_under_it() {
 #[tokio::test]
 async fn with_leader_election_one_instance_reconciles_and_a_standby_takes_over() {
     let _shared = APISERVER.read().await;
-    let c = client().await;
     let ns = "e2e-leader";
-    namespace(&c, ns).await;
+    let c = fresh_namespace(ns).await;
     let election = |id: &str| {
         let mut e = leader::Election::new(ns, "kafka-expose-reconciler", id);
         e.duration = Duration::from_secs(6);

@@ -7,7 +7,6 @@
 //! with `clientConfig.url` pointing at it, the CA as `caBundle`, and a namespace label added to
 //! its selectors so that each test sees only its own namespaces.
 
-mod e2e_support;
 mod support;
 
 use std::path::PathBuf;
@@ -23,20 +22,13 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use e2e_support::{client, env, eventually, fake_kubelet_with, managed, namespace};
+use support::cluster::{client, env, eventually, fake_kubelet_with, managed, namespace};
+use support::net::free_port;
 use support::{Image, effective_config, listeners, node_ip};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
 /// Label the test webhook configurations select namespaces by.
 const TAG: &str = "kafka-expose-e2e";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn deploy_docs(file: &str) -> Vec<Value> {
     let path = format!("{}/deploy/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -486,7 +478,7 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
                 if s.len() == replicas + 1 {
                     Ok(s)
                 } else {
-                    Err(format!("{:?}", e2e_support::names(&s)))
+                    Err(format!("{:?}", support::cluster::names(&s)))
                 }
             },
         )
@@ -526,7 +518,10 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
                 .iter()
                 .find(|s| s.name_any() == format!("{}-{i}-external", chart.sts))
                 .unwrap_or_else(|| panic!("{}: no Service for {name}", chart.file));
-            assert_eq!(e2e_support::node_port(svc), Some((chart.base + i) as i32));
+            assert_eq!(
+                support::cluster::node_port(svc),
+                Some((chart.base + i) as i32)
+            );
         }
     }
     // The split chart's controller-only StatefulSet is left alone.

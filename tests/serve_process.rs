@@ -1,7 +1,7 @@
 //! `kafka-expose serve` as a process: the one-command start, the admin port, and SIGTERM under
 //! load.
 
-mod https_support;
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,17 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use https_support::{KeepAlive, review, trusting};
+use support::https::{KeepAlive, review, trusting};
+use support::net::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,
@@ -126,7 +119,7 @@ fn serve_dev_certs_without_a_cluster_answers_curl_with_the_generated_ca() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (resp, patch) = https_support::response_of(&out.stdout);
+    let (resp, patch) = support::https::response_of(&out.stdout);
     assert_eq!(resp["uid"], "readme");
     assert_eq!(resp["allowed"], true);
     assert!(patch.unwrap().as_array().unwrap().len() > 3);
@@ -157,7 +150,7 @@ fn serve_dev_certs_without_a_cluster_answers_curl_with_the_generated_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_fails_no_request_flips_readiness_and_exits_zero() {
     let mut srv = start("term", "3s");
-    https_support::install_provider();
+    support::https::install_provider();
     let ca = std::fs::read_to_string(srv.dir.join("certs/ca.crt")).unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", srv.port).parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));

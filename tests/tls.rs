@@ -1,6 +1,6 @@
 //! Real TLS handshakes against the webhook server.
 
-mod https_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use https_support::{KeepAlive, Recorder, connect, recording, review, trusting};
+use support::https::{KeepAlive, Recorder, connect, recording, review, trusting};
 
 struct Running {
     bound: Bound,
@@ -33,7 +33,7 @@ impl Running {
 }
 
 async fn start(tag: &str) -> Running {
-    https_support::install_provider();
+    support::https::install_provider();
     let dir = std::env::temp_dir().join(format!("kx-tls-{tag}-{}", std::process::id()));
     let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
     certs::write(&dir, &bundle).unwrap();
@@ -107,7 +107,7 @@ async fn a_client_trusting_the_generated_ca_is_answered_and_tls_1_1_is_refused()
         .unwrap();
     let answer = conn.post("/mutate", &pod_review()).await.unwrap();
     assert_eq!(answer.status, 200);
-    let (resp, patch) = https_support::response_of(&answer.body);
+    let (resp, patch) = support::https::response_of(&answer.body);
     assert_eq!(resp["uid"], "tls");
     assert!(patch.is_some());
 

@@ -44,12 +44,6 @@ fn mutate(obj: &Value) -> (Value, kafka_expose::engine::workload::WorkloadDecisi
     (out, d)
 }
 
-fn refused(obj: &Value) -> String {
-    mutate_workload(obj, WorkloadKind::StatefulSet, &Settings::default())
-        .unwrap_err()
-        .to_string()
-}
-
 fn tpl_ann(obj: &Value) -> &serde_json::Map<String, Value> {
     obj["spec"]["template"]["metadata"]["annotations"]
         .as_object()
@@ -166,45 +160,6 @@ fn ordinals_start_is_carried_to_the_pods() {
 }
 
 #[test]
-fn a_port_base_outside_the_node_port_range_is_refused_naming_the_annotation() {
-    let e = refused(&sts(
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "9000"}),
-        None,
-    ));
-    assert!(e.contains("kafka-expose.io/port-base=\"9000\""), "{e}");
-    assert!(e.contains("NodePort range 30000-32767"), "{e}");
-}
-
-#[test]
-fn a_last_broker_beyond_the_range_is_refused_with_what_fits() {
-    let e = refused(&sts(
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32766"}),
-        None,
-    ));
-    assert!(e.contains("ports 32766-32768"), "{e}");
-    assert!(e.contains("at most 32765"), "{e}");
-}
-
-#[test]
-fn an_unknown_placeholder_is_refused() {
-    let e = refused(&sts(
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/advertised-host": "template:b-{id}.example.com"}),
-        None,
-    ));
-    assert!(e.contains("kafka-expose.io/advertised-host"), "{e}");
-    assert!(e.contains("unknown placeholder {id}"), "{e}");
-}
-
-#[test]
-fn a_static_list_shorter_than_replicas_is_refused() {
-    let e = refused(&sts(
-        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/advertised-host": "static:a.example.com"}),
-        None,
-    ));
-    assert!(e.contains("lists 1 hosts for 3 replicas"), "{e}");
-}
-
-#[test]
 fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
     let docs = offline::read_documents(
         &std::fs::read_to_string(concat!(
@@ -247,15 +202,10 @@ fn two_workloads_claiming_the_same_node_ports_are_refused() {
 }
 
 #[test]
-fn a_deployment_broker_needs_its_ordinal_and_one_replica() {
+fn a_deployment_broker_is_exposed_by_its_ordinal() {
+    // Its refusal without an ordinal or with two replicas is config::fit's unit test.
     let mut d = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
     d["kind"] = json!("Deployment");
-    d["spec"]["replicas"] = json!(2);
-    let e = mutate_workload(&d, WorkloadKind::Deployment, &Settings::default())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("kafka-expose.io/ordinal"), "{e}");
-    assert!(e.contains("must have 1 replica, not 2"), "{e}");
     d["spec"]["replicas"] = json!(1);
     d["metadata"]["annotations"]["kafka-expose.io/ordinal"] = json!("4");
     let out = offline::run(vec![d], &Options::default()).unwrap();

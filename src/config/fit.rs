@@ -154,7 +154,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("kafka-expose.io/port-base=\"40000\""), "{e}");
-        assert!(e.contains("30000-32767"), "{e}");
+        assert!(e.contains("NodePort range 30000-32767"), "{e}");
     }
 
     #[test]
@@ -163,7 +163,7 @@ mod tests {
         let e = check_against_workload(&c, &facts(3), &Settings::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("32766-32768"), "{e}");
+        assert!(e.contains("ports 32766-32768"), "{e}");
         assert!(e.contains("at most 32765 fits"), "{e}");
     }
 
@@ -211,5 +211,8 @@ mod tests {
         };
         let e = check_against_workload(&c, &f, &Settings::default()).unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
+        let e = e.to_string();
+        assert!(e.contains("kafka-expose.io/ordinal"), "{e}");
+        assert!(e.contains("must have 1 replica, not 2"), "{e}");
     }
 }

@@ -93,10 +93,7 @@ impl fmt::Display for Listener {
 /// Splits a listener list into entries. Entries that do not have the `NAME://host:port` shape are
 /// skipped; Kafka would refuse them at start, so they are not ours to repair.
 pub fn parse_listeners(value: &str) -> Vec<Listener> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    items(value)
         .filter_map(|entry| {
             let (name, rest) = entry.split_once("://")?;
             let (host, port) = split_host_port(rest)?;
@@ -150,10 +147,7 @@ fn append_item(value: &str, item: &str) -> String {
 
 /// Parses `listener.security.protocol.map` into `(name, protocol)` pairs, as written.
 pub fn parse_protocol_map(value: &str) -> Vec<(String, String)> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    items(value)
         .filter_map(|pair| {
             let (name, proto) = pair.split_once(':')?;
             Some((name.trim().to_string(), proto.trim().to_string()))
@@ -207,12 +201,12 @@ pub fn full_protocol_map(
 
 /// Splits a comma-separated list of listener names (`controller.listener.names`).
 pub fn parse_names(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    items(value).map(str::to_string).collect()
+}
+
+/// The non-empty items of a comma-separated Kafka list, trimmed.
+fn items(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// A broker's listener settings, as read from wherever its chart puts them (variables or a

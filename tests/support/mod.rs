@@ -1,4 +1,6 @@
-//! Test support: what a broker pod's Kafka configuration really is once it runs.
+//! The one test support module. This file: what a broker pod's Kafka configuration really is
+//! once it runs; [`https`]: clients and reviews for the server over real TLS; [`cluster`]: the
+//! real control plane's client, namespaces and a stand-in kubelet; [`net`]: loopback ports.
 //!
 //! [`effective_config`] plays the parts between the API server and the broker:
 //! - the kubelet resolves the downward API and expands `$(VAR)` by its rules (only variables
@@ -16,6 +18,10 @@
 //! Nothing here calls into the engine; it reads the pods as the API server would store them.
 
 #![allow(dead_code)]
+
+pub mod cluster;
+pub mod https;
+pub mod net;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,5 @@
 //! A small HTTPS client for the server tests and reviews built from the fixtures.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

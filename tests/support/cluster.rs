@@ -1,7 +1,5 @@
 //! Shared by the e2e suites: the control plane's client, namespaces, a stand-in kubelet, polling.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -36,6 +34,13 @@ pub async fn client() -> Client {
         .await
         .unwrap();
     Client::try_from(cfg).unwrap()
+}
+
+/// A client, and namespace `name` made anew for one test.
+pub async fn fresh_namespace(name: &str) -> Client {
+    let c = client().await;
+    namespace(&c, name).await;
+    c
 }
 
 pub async fn namespace(c: &Client, name: &str) {
