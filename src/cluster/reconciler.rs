@@ -448,7 +448,7 @@ fn controller<K: Exposable>(client: &Client, namespace: Option<&str>) -> Control
     )
 }
 
-/// What [`run`] needs besides the client.
+/// What the reconciler needs besides the client.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Watch one namespace only; all by default.

@@ -1,7 +1,7 @@
 //! The webhook's HTTP side: `POST /mutate` for every kind, over HTTPS, and the admin port.
 //!
 //! [`router`] turns HTTP into an `AdmissionRequest` and back, and nothing more; the decision lives
-//! in [`admission::decide`]. Every admission outcome is an HTTP 200 with an AdmissionReview. A body
+//! in [`admission`] ([`admission::decide_pod`], [`admission::decide_workload`]). Every admission outcome is an HTTP 200 with an AdmissionReview. A body
 //! that is not an AdmissionReview at all gets a 4xx with a short reason: an empty or malformed
 //! body 400, an oversized one 413, refused from its `Content-Length` before it is read.
 

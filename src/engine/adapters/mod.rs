@@ -1,6 +1,6 @@
 //! The adapters that make a broker listen on and advertise the external listener, one file each,
 //! behind the [`Adapter`] enum that [`super::detect`] chooses:
-//! - [`env`]: listeners configured by `KAFKA_*` / `KAFKA_CFG_*` variables, edited in the pod;
+//! - [`env`](mod@env): listeners configured by `KAFKA_*` / `KAFKA_CFG_*` variables, edited in the pod;
 //! - [`properties`]: a `server.properties` rendered at start, edited by an appended init container
 //!   running `kafka-expose patch-properties`;
 //! - [`adopt`]: the chart already advertises an external listener; only its Services are added.
