@@ -40,7 +40,7 @@ use super::leader;
 use super::status::{self, Found, Next, RETRY_AFTER};
 use crate::config::{ExposeMode, Settings};
 use crate::engine::error_chain;
-use crate::engine::exposure::{Decision, Exposure};
+use crate::engine::exposure::{Decision, Exposure, Skip};
 use crate::engine::services::{self, Routes};
 use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
@@ -119,7 +119,7 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
     let exposure = match w.exposure(&ctx.settings) {
         Ok(Decision::Expose(e)) => Some(e),
         Ok(Decision::Skip(skip)) => {
-            if skip != crate::engine::exposure::Skip::NotRequested {
+            if skip != Skip::NotRequested {
                 publish(
                     &ctx,
                     obj.as_ref(),

@@ -148,8 +148,8 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         .or(ctx.namespace)
         .unwrap_or_default();
     let host = match external_host(cfg, &ordinal, ctx)? {
-        Ok(h) => h,
-        Err(service) => {
+        ExternalHost::Known(h) => h,
+        ExternalHost::Waiting(service) => {
             let message = format!(
                 "kafka-expose: broker {} waits for LoadBalancer Service {namespace}/{service} to get an address; the StatefulSet controller retries",
                 ordinal.ordinal
@@ -319,14 +319,20 @@ pub fn ordinal(
     })
 }
 
-/// The value of `KAFKA_EXPOSE_EXTERNAL_HOST`: a `$(VAR)` reference or a rendered name. `Err`
-/// holds the LoadBalancer Service whose address is not known yet.
+/// The broker's external host, as far as the webhook can know it.
+enum ExternalHost {
+    /// The value of `KAFKA_EXPOSE_EXTERNAL_HOST`: a `$(VAR)` reference or a rendered name.
+    Known(String),
+    /// The LoadBalancer Service whose address is not known yet.
+    Waiting(String),
+}
+
 fn external_host(
     cfg: &ExposeConfig,
     o: &Ordinal,
     ctx: &PodContext<'_>,
-) -> Result<Result<String, String>, ConfigError> {
-    Ok(Ok(match &cfg.advertised_host {
+) -> Result<ExternalHost, ConfigError> {
+    Ok(ExternalHost::Known(match &cfg.advertised_host {
         AdvertisedHost::HostIp => envs::reference(envs::HOST_IP),
         AdvertisedHost::Template(t) => t.render(|p| match p {
             Placeholder::Ordinal => o.ordinal.to_string(),
@@ -348,7 +354,7 @@ fn external_host(
             let service = broker_service_name(&o.workload, o.ordinal);
             match (ctx.lb_address)(&service) {
                 Some(addr) => addr,
-                None => return Ok(Err(service)),
+                None => return Ok(ExternalHost::Waiting(service)),
             }
         }
     }))
