@@ -189,6 +189,20 @@ impl Doc {
             last.raw.push_str(&self.eol);
             last.eol = self.eol.clone();
         }
+        // A last entry ending in a dangling `\` would continue onto the new line and swallow
+        // it; a blank line ends it first, as Java reads an empty continuation line.
+        if let Some(last) = self.entries.last()
+            && last.key.is_some()
+            && continues(last.raw.trim_end_matches(['\r', '\n']))
+        {
+            self.entries.push(Entry {
+                raw: self.eol.clone(),
+                key: None,
+                prefix: String::new(),
+                value: String::new(),
+                eol: self.eol.clone(),
+            });
+        }
         self.entries.push(Entry {
             raw: format!("{key}={value}{}", self.eol),
             key: Some(key.to_string()),
@@ -207,24 +221,27 @@ impl Doc {
 /// Splits a logical line into its key and the length of the text before the value.
 fn split_key(line: &str) -> (String, usize) {
     let start = line.len() - line.trim_start().len();
-    let bytes = line.as_bytes();
-    let mut i = start;
     let mut key = String::new();
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == b'\\' && i + 1 < bytes.len() {
-            key.push(bytes[i + 1] as char);
-            i += 2;
+    let mut chars = line[start..].char_indices().map(|(j, c)| (start + j, c));
+    // Where the key ends: the first unescaped separator, or the end of the line.
+    let mut end = line.len();
+    while let Some((j, c)) = chars.next() {
+        if c == '\\' {
+            // An escaped character belongs to the key, whatever it is; a lone trailing
+            // backslash is dropped, as Java drops it.
+            if let Some((_, escaped)) = chars.next() {
+                key.push(escaped);
+            }
             continue;
         }
-        if c == b'=' || c == b':' || c == b' ' || c == b'\t' || c == b'\x0c' {
+        if matches!(c, '=' | ':' | ' ' | '\t' | '\x0c') {
+            end = j;
             break;
         }
-        // Keys are ASCII in practice; keep any other byte sequence whole.
-        let ch = line[i..].chars().next().unwrap_or(' ');
-        key.push(ch);
-        i += ch.len_utf8();
+        key.push(c);
     }
+    let bytes = line.as_bytes();
+    let mut i = end;
     while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\x0c') {
         i += 1;
     }
@@ -431,6 +448,29 @@ mod tests {
         let e = patch(text, &req()).unwrap();
         assert!(!e.changed);
         assert_eq!(e.text, text);
+    }
+
+    #[test]
+    fn an_escaped_multibyte_character_in_a_key_is_read_not_a_panic() {
+        assert_eq!(split_key("a\\é=1"), ("aé".to_string(), 5));
+        assert_eq!(split_key("k\\"), ("k".to_string(), 2));
+        let e = patch("a\\é=1\nlisteners=PLAINTEXT://:9092\n", &req()).unwrap();
+        assert!(e.text.starts_with("a\\é=1\n"), "{}", e.text);
+    }
+
+    #[test]
+    fn a_new_key_after_a_dangling_continuation_is_not_swallowed() {
+        // Found by the property test: `listeners\=\` at the end of the file used to swallow
+        // the appended `listeners=` line on the next read, so a second edit conflicted.
+        for text in ["listeners\\=\\", "a=b\\\n"] {
+            let once = patch(text, &req()).unwrap();
+            let twice = patch(&once.text, &req()).unwrap();
+            assert!(!twice.changed, "{:?} -> {:?}", text, once.text);
+            assert!(
+                once.text
+                    .contains("\nlisteners=PLAINTEXT://:9092,EXTERNAL://:9095\n")
+            );
+        }
     }
 
     #[test]

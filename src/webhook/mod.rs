@@ -145,19 +145,25 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
             );
         }
     };
+    answer(&s, &body)
+}
+
+/// The answer to a request body that was read whole: a review, or a 4xx with a reason. It
+/// never panics, whatever the bytes (the `admission` fuzz target drives it).
+pub fn answer(s: &AppState, body: &[u8]) -> Response {
     if body.is_empty() {
         return reject(
-            &s,
+            s,
             StatusCode::BAD_REQUEST,
             "empty body",
             "expected an AdmissionReview".into(),
         );
     }
-    let head: Head = match serde_json::from_slice(&body) {
+    let head: Head = match serde_json::from_slice(body) {
         Ok(h) => h,
         Err(e) => {
             return reject(
-                &s,
+                s,
                 StatusCode::BAD_REQUEST,
                 "malformed AdmissionReview",
                 e.to_string(),
@@ -166,7 +172,7 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
     };
     let Some(h) = head.request else {
         return reject(
-            &s,
+            s,
             StatusCode::BAD_REQUEST,
             "malformed AdmissionReview",
             "no request".into(),
@@ -174,31 +180,31 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
     };
     let plain = admission::passes_through(h.sub_resource.as_deref(), &h.operation);
     let (request, decision) = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
-        ("", "Pod", false) => match read::<Pod>(&body) {
+        ("", "Pod", false) => match read::<Pod>(body) {
             Ok(r) => {
                 let d =
                     admission::decide_pod(&r, &s.settings, s.failure_mode, s.lb_addresses.as_ref());
                 (Meta::of(&r), d)
             }
-            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
         },
-        ("apps", "StatefulSet", false) => match read::<StatefulSet>(&body) {
+        ("apps", "StatefulSet", false) => match read::<StatefulSet>(body) {
             Ok(r) => {
                 let d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
                 (Meta::of(&r), d)
             }
-            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
         },
-        ("apps", "Deployment", false) => match read::<Deployment>(&body) {
+        ("apps", "Deployment", false) => match read::<Deployment>(body) {
             Ok(r) => {
                 let d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
                 (Meta::of(&r), d)
             }
-            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
         },
-        _ => match read::<DynamicObject>(&body) {
+        _ => match read::<DynamicObject>(body) {
             Ok(r) => (Meta::of(&r), admission::allow(&r)),
-            Err(e) => return reject(&s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
+            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
         },
     };
     let warnings = decision.response.warnings.as_ref().map_or(0, Vec::len);
