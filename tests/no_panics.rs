@@ -199,8 +199,8 @@ proptest! {
     fn annotation_parsing_never_panics(ann in annotations(), replicas in 0u32..300) {
         if let Ok(Requested::Expose(cfg)) = parse(&ann) {
             for kind in ["StatefulSet", "Deployment"] {
-                let facts = WorkloadFacts { kind, name: "kafka", replicas };
-                let _ = check_against_workload(&cfg, &facts, &Settings::default());
+                let facts = WorkloadFacts { ordinals_start: replicas % 3, kind, name: "kafka", replicas };
+                let _ = check_against_workload(&cfg, cfg.port_base_or_default(), &facts, &Settings::default());
             }
         }
     }

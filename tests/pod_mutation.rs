@@ -231,11 +231,16 @@ fn the_pod_index_label_gives_the_ordinal_before_the_name() {
 }
 
 #[test]
-fn ordinals_start_shifts_the_port_but_not_the_ordinal() {
+fn with_ordinals_start_the_port_still_follows_the_broker_ordinal() {
+    // Broker n on base + n, as its broker id suggests, whatever the StatefulSet's first ordinal.
+    let mut pod = apache_pod("kafka-1");
+    pod["metadata"]["annotations"]["kafka-expose.io/ordinals-start"] = json!("1");
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32401");
     let mut pod = apache_pod("kafka-5");
     pod["metadata"]["annotations"]["kafka-expose.io/ordinals-start"] = json!("4");
     let out = apply(&pod, &decide(&pod));
-    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32401");
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32405");
 }
 
 #[test]

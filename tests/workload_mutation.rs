@@ -159,6 +159,113 @@ fn ordinals_start_is_carried_to_the_pods() {
     assert_eq!(tpl_ann(&out)["kafka-expose.io/ordinals-start"], "1");
 }
 
+/// The value of `name` in the first container of a pod `mutate` rendered.
+fn env_value<'a>(pod: &'a Value, name: &str) -> &'a str {
+    pod["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("{name} not set"))
+}
+
+fn node_port_of<'a>(out: &'a offline::Output, service: &str) -> &'a Value {
+    &out.objects
+        .iter()
+        .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == service)
+        .unwrap_or_else(|| panic!("no Service {service}"))["spec"]["ports"][0]["nodePort"]
+}
+
+#[test]
+fn with_ordinals_start_each_broker_is_on_base_plus_its_ordinal() {
+    let mut obj = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
+    obj["spec"]["ordinals"] = json!({"start": 1});
+    let out = offline::run(vec![obj], &Options::default()).unwrap();
+    let pods: Vec<&Value> = out.objects.iter().filter(|o| o["kind"] == "Pod").collect();
+    let names: Vec<&str> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kafka-1", "kafka-2", "kafka-3"]);
+    for (pod, port) in pods.iter().zip(["32401", "32402", "32403"]) {
+        assert_eq!(env_value(pod, "KAFKA_EXPOSE_EXTERNAL_PORT"), port);
+    }
+    assert_eq!(node_port_of(&out, "kafka-1-external"), 32401);
+    assert_eq!(node_port_of(&out, "kafka-3-external"), 32403);
+}
+
+#[test]
+fn a_first_ordinal_that_pushes_the_last_broker_out_of_range_is_refused() {
+    let mut obj = sts(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32764"}),
+        None,
+    );
+    obj["spec"]["ordinals"] = json!({"start": 2});
+    let e = mutate_workload(&obj, WorkloadKind::StatefulSet, &Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ports 32766-32768"), "{e}");
+    assert!(e.contains("at most 32763 fits"), "{e}");
+}
+
+#[test]
+fn deployments_with_ordinals_0_and_1_share_a_port_base_without_overlapping() {
+    let deployment = |name: &str, ordinal: &str| {
+        let mut d = sts(
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31000",
+                   "kafka-expose.io/ordinal": ordinal}),
+            None,
+        );
+        d["kind"] = json!("Deployment");
+        d["metadata"]["name"] = json!(name);
+        d["spec"]["replicas"] = json!(1);
+        d
+    };
+    let out = offline::run(
+        vec![deployment("broker-a", "0"), deployment("broker-b", "1")],
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(node_port_of(&out, "broker-a-0-external"), 31000);
+    assert_eq!(node_port_of(&out, "broker-b-1-external"), 31001);
+    let ports: Vec<&str> = out
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "Pod")
+        .map(|p| env_value(p, "KAFKA_EXPOSE_EXTERNAL_PORT"))
+        .collect();
+    assert_eq!(ports, ["31000", "31001"]);
+}
+
+#[test]
+fn a_workload_without_a_broker_is_left_alone_and_the_brokers_are_exposed() {
+    // An exporter beside the brokers, reached by the same --set: no ordinal, and no refusal.
+    let mut exporter = sts(json!({}), None);
+    exporter["kind"] = json!("Deployment");
+    exporter["metadata"]["name"] = json!("kafka-exporter");
+    exporter["spec"]["replicas"] = json!(1);
+    exporter["spec"]["template"]["spec"]["containers"] = json!([{
+        "name": "kafka-exporter", "image": "danielqsj/kafka-exporter:v1.7.0",
+        "args": ["--kafka.server=kafka:9092"]
+    }]);
+    let opts = Options {
+        set: vec![("expose".into(), "nodeport".into())],
+        ..Options::default()
+    };
+    let out = offline::run(vec![exporter, sts(json!({}), None)], &opts).unwrap();
+    let report = offline::explain(&out);
+    assert!(
+        report.contains("Deployment kafka/kafka-exporter: left alone: no Kafka broker container"),
+        "{report}"
+    );
+    assert!(
+        report.contains("StatefulSet kafka/kafka: exposed by nodeport"),
+        "{report}"
+    );
+    assert_eq!(node_port_of(&out, "kafka-2-external"), 32402);
+}
+
 #[test]
 fn an_explicit_port_base_contradicting_the_charts_own_scheme_is_refused() {
     let docs = offline::read_documents(

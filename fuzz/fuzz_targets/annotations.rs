@@ -18,11 +18,12 @@ fuzz_target!(|data: &[u8]| {
         let replicas = data.first().copied().unwrap_or(3) as u32;
         for kind in ["StatefulSet", "Deployment"] {
             let facts = WorkloadFacts {
+                ordinals_start: replicas % 3,
                 kind,
                 name: "kafka",
                 replicas,
             };
-            let _ = check_against_workload(&cfg, &facts, &Settings::default());
+            let _ = check_against_workload(&cfg, cfg.port_base_or_default(), &facts, &Settings::default());
         }
     }
 });

@@ -1,5 +1,6 @@
-//! The range fit: a configuration checked against the workload it is on. NodePorts
-//! `base + index` must lie in the cluster's range for every replica (and the bootstrap port
+//! The range fit: a configuration checked against the workload it is on. The broker with
+//! ordinal *n* is on `base + n` (the broker-id convention of every chart and guide), so the
+//! NodePorts of the ordinals in use must lie in the cluster's range (and the bootstrap port
 //! outside them), a `static:` list needs a host per broker, a Deployment runs one broker, and
 //! every Service name must fit a DNS label.
 
@@ -12,15 +13,34 @@ pub const MAX_SERVICE_NAME: usize = 63;
 /// Facts about the workload that the configuration must fit.
 #[derive(Debug, Clone)]
 pub struct WorkloadFacts<'a> {
+    /// The first ordinal of a StatefulSet (`spec.ordinals.start`); a Deployment's broker has
+    /// its `ordinal` instead.
+    pub ordinals_start: u32,
     pub kind: &'a str,
     pub name: &'a str,
     pub replicas: u32,
 }
 
-/// Checks the configuration against the workload it is on: port ranges for the replica count,
-/// `static:` host count, Service name lengths, the Deployment rule of one broker per workload.
+impl WorkloadFacts<'_> {
+    /// The first and last broker ordinal in use: a StatefulSet's from `spec.ordinals.start`, a
+    /// Deployment's one broker's from its `ordinal`.
+    pub fn ordinals(&self, cfg: &ExposeConfig) -> (u32, u32) {
+        let first = if self.kind == "Deployment" {
+            cfg.ordinal.unwrap_or(0)
+        } else {
+            self.ordinals_start
+        };
+        (first, first.saturating_add(self.replicas.max(1) - 1))
+    }
+}
+
+/// Checks the configuration against the workload it is on: the ports of the ordinals in use
+/// (broker *n* on `port_base + n`), the `static:` host count, Service name lengths, the
+/// Deployment rule of one broker per workload. `port_base` is the base in force: the
+/// configuration's, or an adopted chart's own.
 pub fn check_against_workload(
     cfg: &ExposeConfig,
+    port_base: u16,
     facts: &WorkloadFacts<'_>,
     settings: &Settings,
 ) -> Result<(), ConfigError> {
@@ -30,22 +50,24 @@ pub fn check_against_workload(
     };
     let range = settings.node_port_range;
     let n = facts.replicas.max(1);
+    let (first, last) = facts.ordinals(cfg);
+    let base = port_base as u32;
+    let (lo, hi) = (base + first, base + last);
     if cfg.mode == ExposeMode::NodePort {
-        let base = cfg.port_base_or_default();
-        let last = base as u32 + n - 1;
-        if !range.contains(base as u32) {
+        if !range.contains(lo) {
+            let message = if first == 0 {
+                format!("is outside the cluster's NodePort range {range}")
+            } else {
+                format!("puts broker {first} on {lo}, outside the cluster's NodePort range {range}")
+            };
+            fail(keys::PORT_BASE, port_base.to_string(), message);
+        } else if !range.contains(hi) {
+            let fit = (range.end as u32).saturating_sub(last);
             fail(
                 keys::PORT_BASE,
-                base.to_string(),
-                format!("is outside the cluster's NodePort range {range}"),
-            );
-        } else if !range.contains(last) {
-            let fit = range.end as u32 + 1 - n;
-            fail(
-                keys::PORT_BASE,
-                base.to_string(),
+                port_base.to_string(),
                 format!(
-                    "{} replicas need ports {base}-{last}, beyond the NodePort range {range}; a port-base of at most {fit} fits",
+                    "{} replicas need ports {lo}-{hi}, beyond the NodePort range {range}; a port-base of at most {fit} fits",
                     facts.replicas
                 ),
             );
@@ -57,24 +79,21 @@ pub fn check_against_workload(
                     b.to_string(),
                     format!("is outside the cluster's NodePort range {range}"),
                 );
-            } else if (base as u32..=last).contains(&(b as u32)) {
+            } else if (lo..=hi).contains(&(b as u32)) {
                 fail(
                     keys::BOOTSTRAP_NODE_PORT,
                     b.to_string(),
-                    format!("collides with the per-broker NodePorts {base}-{last}"),
+                    format!("collides with the per-broker NodePorts {lo}-{hi}"),
                 );
             }
         }
     }
-    if cfg.mode == ExposeMode::HostPort {
-        let base = cfg.port_base_or_default();
-        if base as u32 + n - 1 > u16::MAX as u32 {
-            fail(
-                keys::PORT_BASE,
-                base.to_string(),
-                format!("{} replicas need ports beyond 65535", facts.replicas),
-            );
-        }
+    if cfg.mode == ExposeMode::HostPort && hi > u16::MAX as u32 {
+        fail(
+            keys::PORT_BASE,
+            port_base.to_string(),
+            format!("{} replicas need ports beyond 65535", facts.replicas),
+        );
     }
     if let AdvertisedHost::Static(hosts) = &cfg.advertised_host
         && (hosts.len() as u32) < n
@@ -108,7 +127,7 @@ pub fn check_against_workload(
             );
         }
     }
-    let longest = broker_service_name(facts.name, n - 1 + cfg.ordinal.unwrap_or(0));
+    let longest = broker_service_name(facts.name, last);
     if longest.len() > MAX_SERVICE_NAME {
         fail(
             keys::EXPOSE,
@@ -141,6 +160,7 @@ mod tests {
 
     fn facts(replicas: u32) -> WorkloadFacts<'static> {
         WorkloadFacts {
+            ordinals_start: 0,
             kind: "StatefulSet",
             name: "kafka",
             replicas,
@@ -150,9 +170,14 @@ mod tests {
     #[test]
     fn a_port_base_outside_the_node_port_range_is_refused() {
         let c = expose(&[("expose", "nodeport"), ("port-base", "40000")]);
-        let e = check_against_workload(&c, &facts(3), &Settings::default())
-            .unwrap_err()
-            .to_string();
+        let e = check_against_workload(
+            &c,
+            c.port_base_or_default(),
+            &facts(3),
+            &Settings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("kafka-expose.io/port-base=\"40000\""), "{e}");
         assert!(e.contains("NodePort range 30000-32767"), "{e}");
     }
@@ -160,9 +185,14 @@ mod tests {
     #[test]
     fn a_port_base_whose_last_broker_leaves_the_range_is_refused_with_a_fit() {
         let c = expose(&[("expose", "nodeport"), ("port-base", "32766")]);
-        let e = check_against_workload(&c, &facts(3), &Settings::default())
-            .unwrap_err()
-            .to_string();
+        let e = check_against_workload(
+            &c,
+            c.port_base_or_default(),
+            &facts(3),
+            &Settings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("ports 32766-32768"), "{e}");
         assert!(e.contains("at most 32765 fits"), "{e}");
     }
@@ -174,7 +204,7 @@ mod tests {
             node_port_range: "20000-22767".parse().unwrap(),
             ..Settings::default()
         };
-        check_against_workload(&c, &facts(3), &settings).unwrap();
+        check_against_workload(&c, c.port_base_or_default(), &facts(3), &settings).unwrap();
     }
 
     #[test]
@@ -183,18 +213,28 @@ mod tests {
             ("expose", "nodeport"),
             ("advertised-host", "static:a.example,b.example"),
         ]);
-        let e = check_against_workload(&c, &facts(3), &Settings::default())
-            .unwrap_err()
-            .to_string();
+        let e = check_against_workload(
+            &c,
+            c.port_base_or_default(),
+            &facts(3),
+            &Settings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("lists 2 hosts for 3 replicas"), "{e}");
     }
 
     #[test]
     fn a_bootstrap_port_among_the_broker_ports_is_refused() {
         let c = expose(&[("expose", "nodeport"), ("bootstrap-node-port", "32401")]);
-        let e = check_against_workload(&c, &facts(3), &Settings::default())
-            .unwrap_err()
-            .to_string();
+        let e = check_against_workload(
+            &c,
+            c.port_base_or_default(),
+            &facts(3),
+            &Settings::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("collides with the per-broker NodePorts 32400-32402"),
             "{e}"
@@ -205,11 +245,13 @@ mod tests {
     fn a_deployment_needs_an_ordinal_and_one_replica() {
         let c = expose(&[("expose", "nodeport")]);
         let f = WorkloadFacts {
+            ordinals_start: 0,
             kind: "Deployment",
             name: "broker-a",
             replicas: 2,
         };
-        let e = check_against_workload(&c, &f, &Settings::default()).unwrap_err();
+        let e = check_against_workload(&c, c.port_base_or_default(), &f, &Settings::default())
+            .unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
         let e = e.to_string();
         assert!(e.contains("kafka-expose.io/ordinal"), "{e}");

@@ -1,4 +1,4 @@
-//! The exposure pipeline: parse → check → detect → skip, once, for everything that decides.
+//! The exposure pipeline: parse → detect → check → skip, once, for everything that decides.
 //!
 //! [`decide`] goes from a workload's (or a pod's) effective annotations and pod spec to either an
 //! [`Exposure`] (the validated configuration, the broker container, the adapter and the external
@@ -113,11 +113,14 @@ pub fn decide<'a>(
         Requested::Expose(cfg) => cfg,
         Requested::Nothing | Requested::Off => return Ok(Decision::Skip(Skip::NotRequested)),
     };
-    if let Some(facts) = facts {
-        config::check_against_workload(&cfg, facts, settings)?;
+    // The broker first: a workload that runs none (an exporter reached by a namespace-wide
+    // setting) is left alone whatever its configuration, not refused.
+    let decision = match spec {
+        Some(spec) => detect::detect(spec, cfg)?,
+        None => Decision::Skip(Skip::NoBroker("the pod has no spec".into())),
+    };
+    if let (Decision::Expose(e), Some(facts)) = (&decision, facts) {
+        config::check_against_workload(&e.config, e.port_base, facts, settings)?;
     }
-    match spec {
-        Some(spec) => detect::detect(spec, cfg),
-        None => Ok(Decision::Skip(Skip::NoBroker("the pod has no spec".into()))),
-    }
+    Ok(decision)
 }

@@ -1,7 +1,7 @@
 //! The decision engine: pure functions from an object and its configuration to a plan.
 //!
 //! Nothing here takes a client, a clock or a socket.
-//! - [`exposure`]: the one pipeline (parse → check → detect → skip) everything starts from;
+//! - [`exposure`]: the one pipeline (parse → detect → check → skip) everything starts from;
 //! - [`workload`] and [`pod`]: the two admission decisions, RFC 6902 operations against the
 //!   object exactly as received ([`patch`]), plus warnings for the user;
 //! - [`services`]: the Service plan, the complete Services an exposed workload needs;

@@ -139,7 +139,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
 
     let port = match cfg.mode {
         ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-        ExposeMode::NodePort | ExposeMode::HostPort => detection.port_base as u32 + ordinal.index,
+        ExposeMode::NodePort | ExposeMode::HostPort => detection.port_base as u32 + ordinal.ordinal,
     };
     let namespace = pod
         .metadata
@@ -175,7 +175,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     let base_env = base_env(&host, port);
     let bi = detection.broker.index;
     let c = detection.broker.container;
-    let bind_port = detection.target.for_index(ordinal.index);
+    let bind_port = detection.target.for_ordinal(ordinal.ordinal);
     let advertised = format!("{host}:{port}");
     match &detection.adapter {
         Adapter::Env(flavor) => {

@@ -58,7 +58,7 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
             };
             let port = match cfg.mode {
                 ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-                ExposeMode::NodePort | ExposeMode::HostPort => d.port_base as u32 + index,
+                ExposeMode::NodePort | ExposeMode::HostPort => d.port_base as u32 + ordinal,
             };
             BrokerRoute {
                 ordinal,
@@ -66,7 +66,7 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
                 pod: format!("{}-{ordinal}", w.name),
                 service: broker_service_name(&w.name, ordinal),
                 port,
-                target: d.target.for_index(index),
+                target: d.target.for_ordinal(ordinal),
             }
         })
         .collect();

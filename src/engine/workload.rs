@@ -153,6 +153,7 @@ impl Workload {
 
     pub fn facts(&self) -> WorkloadFacts<'_> {
         WorkloadFacts {
+            ordinals_start: self.ordinals_start,
             kind: self.kind.as_str(),
             name: &self.name,
             replicas: self.replicas,
@@ -208,6 +209,11 @@ pub fn config_hash(effective: &BTreeMap<String, String>, ordinals_start: u32) ->
         h.update([0]);
     }
     h.update(ordinals_start.to_string().as_bytes());
+    if ordinals_start > 0 {
+        // Ports follow the broker ordinal (`base + n`), no longer the index from the first
+        // broker: such workloads roll once to advertise their new ports.
+        h.update(b"ports-by-ordinal");
+    }
     let digest = h.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

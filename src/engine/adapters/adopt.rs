@@ -20,16 +20,17 @@ use crate::names::keys;
 pub enum TargetPort {
     /// The same container port on every broker.
     Fixed(u16),
-    /// Broker *i* binds `base + i`: images that derive `listeners` from the advertised ones.
+    /// The broker with ordinal *n* binds `base + n`: images that derive `listeners` from the
+    /// advertised ones, whose port is `base + broker id`.
     PerOrdinal(u16),
 }
 
 impl TargetPort {
-    /// The container port of the broker with this index.
-    pub fn for_index(self, index: u32) -> u32 {
+    /// The container port of the broker with this ordinal.
+    pub fn for_ordinal(self, ordinal: u32) -> u32 {
         match self {
             Self::Fixed(p) => p as u32,
-            Self::PerOrdinal(base) => base as u32 + index,
+            Self::PerOrdinal(base) => base as u32 + ordinal,
         }
     }
 }
