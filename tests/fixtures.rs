@@ -27,7 +27,7 @@ struct Case {
     adopted: bool,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case {
         fixture: "apache-kafka-kraft.yaml",
         workload: "kafka",
@@ -95,6 +95,15 @@ const CASES: [Case; 7] = [
         ],
         listener: "OUTSIDE",
         adopted: true,
+    },
+    Case {
+        fixture: "bitnami-32.4.4-ssl.yaml",
+        workload: "my-kafka-controller",
+        container: "kafka",
+        image: Image::BitnamiFile,
+        extra: &[],
+        listener: "EXTERNAL",
+        adopted: false,
     },
 ];
 
@@ -585,4 +594,67 @@ fn every_fixture_passes_its_other_objects_through_unchanged() {
             );
         }
     }
+}
+
+#[test]
+fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reason() {
+    // kafka-server-start.sh --override wins over the env and the file: an added listener would
+    // be lost, so nothing is added, and the user is told why and what to do.
+    let docs = support::fixture("kubernetes-contrib-kafka-override.yaml");
+    let opts = Options {
+        set: vec![("expose".into(), "nodeport".into())],
+        ..Options::default()
+    };
+    let out = offline::run(docs.clone(), &opts).unwrap();
+    let report = offline::explain(&out);
+    assert!(
+        report.contains("StatefulSet kafka: unsupported, nothing created")
+            && report.contains("--override"),
+        "{report}"
+    );
+    assert!(
+        objects_of(&out, "Service")
+            .iter()
+            .all(|s| s["metadata"]["name"] == "kafka-hs")
+    );
+    let sts = objects_of(&out, "StatefulSet")[0];
+    assert_eq!(sts["spec"]["template"], docs[1]["spec"]["template"]);
+    // A pod that reaches the webhook all the same is admitted unchanged.
+    let w = Workload::from_value(WorkloadKind::StatefulSet, &docs[1]).unwrap();
+    let mut pod = controller_pods(&w, &docs[1]).remove(0);
+    pod["metadata"]["annotations"] = serde_json::json!({"kafka-expose.io/expose": "nodeport"});
+    let settings = Settings::default();
+    let no_lb = |_: &str| None;
+    let ctx = PodContext {
+        settings: &settings,
+        namespace: Some("kafka"),
+        lb_address: &no_lb,
+    };
+    let d = mutate_pod(&pod, &ctx).unwrap();
+    assert!(d.patch.is_empty(), "{:?}", d.patch);
+    assert!(d.warnings[0].contains("--override"), "{:?}", d.warnings);
+}
+
+#[test]
+fn an_external_listener_that_speaks_tls_is_warned_about_host_names() {
+    let out = run(&CASES[7], &[("expose", "nodeport")]).unwrap();
+    let report = offline::explain(&out);
+    assert!(
+        report.contains("set up for TLS")
+            && report.contains("ssl.endpoint.identification.algorithm="),
+        "{report}"
+    );
+    let plain = run(&CASES[3], &[("expose", "nodeport")]).unwrap();
+    assert!(!offline::explain(&plain).contains("TLS"));
+    let explicit = run(
+        &CASES[0],
+        &[("expose", "nodeport"), ("security-protocol", "SSL")],
+    )
+    .unwrap();
+    let report = offline::explain(&explicit);
+    assert!(
+        report.contains("the external listener uses SSL")
+            && report.contains("their nodes' IP addresses"),
+        "{report}"
+    );
 }

@@ -200,6 +200,10 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
             note,
         )
         .await;
+        // Said once per new address, not on every resync: clients about to connect need it.
+        if let Some(tls) = exposure.as_ref().and_then(|e| e.tls_warning.as_ref()) {
+            publish(&ctx, obj.as_ref(), EventType::Warning, "ExternalTLS", tls).await;
+        }
     }
     if let Some(first) = failures.first() {
         return Err(Error::Services {

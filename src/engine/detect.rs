@@ -17,8 +17,10 @@ use super::adapters::adopt::{self, TargetPort};
 use super::adapters::env::{self, Flavor};
 use super::adapters::properties;
 use super::exposure::{Decision, Exposure, Skip};
-use crate::config::{AdapterChoice, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig};
-use crate::kafka::external::choose_protocol;
+use crate::config::{
+    AdapterChoice, AdvertisedHost, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig,
+};
+use crate::kafka::external::{choose_protocol, tls_warning};
 use crate::names::{PORT_NAME, full_key, keys};
 
 /// The container that runs the broker.
@@ -245,6 +247,14 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
         }
         _ => (None, cfg.security_protocol),
     };
+    let tls_warning = match (protocol, &adapter) {
+        (Some(p), _) if p.is_tls() => Some(tls_warning(protocol, &advertised_hosts(&cfg))),
+        (None, Adapter::Properties(t)) if shows_tls(spec, c, &t.writer) => {
+            Some(tls_warning(None, &advertised_hosts(&cfg)))
+        }
+        _ => None,
+    };
+    notes.extend(tls_warning.clone());
 
     Ok(Decision::Expose(Box::new(Exposure {
         config: cfg,
@@ -257,7 +267,43 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
         port_base,
         protocol,
         client,
+        tls_warning,
     })))
+}
+
+/// What the brokers advertise, for people.
+fn advertised_hosts(cfg: &ExposeConfig) -> String {
+    match &cfg.advertised_host {
+        AdvertisedHost::HostIp => "their nodes' IP addresses".into(),
+        AdvertisedHost::Template(t) => format!("names like {}", t.as_str()),
+        AdvertisedHost::Static(hosts) => hosts.join(", "),
+        AdvertisedHost::LoadBalancer => "their LoadBalancers' addresses".into(),
+    }
+}
+
+/// Whether the broker or the init container that writes its configuration carries TLS material:
+/// a variable about TLS, SSL or a keystore, or a Secret volume named for TLS.
+fn shows_tls(spec: &PodSpec, broker: &Container, writer: &str) -> bool {
+    let tlsish = |s: &str| {
+        let s = s.to_ascii_uppercase();
+        s.contains("TLS") || s.contains("SSL") || s.contains("KEYSTORE")
+    };
+    let writer = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == writer);
+    let vars = std::iter::once(broker)
+        .chain(writer)
+        .flat_map(|c| c.env.iter().flatten())
+        .any(|e| tlsish(&e.name));
+    let secrets = spec.volumes.iter().flatten().any(|v| {
+        v.secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+            .is_some_and(tlsish)
+    });
+    vars || secrets
 }
 
 /// The adapter the pod's contents call for, and why; `Err` says why none fits.
@@ -279,6 +325,13 @@ fn auto(
             }),
             None => Err("the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string()),
         };
+    }
+    if script.listeners.is_some() {
+        return Err(if script.overrides {
+            "the broker's command sets listeners with kafka-server-start.sh --override, which wins over the env and the properties file, so an added listener would be lost; move the listener settings to KAFKA_* variables (or server.properties) so kafka-expose can add to them".to_string()
+        } else {
+            "the container's startup script sets listeners itself, so a listener added in the env would be overwritten; set the listeners in the env instead, or kafka-expose.io/adapter if the script reads them".to_string()
+        });
     }
     if let Some(plan) = adopt::from_env(c, flavor, cfg) {
         return plan.map(|p| {

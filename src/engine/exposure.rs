@@ -91,6 +91,9 @@ pub struct Exposure<'a> {
     pub protocol: Option<SecurityProtocol>,
     /// The client listener whose settings the external one takes.
     pub client: Option<ClientListener>,
+    /// What the user must do about host names, when the external listener speaks TLS (also
+    /// among the notes); the reconciler publishes it as an Event.
+    pub tls_warning: Option<String>,
 }
 
 /// The pipeline's answer.

@@ -169,6 +169,20 @@ pub fn choose_protocol(
     ProtocolChoice { protocol, source }
 }
 
+/// What a user must know when the external listener speaks TLS: clients verify the broker's
+/// certificate against the host they dial (`ssl.endpoint.identification.algorithm=https`, the
+/// default since Kafka 2.0), and a chart's certificates name in-cluster hosts only. `hosts` says
+/// what the brokers advertise; `protocol` is `None` where it is only learnt at start.
+pub fn tls_warning(protocol: Option<SecurityProtocol>, hosts: &str) -> String {
+    let uses = match protocol {
+        Some(p) => format!("the external listener uses {p}"),
+        None => "the broker is set up for TLS, and if the external listener inherits SSL or SASL_SSL from the client listener".into(),
+    };
+    format!(
+        "{uses}: clients check the broker's certificate against the host they connect to, and chart-made certificates name only in-cluster hosts. The brokers advertise {hosts}: issue certificates whose subject alternative names include those hosts (IP SANs for addresses), or set ssl.endpoint.identification.algorithm= (empty) on the clients, which keeps encryption but gives up verifying whom they talk to"
+    )
+}
+
 /// How a configuration spells the settings scoped to one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopedKeys<'a> {

@@ -49,6 +49,11 @@ impl SecurityProtocol {
         }
     }
 
+    /// Whether clients speak TLS to a listener of this protocol, and so verify its host name.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
     /// How much the protocol protects: encryption counts more than authentication.
     /// `SASL_SSL` > `SSL` > `SASL_PLAINTEXT` > `PLAINTEXT`.
     pub fn strength(self) -> u8 {

@@ -13,7 +13,7 @@
 //! wins.
 
 use super::external::{
-    External, ProtocolSource, ScopedKeys, add_external, choose_protocol, copy_scoped,
+    External, ProtocolSource, ScopedKeys, add_external, choose_protocol, copy_scoped, tls_warning,
 };
 use super::listeners::{ListenerSet, SecurityProtocol, parse_listeners};
 
@@ -302,6 +302,9 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         ));
     }
     notes.extend(choice.warning());
+    if choice.protocol.is_tls() {
+        notes.push(tls_warning(Some(choice.protocol), &req.advertised_host));
+    }
     let advertised_port = req.advertised_port.to_string();
     let ext = External {
         name,

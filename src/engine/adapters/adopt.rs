@@ -55,6 +55,8 @@ pub struct ScriptListeners {
     pub advertised: Option<String>,
     /// The value the script gives `listeners`, if it assigns it.
     pub listeners: Option<String>,
+    /// Whether it does so with `kafka-server-start.sh --override`.
+    pub overrides: bool,
 }
 
 impl ScriptListeners {
@@ -91,6 +93,7 @@ pub fn scan_script(c: &Container) -> ScriptListeners {
                 "override listeners=",
             ],
         ),
+        overrides: text.contains("--override listeners="),
     }
 }
 
@@ -232,6 +235,7 @@ pub fn from_env(
     let script = ScriptListeners {
         advertised: Some(advertised.to_string()),
         listeners: env::value(c, flavor, Prop::Listeners).map(str::to_string),
+        overrides: false,
     };
     Some(plan_for(c, &l, &script, cfg, "the container's env"))
 }
