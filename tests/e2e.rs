@@ -716,3 +716,92 @@ async fn with_leader_election_one_instance_reconciles_and_a_standby_takes_over()
     let released = holder(leases.get("kafka-expose-reconciler").await.unwrap());
     assert_eq!(released, "", "a stopping leader releases the Lease");
 }
+
+#[tokio::test]
+async fn a_charts_own_per_broker_services_are_left_exactly_as_they_were() {
+    // cp-helm-charts with nodeport.enabled makes my-cp-cp-kafka-<i>-nodeport (31090 + i); the
+    // e2e_webhook suite runs the plain cp-helm chart on the same NodePorts, in another binary
+    // after this one, so this test removes what it made.
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-chart-services";
+    let c = fresh_namespace(ns).await;
+    let docs = support::fixture("cp-helm-charts-cp-kafka-nodeport.yaml");
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let helm = PostParams {
+        field_manager: Some("helm".into()),
+        ..PostParams::default()
+    };
+    let mut chart_services = Vec::new();
+    for d in docs.iter().filter(|d| {
+        d["kind"] == "Service"
+            && d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-nodeport"))
+    }) {
+        let mut d = d.clone();
+        d["metadata"]["namespace"] = json!(ns);
+        let s: Service = serde_json::from_value(d).unwrap();
+        chart_services.push(svc_api.create(&helm, &s).await.unwrap());
+    }
+    assert_eq!(chart_services.len(), 3);
+    let mut sts = docs
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "my-cp-cp-kafka")
+        .unwrap()
+        .clone();
+    sts["metadata"]["namespace"] = json!(ns);
+    let sts: StatefulSet = serde_json::from_value(sts).unwrap();
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .create(&helm, &sts)
+        .await
+        .unwrap();
+
+    let r = start_reconciler(&c, ns);
+    annotate(
+        &c,
+        ns,
+        "my-cp-cp-kafka",
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31095"}),
+    )
+    .await;
+    let mine = wait_services(&c, ns, &["my-cp-cp-kafka-external-bootstrap"]).await;
+    assert_eq!(node_port(&mine[0]), Some(31095));
+    // Let the reconciler run again on its own Service's event, then look.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        names(&managed(&c, ns).await),
+        ["my-cp-cp-kafka-external-bootstrap"],
+        "only the bootstrap is added"
+    );
+    for before in &chart_services {
+        let after = svc_api.get(&before.name_any()).await.unwrap();
+        assert_eq!(
+            after.resource_version(),
+            before.resource_version(),
+            "{} is untouched",
+            before.name_any()
+        );
+        let managers = |s: &Service| -> Vec<String> {
+            s.metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|m| m.manager.clone())
+                .collect()
+        };
+        assert_eq!(managers(&after), managers(before));
+        assert_eq!(managers(&after), ["helm"]);
+    }
+    r.shutdown().await;
+    for s in chart_services {
+        let _ = svc_api
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
+    let _ = svc_api
+        .delete(
+            "my-cp-cp-kafka-external-bootstrap",
+            &DeleteParams::default(),
+        )
+        .await;
+}

@@ -25,9 +25,13 @@ struct Case {
     listener: &'static str,
     /// Whether the chart advertises the listener itself.
     adopted: bool,
+    /// The advertised port of the broker with ordinal 0 under expose=nodeport.
+    base: u32,
+    /// Whether the chart makes the per-broker Services itself.
+    chart_services: bool,
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 10] = [
     Case {
         fixture: "apache-kafka-kraft.yaml",
         workload: "kafka",
@@ -35,6 +39,8 @@ const CASES: [Case; 8] = [
         image: Image::Apache,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
     },
     Case {
@@ -44,6 +50,8 @@ const CASES: [Case; 8] = [
         image: Image::BitnamiEnv,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
     },
     Case {
@@ -53,6 +61,8 @@ const CASES: [Case; 8] = [
         image: Image::BitnamiFile,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
     },
     Case {
@@ -62,6 +72,8 @@ const CASES: [Case; 8] = [
         image: Image::BitnamiFile,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
     },
     Case {
@@ -71,6 +83,8 @@ const CASES: [Case; 8] = [
         image: Image::BitnamiFile,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
     },
     Case {
@@ -80,6 +94,8 @@ const CASES: [Case; 8] = [
         image: Image::Apache,
         extra: &[],
         listener: "EXTERNAL",
+        base: 31090,
+        chart_services: false,
         adopted: true,
     },
     Case {
@@ -94,6 +110,8 @@ const CASES: [Case; 8] = [
             ("container-port", "9094"),
         ],
         listener: "OUTSIDE",
+        base: 32400,
+        chart_services: false,
         adopted: true,
     },
     Case {
@@ -103,7 +121,31 @@ const CASES: [Case; 8] = [
         image: Image::BitnamiFile,
         extra: &[],
         listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
         adopted: false,
+    },
+    Case {
+        fixture: "bitnami-26.11.4-externalaccess.yaml",
+        workload: "my-kafka-controller",
+        container: "kafka",
+        image: Image::BitnamiFile,
+        extra: &[],
+        listener: "EXTERNAL",
+        base: 31190,
+        chart_services: true,
+        adopted: true,
+    },
+    Case {
+        fixture: "cp-helm-charts-cp-kafka-nodeport.yaml",
+        workload: "my-cp-cp-kafka",
+        container: "cp-kafka-broker",
+        image: Image::Apache,
+        extra: &[],
+        listener: "EXTERNAL",
+        base: 31090,
+        chart_services: true,
+        adopted: true,
     },
 ];
 
@@ -228,12 +270,48 @@ fn check_case(case: &Case, set: &[(&str, &str)], expect: &Expect) {
     );
     assert!(!pods.is_empty());
     let services = services_of(&out, case.workload);
+    let others: Vec<&Value> = objects_of(&out, "Service")
+        .into_iter()
+        .filter(|s| {
+            s.pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+                != Some(&Value::from("kafka-expose"))
+        })
+        .collect();
+    let want = if case.chart_services {
+        1
+    } else {
+        pods.len() + 1
+    };
     assert_eq!(
         services.len(),
-        pods.len() + 1,
-        "{}: a Service per broker and a bootstrap Service",
+        want,
+        "{}: a Service per broker the chart does not route to, and a bootstrap Service",
         case.fixture
     );
+    for mine in &services {
+        let ports: Vec<&Value> = mine["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.get("nodePort"))
+            .collect();
+        for theirs in &others {
+            assert_ne!(
+                mine["metadata"]["name"], theirs["metadata"]["name"],
+                "{}: a twin of the chart's Service",
+                case.fixture
+            );
+            for p in theirs["spec"]["ports"].as_array().unwrap() {
+                if let Some(np) = p.get("nodePort") {
+                    assert!(
+                        !ports.contains(&np),
+                        "{}: NodePort {np} twice",
+                        case.fixture
+                    );
+                }
+            }
+        }
+    }
     let mut bound_ports: Vec<u32> = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
         let i = i as u32;
@@ -262,11 +340,7 @@ fn check_case(case: &Case, set: &[(&str, &str)], expect: &Expect) {
             .unwrap_or_else(|| panic!("{ctx}: {ext} is not advertised: {after:?}"))
             .clone();
         assert_eq!(host, (expect.host)(i), "{ctx}: advertised host");
-        let base = if case.fixture.starts_with("cp-") {
-            31090
-        } else {
-            32400
-        };
+        let base = case.base;
         assert_eq!(
             port,
             (expect.port)(i, base).to_string(),
@@ -332,21 +406,33 @@ fn check_case(case: &Case, set: &[(&str, &str)], expect: &Expect) {
             }
         }
 
-        // The planned Service routes the advertised port to this pod alone, on the bound port.
+        // The planned Service (or the chart's own) routes the advertised port to this pod
+        // alone, on the bound port.
         let svc_name = format!("{}-{i}-external", case.workload);
         let svc = services
             .iter()
             .find(|s| s["metadata"]["name"] == svc_name)
-            .unwrap_or_else(|| panic!("{ctx}: no Service {svc_name}"));
+            .or_else(|| {
+                others.iter().find(|s| {
+                    s["spec"]["type"] == "NodePort"
+                        && s["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == pod_name
+                })
+            })
+            .unwrap_or_else(|| panic!("{ctx}: no Service routes to {pod_name}"));
         let selector = svc["spec"]["selector"].as_object().unwrap();
-        assert_eq!(selector.len(), 1, "{ctx}: the selector names one pod");
+        if !case.chart_services {
+            assert_eq!(selector.len(), 1, "{ctx}: the selector names one pod");
+        }
         assert_eq!(selector["statefulset.kubernetes.io/pod-name"], pod_name);
         assert_eq!(
             pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
             pod_name
         );
         let port0 = &svc["spec"]["ports"][0];
-        assert_eq!(port0["protocol"], "TCP");
+        if !case.chart_services {
+            // kafka-expose's own: the protocol explicit, for server-side apply.
+            assert_eq!(port0["protocol"], "TCP");
+        }
         match expect.mode {
             "nodeport" => {
                 assert_eq!(svc["spec"]["type"], "NodePort");

@@ -150,11 +150,22 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
             return Ok(action(v.next));
         }
     };
-    let desired = exposure
-        .as_ref()
-        .map(|e| services::plan(&w, e))
-        .unwrap_or_default();
-    let (applied, failures) = apply(&ctx, &w, &ns, &desired).await;
+    let plan = match &exposure {
+        Some(e) => {
+            // The Services others made in the namespace: a chart's own per-broker Services are
+            // respected, never twinned or taken over.
+            let all: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+            let existing = all
+                .list(&ListParams::default())
+                .await
+                .map_err(Error::Kube)?
+                .items;
+            services::plan_around(&w, e, &existing)
+        }
+        None => services::ServicePlan::default(),
+    };
+    let (applied, mut failures) = apply(&ctx, &w, &ns, &plan.services).await;
+    failures.extend(plan.conflicts.iter().cloned());
 
     let found = match &exposure {
         None => Found::NotExposed,
@@ -243,7 +254,14 @@ async fn apply(
     let mut applied = Vec::new();
     for svc in desired {
         let name = svc.metadata.name.clone().unwrap_or_default();
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        // Force only on a Service kafka-expose made: on any other object, a field another
+        // manager owns is a conflict to report, not to take over.
+        let ours = existing.iter().any(|s| s.name_any() == name);
+        let params = if ours {
+            PatchParams::apply(FIELD_MANAGER).force()
+        } else {
+            PatchParams::apply(FIELD_MANAGER)
+        };
         match svc_api.patch(&name, &params, &Patch::Apply(svc)).await {
             Ok(s) => applied.push(s),
             Err(e) => {

@@ -341,6 +341,15 @@ fn auto(
     }
     match properties::find_target(spec, c) {
         properties::Found::Target(t) => {
+            if let Some(plan) = adopt::from_external_access(spec, c, &t.writer) {
+                return plan.map(|p| {
+                    let why = format!(
+                        "{} already advertises {} at {} on a per-broker port; adopted",
+                        p.source, p.listener_name, p.host
+                    );
+                    (Adapter::Adopt(p), why)
+                });
+            }
             let why = format!(
                 "the broker reads {} written at start by init container {}",
                 t.file, t.writer

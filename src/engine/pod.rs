@@ -191,7 +191,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             );
             env_ops(&mut b, bi, c, &base_env, &plan.changes);
             warnings.extend(plan.notes.into_iter().map(|n| format!("kafka-expose: {n}")));
-            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port));
+            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port), false);
         }
         Adapter::Properties(target) => {
             let mut env = base_env.clone();
@@ -204,13 +204,16 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
             init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
-            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port));
+            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port), false);
         }
         Adapter::Adopt(plan) => {
             // The chart advertises its own listener; a named port lets the bootstrap Service
             // reach brokers that each bind a different port.
+            // The chart may declare that number under its own names (cp-helm-charts'
+            // nodeport-<i> on every broker), which differ per broker: the bootstrap Service needs
+            // one name that every broker carries.
             if matches!(plan.target, TargetPort::PerOrdinal(_)) {
-                container_port_op(&mut b, bi, c, bind_port, None);
+                container_port_op(&mut b, bi, c, bind_port, None, true);
             }
         }
     }
@@ -443,12 +446,14 @@ fn env_ops(
 }
 
 /// Declares the external listener's container port (with its hostPort for `expose=hostport`).
+/// With `named`, the port gets kafka-expose's name even when the chart declares its number.
 fn container_port_op(
     b: &mut PatchBuilder,
     ci: usize,
     c: &Container,
     port: u32,
     host_port: Option<u32>,
+    named: bool,
 ) {
     let Ok(port) = i32::try_from(port) else {
         return;
@@ -469,11 +474,13 @@ fn container_port_op(
                 if ps[j] != want {
                     b.replace(ptr!("spec", "containers", ci, "ports", j), to_value(&want));
                 }
-            } else if ps.iter().any(|p| {
-                p.container_port == port
-                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
-                    && host_port.is_none()
-            }) {
+            } else if !named
+                && ps.iter().any(|p| {
+                    p.container_port == port
+                        && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+                        && host_port.is_none()
+                })
+            {
                 // The chart declares this port already.
             } else {
                 b.append_all(&path, true, vec![to_value(&want)]);

@@ -215,3 +215,119 @@ fn service(
         status: None,
     }
 }
+
+/// The Service plan once the Services that others made are respected.
+#[derive(Debug, Clone, Default)]
+pub struct ServicePlan {
+    /// What kafka-expose applies.
+    pub services: Vec<Service>,
+    /// Brokers another Service already routes to: `(ordinal, that Service's name)`.
+    pub served_by_others: Vec<(u32, String)>,
+    /// Planned Services left out because another owner holds their name or NodePort.
+    pub conflicts: Vec<String>,
+}
+
+/// Whether kafka-expose manages a Service.
+pub fn is_managed(s: &Service) -> bool {
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .map(String::as_str)
+        == Some(labels::MANAGER)
+}
+
+/// Who made a Service, for people: its managed-by label, else its first field manager.
+fn maker(s: &Service) -> String {
+    let label = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .cloned();
+    let manager = || s.metadata.managed_fields.as_ref()?.first()?.manager.clone();
+    label
+        .or_else(manager)
+        .unwrap_or_else(|| "someone else".into())
+}
+
+/// Whether `s` selects pod `pod` (ordinal `ordinal`) alone: by its pod-name or pod-index label.
+fn selects_only(s: &Service, pod: &str, ordinal: u32) -> bool {
+    let Some(sel) = s.spec.as_ref().and_then(|x| x.selector.as_ref()) else {
+        return false;
+    };
+    sel.get(labels::POD_NAME).is_some_and(|p| p == pod)
+        || sel
+            .get(labels::POD_INDEX)
+            .is_some_and(|i| *i == ordinal.to_string())
+}
+
+fn node_ports(s: &Service) -> impl Iterator<Item = u32> + '_ {
+    s.spec
+        .iter()
+        .flat_map(|x| x.ports.iter().flatten())
+        .filter_map(|p| u32::try_from(p.node_port?).ok())
+}
+
+/// The Services an exposed workload needs, given the Services others already made in its
+/// namespace (`existing`; kafka-expose's own are ignored there). A broker that another NodePort
+/// or LoadBalancer Service already routes to, on the port it advertises, gets no Service of
+/// kafka-expose's; a planned Service whose name or NodePort another owner holds is left out and
+/// reported, never taken over.
+pub fn plan_around(w: &Workload, d: &Exposure<'_>, existing: &[Service]) -> ServicePlan {
+    let foreign: Vec<&Service> = existing
+        .iter()
+        .filter(|s| !is_managed(s) && s.metadata.namespace == w.namespace)
+        .collect();
+    let routes = routes(w, d);
+    let mode = d.config.mode;
+    let mut out = ServicePlan::default();
+    for svc in plan(w, d) {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let broker = routes.brokers.iter().find(|r| r.service == name);
+        if let Some(r) = broker {
+            let serves = foreign.iter().find(|s| {
+                let kind = s.spec.as_ref().and_then(|x| x.type_.as_deref());
+                let on_port = match mode {
+                    ExposeMode::NodePort => node_ports(s).any(|p| p == r.port),
+                    ExposeMode::LoadBalancer => {
+                        kind == Some("LoadBalancer")
+                            && s.spec
+                                .iter()
+                                .flat_map(|x| x.ports.iter().flatten())
+                                .any(|p| p.port as u32 == r.port)
+                    }
+                    ExposeMode::HostPort => false,
+                };
+                matches!(kind, Some("NodePort" | "LoadBalancer"))
+                    && on_port
+                    && selects_only(s, &r.pod, r.ordinal)
+            });
+            if let Some(s) = serves {
+                let other = s.metadata.name.clone().unwrap_or_default();
+                out.served_by_others.push((r.ordinal, other));
+                continue;
+            }
+        }
+        let wanted: Vec<u32> = node_ports(&svc).collect();
+        let clash = foreign.iter().find_map(|s| {
+            let other = s.metadata.name.clone().unwrap_or_default();
+            if other == name {
+                return Some(format!(
+                    "Service {name} exists, made by {}; kafka-expose does not take it over",
+                    maker(s)
+                ));
+            }
+            let port = node_ports(s).find(|p| wanted.contains(p))?;
+            Some(format!(
+                "NodePort {port} of Service {name} is held by Service {other}, made by {}; kafka-expose does not take it over",
+                maker(s)
+            ))
+        });
+        match clash {
+            Some(c) => out.conflicts.push(c),
+            None => out.services.push(svc),
+        }
+    }
+    out
+}

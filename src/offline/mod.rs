@@ -11,6 +11,7 @@ pub mod read;
 pub mod report;
 pub mod simulate;
 
+use k8s_openapi::api::core::v1::Service;
 use serde_json::Value;
 
 use crate::config::{ExposeMode, Settings};
@@ -78,6 +79,17 @@ pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
     let mut out = Output::default();
     let mut errors = Vec::new();
     let mut claims: Vec<(String, u32, u32)> = Vec::new();
+    // The input's own Services (a chart's per-broker Services among them): kafka-expose plans
+    // around them, as the reconciler does around those in the cluster.
+    let existing: Vec<Service> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Service")
+        .filter_map(|d| {
+            let mut d = d.clone();
+            prepare(&mut d, opts);
+            serde_json::from_value(d).ok()
+        })
+        .collect();
     for mut doc in docs {
         let kind = doc
             .get("kind")
@@ -89,7 +101,7 @@ pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
             continue;
         };
         prepare(&mut doc, opts);
-        match workload(&doc, wkind, opts) {
+        match workload(&doc, wkind, opts, &existing) {
             Ok((objects, report, claim)) => {
                 if let Some((lo, hi)) = claim {
                     let me = format!("{kind} {}", report.name);
@@ -123,6 +135,7 @@ fn workload(
     doc: &Value,
     kind: WorkloadKind,
     opts: &Options,
+    existing: &[Service],
 ) -> Result<WorkloadResult, MutateError> {
     let name = doc
         .pointer("/metadata/name")
@@ -171,6 +184,7 @@ fn workload(
         lb_address: &no_lb,
     };
     let routes = services::routes(&w, d);
+    let plan = services::plan_around(&w, d, existing);
     for (i, pod) in controller_pods(&w, &mutated).into_iter().enumerate() {
         let pod_decision = mutate_pod(&pod, &ctx).map_err(invalid)?;
         let mut pod_out = pod.clone();
@@ -187,17 +201,28 @@ fn workload(
         }
         objects.push(pod_out);
         if let Some(r) = routes.brokers.get(i) {
+            let others = plan.served_by_others.iter().find(|(o, _)| *o == r.ordinal);
+            let route = match others {
+                Some((_, svc)) => format!(
+                    "{} (Service {svc}, not kafka-expose's, already routes it)",
+                    report::describe_route(cfg, r).replacen(&r.service, svc, 1)
+                ),
+                None => report::describe_route(cfg, r),
+            };
             report.brokers.push(BrokerReport {
                 pod: r.pod.clone(),
                 advertised: report::describe_advertised(cfg, &d.adapter, r, &w),
-                service: r.service.clone(),
-                route: report::describe_route(cfg, r),
+                service: others.map_or_else(|| r.service.clone(), |(_, s)| s.clone()),
+                route,
             });
         }
     }
-    for s in services::plan(&w, d) {
-        objects.push(serde_json::to_value(&s).unwrap_or(Value::Null));
+    for s in &plan.services {
+        objects.push(serde_json::to_value(s).unwrap_or(Value::Null));
     }
+    report
+        .warnings
+        .extend(plan.conflicts.iter().map(|c| format!("kafka-expose: {c}")));
     report.bootstrap = Some(format!(
         "Service {} ({}){}",
         bootstrap_service_name(&w.name),

@@ -326,6 +326,35 @@ fn volume_config_map(pod: &Value, volume: &str) -> Option<String> {
 
 /// Runs kafka-expose's injected init container, if the pod has one, on the file the chart left
 /// under `root` (the volume's contents, keyed by the init container's mount path).
+/// Bitnami's `configure_external_access` (chart 26, `kafka-init`), for a pod whose init container
+/// has `EXTERNAL_ACCESS_ENABLED`: the host from `EXTERNAL_ACCESS_HOST` (its `$(VAR)` resolved as
+/// the kubelet would), the port `EXTERNAL_ACCESS_PORTS_LIST[POD_ID]`, appended by the script's
+/// `sed -E "s|^(advertised\.listeners=\S+)$|\1,EXTERNAL://${host}:${port}|"`.
+fn bitnami_external_access(pod: &Value, ordinal: u32, text: &str) -> String {
+    let Some(init) = pod["spec"]["initContainers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "kafka-init"))
+    else {
+        return text.to_string();
+    };
+    let env: BTreeMap<String, String> = resolve_env(pod, init, ordinal).into_iter().collect();
+    if env.get("EXTERNAL_ACCESS_ENABLED").map(String::as_str) != Some("true") {
+        return text.to_string();
+    }
+    let host = &env["EXTERNAL_ACCESS_HOST"];
+    let ports: Vec<&str> = env["EXTERNAL_ACCESS_PORTS_LIST"].split(',').collect();
+    let port = ports[ordinal as usize];
+    text.lines()
+        .map(|l| match l.strip_prefix("advertised.listeners=") {
+            Some(v) if !v.is_empty() && !v.contains(char::is_whitespace) => {
+                format!("{l},EXTERNAL://{host}:{port}")
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) {
     let Some(init) = pod["spec"]["initContainers"]
         .as_array()
@@ -412,6 +441,7 @@ pub fn effective_config(
                 "advertised-address-placeholder",
                 &format!("{pod_name}.my-kafka-{role}-headless.{ns}.svc.cluster.local"),
             );
+            let rendered = bitnami_external_access(pod, ordinal, &rendered);
             std::fs::write(scratch.0.join("server.properties"), rendered).unwrap();
             run_patcher(pod, ordinal, &scratch.0);
             read_properties(&std::fs::read_to_string(scratch.0.join("server.properties")).unwrap())

@@ -6,7 +6,7 @@
 //! takes over the chart's port scheme (read from the script where the command shows it, else from
 //! the annotations) and creates the Services that match it, which is all these charts lack.
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::env::{self, Flavor, Prop};
 use crate::config::{
@@ -281,6 +281,91 @@ fn plan_for(
         host: describe_host(c, &l.host),
         source: source.to_string(),
     })
+}
+
+/// Adopts Bitnami's own `externalAccess`: the chart's init container (named by
+/// `writer`) appends `EXTERNAL://<EXTERNAL_ACCESS_HOST>:<this broker's port>` to
+/// `advertised.listeners` when `EXTERNAL_ACCESS_ENABLED` is true, the broker binds the container
+/// port named `external`, and the chart makes a NodePort Service per broker. kafka-expose adds no
+/// second listener there; its ports are read from `EXTERNAL_ACCESS_PORTS_LIST` (one per broker,
+/// which must be `base + ordinal`) or `EXTERNAL_ACCESS_PORT` with `…_AUTOINCREMENT`.
+pub fn from_external_access(
+    spec: &PodSpec,
+    broker: &Container,
+    writer: &str,
+) -> Option<Result<AdoptPlan, String>> {
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == writer)?;
+    let var = |name: &str| {
+        init.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name && e.value_from.is_none())
+            .and_then(|e| e.value.as_deref())
+    };
+    let enabled = var("EXTERNAL_ACCESS_ENABLED")
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "yes"));
+    if !enabled {
+        return None;
+    }
+    let source = format!("the chart's externalAccess (init container {writer})");
+    let port = broker
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("external"))
+        .and_then(|p| u16::try_from(p.container_port).ok());
+    let Some(port) = port else {
+        return Some(Err(format!(
+            "{source} is enabled, but the broker declares no container port named external"
+        )));
+    };
+    let port_base = match (
+        var("EXTERNAL_ACCESS_PORTS_LIST"),
+        var("EXTERNAL_ACCESS_PORT"),
+    ) {
+        (Some(list), _) => {
+            let ports: Vec<u32> = list
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            let per_ordinal = ports
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p == ports[0] + i as u32);
+            match (ports.first(), per_ordinal) {
+                (Some(&first), true) => u16::try_from(first).ok(),
+                _ => {
+                    return Some(Err(format!(
+                        "{source} advertises the ports {list}, which are not base + broker ordinal"
+                    )));
+                }
+            }
+        }
+        (None, Some(p))
+            if var("EXTERNAL_ACCESS_PORT_AUTOINCREMENT")
+                .is_some_and(|v| matches!(v.trim(), "true" | "yes")) =>
+        {
+            p.trim().parse().ok()
+        }
+        _ => {
+            return Some(Err(format!(
+                "{source} advertises the same port on every broker (or one found at start), which one NodePort per broker cannot serve"
+            )));
+        }
+    };
+    let host = var("EXTERNAL_ACCESS_HOST").unwrap_or("as the chart's script finds it");
+    let host = describe_host(init, host);
+    Some(Ok(AdoptPlan {
+        listener_name: "EXTERNAL".into(),
+        port_base,
+        target: TargetPort::Fixed(port),
+        host,
+        source,
+    }))
 }
 
 /// Adopts by annotation alone (`adapter: adopt`), for charts whose script the webhook cannot see,
