@@ -369,3 +369,21 @@ fn a_key_listed_twice_as_inherited_is_removed_once() {
         "the copied key and the bookkeeping are gone"
     );
 }
+
+#[test]
+fn mutate_refuses_workloads_of_removed_api_versions_naming_the_version() {
+    for (api, kind) in [
+        ("apps/v1beta1", "StatefulSet"),
+        ("apps/v1beta2", "Deployment"),
+        ("extensions/v1beta1", "Deployment"),
+    ] {
+        let mut obj = sts(json!({"kafka-expose.io/expose": "nodeport"}), None);
+        obj["apiVersion"] = json!(api);
+        obj["kind"] = json!(kind);
+        let e = offline::run(vec![obj], &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{kind} kafka is \"{api}\"")), "{e}");
+        assert!(e.contains("convert it to apps/v1"), "{e}");
+    }
+}

@@ -45,6 +45,14 @@ pub enum MutateError {
     },
     #[error("{}", .0.iter().map(|e| error_chain(e)).collect::<Vec<_>>().join("\n"))]
     Many(Vec<MutateError>),
+    #[error(
+        "{kind} {name} is {api_version:?}, which API servers no longer serve (apps/v1 replaced it in Kubernetes 1.9, and 1.16 removed the others); convert it to apps/v1 first, e.g. with kubectl convert or the chart's newer version, whose selector and defaults differ"
+    )]
+    OldApiVersion {
+        kind: String,
+        name: String,
+        api_version: String,
+    },
     #[error("a patch did not apply to {0}: {1}")]
     Patch(String, String),
     #[error(
@@ -100,6 +108,22 @@ pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
             out.objects.push(doc);
             continue;
         };
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if api_version != "apps/v1" {
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("(unnamed)");
+            errors.push(MutateError::OldApiVersion {
+                kind: kind.clone(),
+                name: name.to_string(),
+                api_version: api_version.to_string(),
+            });
+            continue;
+        }
         prepare(&mut doc, opts);
         match workload(&doc, wkind, opts, &existing) {
             Ok((objects, report, claim)) => {
