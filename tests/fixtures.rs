@@ -682,11 +682,11 @@ fn every_fixture_passes_its_other_objects_through_unchanged() {
     }
 }
 
-#[test]
-fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reason() {
-    // kafka-server-start.sh --override wins over the env and the file: an added listener would
-    // be lost, so nothing is added, and the user is told why and what to do.
-    let docs = support::fixture("kubernetes-contrib-kafka-override.yaml");
+/// A chart kafka-expose cannot adapt: its workload is left exactly as the chart made it (so its
+/// brokers' effective configuration is the chart's), no Service is planned for it, and the
+/// user reads why in `--explain` and in the warning of any pod that reaches the webhook.
+fn assert_left_as_the_chart_made_it(fixture: &str, reason: &str) {
+    let docs = support::fixture(fixture);
     let opts = Options {
         set: vec![("expose".into(), "nodeport".into())],
         ..Options::default()
@@ -695,19 +695,15 @@ fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reas
     let report = offline::explain(&out);
     assert!(
         report.contains("StatefulSet kafka: unsupported, nothing created")
-            && report.contains("--override"),
+            && report.contains(reason),
         "{report}"
     );
-    assert!(
-        objects_of(&out, "Service")
-            .iter()
-            .all(|s| s["metadata"]["name"] == "kafka-hs")
-    );
+    assert!(services_of(&out, "kafka").is_empty());
+    let original = docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap();
     let sts = objects_of(&out, "StatefulSet")[0];
-    assert_eq!(sts["spec"]["template"], docs[1]["spec"]["template"]);
-    // A pod that reaches the webhook all the same is admitted unchanged.
-    let w = Workload::from_value(WorkloadKind::StatefulSet, &docs[1]).unwrap();
-    let mut pod = controller_pods(&w, &docs[1]).remove(0);
+    assert_eq!(sts["spec"]["template"], original["spec"]["template"]);
+    let w = Workload::from_value(WorkloadKind::StatefulSet, original).unwrap();
+    let mut pod = controller_pods(&w, original).remove(0);
     pod["metadata"]["annotations"] = serde_json::json!({"kafka-expose.io/expose": "nodeport"});
     let settings = Settings::default();
     let no_lb = |_: &str| None;
@@ -718,7 +714,25 @@ fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reas
     };
     let d = mutate_pod(&pod, &ctx).unwrap();
     assert!(d.patch.is_empty(), "{:?}", d.patch);
-    assert!(d.warnings[0].contains("--override"), "{:?}", d.warnings);
+    assert!(d.warnings[0].contains(reason), "{:?}", d.warnings);
+}
+
+#[test]
+fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reason() {
+    // kafka-server-start.sh --override wins over the env and the file: an added listener would
+    // be lost, so nothing is added, and the user is told why and what to do.
+    assert_left_as_the_chart_made_it(
+        "kubernetes-contrib-kafka-override.yaml",
+        "kafka-server-start.sh --override",
+    );
+}
+
+#[test]
+fn a_server_properties_mounted_from_a_config_map_is_left_as_the_chart_made_it_with_the_reason() {
+    assert_left_as_the_chart_made_it(
+        "configmap-server-properties.yaml",
+        "mounted straight from ConfigMap kafka-config",
+    );
 }
 
 #[test]

@@ -314,13 +314,13 @@ pub fn plan_around(w: &Workload, d: &Exposure<'_>, existing: &[Service]) -> Serv
             let other = s.metadata.name.clone().unwrap_or_default();
             if other == name {
                 return Some(format!(
-                    "Service {name} exists, made by {}; kafka-expose does not take it over",
+                    "Service {name}: it exists, made by {}; kafka-expose does not take it over",
                     maker(s)
                 ));
             }
             let port = node_ports(s).find(|p| wanted.contains(p))?;
             Some(format!(
-                "NodePort {port} of Service {name} is held by Service {other}, made by {}; kafka-expose does not take it over",
+                "Service {name} (NodePort {port}): the port is held by Service {other}, made by {}; kafka-expose does not take it over",
                 maker(s)
             ))
         });

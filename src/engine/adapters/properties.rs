@@ -136,7 +136,7 @@ fn resolve(spec: &PodSpec, volume: &str, rel: &str) -> Found {
     };
     if let Some(cm) = &v.config_map {
         return Found::Unusable(format!(
-            "server.properties is mounted straight from ConfigMap {}, which is read-only in the pod",
+            "server.properties is mounted straight from ConfigMap {}, which is read-only in the pod, and kafka-expose does not move a mount the chart made; render the file into an emptyDir from an init container (as the Bitnami chart does), or set the listeners through KAFKA_* variables, and kafka-expose can add its listener there",
             cm.name
         ));
     }
