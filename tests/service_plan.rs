@@ -1,5 +1,6 @@
 //! The Service plan: complete Services from an exposed workload.
 
+use k8s_openapi::api::core::v1::Service;
 use kafka_expose::config::Settings;
 use kafka_expose::engine::exposure::{Decision, Skip};
 use kafka_expose::engine::services;
@@ -135,4 +136,58 @@ fn workloads_that_get_no_services_say_why() {
     let off = workload(json!({"kafka-expose.io/expose": "off"}));
     let off = off.exposure(&Settings::default()).unwrap();
     assert!(matches!(off, Decision::Skip(Skip::NotRequested)), "{off:?}");
+}
+
+fn foreign(name: &str, node_port: i32, selector: Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "streaming", "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+        "spec": {"type": "NodePort", "selector": selector,
+                 "ports": [{"port": 9094, "nodePort": node_port}]}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn services_that_others_made_are_never_twinned_or_taken_over() {
+    let w = workload(
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30500"}),
+    );
+    let Decision::Expose(e) = w.exposure(&Settings::default()).unwrap() else {
+        panic!("not exposed");
+    };
+    let existing = vec![
+        // Routes broker 0's advertised port to it: kafka-expose adds nothing for broker 0.
+        foreign(
+            "chart-0",
+            30500,
+            json!({"statefulset.kubernetes.io/pod-name": "kafka-0"}),
+        ),
+        // Holds broker 1's Service name, routing elsewhere: a conflict, left to its owner.
+        foreign("kafka-1-external", 31999, json!({"app": "other"})),
+    ];
+    let plan = services::plan_around(&w, &e, &existing);
+    let names: Vec<&str> = plan
+        .services
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["kafka-external-bootstrap"]);
+    assert_eq!(plan.served_by_others, [(0, "chart-0".to_string())]);
+    assert_eq!(plan.conflicts.len(), 1, "{:?}", plan.conflicts);
+    assert!(
+        plan.conflicts[0].starts_with("Service kafka-1-external: it exists, made by Helm"),
+        "{:?}",
+        plan.conflicts
+    );
+    // A NodePort held by a Service of another name is a conflict too.
+    let held = vec![foreign("blocker", 30501, json!({"app": "other"}))];
+    let plan = services::plan_around(&w, &e, &held);
+    assert!(
+        plan.conflicts[0].starts_with(
+            "Service kafka-1-external (NodePort 30501): the port is held by Service blocker"
+        ),
+        "{:?}",
+        plan.conflicts
+    );
+    assert_eq!(plan.services.len(), 2);
 }
