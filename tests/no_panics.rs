@@ -7,19 +7,12 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use kafka_expose::config::{Requested, Settings, WorkloadFacts, check_against_workload, parse};
-use kafka_expose::engine::pod::{PodContext, mutate_pod};
-use kafka_expose::engine::workload::{WorkloadKind, mutate_workload};
-use kafka_expose::kafka::SecurityProtocol;
-use kafka_expose::kafka::external::{External, add_external};
-use kafka_expose::kafka::listeners::{ListenerSet, parse_listeners, parse_protocol_map};
-use kafka_expose::kafka::properties::{Request, patch};
+use kafka_expose::engine::workload::WorkloadKind;
 use kafka_expose::names::keys;
 use kafka_expose::offline::{self, Options, controller_pods};
-use kafka_expose::webhook::admission::FailureMode;
-use kafka_expose::webhook::{AppState, answer};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use support::checks;
 
 /// Text that stresses parsers: separators, escapes, references, multibyte characters.
 fn fragment() -> impl Strategy<Value = String> {
@@ -68,16 +61,6 @@ fn properties_line() -> impl Strategy<Value = String> {
 fn properties_file() -> impl Strategy<Value = String> {
     let eol = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
     (prop::collection::vec(properties_line(), 0..10), eol).prop_map(|(lines, eol)| lines.join(eol))
-}
-
-fn request() -> Request {
-    Request {
-        listener_name: "EXTERNAL".into(),
-        container_port: 9095,
-        advertised_host: "10.0.0.5".into(),
-        advertised_port: 32401,
-        security_protocol: None,
-    }
 }
 
 fn annotation_value() -> impl Strategy<Value = String> {
@@ -189,20 +172,12 @@ proptest! {
 
     #[test]
     fn the_properties_editor_never_panics_and_its_edit_is_idempotent(text in properties_file()) {
-        if let Ok(once) = patch(&text, &request()) {
-            let twice = patch(&once.text, &request()).expect("the edited file edits again");
-            prop_assert_eq!(twice.text, once.text);
-        }
+        checks::properties_edit(&text);
     }
 
     #[test]
     fn annotation_parsing_never_panics(ann in annotations(), replicas in 0u32..300) {
-        if let Ok(Requested::Expose(cfg)) = parse(&ann) {
-            for kind in ["StatefulSet", "Deployment"] {
-                let facts = WorkloadFacts { ordinals_start: replicas % 3, kind, name: "kafka", replicas };
-                let _ = check_against_workload(&cfg, cfg.port_base_or_default(), &facts, &Settings::default());
-            }
-        }
+        checks::annotations(&ann, replicas);
     }
 
     #[test]
@@ -210,37 +185,7 @@ proptest! {
         fields in prop::collection::vec(prop::option::of(text(8)), 6)
     ) {
         let f = |i: usize| fields[i].as_deref();
-        let set = ListenerSet {
-            listeners: f(0),
-            advertised: f(1),
-            protocol_map: f(2),
-            inter_broker: f(3),
-            controller_names: f(4),
-            process_roles: f(5),
-        };
-        for v in [set.listeners, set.advertised].into_iter().flatten() {
-            let _ = parse_listeners(v);
-        }
-        let _ = set.protocol_map.map(parse_protocol_map);
-        let client = set.client_listener();
-        let ext = External {
-            name: "EXTERNAL",
-            bind_port: 9095,
-            advertised_host: "$(KAFKA_EXPOSE_EXTERNAL_HOST)",
-            advertised_port: "$(KAFKA_EXPOSE_EXTERNAL_PORT)",
-            protocol: client.map_or(SecurityProtocol::Plaintext, |c| c.protocol),
-        };
-        let once = add_external(&set, &ext);
-        let again = ListenerSet {
-            listeners: Some(&once.listeners),
-            advertised: Some(&once.advertised),
-            protocol_map: Some(&once.protocol_map),
-            ..set
-        };
-        let twice = add_external(&again, &ext);
-        prop_assert_eq!(twice.listeners, once.listeners);
-        prop_assert_eq!(twice.advertised, once.advertised);
-        prop_assert_eq!(twice.protocol_map, once.protocol_map);
+        checks::listener_edit([f(0), f(1), f(2), f(3), f(4), f(5)]);
     }
 }
 
@@ -249,21 +194,7 @@ proptest! {
 
     #[test]
     fn the_decisions_never_panic_and_their_patches_apply(obj in perturbed()) {
-        let settings = Settings::default();
-        let lb = |s: &str| s.len().is_multiple_of(2).then(|| "203.0.113.7".to_string());
-        let ctx = PodContext { settings: &settings, namespace: Some("kafka"), lb_address: &lb };
-        if let Ok(d) = mutate_pod(&obj, &ctx) {
-            let mut out = obj.clone();
-            json_patch::patch(&mut out, &d.patch).expect("the Pod decision's patch applies");
-            let again = mutate_pod(&out, &ctx).expect("a mutated pod decides again");
-            prop_assert!(again.patch.is_empty(), "not idempotent: {:?}", again.patch);
-        }
-        for kind in [WorkloadKind::StatefulSet, WorkloadKind::Deployment] {
-            if let Ok(d) = mutate_workload(&obj, kind, &settings) {
-                let mut out = obj.clone();
-                json_patch::patch(&mut out, &d.patch).expect("the workload patch applies");
-            }
-        }
+        checks::decisions(&obj);
         if obj["kind"] == "StatefulSet" {
             let _ = offline::run(vec![obj.clone()], &Options::default());
         }
@@ -275,10 +206,9 @@ proptest! {
         noise in prop::collection::vec(any::<u8>(), 0..64),
         cut in 0usize..4000,
     ) {
-        let state = AppState::standalone(Settings::default(), FailureMode::Open);
         let body = review(&obj);
-        let _ = answer(&state, &body);
-        let _ = answer(&state, &body[..cut.min(body.len())]);
-        let _ = answer(&state, &noise);
+        checks::admission(&body);
+        checks::admission(&body[..cut.min(body.len())]);
+        checks::admission(&noise);
     }
 }

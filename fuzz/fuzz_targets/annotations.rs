@@ -1,10 +1,11 @@
 //! Annotation parsing on any set of keys and values: no panic. Lines are `key=value`.
 #![no_main]
 
+#[path = "../../tests/support/checks.rs"]
+mod checks;
+
 use std::collections::BTreeMap;
 
-use kafka_expose::config::{Settings, WorkloadFacts, check_against_workload, parse};
-use kafka_expose::config::Requested;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,16 +15,5 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if let Ok(Requested::Expose(cfg)) = parse(&ann) {
-        let replicas = data.first().copied().unwrap_or(3) as u32;
-        for kind in ["StatefulSet", "Deployment"] {
-            let facts = WorkloadFacts {
-                ordinals_start: replicas % 3,
-                kind,
-                name: "kafka",
-                replicas,
-            };
-            let _ = check_against_workload(&cfg, cfg.port_base_or_default(), &facts, &Settings::default());
-        }
-    }
+    checks::annotations(&ann, data.first().copied().unwrap_or(3) as u32);
 });

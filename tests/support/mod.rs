@@ -19,6 +19,7 @@
 
 #![allow(dead_code)]
 
+pub mod checks;
 pub mod cluster;
 pub mod https;
 pub mod net;

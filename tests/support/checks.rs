@@ -1,0 +1,125 @@
+//! The properties that the fuzz targets (`fuzz/`) and the property tests (`tests/no_panics.rs`)
+//! both check, in one place: each function panics when its property fails.
+
+use std::collections::BTreeMap;
+
+use kafka_expose::config::{Requested, Settings, WorkloadFacts, check_against_workload, parse};
+use kafka_expose::engine::pod::{PodContext, mutate_pod};
+use kafka_expose::engine::workload::{WorkloadKind, mutate_workload};
+use kafka_expose::kafka::SecurityProtocol;
+use kafka_expose::kafka::external::{External, add_external};
+use kafka_expose::kafka::listeners::{ListenerSet, parse_listeners, parse_protocol_map};
+use kafka_expose::kafka::properties::{Request, patch};
+use kafka_expose::webhook::admission::FailureMode;
+use kafka_expose::webhook::{AppState, answer};
+use serde_json::Value;
+
+/// The properties editor does not panic, and its edit applied to its own output changes nothing.
+pub fn properties_edit(text: &str) {
+    let req = Request {
+        listener_name: "EXTERNAL".into(),
+        container_port: 9095,
+        advertised_host: "10.0.0.5".into(),
+        advertised_port: 32401,
+        security_protocol: None,
+    };
+    if let Ok(once) = patch(text, &req) {
+        let twice = patch(&once.text, &req).expect("the edited file edits again");
+        assert_eq!(twice.text, once.text, "the edit is idempotent");
+    }
+}
+
+/// Annotation parsing, and the fit against a workload, do not panic.
+pub fn annotations(ann: &BTreeMap<String, String>, replicas: u32) {
+    if let Ok(Requested::Expose(cfg)) = parse(ann) {
+        for kind in ["StatefulSet", "Deployment"] {
+            let facts = WorkloadFacts {
+                ordinals_start: replicas % 3,
+                kind,
+                name: "kafka",
+                replicas,
+            };
+            let _ = check_against_workload(
+                &cfg,
+                cfg.port_base_or_default(),
+                &facts,
+                &Settings::default(),
+            );
+        }
+    }
+}
+
+/// Listener lists and protocol maps parse without panicking, and adding the external listener to
+/// its own output changes nothing. `fields`: listeners, advertised listeners, protocol map,
+/// inter-broker listener, controller listeners, process roles.
+pub fn listener_edit(fields: [Option<&str>; 6]) {
+    let set = ListenerSet {
+        listeners: fields[0],
+        advertised: fields[1],
+        protocol_map: fields[2],
+        inter_broker: fields[3],
+        controller_names: fields[4],
+        process_roles: fields[5],
+    };
+    for v in [set.listeners, set.advertised].into_iter().flatten() {
+        for l in parse_listeners(v) {
+            let _ = l.port_number();
+            let _ = l.to_string();
+        }
+    }
+    let _ = set.protocol_map.map(parse_protocol_map);
+    let _ = set.is_controller_only();
+    let client = set.client_listener();
+    let ext = External {
+        name: "EXTERNAL",
+        bind_port: 9095,
+        advertised_host: "$(KAFKA_EXPOSE_EXTERNAL_HOST)",
+        advertised_port: "$(KAFKA_EXPOSE_EXTERNAL_PORT)",
+        protocol: client.map_or(SecurityProtocol::Plaintext, |c| c.protocol),
+    };
+    let once = add_external(&set, &ext);
+    let again = ListenerSet {
+        listeners: Some(&once.listeners),
+        advertised: Some(&once.advertised),
+        protocol_map: Some(&once.protocol_map),
+        ..set
+    };
+    let twice = add_external(&again, &ext);
+    assert_eq!(twice.listeners, once.listeners);
+    assert_eq!(twice.advertised, once.advertised);
+    assert_eq!(twice.protocol_map, once.protocol_map);
+}
+
+/// The Pod and workload decisions on any object do not panic, their patches apply, and a
+/// mutated pod decides again to an empty patch.
+pub fn decisions(obj: &Value) {
+    let settings = Settings::default();
+    let lb = |s: &str| s.len().is_multiple_of(2).then(|| "203.0.113.7".to_string());
+    let ctx = PodContext {
+        settings: &settings,
+        namespace: Some("kafka"),
+        lb_address: &lb,
+    };
+    if let Ok(d) = mutate_pod(obj, &ctx) {
+        let mut out = obj.clone();
+        json_patch::patch(&mut out, &d.patch).expect("the Pod decision's patch applies");
+        let again = mutate_pod(&out, &ctx).expect("a mutated pod decides again");
+        assert!(again.patch.is_empty(), "not idempotent: {:?}", again.patch);
+    }
+    for kind in [WorkloadKind::StatefulSet, WorkloadKind::Deployment] {
+        if let Ok(d) = mutate_workload(obj, kind, &settings) {
+            let mut out = obj.clone();
+            json_patch::patch(&mut out, &d.patch).expect("the workload decision's patch applies");
+        }
+    }
+}
+
+/// The admission handler answers any body without panicking.
+pub fn admission(body: &[u8]) {
+    thread_local! {
+        static STATE: AppState = AppState::standalone(Settings::default(), FailureMode::Open);
+    }
+    STATE.with(|s| {
+        let _ = answer(s, body);
+    });
+}
