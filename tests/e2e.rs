@@ -805,3 +805,41 @@ async fn a_charts_own_per_broker_services_are_left_exactly_as_they_were() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-deployments";
+    let c = fresh_namespace(ns).await;
+    let r = start_reconciler(&c, ns);
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c.clone(), ns);
+    for (name, ordinal, bootstrap) in [("broker-a", "0", "30905"), ("broker-b", "1", "30906")] {
+        let sts = support::statefulset("apache-kafka-kraft.yaml");
+        let mut template = sts["spec"]["template"].clone();
+        template["metadata"]["labels"] = json!({"app": name});
+        let d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "annotations": {
+                "kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30900",
+                "kafka-expose.io/ordinal": ordinal, "kafka-expose.io/bootstrap-node-port": bootstrap}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}
+        });
+        api.create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+            .await
+            .unwrap();
+    }
+    let svcs = wait_services(
+        &c,
+        ns,
+        &[
+            "broker-a-0-external",
+            "broker-a-external-bootstrap",
+            "broker-b-1-external",
+            "broker-b-external-bootstrap",
+        ],
+    )
+    .await;
+    assert_eq!(node_port(&svcs[0]), Some(30900));
+    assert_eq!(node_port(&svcs[2]), Some(30901));
+    r.shutdown().await;
+}
