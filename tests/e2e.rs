@@ -793,6 +793,12 @@ async fn a_charts_own_per_broker_services_are_left_exactly_as_they_were() {
         assert_eq!(managers(&after), ["helm"]);
     }
     r.shutdown().await;
+    // The workload too: a cluster-wide reconciler of a later suite would otherwise expose it
+    // again, now on the NodePorts the chart Services freed.
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .delete("my-cp-cp-kafka", &DeleteParams::background())
+        .await
+        .unwrap();
     for s in chart_services {
         let _ = svc_api
             .delete(&s.name_any(), &DeleteParams::default())
