@@ -462,6 +462,7 @@ fn scratch(tag: &str) -> PathBuf {
 
 #[tokio::test]
 async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_their_node_ports() {
+    let _ports = CP_HELM_NODE_PORTS.lock().await;
     let c = client().await;
     let dir = scratch("charts");
     let kubeconfig = install_rbac(&c, &dir).await;
@@ -604,6 +605,142 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
     for k in kubelets {
         k.abort();
     }
+    // Free 31090-31092 for the cp-helm nodeport chart's own Services.
+    let cp = applied
+        .iter()
+        .find(|(_, c, _)| c.file == "cp-helm-charts-cp-kafka.yaml")
+        .unwrap();
+    release_cp_helm_node_ports(&c, &cp.0, "my-cp-cp-kafka").await;
+}
+
+/// cp-helm-charts puts broker *n* on NodePort 31090 + n, with or without `nodeport.enabled`:
+/// the tests applying either chart hold this while their NodePorts are in use.
+static CP_HELM_NODE_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Deletes the cp-helm StatefulSet and the Services on 31090-31092 in `ns`, and waits until
+/// none is left.
+async fn release_cp_helm_node_ports(c: &Client, ns: &str, sts: &str) {
+    let _ = Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .delete(sts, &kube::api::DeleteParams::background())
+        .await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(60),
+        "NodePorts 31090-31092 freed",
+        || async {
+            let held: Vec<String> = svcs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|s| {
+                    support::cluster::node_port(s).is_some_and(|p| (31090..=31092).contains(&p))
+                })
+                .map(|s| s.name_any())
+                .collect();
+            for name in &held {
+                let _ = svcs.delete(name, &kube::api::DeleteParams::default()).await;
+            }
+            if held.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{held:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_chart_with_its_own_node_port_services_keeps_them_and_gets_a_bootstrap() {
+    let _ports = CP_HELM_NODE_PORTS.lock().await;
+    let c = client().await;
+    let ns = "e2e-cp-nodeport";
+    let _wh = webhook_for(&c, "cpnp", ns).await;
+    let k = kubelet(&c, ns);
+    let docs = apply_fixture(
+        &c,
+        ns,
+        "cp-helm-charts-cp-kafka-nodeport.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31096"}),
+    )
+    .await;
+    let pods = eventually(Duration::from_secs(120), "3 running brokers", || async {
+        let pods = pods_of(&c, ns, "my-cp-cp-kafka").await;
+        let running = pods
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.host_ip.as_ref()).is_some())
+            .count();
+        if pods.len() == 3 && running == 3 && pods.iter().all(is_mutated) {
+            Ok(pods)
+        } else {
+            Err(format!("{} pods, {running} running", pods.len()))
+        }
+    })
+    .await;
+    let mine = eventually(Duration::from_secs(60), "the bootstrap Service", || async {
+        let s = managed(&c, ns).await;
+        if s.is_empty() {
+            Err("none".to_string())
+        } else {
+            Ok(s)
+        }
+    })
+    .await;
+    assert_eq!(
+        support::cluster::names(&mine),
+        ["my-cp-cp-kafka-external-bootstrap"],
+        "only the bootstrap is kafka-expose's"
+    );
+    let target = mine[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+        .target_port
+        .clone();
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.clone(), ns);
+    for pod in &pods {
+        let name = pod.name_any();
+        let i = ordinal_of(&name);
+        let pod_json = serde_json::to_value(pod).unwrap();
+        let eff = effective_config(&docs, &pod_json, "cp-kafka-broker", i, Image::Apache);
+        let adv = listeners(eff.get("advertised.listeners"));
+        let externals: Vec<_> = adv.iter().filter(|(n, _, _)| n == "EXTERNAL").collect();
+        assert_eq!(
+            externals,
+            [&("EXTERNAL".to_string(), node_ip(i), (31090 + i).to_string())],
+            "{name}: one EXTERNAL listener, the chart's"
+        );
+        // The bootstrap's target is a port every broker declares.
+        let declared = pod.spec.as_ref().unwrap().containers.iter().any(|ct| {
+            ct.ports.iter().flatten().any(|p| {
+                Some(
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                        p.name.clone().unwrap_or_default(),
+                    ),
+                ) == target
+            })
+        });
+        assert!(
+            declared,
+            "{name} declares the bootstrap's target {target:?}"
+        );
+        let chart_svc = svcs
+            .get(&format!("my-cp-cp-kafka-{i}-nodeport"))
+            .await
+            .unwrap();
+        let managers: Vec<String> = chart_svc
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        assert!(
+            !managers.iter().any(|m| m == "kafka-expose"),
+            "{managers:?}: the chart's Service is not taken over"
+        );
+    }
+    k.abort();
+    release_cp_helm_node_ports(&c, ns, "my-cp-cp-kafka").await;
 }
 
 #[tokio::test]
