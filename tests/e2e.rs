@@ -823,6 +823,10 @@ async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
         let sts = support::statefulset("apache-kafka-kraft.yaml");
         let mut template = sts["spec"]["template"].clone();
         template["metadata"]["labels"] = json!({"app": name});
+        // The StatefulSet's volume claim is not a Deployment's.
+        for c in template["spec"]["containers"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("volumeMounts");
+        }
         let d = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns, "annotations": {
