@@ -819,7 +819,7 @@ async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
     let c = fresh_namespace(ns).await;
     let r = start_reconciler(&c, ns);
     let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c.clone(), ns);
-    for (name, ordinal, bootstrap) in [("broker-a", "0", "30905"), ("broker-b", "1", "30906")] {
+    for (name, ordinal, bootstrap) in [("broker-a", "0", "32005"), ("broker-b", "1", "32006")] {
         let sts = support::statefulset("apache-kafka-kraft.yaml");
         let mut template = sts["spec"]["template"].clone();
         template["metadata"]["labels"] = json!({"app": name});
@@ -830,7 +830,7 @@ async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
         let d = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns, "annotations": {
-                "kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30900",
+                "kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32000",
                 "kafka-expose.io/ordinal": ordinal, "kafka-expose.io/bootstrap-node-port": bootstrap}},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}
         });
@@ -849,7 +849,7 @@ async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
         ],
     )
     .await;
-    assert_eq!(node_port(&svcs[0]), Some(30900));
-    assert_eq!(node_port(&svcs[2]), Some(30901));
+    assert_eq!(node_port(&svcs[0]), Some(32000));
+    assert_eq!(node_port(&svcs[2]), Some(32001));
     r.shutdown().await;
 }
