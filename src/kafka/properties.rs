@@ -179,6 +179,12 @@ impl Doc {
             if e.value == value {
                 return;
             }
+            // A line that is only its key (`listeners`, an empty value) has no separator: one is
+            // added, so that the value is not read as part of the key.
+            let (read_key, at) = split_key(&format!("{}{value}", e.prefix));
+            if read_key != key || at != e.prefix.len() {
+                e.prefix = format!("{}=", e.prefix.trim_end());
+            }
             e.value = value.to_string();
             e.raw = format!("{}{}{}", e.prefix, value, e.eol);
             return;
@@ -203,10 +209,11 @@ impl Doc {
                 eol: self.eol.clone(),
             });
         }
+        let written = escape_key(key);
         self.entries.push(Entry {
-            raw: format!("{key}={value}{}", self.eol),
+            raw: format!("{written}={value}{}", self.eol),
             key: Some(key.to_string()),
-            prefix: format!("{key}="),
+            prefix: format!("{written}="),
             value: value.to_string(),
             eol: self.eol.clone(),
         });
@@ -216,6 +223,20 @@ impl Doc {
     fn render(&self) -> String {
         self.entries.iter().map(|e| e.raw.as_str()).collect()
     }
+}
+
+/// A key as the format writes it: separators, blanks, backslashes and a leading comment mark
+/// escaped, so that it reads back as itself.
+fn escape_key(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if matches!(c, '=' | ':' | ' ' | '\t' | '\x0c' | '\\') || (i == 0 && matches!(c, '#' | '!'))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Splits a logical line into its key and the length of the text before the value.
@@ -474,6 +495,35 @@ mod tests {
                     .contains("\nlisteners=PLAINTEXT://:9092,EXTERNAL://:9095\n")
             );
         }
+    }
+
+    #[test]
+    fn a_key_alone_on_its_line_gets_a_separator_when_its_value_is_set() {
+        // Found by the properties fuzz target: `listeners` with no `=` used to become
+        // `listenersEXTERNAL://:9095`, read back as another key, so a second edit conflicted.
+        let text = "liso0ctrp\nlisteners\nlistene=Cistener.secs=c\u{fffd}\u{fffd}";
+        let once = patch(text, &req()).unwrap();
+        assert!(
+            once.text.contains("\nlisteners=EXTERNAL://:9095\n"),
+            "{}",
+            once.text
+        );
+        let twice = patch(&once.text, &req()).unwrap();
+        assert!(!twice.changed, "{}", twice.text);
+    }
+
+    #[test]
+    fn keys_written_anew_are_escaped_so_they_read_back_as_themselves() {
+        let text = "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:SASL_SSL\nlistener.name.client.a\\=b=1\n";
+        let once = patch(text, &req()).unwrap();
+        assert!(
+            once.text.contains("\nlistener.name.external.a\\=b=1\n"),
+            "{}",
+            once.text
+        );
+        let twice = patch(&once.text, &req()).unwrap();
+        assert!(!twice.changed, "{}", twice.text);
+        assert_eq!(escape_key("#a b"), "\\#a\\ b");
     }
 
     #[test]
