@@ -53,7 +53,14 @@ fn properties_line() -> impl Strategy<Value = String> {
         Just(""),
         Just("a\\é"),
     ];
-    let sep = prop_oneof![Just("="), Just(" = "), Just(":"), Just(" "), Just("\\="), Just("")];
+    let sep = prop_oneof![
+        Just("="),
+        Just(" = "),
+        Just(":"),
+        Just(" "),
+        Just("\\="),
+        Just("")
+    ];
     (key, sep, text(6), prop::bool::ANY)
         .prop_map(|(k, s, v, cont)| format!("{k}{s}{v}{}", if cont { "\\" } else { "" }))
 }

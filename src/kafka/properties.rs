@@ -183,7 +183,8 @@ impl Doc {
             // added, so that the value is not read as part of the key.
             let (read_key, at) = split_key(&format!("{}{value}", e.prefix));
             if read_key != key || at != e.prefix.len() {
-                e.prefix = format!("{}=", e.prefix.trim_end());
+                let indent = &e.prefix[..e.prefix.len() - e.prefix.trim_start().len()];
+                e.prefix = format!("{indent}{}=", escape_key(key));
             }
             e.value = value.to_string();
             e.raw = format!("{}{}{}", e.prefix, value, e.eol);
@@ -510,6 +511,20 @@ mod tests {
         );
         let twice = patch(&once.text, &req()).unwrap();
         assert!(!twice.changed, "{}", twice.text);
+    }
+
+    #[test]
+    fn a_key_alone_with_a_dangling_backslash_gets_a_clean_separator() {
+        // Found by the property test: `listeners\` became `listeners\=…`, an escaped `=`.
+        let once = patch("listeners\\", &req()).unwrap();
+        assert!(
+            once.text
+                .starts_with("listeners=PLAINTEXT://:9092,EXTERNAL://:9095\n")
+                || once.text.starts_with("listeners=EXTERNAL://:9095\n"),
+            "{}",
+            once.text
+        );
+        assert!(!patch(&once.text, &req()).unwrap().changed);
     }
 
     #[test]
