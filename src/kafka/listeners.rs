@@ -272,14 +272,15 @@ impl ListenerSet<'_> {
         }
     }
 
-    /// The client listener: a non-controller, non-inter-broker listener (one named `CLIENT`
+    /// The client listener, among the advertised listeners (else the bound ones): a
+    /// non-controller, non-inter-broker listener (one named `CLIENT`
     /// first), else the inter-broker listener, else the first non-controller one.
     pub fn client_listener(&self) -> Option<ClientListener> {
-        let mut candidates: Vec<Listener> = self
-            .advertised
-            .or(self.listeners)
-            .map(parse_listeners)
-            .unwrap_or_default();
+        // What the broker advertises, else what it binds (Kafka's default when nothing is set).
+        let mut candidates: Vec<Listener> = match self.advertised {
+            Some(a) => parse_listeners(a),
+            None => self.bound(),
+        };
         candidates.retain(|l| !self.is_controller(&l.name));
         let inter = self.inter_broker.map(str::trim).filter(|s| !s.is_empty());
         let is_inter = |l: &Listener| inter.is_some_and(|i| l.name.eq_ignore_ascii_case(i));

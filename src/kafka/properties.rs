@@ -528,6 +528,21 @@ mod tests {
     }
 
     #[test]
+    fn with_no_listeners_set_the_default_plaintext_listener_is_the_client() {
+        // Found by the properties fuzz target: with neither listeners nor advertised listeners,
+        // the first edit saw no client listener and the second saw PLAINTEXT, copying its
+        // settings only then.
+        let text = "listener.name.plaintext.\0\0\0\u{e} :\u{1} ast=1";
+        let once = patch(text, &req()).unwrap();
+        assert!(
+            once.text.contains("\nlistener.name.external."),
+            "{}",
+            once.text
+        );
+        assert!(!patch(&once.text, &req()).unwrap().changed);
+    }
+
+    #[test]
     fn keys_written_anew_are_escaped_so_they_read_back_as_themselves() {
         let text = "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:SASL_SSL\nlistener.name.client.a\\=b=1\n";
         let once = patch(text, &req()).unwrap();
