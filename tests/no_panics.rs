@@ -133,8 +133,9 @@ fn perturbed() -> impl Strategy<Value = Value> {
         annotations(),
         text(6),
         0usize..40,
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(mut obj, meta, tpl, env_value, env_index)| {
+        .prop_map(|(mut obj, meta, tpl, env_value, env_index, drop_value)| {
             let prefixed = |m: BTreeMap<String, String>| -> Value {
                 m.into_iter()
                     .map(|(k, v)| (format!("kafka-expose.io/{k}"), Value::String(v)))
@@ -154,7 +155,14 @@ fn perturbed() -> impl Strategy<Value = Value> {
                 && !env.is_empty()
             {
                 let i = env_index % env.len();
-                env[i]["value"] = Value::String(env_value);
+                if drop_value {
+                    // `{name: X}` alone: an empty value to the kubelet.
+                    if let Some(var) = env[i].as_object_mut() {
+                        var.remove("value");
+                    }
+                } else {
+                    env[i]["value"] = Value::String(env_value);
+                }
             }
             obj
         })

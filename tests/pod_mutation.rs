@@ -428,3 +428,21 @@ fn a_large_pod_is_mutated_with_operations_that_grow_with_the_change() {
     assert!(d.patch.len() <= 12, "{} operations", d.patch.len());
     apply(&pod, &d);
 }
+
+#[test]
+fn a_listener_variable_without_a_value_member_gets_one_and_the_patch_applies() {
+    // Found by the decisions fuzz target: `{name: KAFKA_ADVERTISED_LISTENERS}` with no `value`
+    // (an empty string to the kubelet) got a `replace` of a member that does not exist.
+    let mut pod = apache_pod("kafka-0");
+    for e in pod["spec"]["containers"][0]["env"].as_array_mut().unwrap() {
+        if e["name"] == "KAFKA_ADVERTISED_LISTENERS" {
+            e.as_object_mut().unwrap().remove("value");
+        }
+    }
+    let out = apply(&pod, &decide(&pod));
+    assert!(
+        value_of(&out, "KAFKA_ADVERTISED_LISTENERS").contains("EXTERNAL://"),
+        "{out}"
+    );
+    assert!(decide(&out).patch.is_empty());
+}

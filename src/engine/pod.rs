@@ -424,7 +424,9 @@ fn env_ops(
     let mut append = Vec::new();
     for change in changes {
         match change {
-            EnvChange::SetValue { index, value } => b.replace(
+            // `add`, not `replace`: a variable written `{name: X}` has no `value` member to
+            // replace (found by the decisions fuzz target).
+            EnvChange::SetValue { index, value } => b.add(
                 ptr!("spec", "containers", ci, "env", index, "value"),
                 Value::String(value.clone()),
             ),
