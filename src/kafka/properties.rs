@@ -71,19 +71,23 @@ struct Doc {
     ends_with_eol: bool,
 }
 
+/// Splits text into lines and their endings. As Java's `Properties.load` reads it, a line ends
+/// at `\n`, `\r\n` or a lone `\r`.
 fn split_lines(text: &str) -> Vec<(&str, &str)> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
-        match rest.find('\n') {
+        match rest.find(['\n', '\r']) {
             Some(i) => {
-                let (line, eol) = if i > 0 && rest.as_bytes()[i - 1] == b'\r' {
-                    (&rest[..i - 1], "\r\n")
+                let eol = if rest[i..].starts_with("\r\n") {
+                    "\r\n"
+                } else if rest.as_bytes()[i] == b'\r' {
+                    "\r"
                 } else {
-                    (&rest[..i], "\n")
+                    "\n"
                 };
-                out.push((line, eol));
-                rest = &rest[i + 1..];
+                out.push((&rest[..i], eol));
+                rest = &rest[i + eol.len()..];
             }
             None => {
                 out.push((rest, ""));
@@ -540,6 +544,29 @@ mod tests {
             once.text
         );
         assert!(!patch(&once.text, &req()).unwrap().changed);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_java_reads_it() {
+        // Found by the properties fuzz target: a last line ending in a lone `\r` became `\r\n`
+        // once a line was appended, so its key lost the `\r` on the next read and its settings
+        // were copied a second time.
+        let text =
+            "liNNAL\u{fffd} )\n\u{fffd}\nlistener.name.plaintext.\u{fffd}li\\=br.name.er.nca\r";
+        let once = patch(text, &req()).unwrap();
+        assert!(
+            !patch(&once.text, &req()).unwrap().changed,
+            "{:?}",
+            once.text
+        );
+        let old_mac = "listeners=PLAINTEXT://:9092\rlog.dir=/d\r";
+        let e = patch(old_mac, &req()).unwrap();
+        assert!(
+            e.text
+                .starts_with("listeners=PLAINTEXT://:9092,EXTERNAL://:9095\rlog.dir=/d\r"),
+            "{:?}",
+            e.text
+        );
     }
 
     #[test]
