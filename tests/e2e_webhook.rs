@@ -659,14 +659,37 @@ async fn a_chart_with_its_own_node_port_services_keeps_them_and_gets_a_bootstrap
     let ns = "e2e-cp-nodeport";
     let _wh = webhook_for(&c, "cpnp", ns).await;
     let k = kubelet(&c, ns);
-    let docs = apply_fixture(
-        &c,
-        ns,
-        "cp-helm-charts-cp-kafka-nodeport.yaml",
-        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31096"}),
+    // The release runs first; then the user annotates it.
+    let docs = apply_fixture(&c, ns, "cp-helm-charts-cp-kafka-nodeport.yaml", &json!({})).await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.clone(), ns);
+    let chart_services = |svcs: Api<k8s_openapi::api::core::v1::Service>| async move {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            let m = svcs
+                .get(&format!("my-cp-cp-kafka-{i}-nodeport"))
+                .await
+                .unwrap()
+                .metadata;
+            let managers: Vec<Option<String>> = m
+                .managed_fields
+                .iter()
+                .flatten()
+                .map(|f| f.manager.clone())
+                .collect();
+            out.push((m.resource_version, managers));
+        }
+        out
+    };
+    let before = chart_services(svcs.clone()).await;
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    sts.patch(
+        "my-cp-cp-kafka",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31096"}}})),
     )
-    .await;
-    let pods = eventually(Duration::from_secs(120), "3 running brokers", || async {
+    .await
+    .unwrap();
+    let pods = eventually(Duration::from_secs(180), "3 running brokers", || async {
         let pods = pods_of(&c, ns, "my-cp-cp-kafka").await;
         let running = pods
             .iter()
@@ -696,7 +719,6 @@ async fn a_chart_with_its_own_node_port_services_keeps_them_and_gets_a_bootstrap
     let target = mine[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
         .target_port
         .clone();
-    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.clone(), ns);
     for pod in &pods {
         let name = pod.name_any();
         let i = ordinal_of(&name);
@@ -739,6 +761,11 @@ async fn a_chart_with_its_own_node_port_services_keeps_them_and_gets_a_bootstrap
             "{managers:?}: the chart's Service is not taken over"
         );
     }
+    assert_eq!(
+        chart_services(svcs.clone()).await,
+        before,
+        "the chart's Services are exactly as they were: same resourceVersion, same managers"
+    );
     k.abort();
     release_cp_helm_node_ports(&c, ns, "my-cp-cp-kafka").await;
 }
@@ -1140,4 +1167,76 @@ async fn with_a_second_webhook_and_reinvocation_every_injected_item_appears_once
         .unwrap();
     task.abort();
     k.abort();
+}
+
+/// `kubectl` from the test tools, for what only a user's client shows: admission warnings.
+fn kubectl() -> std::process::Command {
+    let dir = std::env::var("KAFKA_EXPOSE_TOOLS").unwrap_or_else(|_| {
+        panic!("this test needs kubectl: run ./tests/run.sh, or set KAFKA_EXPOSE_TOOLS to `tests/e2e/control-plane.sh tools`")
+    });
+    let mut cmd = std::process::Command::new(PathBuf::from(dir).join("kubectl"));
+    cmd.arg("--kubeconfig").arg(&env()["KUBECONFIG"]);
+    cmd
+}
+
+#[tokio::test]
+async fn a_service_another_owner_holds_is_a_warning_where_the_workload_is_applied_and_stays_as_it_was()
+ {
+    let c = client().await;
+    let ns = "e2e-conflict";
+    let _wh = webhook_for(&c, "conflict", ns).await;
+    // Someone's Service already holds the name kafka-expose would give broker 0's.
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kafka-0-external", "namespace": ns},
+        "spec": {"selector": {"app": "something-else"},
+                 "ports": [{"name": "web", "port": 8080, "protocol": "TCP"}]}
+    });
+    apply_value(&c, &theirs).await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(c.clone(), ns);
+    let before = svcs.get("kafka-0-external").await.unwrap().metadata;
+
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["spec"]["replicas"] = json!(1);
+    sts["metadata"]["annotations"] = json!({
+        "kafka-expose.io/expose": "nodeport",
+        "kafka-expose.io/port-base": "32100",
+        "kafka-expose.io/bootstrap-node-port": "32105",
+    });
+    let file = scratch("conflict").join("kafka.json");
+    std::fs::write(&file, serde_json::to_vec(&sts).unwrap()).unwrap();
+    let out = kubectl()
+        .args(["apply", "-n", ns, "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: kafka-expose: Service kafka-0-external: it exists, made by")
+            && stderr.contains("does not take it over"),
+        "the user who applies the workload is told: {stderr}"
+    );
+
+    // The reconciler makes the bootstrap and leaves the other owner's Service exactly as it was.
+    eventually(Duration::from_secs(60), "the bootstrap Service", || async {
+        let names = support::cluster::names(&managed(&c, ns).await);
+        if names == ["kafka-external-bootstrap"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    let after = svcs.get("kafka-0-external").await.unwrap().metadata;
+    assert_eq!(after.resource_version, before.resource_version);
+    let managers = |m: &kube::api::ObjectMeta| -> Vec<Option<String>> {
+        m.managed_fields
+            .iter()
+            .flatten()
+            .map(|f| f.manager.clone())
+            .collect()
+    };
+    assert_eq!(managers(&after), managers(&before));
 }

@@ -758,3 +758,141 @@ fn an_external_listener_that_speaks_tls_is_warned_about_host_names() {
         "{report}"
     );
 }
+
+/// Bitnami's chart up to 23.x with `externalAccess`: the env binds `EXTERNAL://:9094` and the
+/// chart's `/scripts/setup.sh` (a ConfigMap the webhook does not read) advertises it; the chart
+/// makes `my-kafka-<i>-external` NodePort Services. Built from the 23.0.7 fixture with the
+/// changes `externalAccess.enabled=true` makes to the StatefulSet and its Services.
+fn bitnami_23_external_access() -> Vec<Value> {
+    let mut docs = support::fixture("bitnami-23.0.7.yaml");
+    let sts = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "StatefulSet")
+        .expect("a StatefulSet");
+    sts["spec"]["replicas"] = 3.into();
+    let kafka = &mut sts["spec"]["template"]["spec"]["containers"][0];
+    for e in kafka["env"].as_array_mut().unwrap() {
+        let append = match e["name"].as_str() {
+            Some("KAFKA_CFG_LISTENERS") => ",EXTERNAL://:9094",
+            Some("KAFKA_CFG_LISTENER_SECURITY_PROTOCOL_MAP") => ",EXTERNAL:PLAINTEXT",
+            _ => continue,
+        };
+        let v = format!("{}{append}", e["value"].as_str().unwrap());
+        e["value"] = v.into();
+    }
+    kafka["ports"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "kafka-external", "containerPort": 9094}));
+    for i in 0..3 {
+        docs.push(serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("my-kafka-{i}-external"), "namespace": "kafka",
+                         "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+            "spec": {"type": "NodePort",
+                     "selector": {"statefulset.kubernetes.io/pod-name": format!("my-kafka-{i}")},
+                     "ports": [{"name": "tcp-kafka", "port": 9094, "protocol": "TCP",
+                                "targetPort": "kafka-external", "nodePort": 31190 + i}]}
+        }));
+    }
+    docs
+}
+
+#[test]
+fn bitnami_23_external_access_is_adopted_from_the_env_without_a_second_listener() {
+    let docs = bitnami_23_external_access();
+    let opts = |set: &[(&str, &str)]| Options {
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        namespace: None,
+        settings: Settings::default(),
+    };
+    let out = offline::run(
+        docs.clone(),
+        &opts(&[("expose", "nodeport"), ("port-base", "31190")]),
+    )
+    .expect("mutates");
+    let report = &out.workloads[0];
+    let adapter = report.adapter.as_deref().unwrap_or_default();
+    assert!(adapter.contains("adopt adapter"), "{adapter}");
+    assert!(adapter.contains("/scripts/setup.sh"), "{adapter}");
+    // No second listener: the broker's listener variables are the chart's.
+    let before = &docs.iter().find(|d| d["kind"] == "StatefulSet").unwrap()["spec"]["template"]["spec"]
+        ["containers"][0]["env"];
+    let pods = owned_pods(&out, "my-kafka");
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        for var in ["KAFKA_CFG_LISTENERS", "KAFKA_CFG_ADVERTISED_LISTENERS"] {
+            let value = |env: &Value| {
+                env.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == var)
+                    .map(|e| e["value"].clone())
+            };
+            assert_eq!(
+                value(&pod["spec"]["containers"][0]["env"]),
+                value(before),
+                "{var}"
+            );
+        }
+    }
+    // Only the bootstrap is kafka-expose's; it targets a port every broker declares.
+    let mine = services_of(&out, "my-kafka");
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert!(
+        mine[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("bootstrap")
+    );
+    for pod in &pods {
+        target_port(mine[0], pod);
+    }
+
+    // Without port-base the chart's ports are not known: a note says so, and the chart's
+    // Services are reported, never twinned.
+    let out = offline::run(docs, &opts(&[("expose", "nodeport")])).expect("mutates");
+    let warnings = out.workloads[0].warnings.join("\n");
+    assert!(
+        warnings.contains("set kafka-expose.io/port-base"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("does not take it over"), "{warnings}");
+    let names: Vec<&Value> = services_of(&out, "my-kafka")
+        .iter()
+        .map(|s| &s["metadata"]["name"])
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().unwrap().ends_with("-external")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_listener_bound_in_the_env_but_advertised_nowhere_is_refused_not_doubled() {
+    let mut docs = bitnami_23_external_access();
+    let sts = docs
+        .iter_mut()
+        .find(|d| d["kind"] == "StatefulSet")
+        .unwrap();
+    sts["spec"]["template"]["spec"]["containers"][0]["command"] = serde_json::json!([
+        "/opt/bitnami/scripts/kafka/entrypoint.sh",
+        "/opt/bitnami/scripts/kafka/run.sh"
+    ]);
+    let opts = Options {
+        set: vec![("expose".into(), "nodeport".into())],
+        namespace: None,
+        settings: Settings::default(),
+    };
+    let out = offline::run(docs, &opts).expect("reports");
+    let report = &out.workloads[0];
+    assert!(report.outcome.contains("unsupported"), "{}", report.outcome);
+    let warnings = report.warnings.join("\n");
+    assert!(warnings.contains("advertises it nowhere"), "{warnings}");
+    assert!(services_of(&out, "my-kafka").is_empty());
+}

@@ -165,7 +165,7 @@ fn services_that_others_made_are_never_twinned_or_taken_over() {
         // Holds broker 1's Service name, routing elsewhere: a conflict, left to its owner.
         foreign("kafka-1-external", 31999, json!({"app": "other"})),
     ];
-    let plan = services::plan_around(&w, &e, &existing);
+    let plan = services::plan_around(&w, &e, &services::routes(&w, &e), &existing);
     let names: Vec<&str> = plan
         .services
         .iter()
@@ -181,7 +181,7 @@ fn services_that_others_made_are_never_twinned_or_taken_over() {
     );
     // A NodePort held by a Service of another name is a conflict too.
     let held = vec![foreign("blocker", 30501, json!({"app": "other"}))];
-    let plan = services::plan_around(&w, &e, &held);
+    let plan = services::plan_around(&w, &e, &services::routes(&w, &e), &held);
     assert!(
         plan.conflicts[0].starts_with(
             "Service kafka-1-external (NodePort 30501): the port is held by Service blocker"

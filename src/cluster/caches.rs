@@ -16,6 +16,7 @@ use kube::{Api, Client, Resource};
 use tracing::{info, warn};
 
 use crate::engine::pod::LoadBalancerAddresses;
+use crate::engine::services::NamespaceServices;
 use crate::metrics::Readiness;
 use crate::names::labels;
 
@@ -29,6 +30,25 @@ impl LoadBalancerAddresses for ServiceCache {
     fn address(&self, namespace: &str, name: &str) -> Option<String> {
         let svc = self.store.get(&ObjectRef::new(name).within(namespace))?;
         ingress(&svc)
+    }
+}
+
+/// The Services of a namespace read live from the API server: one list call, made only when an
+/// exposed workload is admitted.
+pub struct LiveServices(pub Client);
+
+impl NamespaceServices for LiveServices {
+    fn list<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Service>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let api: Api<Service> = Api::namespaced(self.0.clone(), namespace);
+            api.list(&kube::api::ListParams::default())
+                .await
+                .map(|l| l.items)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

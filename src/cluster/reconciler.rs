@@ -160,7 +160,7 @@ pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
                 .await
                 .map_err(Error::Kube)?
                 .items;
-            services::plan_around(&w, e, &existing)
+            services::plan_around(&w, e, &services::routes(&w, e), &existing)
         }
         None => services::ServicePlan::default(),
     };

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use super::cluster_client;
 use crate::certs;
 use crate::cli::ServeArgs;
+use crate::cluster::caches::LiveServices;
 use crate::cluster::{leader, reconciler};
 use crate::names::LEASE;
 use crate::telemetry;
@@ -78,6 +79,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     Some(e) => tracing::info!(lease = %e.name, namespace = %e.namespace, "cluster credentials found: reconciling while holding the leader Lease"),
                     None => tracing::info!("cluster credentials found: running the reconciler"),
                 }
+                state.services = Some(Arc::new(LiveServices(client.clone())));
                 let (cache, task) = reconciler::spawn(
                     client,
                     state.settings.clone(),

@@ -3,7 +3,8 @@
 //! The choice is made from what the pod actually contains, in this order:
 //! 1. the broker's command assigns `advertised.listeners` itself: **adopt** its external listener
 //!    when it has one with a per-broker port, else **unsupported**;
-//! 2. the env already advertises a listener of the configured name: **adopt**;
+//! 2. the env already advertises a listener of the configured name, or binds one that the
+//!    container's startup script advertises: **adopt**;
 //! 3. the broker reads a `server.properties` that an init container writes: **properties**;
 //! 4. the env configures listeners: **env**;
 //! 5. otherwise **unsupported**.
@@ -162,6 +163,7 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
     let chosen = match cfg.adapter {
         AdapterChoice::Adopt => adopt::from_script(c, &script, &cfg)
             .or_else(|| adopt::from_env(c, flavor, &cfg))
+            .or_else(|| adopt::from_env_bound(spec, c, flavor, &cfg))
             .unwrap_or_else(|| Ok(adopt::from_annotations(&cfg)))
             .map(|p| {
                 let why = format!(
@@ -219,6 +221,14 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
 
     if let Adapter::Adopt(plan) = &adapter {
         adopt::check_mode(plan, &cfg)?;
+        if plan.port_base.is_none() && cfg.port_base.is_none() {
+            notes.push(format!(
+                "the ports {} advertises are not visible to kafka-expose, which assumes {} + broker ordinal; set {} to the chart's first NodePort if it differs",
+                plan.listener_name,
+                cfg.port_base_or_default(),
+                full_key(keys::PORT_BASE)
+            ));
+        }
     }
     let (listener_name, target, port_base) = match &adapter {
         Adapter::Adopt(plan) => (
@@ -336,6 +346,12 @@ fn auto(
     if let Some(plan) = adopt::from_env(c, flavor, cfg) {
         return plan.map(|p| {
             let why = format!("the env already advertises {}; adopted", p.listener_name);
+            (Adapter::Adopt(p), why)
+        });
+    }
+    if let Some(plan) = adopt::from_env_bound(spec, c, flavor, cfg) {
+        return plan.map(|p| {
+            let why = format!("{}; adopted", p.source);
             (Adapter::Adopt(p), why)
         });
     }

@@ -82,8 +82,12 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
 
 /// The complete Services for an exposed workload.
 pub fn plan(w: &Workload, d: &Exposure<'_>) -> Vec<Service> {
+    plan_routes(w, d, &routes(w, d))
+}
+
+/// The complete Services for an exposed workload whose routes are known.
+fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> {
     let cfg = &d.config;
-    let routes = routes(w, d);
     let namespace = w.namespace.clone();
     let mut out = Vec::new();
     if cfg.mode != ExposeMode::HostPort {
@@ -216,6 +220,16 @@ fn service(
     }
 }
 
+/// The Services of a namespace, as the cluster holds them now: read when an exposed workload is
+/// admitted, so that a conflict with another owner's Service is a warning where the user applies
+/// the workload, not only an Event later.
+pub trait NamespaceServices: Send + Sync {
+    fn list<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Service>, String>> + Send + 'a>>;
+}
+
 /// The Service plan once the Services that others made are respected.
 #[derive(Debug, Clone, Default)]
 pub struct ServicePlan {
@@ -274,15 +288,19 @@ fn node_ports(s: &Service) -> impl Iterator<Item = u32> + '_ {
 /// or LoadBalancer Service already routes to, on the port it advertises, gets no Service of
 /// kafka-expose's; a planned Service whose name or NodePort another owner holds is left out and
 /// reported, never taken over.
-pub fn plan_around(w: &Workload, d: &Exposure<'_>, existing: &[Service]) -> ServicePlan {
+pub fn plan_around(
+    w: &Workload,
+    d: &Exposure<'_>,
+    routes: &Routes,
+    existing: &[Service],
+) -> ServicePlan {
     let foreign: Vec<&Service> = existing
         .iter()
         .filter(|s| !is_managed(s) && s.metadata.namespace == w.namespace)
         .collect();
-    let routes = routes(w, d);
     let mode = d.config.mode;
     let mut out = ServicePlan::default();
-    for svc in plan(w, d) {
+    for svc in plan_routes(w, d, routes) {
         let name = svc.metadata.name.clone().unwrap_or_default();
         let broker = routes.brokers.iter().find(|r| r.service == name);
         if let Some(r) = broker {

@@ -22,8 +22,8 @@ use crate::engine::workload::{self, Workload, WorkloadKind, WorkloadOutcome};
 use crate::engine::{error_chain, services};
 use crate::names::{bootstrap_service_name, keys};
 
-use read::prepare;
 pub use read::{parse_set, read_documents};
+use read::{prepare, with_namespace};
 pub use report::{BrokerReport, WorkloadReport, explain, to_json, to_yaml};
 pub use simulate::controller_pods;
 
@@ -94,7 +94,7 @@ pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
         .filter(|d| d["kind"] == "Service")
         .filter_map(|d| {
             let mut d = d.clone();
-            prepare(&mut d, opts);
+            with_namespace(&mut d, opts);
             serde_json::from_value(d).ok()
         })
         .collect();
@@ -208,7 +208,7 @@ fn workload(
         lb_address: &no_lb,
     };
     let routes = services::routes(&w, d);
-    let plan = services::plan_around(&w, d, existing);
+    let plan = services::plan_around(&w, d, &routes, existing);
     for (i, pod) in controller_pods(&w, &mutated).into_iter().enumerate() {
         let pod_decision = mutate_pod(&pod, &ctx).map_err(invalid)?;
         let mut pod_out = pod.clone();

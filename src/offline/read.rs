@@ -49,25 +49,32 @@ pub fn read_documents(text: &str) -> Result<Vec<Value>, MutateError> {
     Ok(out)
 }
 
-/// Adds the `--set` annotations and the default namespace.
-pub(super) fn prepare(doc: &mut Value, opts: &Options) {
-    let Some(obj) = doc.as_object_mut() else {
-        return;
-    };
+/// Gives the object the default namespace when it has none, and returns its metadata.
+pub(super) fn with_namespace<'a>(
+    doc: &'a mut Value,
+    opts: &Options,
+) -> Option<&'a mut Map<String, Value>> {
+    let obj = doc.as_object_mut()?;
     let meta = obj
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
-    let Some(meta) = meta.as_object_mut() else {
-        return;
-    };
+    let meta = meta.as_object_mut()?;
     if let Some(ns) = &opts.namespace
         && meta.get("namespace").is_none_or(Value::is_null)
     {
         meta.insert("namespace".into(), Value::String(ns.clone()));
     }
+    Some(meta)
+}
+
+/// Adds the `--set` annotations and the default namespace.
+pub(super) fn prepare(doc: &mut Value, opts: &Options) {
+    let Some(meta) = with_namespace(doc, opts) else {
+        return;
+    };
     if opts.set.is_empty() {
         return;
     }

@@ -6,13 +6,14 @@
 //! effects.
 
 use json_patch::Patch;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::core::Resource;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use crate::config::Settings;
-use crate::engine::exposure::Skip;
+use crate::engine::exposure::{Decision as Exposed, Skip};
 use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
+use crate::engine::services;
 use crate::engine::workload::{Workload, WorkloadOutcome, decide_workload as engine_workload};
 use crate::engine::{EngineError, error_chain};
 
@@ -33,6 +34,28 @@ pub struct Decision {
     /// `allowed`, `patched`, `denied` or `error`.
     pub outcome: &'static str,
     pub adapter: &'static str,
+}
+
+impl Decision {
+    /// Whether the workload or pod is exposed (by some adapter).
+    pub fn exposes(&self) -> bool {
+        !matches!(self.adapter, "" | "unsupported")
+    }
+}
+
+/// The conflicts between the Services an exposed workload needs and those another owner already
+/// holds in its namespace (`existing`), as admission warnings. kafka-expose leaves those
+/// Services alone; the warning says so where the user applies the workload.
+pub fn service_conflicts(w: &Workload, settings: &Settings, existing: &[Service]) -> Vec<String> {
+    let Ok(Exposed::Expose(e)) = w.exposure(settings) else {
+        return Vec::new();
+    };
+    let routes = services::routes(w, &e);
+    services::plan_around(w, &e, &routes, existing)
+        .conflicts
+        .into_iter()
+        .map(|c| format!("kafka-expose: {c}"))
+        .collect()
 }
 
 /// Whether a request is one kafka-expose never changes: a subresource, `DELETE` or `CONNECT`.

@@ -27,6 +27,7 @@ use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::config::Settings;
 use crate::engine::pod::{LoadBalancerAddresses, NoAddresses};
+use crate::engine::services::NamespaceServices;
 use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
 use admission::FailureMode;
@@ -46,6 +47,9 @@ pub struct AppState {
     /// LoadBalancer ingress addresses of Services, where known: the reconciler's Service cache
     /// when `serve` has a cluster.
     pub lb_addresses: Arc<dyn LoadBalancerAddresses>,
+    /// The namespace's Services, read when an exposed workload is admitted to warn of conflicts
+    /// with Services another owner made; `None` without a cluster.
+    pub services: Option<Arc<dyn NamespaceServices>>,
 }
 
 impl AppState {
@@ -57,6 +61,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             readiness: Arc::new(Readiness::default()),
             lb_addresses: Arc::new(NoAddresses),
+            services: None,
         }
     }
 }
@@ -145,12 +150,17 @@ async fn mutate(State(s): State<AppState>, req: Request<Body>) -> Response {
             );
         }
     };
-    answer(&s, &body)
+    answer(&s, &body).await
 }
 
+/// How long the webhook waits for the namespace's Services when it checks an exposed workload
+/// for conflicts; past it, the workload is admitted with a warning that the check did not run.
+pub const SERVICE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The answer to a request body that was read whole: a review, or a 4xx with a reason. It
-/// never panics, whatever the bytes (the `admission` fuzz target drives it).
-pub fn answer(s: &AppState, body: &[u8]) -> Response {
+/// never panics, whatever the bytes (the `admission` fuzz target drives it). It awaits nothing
+/// but the Service lookup of an exposed workload, and only when `s.services` is set.
+pub async fn answer(s: &AppState, body: &[u8]) -> Response {
     if body.is_empty() {
         return reject(
             s,
@@ -190,14 +200,16 @@ pub fn answer(s: &AppState, body: &[u8]) -> Response {
         },
         ("apps", "StatefulSet", false) => match read::<StatefulSet>(body) {
             Ok(r) => {
-                let d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
+                let mut d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
+                warn_of_conflicts(s, &r, Workload::from_statefulset, &mut d).await;
                 (Meta::of(&r), d)
             }
             Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
         },
         ("apps", "Deployment", false) => match read::<Deployment>(body) {
             Ok(r) => {
-                let d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
+                let mut d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
+                warn_of_conflicts(s, &r, Workload::from_deployment, &mut d).await;
                 (Meta::of(&r), d)
             }
             Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
@@ -235,6 +247,44 @@ pub fn answer(s: &AppState, body: &[u8]) -> Response {
         "admission"
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Adds a warning for each Service of the workload's plan that another owner already holds in
+/// the namespace: one list call, for exposed workloads only.
+async fn warn_of_conflicts<T: kube::core::Resource + Clone>(
+    s: &AppState,
+    r: &AdmissionRequest<T>,
+    read: impl FnOnce(T) -> Workload,
+    d: &mut admission::Decision,
+) {
+    let (Some(services), Some(obj), Some(ns)) = (
+        s.services.as_ref(),
+        r.object.clone(),
+        r.namespace.as_deref(),
+    ) else {
+        return;
+    };
+    if !d.response.allowed || !d.exposes() {
+        return;
+    }
+    let mut w = read(obj);
+    w.namespace.get_or_insert_with(|| ns.to_string());
+    let found = match tokio::time::timeout(SERVICE_LOOKUP_TIMEOUT, services.list(ns)).await {
+        Ok(Ok(existing)) => admission::service_conflicts(&w, &s.settings, &existing),
+        Ok(Err(e)) => vec![format!(
+            "kafka-expose could not list the Services of namespace {ns} to check them for conflicts ({e}); the reconciler reports any in an Event"
+        )],
+        Err(_) => vec![format!(
+            "kafka-expose could not list the Services of namespace {ns} within {}s to check them for conflicts; the reconciler reports any in an Event",
+            SERVICE_LOOKUP_TIMEOUT.as_secs()
+        )],
+    };
+    if !found.is_empty() {
+        d.response
+            .warnings
+            .get_or_insert_with(Vec::new)
+            .extend(found);
+    }
 }
 
 /// What is read of a review before its object: enough to choose the object's type.

@@ -120,6 +120,12 @@ pub fn admission(body: &[u8]) {
         static STATE: AppState = AppState::standalone(Settings::default(), FailureMode::Open);
     }
     STATE.with(|s| {
-        let _ = answer(s, body);
+        // With no cluster the answer awaits nothing: one poll completes it.
+        let mut fut = std::pin::pin!(answer(s, body));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            fut.as_mut().poll(&mut cx).is_ready(),
+            "the answer without a cluster awaits nothing"
+        );
     });
 }

@@ -240,6 +240,82 @@ pub fn from_env(
     Some(plan_for(c, &l, &script, cfg, "the container's env"))
 }
 
+/// Adopts a listener that the env binds under the configured name but does not advertise, when
+/// the container starts through a script file: the script advertises it, from a ConfigMap the
+/// webhook does not read. Bitnami's chart up to 23.x with `externalAccess` is the case: its env
+/// binds `EXTERNAL://:9094` and `/scripts/setup.sh` exports `KAFKA_CFG_ADVERTISED_LISTENERS` with
+/// `EXTERNAL://${EXTERNAL_ACCESS_HOST}:${EXTERNAL_ACCESS_PORT}`. A second listener of that name
+/// would clash with the chart's, so there is none; without a script the configuration is refused.
+pub fn from_env_bound(
+    spec: &PodSpec,
+    c: &Container,
+    flavor: Flavor,
+    cfg: &ExposeConfig,
+) -> Option<Result<AdoptPlan, String>> {
+    let bound = parse_listeners(env::value(c, flavor, Prop::Listeners)?)
+        .into_iter()
+        .find(|l| l.name.eq_ignore_ascii_case(&cfg.listener_name))?;
+    let advertised = env::value(c, flavor, Prop::Advertised).map(parse_listeners);
+    if advertised
+        .iter()
+        .flatten()
+        .any(|l| l.name.eq_ignore_ascii_case(&bound.name))
+    {
+        return None;
+    }
+    let Some((script, configmap)) = configmap_script(spec, c) else {
+        return Some(Err(format!(
+            "the env binds listener {} but advertises it nowhere, and the container runs no script from a ConfigMap that could; name kafka-expose's listener otherwise with {} (e.g. KX_EXTERNAL), or advertise the chart's",
+            bound.name,
+            crate::names::full_key(keys::LISTENER_NAME)
+        )));
+    };
+    let Some(port) = bound.port_number() else {
+        return Some(Err(format!(
+            "the env binds listener {} without a port number",
+            bound.name
+        )));
+    };
+    Some(Ok(AdoptPlan {
+        listener_name: bound.name.clone(),
+        port_base: None,
+        target: TargetPort::Fixed(port),
+        host: format!("<the host {script} sets>"),
+        source: format!(
+            "the container's env, which binds {} on {port} for {script} (ConfigMap {configmap}) to advertise",
+            bound.name
+        ),
+    }))
+}
+
+/// The script the container starts with when it comes from a ConfigMap (a command or argument
+/// under the mount of a ConfigMap volume), with that ConfigMap's name.
+fn configmap_script<'a>(spec: &PodSpec, c: &'a Container) -> Option<(&'a str, String)> {
+    let mounts = c.volume_mounts.iter().flatten();
+    let configmaps: Vec<(&str, &str)> = mounts
+        .filter_map(|m| {
+            let v = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
+            let cm = v.config_map.as_ref()?;
+            Some((m.mount_path.as_str(), cm.name.as_str()))
+        })
+        .collect();
+    c.command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .take(3)
+        .map(|s| s.trim())
+        .find_map(|arg| {
+            let (_, cm) = configmaps.iter().find(|(path, _)| {
+                arg == *path
+                    || arg
+                        .strip_prefix(path.trim_end_matches('/'))
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })?;
+            Some((arg, cm.to_string()))
+        })
+}
+
 fn plan_for(
     c: &Container,
     l: &Listener,
@@ -375,7 +451,7 @@ pub fn from_annotations(cfg: &ExposeConfig) -> AdoptPlan {
         listener_name: cfg.listener_name.clone(),
         port_base: None,
         target: TargetPort::Fixed(cfg.container_port.unwrap_or(DEFAULT_CONTAINER_PORT)),
-        host: "as the chart's own script sets it".into(),
+        host: "<the host the chart's script sets>".into(),
         source: "the annotations".into(),
     }
 }
