@@ -24,9 +24,11 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null || true
   echo "fuzz: $t for ${seconds}s" >&2
+  set +e
   cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=4096 \
       -print_final_stats=1 2>&1 | tee "$t.log" | { grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|SUMMARY|Test unit written)' || true; }
   rc="${PIPESTATUS[0]}"
+  set -e
   if [[ "$rc" != 0 ]]; then
     echo "fuzz: $t found something; see fuzz/artifacts/$t and fuzz/$t.log" >&2
     status=1
