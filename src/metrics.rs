@@ -33,6 +33,14 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of a full read of a workload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FullReadLabels {
+    /// `true` when the metadata carried a kafka-expose key; `false` for a read only to remove
+    /// Services left from an earlier exposure.
+    pub candidate: String,
+}
+
 /// Labels of a reconciler error.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -45,6 +53,13 @@ pub struct Metrics {
     pub reconciliations: Counter,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub managed_services: Gauge,
+    /// Workloads the reconciler watches, held as stripped metadata.
+    pub workloads_watched: Gauge,
+    /// Full reads of workloads, by whether the metadata carried a kafka-expose key.
+    pub full_reads: Family<FullReadLabels, Counter>,
+    /// Admission requests answered from the raw bytes, without a full parse (also counted in
+    /// `requests`).
+    pub fast_path: Counter,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     pub warnings: Counter,
@@ -95,6 +110,24 @@ impl Default for Metrics {
         let reconciliations = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let managed_services = Gauge::default();
+        let workloads_watched = Gauge::default();
+        let full_reads = Family::<FullReadLabels, Counter>::default();
+        let fast_path = Counter::default();
+        registry.register(
+            "workloads_watched",
+            "Workloads the reconciler watches, held as metadata stripped to kafka-expose's keys",
+            workloads_watched.clone(),
+        );
+        registry.register(
+            "workload_full_reads",
+            "Workloads read in full by the reconciler, by whether their metadata carried a kafka-expose key",
+            full_reads.clone(),
+        );
+        registry.register(
+            "admission_fast_path",
+            "Admission requests answered from the raw bytes: nothing in them concerns kafka-expose",
+            fast_path.clone(),
+        );
         registry.register(
             "reconciliations",
             "Workload reconciliations",
@@ -115,6 +148,9 @@ impl Default for Metrics {
             reconciliations,
             reconcile_errors,
             managed_services,
+            workloads_watched,
+            full_reads,
+            fast_path,
             requests,
             latency,
             warnings,
@@ -151,6 +187,26 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    pub fn full_read(&self, candidate: bool) {
+        self.full_reads
+            .get_or_create(&FullReadLabels {
+                candidate: candidate.to_string(),
+            })
+            .inc();
+    }
+
+    /// Full reads so far: `(of candidates, of others)`.
+    pub fn full_reads_so_far(&self) -> (u64, u64) {
+        let get = |c: bool| {
+            self.full_reads
+                .get_or_create(&FullReadLabels {
+                    candidate: c.to_string(),
+                })
+                .get()
+        };
+        (get(true), get(false))
     }
 
     pub fn reconcile_error(&self, reason: &str) {

@@ -36,6 +36,7 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     cache: ServiceCache,
     readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
 }
 
 fn start_reconciler(c: &Client, ns: &str) -> Running {
@@ -48,10 +49,11 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     let readiness = Arc::new(Readiness::default());
     readiness.set_listening();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(Metrics::default());
     let (cache, task) = reconciler::spawn(
         c.clone(),
         Arc::new(Settings::default()),
-        Arc::new(Metrics::default()),
+        metrics.clone(),
         readiness.clone(),
         reconciler::Options {
             namespace: Some(ns.to_string()),
@@ -67,6 +69,7 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
         task,
         cache,
         readiness,
+        metrics,
     }
 }
 
@@ -851,5 +854,88 @@ async fn one_broker_deployments_with_ordinals_0_and_1_share_a_port_base() {
     .await;
     assert_eq!(node_port(&svcs[0]), Some(32000));
     assert_eq!(node_port(&svcs[2]), Some(32001));
+    r.shutdown().await;
+}
+
+/// A Deployment that has nothing to do with Kafka, as `kubectl apply` leaves it, with no
+/// replicas (there is no scheduler).
+fn unrelated_deployment(ns: &str, i: usize) -> k8s_openapi::api::apps::v1::Deployment {
+    let env: Vec<Value> = (0..30)
+        .map(|j| json!({"name": format!("SETTING_{j}"), "value": format!("a value of some length {j}")}))
+        .collect();
+    let last_applied = "x".repeat(4000);
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("web-{i}"), "namespace": ns,
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": last_applied},
+                     "labels": {"app": format!("web-{i}")}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": format!("web-{i}")}},
+                 "template": {"metadata": {"labels": {"app": format!("web-{i}")}},
+                              "spec": {"containers": [
+                                  {"name": "web", "image": "example/web:1.0", "env": env},
+                                  {"name": "sidecar", "image": "example/sidecar:1.0", "env": env}]}}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn among_many_unrelated_workloads_only_the_exposed_one_is_read_in_full() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-footprint";
+    let c = fresh_namespace(ns).await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(c.clone(), ns);
+    const UNRELATED: usize = 150;
+    let creates = (0..UNRELATED).map(|i| {
+        let d = unrelated_deployment(ns, i);
+        let api = deployments.clone();
+        async move { api.create(&PostParams::default(), &d).await.map(|_| ()) }
+    });
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    let r = start_reconciler(&c, ns);
+    let sts = apache_sts(
+        ns,
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32200", "kafka-expose.io/bootstrap-node-port": "32210"}),
+    );
+    create_sts(&c, ns, &sts).await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-2-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    // Every workload is watched (as metadata); the gauge is refreshed every 5 s.
+    eventually(
+        Duration::from_secs(20),
+        "every workload watched",
+        || async {
+            let watched = r.metrics.workloads_watched.get();
+            if watched == (UNRELATED + 1) as i64 {
+                Ok(())
+            } else {
+                Err(format!("{watched} watched"))
+            }
+        },
+    )
+    .await;
+    // An unrelated workload that changes is still not read.
+    deployments
+        .patch(
+            "web-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "front"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (candidates, others) = r.metrics.full_reads_so_far();
+    assert!(candidates >= 1, "the exposed StatefulSet was read in full");
+    assert_eq!(others, 0, "no unrelated workload was read in full");
     r.shutdown().await;
 }

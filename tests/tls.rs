@@ -18,6 +18,7 @@ use support::https::{KeepAlive, Recorder, connect, recording, review, trusting};
 
 struct Running {
     bound: Bound,
+    metrics: Arc<kafka_expose::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     dir: std::path::PathBuf,
@@ -46,6 +47,7 @@ async fn start(tag: &str) -> Running {
         reload_interval: kafka_expose::webhook::tls::RELOAD_INTERVAL,
     };
     let state = AppState::standalone(Settings::default(), FailureMode::Open);
+    let metrics = state.metrics.clone();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (bound_tx, bound_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -65,6 +67,7 @@ async fn start(tag: &str) -> Running {
     let bound = bound_rx.await.expect("the server binds");
     Running {
         bound,
+        metrics,
         stop: Some(stop_tx),
         task,
         dir,
@@ -229,5 +232,96 @@ async fn a_new_connection_per_request_is_not_slowed_by_nagle() {
     let median = times[times.len() / 2];
     // Nagle's algorithm with delayed ACKs costs about 40 ms per new connection.
     assert!(median < Duration::from_millis(25), "median {median:?}");
+    srv.stop().await;
+}
+
+/// A Deployment that has nothing to do with Kafka, as `kubectl apply` leaves it: three
+/// containers with env, and the given annotations.
+fn web_deployment(annotations: serde_json::Value) -> serde_json::Value {
+    let env: Vec<serde_json::Value> = (0..30)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}")}))
+        .collect();
+    let containers: Vec<serde_json::Value> = ["web", "sidecar", "metrics"]
+        .iter()
+        .map(|n| json!({"name": n, "image": format!("example/{n}:1.0"), "env": env, "ports": [{"containerPort": 8080}]}))
+        .collect();
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "d1", "annotations": annotations,
+                     "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}}
+    })
+}
+
+fn update_review(uid: &str, object: &serde_json::Value) -> Vec<u8> {
+    let mut r = review(uid, "apps", "Deployment", "UPDATE", object);
+    r["request"]["oldObject"] = object.clone();
+    serde_json::to_vec(&r).unwrap()
+}
+
+#[tokio::test]
+async fn reviews_that_cannot_concern_kafka_expose_get_the_same_answer_from_their_bytes() {
+    let srv = start("fast").await;
+    let mut conn = connect(trusting(&srv.bundle.ca_pem), srv.bound.webhook)
+        .await
+        .unwrap();
+    let fast = || srv.metrics.fast_path.get();
+
+    // An unrelated Deployment UPDATE: answered from the bytes.
+    let plain = web_deployment(json!({"team": "web"}));
+    let a = conn
+        .post("/mutate", &update_review("u1", &plain))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let (mut quick, patch) = support::https::response_of(&a.body);
+    assert_eq!(quick["uid"], "u1");
+    assert_eq!(quick["allowed"], true);
+    assert!(
+        patch.is_none() && quick.get("warnings").is_none(),
+        "{quick}"
+    );
+    let envelope: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(envelope["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(envelope["kind"], "AdmissionReview");
+    assert_eq!(fast(), 1);
+
+    // The same workload whose only mention of kafka-expose.io/ is in a value: the full decision
+    // runs, and its answer is the fast path's, uid aside.
+    let mention = web_deployment(json!({"team": "web", "note": "see kafka-expose.io/expose"}));
+    let a = conn
+        .post("/mutate", &update_review("u2", &mention))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let (mut full, patch) = support::https::response_of(&a.body);
+    assert!(patch.is_none());
+    assert_eq!(fast(), 1, "a mention in a value takes the full path");
+    quick["uid"] = json!("");
+    full["uid"] = json!("");
+    assert_eq!(quick, full, "the same answer");
+
+    // Malformed bodies are refused as before, whatever they mention.
+    for body in [
+        &b"{not json"[..],
+        &update_review("u3", &plain)[..40],
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+    ] {
+        let a = conn.post("/mutate", body).await.unwrap();
+        assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+        assert!(String::from_utf8_lossy(&a.body).contains("malformed AdmissionReview"));
+    }
+    assert_eq!(fast(), 1);
+
+    // An exposed workload still gets its full decision.
+    let mut sts: serde_json::Value = support::statefulset("apache-kafka-kraft.yaml");
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport"});
+    let body = serde_json::to_vec(&review("u4", "apps", "StatefulSet", "CREATE", &sts)).unwrap();
+    let a = conn.post("/mutate", &body).await.unwrap();
+    let (resp, patch) = support::https::response_of(&a.body);
+    assert_eq!(resp["uid"], "u4");
+    assert!(patch.is_some(), "{resp}");
+    assert_eq!(fast(), 1);
     srv.stop().await;
 }

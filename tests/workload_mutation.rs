@@ -387,3 +387,31 @@ fn mutate_refuses_workloads_of_removed_api_versions_naming_the_version() {
         assert!(e.contains("convert it to apps/v1"), "{e}");
     }
 }
+
+#[test]
+fn an_exposed_workload_carries_the_exposed_label_itself_and_loses_it_with_the_annotation() {
+    // Exposed by its template's annotation alone: the reconciler, which watches workloads as
+    // metadata, sees it by the label on the workload.
+    let obj = sts(
+        json!({}),
+        Some(json!({"annotations": {"kafka-expose.io/expose": "nodeport"}})),
+    );
+    let (exposed, _) = mutate(&obj);
+    assert_eq!(
+        exposed["metadata"]["labels"]["kafka-expose.io/exposed"],
+        "true"
+    );
+    let mut removed = exposed.clone();
+    removed["spec"]["template"]["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kafka-expose.io/expose");
+    let (out, _) = mutate(&removed);
+    assert!(
+        out["metadata"]["labels"]
+            .get("kafka-expose.io/exposed")
+            .is_none(),
+        "{}",
+        out["metadata"]
+    );
+}

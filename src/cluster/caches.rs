@@ -92,6 +92,14 @@ pub fn service_store(
         watcher::Config::default().labels(labels::MANAGED_SELECTOR),
     )
     .default_backoff()
+    // Bounded like the workloads: what is read of a managed Service is its name, labels, spec
+    // and status, not its field-manager history or a client's last-applied copy.
+    .modify(|s| {
+        s.metadata.managed_fields = None;
+        if let Some(a) = s.metadata.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    })
     .reflect(writer)
     .applied_objects()
     .filter_map(|r| async move {

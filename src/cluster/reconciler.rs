@@ -1,8 +1,11 @@
 //! The reconciler: keeps each exposed workload's external Services equal to the engine's plan.
 //!
 //! A kube-runtime `Controller` per workload kind (StatefulSets, Deployments) watches the
-//! workloads and the Services kafka-expose manages (label `app.kubernetes.io/managed-by:
-//! kafka-expose`). For each workload, [`reconcile`]:
+//! workloads **as metadata only**, stripped to kafka-expose's own keys before they are stored,
+//! and the Services kafka-expose manages (label `app.kubernetes.io/managed-by: kafka-expose`).
+//! A workload with no kafka-expose key and no managed Service costs a few hundred bytes and no
+//! API call; only the others are read in full, one GET per reconciliation, and nothing of them
+//! is kept. For each of those, [`reconcile`]:
 //! - applies every planned Service with server-side apply, field manager `kafka-expose`, so that
 //!   several instances converge on the same objects without fighting;
 //! - deletes the managed Services of this workload that are no longer planned (scale-down,
@@ -27,9 +30,11 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -104,10 +109,70 @@ impl Exposable for Deployment {
     }
 }
 
-/// Reconciles one workload.
-#[instrument(skip_all, fields(kind = %K::kind(&()), namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any()))]
-pub async fn reconcile<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+/// Keeps of a workload's metadata only what the reconciler reads: its identity and
+/// kafka-expose's own labels and annotations. A workload that is not Kafka's then costs a few
+/// hundred bytes in the store, whatever its size in the API.
+pub fn strip(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    for map in [meta.annotations.as_mut(), meta.labels.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        map.retain(|k, _| k.starts_with(PREFIX));
+    }
+    if meta.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+        meta.annotations = None;
+    }
+    if meta.labels.as_ref().is_some_and(|l| l.is_empty()) {
+        meta.labels = None;
+    }
+}
+
+/// Whether a workload's (stripped) metadata calls for a full read: it carries a kafka-expose
+/// annotation (the user's, or the reconciler's status left to clean up) or the exposed label the
+/// workload webhook sets.
+pub fn is_candidate(meta: &kube::api::ObjectMeta) -> bool {
+    let own = |m: Option<&BTreeMap<String, String>>| {
+        m.is_some_and(|m| m.keys().any(|k| k.starts_with(PREFIX)))
+    };
+    own(meta.annotations.as_ref()) || own(meta.labels.as_ref())
+}
+
+/// Reconciles one workload from its metadata: nothing for a workload that is not a candidate and
+/// has no managed Service, else a full read and [`reconcile_full`].
+#[instrument(skip_all, fields(kind = %K::kind(&()), namespace = meta.namespace().unwrap_or_default(), name = %meta.name_any()))]
+pub async fn reconcile<K: Exposable>(
+    meta: Arc<PartialObjectMeta<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     ctx.metrics.reconciliations.inc();
+    let (Some(ns), name) = (meta.namespace(), meta.name_any()) else {
+        return Ok(Action::await_change());
+    };
+    let has_services = ctx
+        .services
+        .store
+        .find(|s| {
+            s.namespace().as_deref() == Some(ns.as_str())
+                && s.labels().get(labels::WORKLOAD) == Some(&name)
+        })
+        .is_some();
+    let candidate = is_candidate(&meta.metadata);
+    if !candidate && !has_services {
+        return Ok(Action::await_change());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(obj) = api.get_opt(&name).await.map_err(Error::Kube)? else {
+        return Ok(Action::await_change());
+    };
+    ctx.metrics.full_read(candidate);
+    reconcile_full(Arc::new(obj), ctx).await
+}
+
+/// Reconciles one workload read in full.
+pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let w = obj.workload();
     let Some(ns) = w.namespace.clone() else {
         return Ok(Action::await_change());
@@ -453,21 +518,41 @@ async fn publish<K: Exposable>(ctx: &Context, obj: &K, type_: EventType, reason:
     }
 }
 
-fn error_policy<K: Exposable>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K: Exposable>(
+    obj: Arc<PartialObjectMeta<K>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics.reconcile_error(err.metric_label());
     warn!(name = %obj.name_any(), error = %error_chain(err), "reconciliation failed; retrying");
     Action::requeue(RETRY_AFTER)
 }
 
-fn controller<K: Exposable>(client: &Client, namespace: Option<&str>) -> Controller<K> {
-    Controller::new(
-        scoped::<K>(client.clone(), namespace),
-        watcher::Config::default(),
-    )
-    .owns(
+/// A Controller over the workloads of kind `K` as stripped metadata, triggered also by the
+/// managed Services they own; and its store, for the watched-workload gauge.
+fn controller<K: Exposable>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Controller<PartialObjectMeta<K>>,
+    Store<PartialObjectMeta<K>>,
+) {
+    let (reader, writer) = reflector::store();
+    // `Api<PartialObjectMeta<K>>` lists and watches with metadata-only requests.
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|m| strip(&mut m.metadata))
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(stream, reader.clone()).owns(
         scoped::<Service>(client.clone(), namespace),
         watcher::Config::default().labels(labels::MANAGED_SELECTOR),
-    )
+    );
+    (controller, reader)
 }
 
 /// What the reconciler needs besides the client.
@@ -553,18 +638,73 @@ async fn run(
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
-    let sts = controller::<StatefulSet>(&client, ns).graceful_shutdown_on(shutdown.clone());
-    let dep = controller::<Deployment>(&client, ns).graceful_shutdown_on(shutdown.clone());
+    let (sts, sts_store) = controller::<StatefulSet>(&client, ns);
+    let (dep, dep_store) = controller::<Deployment>(&client, ns);
+    let sts = sts.graceful_shutdown_on(shutdown.clone());
+    let dep = dep.graceful_shutdown_on(shutdown.clone());
     info!(namespace = ns.unwrap_or("(all)"), "reconciler started");
-    tokio::join!(
-        sts.run(
-            reconcile::<StatefulSet>,
-            error_policy::<StatefulSet>,
-            ctx.clone()
-        )
-        .for_each(log_result),
-        dep.run(reconcile::<Deployment>, error_policy::<Deployment>, ctx)
+    let watched = ctx.metrics.workloads_watched.clone();
+    let gauge = async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            watched.set((sts_store.len() + dep_store.len()) as i64);
+        }
+    };
+    let gauge = futures::future::FutureExt::fuse(Box::pin(gauge));
+    let work = async {
+        tokio::join!(
+            sts.run(
+                reconcile::<StatefulSet>,
+                error_policy::<StatefulSet>,
+                ctx.clone()
+            )
             .for_each(log_result),
-    );
+            dep.run(reconcile::<Deployment>, error_policy::<Deployment>, ctx)
+                .for_each(log_result),
+        )
+    };
+    // The gauge runs as long as the controllers do.
+    futures::future::select(Box::pin(work), gauge).await;
     info!("reconciler stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_metadata_keeps_only_kafka_expose_keys_and_says_whether_to_read_more() {
+        let mut meta: kube::api::ObjectMeta = serde_json::from_value(json!({
+            "name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "7",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "web"},
+            "labels": {"app": "web"},
+            "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "x"}]
+        }))
+        .unwrap();
+        strip(&mut meta);
+        assert_eq!(meta.annotations, None);
+        assert_eq!(meta.labels, None);
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(meta.owner_references, None);
+        assert_eq!(meta.name.as_deref(), Some("web"));
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert!(!is_candidate(&meta));
+
+        let mut exposed: kube::api::ObjectMeta = serde_json::from_value(json!({
+            "name": "kafka",
+            "annotations": {"kafka-expose.io/expose": "nodeport", "team": "data"},
+        }))
+        .unwrap();
+        strip(&mut exposed);
+        assert_eq!(exposed.annotations.as_ref().map(BTreeMap::len), Some(1));
+        assert!(is_candidate(&exposed));
+        let mut labelled: kube::api::ObjectMeta = serde_json::from_value(
+            json!({"name": "kafka", "labels": {"kafka-expose.io/exposed": "true"}}),
+        )
+        .unwrap();
+        strip(&mut labelled);
+        assert!(is_candidate(&labelled));
+    }
 }

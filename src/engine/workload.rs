@@ -58,6 +58,7 @@ pub struct Workload {
     pub namespace: Option<String>,
     pub uid: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
     /// `spec.replicas`, defaulted to 1 as the API server does.
     pub replicas: u32,
     /// `spec.ordinals.start` (StatefulSet, Kubernetes ≥ 1.26).
@@ -94,6 +95,7 @@ impl Workload {
             namespace: s.metadata.namespace,
             uid: s.metadata.uid,
             annotations: s.metadata.annotations,
+            labels: s.metadata.labels,
             replicas: count(spec.replicas, 1),
             ordinals_start: count(spec.ordinals.and_then(|o| o.start), 0),
             selector: spec.selector.match_labels.unwrap_or_default(),
@@ -110,6 +112,7 @@ impl Workload {
             namespace: d.metadata.namespace,
             uid: d.metadata.uid,
             annotations: d.metadata.annotations,
+            labels: d.metadata.labels,
             replicas: count(spec.replicas, 1),
             ordinals_start: 0,
             selector: spec.selector.match_labels.unwrap_or_default(),
@@ -324,6 +327,16 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
         &[(labels::EXPOSED.to_string(), "true".to_string())],
         &[],
     );
+    // The same label on the workload itself: the reconciler watches workloads as metadata only,
+    // and reads in full those that carry a kafka-expose key there, which a workload exposed by
+    // its template's annotations alone would not otherwise show.
+    sync_map(
+        &mut b,
+        &ptr!("metadata", "labels"),
+        w.labels.as_ref(),
+        &[(labels::EXPOSED.to_string(), "true".to_string())],
+        &[],
+    );
     let mut warnings = vec![format!(
         "kafka-expose: {} {} is exposed by {} ({}): {}",
         kind.as_str(),
@@ -375,12 +388,17 @@ fn sync_map(
     }
 }
 
-/// Removes what kafka-expose added to a template that is no longer exposed: the copied keys, its
-/// own bookkeeping and the Pod webhook's label. Keys the user set in the template stay.
+/// Removes what kafka-expose added to a workload that is no longer exposed: the copied keys, its
+/// own bookkeeping and the exposed label, on the workload and its template. Keys the user set in the template stay.
 fn cleanup(w: &Workload) -> Vec<PatchOperation> {
     let mut b = PatchBuilder::new();
+    b.remove_map_entry(
+        &ptr!("metadata", "labels"),
+        w.labels.as_ref(),
+        labels::EXPOSED,
+    );
     let Some(tmeta) = w.template.metadata.as_ref() else {
-        return vec![];
+        return b.into_ops();
     };
     let tpl = config::own_annotations(tmeta.annotations.as_ref());
     let mut remove: Vec<String> = inherited_keys(&tpl)

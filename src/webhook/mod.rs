@@ -188,6 +188,9 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
             "no request".into(),
         );
     };
+    if !may_concern(body) {
+        return pass_through(s, head.api_version, &h);
+    }
     let plain = admission::passes_through(h.sub_resource.as_deref(), &h.operation);
     let (request, decision) = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
         ("", "Pod", false) => match read::<Pod>(body) {
@@ -234,6 +237,10 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
         }
     };
     s.metrics.count(&request.kind, &operation, decision.outcome);
+    if decision.outcome == "allowed" && warnings == 0 {
+        tracing::debug!(uid = %request.uid, kind = %request.kind, name = %request.name, operation = %operation, "admission: allowed untouched");
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     tracing::info!(
         uid = %request.uid,
         kind = %request.kind,
@@ -287,15 +294,61 @@ async fn warn_of_conflicts<T: kube::core::Resource + Clone>(
     }
 }
 
-/// What is read of a review before its object: enough to choose the object's type.
+/// What every object kafka-expose acts on carries: a `kafka-expose.io/` annotation or label key
+/// (the user's, or the bookkeeping kafka-expose left on a workload it exposed).
+const MARKER: &[u8] = b"kafka-expose.io/";
+
+/// Whether a review may concern kafka-expose, decided from its raw bytes: only a review whose
+/// bytes hold [`MARKER`] anywhere (the object, the old object, or a value that merely mentions
+/// it) gets the typed parse and the decision. Policies, when they exist, widen this.
+pub fn may_concern(body: &[u8]) -> bool {
+    memchr::memmem::find(body, MARKER).is_some()
+}
+
+/// Allows a review that cannot concern kafka-expose, from its head alone: the same answer the
+/// decision gives it (allowed, no patch, no warning), counted, and logged at debug.
+fn pass_through(s: &AppState, api_version: Option<String>, h: &HeadRequest) -> Response {
+    s.metrics.fast_path.inc();
+    let operation = format!("{:?}", h.operation).to_uppercase();
+    s.metrics.count(&h.kind.kind, &operation, "allowed");
+    tracing::debug!(uid = %h.uid, kind = %h.kind.kind, operation = %operation, "admission: nothing of kafka-expose's; allowed");
+    // Built from `invalid` (the one constructor without a request), then made an allowance.
+    let mut response = AdmissionResponse::invalid("");
+    response.types = kube::core::TypeMeta {
+        api_version: api_version.unwrap_or_default(),
+        kind: "AdmissionReview".into(),
+    };
+    response.uid = h.uid.clone();
+    response.allowed = true;
+    response.result = Default::default();
+    match wire(&response) {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode the answer");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not encode the answer\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// What is read of a review before its object: enough to choose the object's type, or to
+/// answer without it. Everything else (the objects) is skipped unparsed.
 #[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Head {
+    #[serde(default)]
+    api_version: Option<String>,
     request: Option<HeadRequest>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HeadRequest {
+    #[serde(default)]
+    uid: String,
     kind: GroupVersionKind,
     #[serde(default)]
     sub_resource: Option<String>,
