@@ -3,6 +3,10 @@
 //! into the typed `Pod`, which any admission path pays. Ratios travel across machines; the
 //! absolute figures are for this machine and this moment.
 //!
+//! A second table times the admission handler whole (`webhook::answer`: the raw-bytes check, the
+//! head, the typed parse, the decision, the encoded review, the metrics), without HTTP or TLS,
+//! against one scan of the same body into `serde::de::IgnoredAny`, the least any JSON reader pays.
+//!
 //! Run: `cargo bench --bench engine`.
 
 use std::hint::black_box;
@@ -126,4 +130,85 @@ fn main() {
             decide.as_secs_f64() / parse.as_secs_f64()
         );
     }
+
+    let state = kafka_expose::webhook::AppState::standalone(
+        Settings::default(),
+        kafka_expose::webhook::admission::FailureMode::Open,
+    );
+    let reviews = [
+        ("unrelated Deployment UPDATE", deployment_update()),
+        (
+            "apache-kafka-kraft broker pod CREATE",
+            pod_review(&cases[0].1),
+        ),
+        ("pod with 1,500 env vars CREATE", pod_review(&big_pod())),
+    ];
+    println!();
+    println!("| review | bytes | one scan (baseline) | answer | answer / scan |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, body) in &reviews {
+        let budget = Duration::from_millis(600);
+        let scan = measure(budget, 20, || {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body)).unwrap());
+        });
+        let answer = measure(budget, 20, || {
+            black_box(answer_now(&state, black_box(body)));
+        });
+        println!(
+            "| {name} | {} | {:.1} µs | {:.1} µs | {:.2} |",
+            body.len(),
+            scan.as_secs_f64() * 1e6,
+            answer.as_secs_f64() * 1e6,
+            answer.as_secs_f64() / scan.as_secs_f64()
+        );
+    }
+}
+
+/// The handler's answer; with no cluster it awaits nothing, so one poll completes it.
+fn answer_now(state: &kafka_expose::webhook::AppState, body: &[u8]) -> axum::response::Response {
+    let mut fut = std::pin::pin!(kafka_expose::webhook::answer(state, body));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => panic!("the answer awaited something"),
+    }
+}
+
+fn pod_review(pod: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "namespace": "kafka", "operation": "CREATE", "userInfo": {"username": "bench"},
+                    "object": pod, "dryRun": false}
+    }))
+    .unwrap()
+}
+
+/// The UPDATE review of a Deployment that has nothing to do with Kafka (as in `benches/load.rs`).
+fn deployment_update() -> Vec<u8> {
+    let env: Vec<Value> = (0..30)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("a value of some length {i}")}))
+        .collect();
+    let containers: Vec<Value> = ["web", "sidecar", "metrics"]
+        .iter()
+        .map(|n| {
+            json!({"name": n, "image": format!("registry.example/{n}:1.4.2"), "env": env,
+                        "ports": [{"containerPort": 8080, "protocol": "TCP"}]})
+        })
+        .collect();
+    let object = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "d1", "labels": {"app": "web"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}}
+    });
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "bench", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                    "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                    "namespace": "shop", "operation": "UPDATE", "userInfo": {"username": "bench"},
+                    "object": object, "oldObject": object, "dryRun": false}
+    }))
+    .unwrap()
 }

@@ -53,8 +53,11 @@ pub struct Metrics {
     pub reconciliations: Counter,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub managed_services: Gauge,
-    /// Workloads the reconciler watches, held as stripped metadata.
-    pub workloads_watched: Gauge,
+    /// Workloads the reconciler holds (as stripped metadata): those with a kafka-expose key or
+    /// managed Services.
+    pub workloads_held: Gauge,
+    /// Workload kinds whose first list has been read (2 once both are).
+    pub workload_lists_synced: Gauge,
     /// Full reads of workloads, by whether the metadata carried a kafka-expose key.
     pub full_reads: Family<FullReadLabels, Counter>,
     /// Admission requests answered from the raw bytes, without a full parse (also counted in
@@ -110,13 +113,19 @@ impl Default for Metrics {
         let reconciliations = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let managed_services = Gauge::default();
-        let workloads_watched = Gauge::default();
+        let workloads_held = Gauge::default();
+        let workload_lists_synced = Gauge::default();
         let full_reads = Family::<FullReadLabels, Counter>::default();
         let fast_path = Counter::default();
         registry.register(
-            "workloads_watched",
-            "Workloads the reconciler watches, held as metadata stripped to kafka-expose's keys",
-            workloads_watched.clone(),
+            "workloads_held",
+            "Workloads the reconciler holds, as metadata stripped to kafka-expose's keys: those with a kafka-expose key or managed Services",
+            workloads_held.clone(),
+        );
+        registry.register(
+            "workload_lists_synced",
+            "Workload kinds (StatefulSets, Deployments) whose first list the reconciler has read",
+            workload_lists_synced.clone(),
         );
         registry.register(
             "workload_full_reads",
@@ -148,7 +157,8 @@ impl Default for Metrics {
             reconciliations,
             reconcile_errors,
             managed_services,
-            workloads_watched,
+            workloads_held,
+            workload_lists_synced,
             full_reads,
             fast_path,
             requests,

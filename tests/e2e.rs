@@ -879,7 +879,7 @@ fn unrelated_deployment(ns: &str, i: usize) -> k8s_openapi::api::apps::v1::Deplo
 }
 
 #[tokio::test]
-async fn among_many_unrelated_workloads_only_the_exposed_one_is_read_in_full() {
+async fn among_many_unrelated_workloads_only_the_exposed_one_is_held_and_read_in_full() {
     let _shared = APISERVER.read().await;
     let ns = "e2e-footprint";
     let c = fresh_namespace(ns).await;
@@ -910,16 +910,20 @@ async fn among_many_unrelated_workloads_only_the_exposed_one_is_read_in_full() {
         ],
     )
     .await;
-    // Every workload is watched (as metadata); the gauge is refreshed every 5 s.
+    // Both lists were read, and only the exposed workload is held (the gauge is refreshed
+    // every 2 s).
     eventually(
         Duration::from_secs(20),
-        "every workload watched",
+        "only the exposed workload held",
         || async {
-            let watched = r.metrics.workloads_watched.get();
-            if watched == (UNRELATED + 1) as i64 {
+            let (held, synced) = (
+                r.metrics.workloads_held.get(),
+                r.metrics.workload_lists_synced.get(),
+            );
+            if held == 1 && synced == 2 {
                 Ok(())
             } else {
-                Err(format!("{watched} watched"))
+                Err(format!("{held} held, {synced} lists synced"))
             }
         },
     )
@@ -933,7 +937,8 @@ async fn among_many_unrelated_workloads_only_the_exposed_one_is_read_in_full() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(r.metrics.workloads_held.get(), 1);
     let (candidates, others) = r.metrics.full_reads_so_far();
     assert!(candidates >= 1, "the exposed StatefulSet was read in full");
     assert_eq!(others, 0, "no unrelated workload was read in full");

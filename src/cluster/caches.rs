@@ -24,6 +24,9 @@ use crate::names::labels;
 #[derive(Clone)]
 pub struct ServiceCache {
     pub store: Store<Service>,
+    /// True once the store holds its first list. Waiters use this rather than
+    /// `Store::wait_until_ready`, whose readiness wakes one waiter only.
+    pub synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LoadBalancerAddresses for ServiceCache {
@@ -117,11 +120,14 @@ pub async fn feed_services(
     services: Store<Service>,
     stream: impl futures::Stream<Item = ()> + Send + 'static,
     readiness: Arc<Readiness>,
+    synced: tokio::sync::watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    // The one waiter on the store's readiness (it wakes a single waiter); others watch `synced`.
     let sync = async move {
         let _ = services.wait_until_ready().await;
         readiness.set_synced();
+        let _ = synced.send(true);
         info!("Service cache synced");
     };
     tokio::join!(sync, stream.take_until(shutdown).for_each(|()| async {}));

@@ -1,11 +1,11 @@
 //! The reconciler: keeps each exposed workload's external Services equal to the engine's plan.
 //!
 //! A kube-runtime `Controller` per workload kind (StatefulSets, Deployments) watches the
-//! workloads **as metadata only**, stripped to kafka-expose's own keys before they are stored,
-//! and the Services kafka-expose manages (label `app.kubernetes.io/managed-by: kafka-expose`).
-//! A workload with no kafka-expose key and no managed Service costs a few hundred bytes and no
-//! API call; only the others are read in full, one GET per reconciliation, and nothing of them
-//! is kept. For each of those, [`reconcile`]:
+//! workloads **as metadata only**, in small pages, and the Services kafka-expose manages (label
+//! `app.kubernetes.io/managed-by: kafka-expose`). A workload with no kafka-expose key and no
+//! managed Service is dropped as it arrives: it is neither stored nor reconciled. The others are
+//! stored stripped to kafka-expose's own keys, and read in full only when reconciled, one GET
+//! each time, kept nowhere. For each of those, [`reconcile`]:
 //! - applies every planned Service with server-side apply, field manager `kafka-expose`, so that
 //!   several instances converge on the same objects without fighting;
 //! - deletes the managed Services of this workload that are no longer planned (scale-down,
@@ -528,11 +528,35 @@ fn error_policy<K: Exposable>(
     Action::requeue(RETRY_AFTER)
 }
 
+/// The page size of the workload lists. A page's objects arrive whole (a `kubectl apply`'d
+/// Deployment's metadata alone is 10 to 20 KB, its last-applied copy and field managers), and the
+/// allocator keeps what a page needed: small pages keep the footprint small in big clusters, at
+/// the price of more list requests at start (200 for 10,000 workloads).
+pub const WORKLOAD_PAGE_SIZE: u32 = 50;
+
+/// Whether a workload is held in the reconciler's store: it carries a kafka-expose key, or
+/// Services kafka-expose made for it are left to remove.
+fn held<K: Exposable>(meta: &PartialObjectMeta<K>, services: &ServiceCache) -> bool {
+    is_candidate(&meta.metadata)
+        || services
+            .store
+            .find(|s| {
+                s.namespace() == meta.namespace()
+                    && s.labels().get(labels::WORKLOAD).map(String::as_str)
+                        == meta.metadata.name.as_deref()
+            })
+            .is_some()
+}
+
 /// A Controller over the workloads of kind `K` as stripped metadata, triggered also by the
-/// managed Services they own; and its store, for the watched-workload gauge.
+/// managed Services they own; and its store. The store holds only the workloads [`held`] calls
+/// for: any other is dropped as it arrives (and, if it was held before, removed), so an
+/// unrelated workload costs no memory and no reconciliation.
 fn controller<K: Exposable>(
     client: &Client,
     namespace: Option<&str>,
+    services: ServiceCache,
+    lists_synced: prometheus_client::metrics::gauge::Gauge,
 ) -> (
     Controller<PartialObjectMeta<K>>,
     Store<PartialObjectMeta<K>>,
@@ -543,11 +567,29 @@ fn controller<K: Exposable>(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|m| strip(&mut m.metadata))
-        .reflect(writer)
-        .applied_objects();
+    let mut listed = false;
+    let stream = watcher(
+        api,
+        watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE),
+    )
+    .default_backoff()
+    .modify(|m| strip(&mut m.metadata))
+    .filter_map(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) && !listed {
+            listed = true;
+            lists_synced.inc();
+        }
+        let event = match event {
+            Ok(watcher::Event::InitApply(m)) if !held(&m, &services) => None,
+            Ok(watcher::Event::Apply(m)) if !held(&m, &services) => {
+                Some(Ok(watcher::Event::Delete(m)))
+            }
+            other => Some(other),
+        };
+        std::future::ready(event)
+    })
+    .reflect(writer)
+    .applied_objects();
     let controller = Controller::for_stream(stream, reader.clone()).owns(
         scoped::<Service>(client.clone(), namespace),
         watcher::Config::default().labels(labels::MANAGED_SELECTOR),
@@ -587,13 +629,18 @@ pub fn spawn(
     let shutdown = futures::future::FutureExt::shared(shutdown);
     readiness.require_sync();
     let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(caches::feed_services(
         store.clone(),
         stream,
         readiness,
+        synced_tx,
         shutdown.clone(),
     ));
-    let cache = ServiceCache { store };
+    let cache = ServiceCache {
+        store,
+        synced: synced_rx,
+    };
     let (lead_client, services) = (client.clone(), cache.clone());
     let lead = move |stop: leader::Stop| {
         run(
@@ -638,17 +685,26 @@ async fn run(
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
-    let (sts, sts_store) = controller::<StatefulSet>(&client, ns);
-    let (dep, dep_store) = controller::<Deployment>(&client, ns);
+    // Which workloads have managed Services decides which are held: know it first.
+    let mut synced = ctx.services.synced.clone();
+    tokio::select! {
+        _ = synced.wait_for(|s| *s) => {}
+        _ = shutdown.clone() => return,
+    }
+    let lists = ctx.metrics.workload_lists_synced.clone();
+    let (sts, sts_store) =
+        controller::<StatefulSet>(&client, ns, ctx.services.clone(), lists.clone());
+    let (dep, dep_store) = controller::<Deployment>(&client, ns, ctx.services.clone(), lists);
     let sts = sts.graceful_shutdown_on(shutdown.clone());
     let dep = dep.graceful_shutdown_on(shutdown.clone());
     info!(namespace = ns.unwrap_or("(all)"), "reconciler started");
-    let watched = ctx.metrics.workloads_watched.clone();
+    let held = ctx.metrics.workloads_held.clone();
+    // Not `Store::wait_until_ready`: the Controller waits on it, and it wakes one waiter only.
     let gauge = async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
-            watched.set((sts_store.len() + dep_store.len()) as i64);
+            held.set((sts_store.len() + dep_store.len()) as i64);
         }
     };
     let gauge = futures::future::FutureExt::fuse(Box::pin(gauge));
