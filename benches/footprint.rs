@@ -282,12 +282,15 @@ async fn run() -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_exposed = serve.status_kib("VmRSS:");
     let errors = serve.metric("kafka_expose_reconcile_errors").unwrap_or(0.0);
     let reconciliations = serve.metric("kafka_expose_reconciliations").unwrap_or(0.0);
     out.push_str(&format!(
-        "\n| StatefulSets × brokers | created in | every Service (of {want}) in | reconciliations | failed reconciliations |\n|---|---:|---:|---:|---:|\n| {STATEFULSETS} × 3 | {:.2} s | {:.2} s | {reconciliations:.0} | {errors:.0} |\n",
+        "\n| StatefulSets × brokers | created in | every Service (of {want}) in | reconciliations | failed reconciliations | RSS after, beside the unrelated Deployments |\n|---|---:|---:|---:|---:|---:|\n| {STATEFULSETS} × 3 | {:.2} s | {:.2} s | {reconciliations:.0} | {errors:.0} | {:.1} MB |\n",
         created.as_secs_f64(),
-        converged.as_secs_f64()
+        converged.as_secs_f64(),
+        rss_exposed as f64 / 1024.0
     ));
     drop(serve);
     let _ = std::fs::remove_dir_all(&dir);

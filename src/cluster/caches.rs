@@ -36,8 +36,8 @@ impl LoadBalancerAddresses for ServiceCache {
     }
 }
 
-/// The Services of a namespace read live from the API server: one list call, made only when an
-/// exposed workload is admitted.
+/// The Services of a namespace that kafka-expose did not make, read live from the API server:
+/// one list call, made only when an exposed workload is admitted.
 pub struct LiveServices(pub Client);
 
 impl NamespaceServices for LiveServices {
@@ -47,7 +47,9 @@ impl NamespaceServices for LiveServices {
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Service>, String>> + Send + 'a>> {
         Box::pin(async move {
             let api: Api<Service> = Api::namespaced(self.0.clone(), namespace);
-            api.list(&kube::api::ListParams::default())
+            // Others' Services only: kafka-expose's own never conflict with its plan.
+            let others = format!("{}!={}", labels::MANAGED_BY, labels::MANAGER);
+            api.list(&kube::api::ListParams::default().labels(&others))
                 .await
                 .map(|l| l.items)
                 .map_err(|e| e.to_string())

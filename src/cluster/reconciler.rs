@@ -219,9 +219,12 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         Some(e) => {
             // The Services others made in the namespace: a chart's own per-broker Services are
             // respected, never twinned or taken over.
+            // Only others' Services: kafka-expose's own are known from the cache, and in a
+            // namespace of many exposed workloads they would make every list long.
             let all: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+            let others = format!("{}!={}", labels::MANAGED_BY, labels::MANAGER);
             let existing = all
-                .list(&ListParams::default())
+                .list(&ListParams::default().labels(&others))
                 .await
                 .map_err(Error::Kube)?
                 .items;
@@ -317,7 +320,8 @@ async fn apply(
         .collect();
     let mut failures = Vec::new();
     let mut applied = Vec::new();
-    for svc in desired {
+    // The Services are independent: applied at once, not one round trip after another.
+    let results = futures::future::join_all(desired.iter().map(|svc| {
         let name = svc.metadata.name.clone().unwrap_or_default();
         // Force only on a Service kafka-expose made: on any other object, a field another
         // manager owns is a conflict to report, not to take over.
@@ -327,7 +331,15 @@ async fn apply(
         } else {
             PatchParams::apply(FIELD_MANAGER)
         };
-        match svc_api.patch(&name, &params, &Patch::Apply(svc)).await {
+        let api = svc_api.clone();
+        async move {
+            let r = api.patch(&name, &params, &Patch::Apply(svc)).await;
+            (svc, name, r)
+        }
+    }))
+    .await;
+    for (svc, name, result) in results {
+        match result {
             Ok(s) => applied.push(s),
             Err(e) => {
                 let port = svc
