@@ -83,6 +83,19 @@ impl Flavor {
         }
     }
 
+    /// The rank of `var` among [`Flavor::names`] for `prop` (0 preferred), without building
+    /// the names: the lookups run for every property of every exposed pod.
+    fn rank(self, prop: Prop, var: &str) -> Option<usize> {
+        let s = prop.env_suffix();
+        let is = |prefix: &str| var.strip_prefix(prefix) == Some(s);
+        match self {
+            Self::Bitnami if is("KAFKA_CFG_") => Some(0),
+            Self::Bitnami if is("KAFKA_") => Some(1),
+            Self::Apache if is("KAFKA_") => Some(0),
+            _ => None,
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::Bitnami => "bitnami KAFKA_CFG_* variables",
@@ -109,21 +122,41 @@ impl<'a> Found<'a> {
     }
 }
 
-/// The first variable among `names` that the container defines.
-pub fn find<'a>(c: &'a Container, names: &[String]) -> Option<Found<'a>> {
+/// The first variable among `names` that the container defines (its last definition, which is
+/// the one in force): one pass over the env, whatever its length.
+pub fn find<'a, S: AsRef<str>>(c: &'a Container, names: &[S]) -> Option<Found<'a>> {
     let env = c.env.as_deref().unwrap_or_default();
-    names.iter().find_map(|n| {
-        env.iter()
-            .enumerate()
-            .rev()
-            .find(|(_, e)| &e.name == n)
-            .map(|(index, var)| Found { index, var })
-    })
+    let mut best: Option<(usize, Found<'a>)> = None;
+    for (index, var) in env.iter().enumerate().rev() {
+        let Some(rank) = names.iter().position(|n| n.as_ref() == var.name) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            best = Some((rank, Found { index, var }));
+            if rank == 0 {
+                break;
+            }
+        }
+    }
+    best.map(|(_, f)| f)
 }
 
 /// The variable that sets `prop` in this flavor.
 pub fn lookup(c: &Container, flavor: Flavor, prop: Prop) -> Option<Found<'_>> {
-    find(c, &flavor.names(prop))
+    let env = c.env.as_deref().unwrap_or_default();
+    let mut best: Option<(usize, Found<'_>)> = None;
+    for (index, var) in env.iter().enumerate().rev() {
+        let Some(rank) = flavor.rank(prop, &var.name) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            best = Some((rank, Found { index, var }));
+            if rank == 0 {
+                break;
+            }
+        }
+    }
+    best.map(|(_, f)| f)
 }
 
 /// The literal value of `prop`, if set.
@@ -145,8 +178,7 @@ pub fn listener_set(c: &Container, flavor: Flavor) -> ListenerSet<'_> {
 
 /// The KRaft process roles set in the env, in either spelling.
 pub fn process_roles(c: &Container) -> Option<&str> {
-    let names = ["KAFKA_CFG_PROCESS_ROLES", "KAFKA_PROCESS_ROLES"].map(String::from);
-    find(c, &names)?.literal()
+    find(c, &["KAFKA_CFG_PROCESS_ROLES", "KAFKA_PROCESS_ROLES"])?.literal()
 }
 
 /// Whether the env makes this a KRaft controller that is not also a broker.
@@ -288,4 +320,47 @@ pub fn plan(
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(vars: &[(&str, &str)]) -> Container {
+        Container {
+            name: "kafka".into(),
+            env: Some(
+                vars.iter()
+                    .map(|(n, v)| EnvVar {
+                        name: n.to_string(),
+                        value: Some(v.to_string()),
+                        value_from: None,
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_preferred_spelling_wins_wherever_it_is_and_the_last_definition_is_in_force() {
+        let c = container(&[
+            ("KAFKA_CFG_LISTENERS", "A://:1"),
+            ("KAFKA_LISTENERS", "B://:2"),
+            ("KAFKA_CFG_LISTENERS", "C://:3"),
+            ("KAFKA_LISTENERS", "D://:4"),
+        ]);
+        assert_eq!(value(&c, Flavor::Bitnami, Prop::Listeners), Some("C://:3"));
+        assert_eq!(value(&c, Flavor::Apache, Prop::Listeners), Some("D://:4"));
+        let alias = container(&[("KAFKA_LISTENERS", "B://:2"), ("KAFKA_LISTENERS_X", "no")]);
+        assert_eq!(
+            value(&alias, Flavor::Bitnami, Prop::Listeners),
+            Some("B://:2")
+        );
+        assert_eq!(value(&alias, Flavor::Bitnami, Prop::Advertised), None);
+        assert_eq!(
+            find(&c, &["KAFKA_LISTENERS", "KAFKA_CFG_LISTENERS"]).map(|f| f.index),
+            Some(3)
+        );
+    }
 }
