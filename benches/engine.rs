@@ -9,6 +9,9 @@
 //!
 //! Run: `cargo bench --bench engine`.
 
+#[path = "support/reviews.rs"]
+mod reviews;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -136,12 +139,15 @@ fn main() {
         kafka_expose::webhook::admission::FailureMode::Open,
     );
     let reviews = [
-        ("unrelated Deployment UPDATE", deployment_update()),
+        ("unrelated Deployment UPDATE", reviews::deployment_update()),
         (
             "apache-kafka-kraft broker pod CREATE",
-            pod_review(&cases[0].1),
+            reviews::pod_create(&cases[0].1),
         ),
-        ("pod with 1,500 env vars CREATE", pod_review(&big_pod())),
+        (
+            "pod with 1,500 env vars CREATE",
+            reviews::pod_create(&big_pod()),
+        ),
     ];
     println!();
     println!("| review | bytes | one scan (baseline) | answer | answer / scan |");
@@ -172,43 +178,4 @@ fn answer_now(state: &kafka_expose::webhook::AppState, body: &[u8]) -> axum::res
         std::task::Poll::Ready(r) => r,
         std::task::Poll::Pending => panic!("the answer awaited something"),
     }
-}
-
-fn pod_review(pod: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "namespace": "kafka", "operation": "CREATE", "userInfo": {"username": "bench"},
-                    "object": pod, "dryRun": false}
-    }))
-    .unwrap()
-}
-
-/// The UPDATE review of a Deployment that has nothing to do with Kafka (as in `benches/load.rs`).
-fn deployment_update() -> Vec<u8> {
-    let env: Vec<Value> = (0..30)
-        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("a value of some length {i}")}))
-        .collect();
-    let containers: Vec<Value> = ["web", "sidecar", "metrics"]
-        .iter()
-        .map(|n| {
-            json!({"name": n, "image": format!("registry.example/{n}:1.4.2"), "env": env,
-                        "ports": [{"containerPort": 8080, "protocol": "TCP"}]})
-        })
-        .collect();
-    let object = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "d1", "labels": {"app": "web"}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": containers}}}
-    });
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "bench", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                    "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                    "namespace": "shop", "operation": "UPDATE", "userInfo": {"username": "bench"},
-                    "object": object, "oldObject": object, "dryRun": false}
-    }))
-    .unwrap()
 }

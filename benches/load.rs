@@ -18,6 +18,8 @@
 
 #[path = "../tests/support/net.rs"]
 mod net;
+#[path = "support/reviews.rs"]
+mod reviews;
 
 use net::free_port;
 use std::net::SocketAddr;
@@ -102,52 +104,6 @@ impl Proc {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     }
-}
-
-fn review(pod: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "namespace": "kafka", "operation": "CREATE", "userInfo": {"username": "bench"},
-                    "object": pod, "dryRun": false}
-    }))
-    .unwrap()
-}
-
-/// The UPDATE review of a Deployment that has nothing to do with Kafka: three containers with
-/// 30 variables each, as `kubectl apply` leaves it, with its `oldObject`.
-fn deployment_update() -> Vec<u8> {
-    let env: Vec<Value> = (0..30)
-        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("a value of some length {i}")}))
-        .collect();
-    let containers: Vec<Value> = ["web", "sidecar", "metrics"]
-        .iter()
-        .map(|n| {
-            json!({"name": n, "image": format!("registry.example/{n}:1.4.2"), "env": env,
-                        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}})
-        })
-        .collect();
-    let object = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "d1", "resourceVersion": "1234",
-                     "labels": {"app": "web", "team": "shop"},
-                     "annotations": {"deployment.kubernetes.io/revision": "3"}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": containers}}}
-    });
-    let mut old = object.clone();
-    old["spec"]["replicas"] = json!(2);
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "bench", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                    "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                    "namespace": "shop", "operation": "UPDATE", "userInfo": {"username": "bench"},
-                    "object": object, "oldObject": old, "dryRun": false}
-    }))
-    .unwrap()
 }
 
 fn pod(extra_env: usize) -> Value {
@@ -351,9 +307,9 @@ fn main() {
             .with_root_certificates(roots)
             .with_no_client_auth(),
     );
-    let small = Bytes::from(review(&pod(0)));
-    let big = Bytes::from(review(&pod(1500)));
-    let unrelated = Bytes::from(deployment_update());
+    let small = Bytes::from(reviews::pod_create(&pod(0)));
+    let big = Bytes::from(reviews::pod_create(&pod(1500)));
+    let unrelated = Bytes::from(reviews::deployment_update());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -123,17 +123,23 @@ impl<'a> Found<'a> {
 }
 
 /// The first variable among `names` that the container defines (its last definition, which is
-/// the one in force): one pass over the env, whatever its length.
+/// the one in force).
 pub fn find<'a, S: AsRef<str>>(c: &'a Container, names: &[S]) -> Option<Found<'a>> {
+    best_ranked(c, |name| names.iter().position(|n| n.as_ref() == name))
+}
+
+/// The variable `rank` ranks best (0 best; `None` for any other), at its last definition: one
+/// pass over the env, from its end, whatever its length.
+fn best_ranked(c: &Container, rank: impl Fn(&str) -> Option<usize>) -> Option<Found<'_>> {
     let env = c.env.as_deref().unwrap_or_default();
-    let mut best: Option<(usize, Found<'a>)> = None;
+    let mut best: Option<(usize, Found<'_>)> = None;
     for (index, var) in env.iter().enumerate().rev() {
-        let Some(rank) = names.iter().position(|n| n.as_ref() == var.name) else {
+        let Some(r) = rank(&var.name) else {
             continue;
         };
-        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, Found { index, var }));
-            if rank == 0 {
+        if best.as_ref().is_none_or(|(b, _)| r < *b) {
+            best = Some((r, Found { index, var }));
+            if r == 0 {
                 break;
             }
         }
@@ -143,20 +149,7 @@ pub fn find<'a, S: AsRef<str>>(c: &'a Container, names: &[S]) -> Option<Found<'a
 
 /// The variable that sets `prop` in this flavor.
 pub fn lookup(c: &Container, flavor: Flavor, prop: Prop) -> Option<Found<'_>> {
-    let env = c.env.as_deref().unwrap_or_default();
-    let mut best: Option<(usize, Found<'_>)> = None;
-    for (index, var) in env.iter().enumerate().rev() {
-        let Some(rank) = flavor.rank(prop, &var.name) else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, Found { index, var }));
-            if rank == 0 {
-                break;
-            }
-        }
-    }
-    best.map(|(_, f)| f)
+    best_ranked(c, |name| flavor.rank(prop, name))
 }
 
 /// The literal value of `prop`, if set.
