@@ -224,36 +224,58 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
     };
     let warnings = decision.response.warnings.as_ref().map_or(0, Vec::len);
     s.metrics.warnings.inc_by(warnings as u64);
-    let operation = format!("{:?}", request.operation).to_uppercase();
-    let body = match wire(&decision.response) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = %e, "could not encode the answer");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not encode the answer\n",
-            )
-                .into_response();
-        }
+    let operation = operation_name(&request.operation);
+    let Some(answer) = review(&decision.response) else {
+        return unencodable();
     };
-    s.metrics.count(&request.kind, &operation, decision.outcome);
+    s.metrics.count(&request.kind, operation, decision.outcome);
     if decision.outcome == "allowed" && warnings == 0 {
-        tracing::debug!(uid = %request.uid, kind = %request.kind, name = %request.name, operation = %operation, "admission: allowed untouched");
-        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        tracing::debug!(uid = %request.uid, kind = %request.kind, name = %request.name, operation, "admission: allowed untouched");
+        return answer;
     }
     tracing::info!(
         uid = %request.uid,
         kind = %request.kind,
         namespace = request.namespace.as_deref().unwrap_or(""),
         name = %request.name,
-        operation = %operation,
+        operation,
         dry_run = request.dry_run,
         adapter = decision.adapter,
         result = decision.outcome,
         warnings,
         "admission"
     );
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    answer
+}
+
+/// The operation as the API server spells it, for metrics and logs.
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// The review as an HTTP answer; `None`, logged, when it cannot be encoded.
+fn review(resp: &AdmissionResponse) -> Option<Response> {
+    match wire(resp) {
+        Ok(b) => Some(([(header::CONTENT_TYPE, "application/json")], b).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode the answer");
+            None
+        }
+    }
+}
+
+/// The answer to a review that could not be encoded.
+fn unencodable() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "could not encode the answer\n",
+    )
+        .into_response()
 }
 
 /// Adds a warning for each Service of the workload's plan that another owner already holds in
@@ -309,9 +331,9 @@ pub fn may_concern(body: &[u8]) -> bool {
 /// decision gives it (allowed, no patch, no warning), counted, and logged at debug.
 fn pass_through(s: &AppState, api_version: Option<String>, h: &HeadRequest) -> Response {
     s.metrics.fast_path.inc();
-    let operation = format!("{:?}", h.operation).to_uppercase();
-    s.metrics.count(&h.kind.kind, &operation, "allowed");
-    tracing::debug!(uid = %h.uid, kind = %h.kind.kind, operation = %operation, "admission: nothing of kafka-expose's; allowed");
+    let operation = operation_name(&h.operation);
+    s.metrics.count(&h.kind.kind, operation, "allowed");
+    tracing::debug!(uid = %h.uid, kind = %h.kind.kind, operation, "admission: nothing of kafka-expose's; allowed");
     // Built from `invalid` (the one constructor without a request), then made an allowance.
     let mut response = AdmissionResponse::invalid("");
     response.types = kube::core::TypeMeta {
@@ -321,17 +343,7 @@ fn pass_through(s: &AppState, api_version: Option<String>, h: &HeadRequest) -> R
     response.uid = h.uid.clone();
     response.allowed = true;
     response.result = Default::default();
-    match wire(&response) {
-        Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not encode the answer");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not encode the answer\n",
-            )
-                .into_response()
-        }
-    }
+    review(&response).unwrap_or_else(unencodable)
 }
 
 /// What is read of a review before its object: enough to choose the object's type, or to
