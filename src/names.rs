@@ -85,6 +85,8 @@ pub mod labels {
     pub const MANAGER: &str = "kafka-expose";
     /// Selects the Services kafka-expose manages.
     pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kafka-expose";
+    /// Selects every Service kafka-expose does not manage (those without the label too).
+    pub const OTHERS_SELECTOR: &str = "app.kubernetes.io/managed-by!=kafka-expose";
     /// Names the workload a managed Service belongs to.
     pub const WORKLOAD: &str = "kafka-expose.io/workload";
     /// The broker ordinal of a per-broker Service.

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::engine::pod::LoadBalancerAddresses;
@@ -27,6 +27,36 @@ pub struct ServiceCache {
     /// True once the store holds its first list. Waiters use this rather than
     /// `Store::wait_until_ready`, whose readiness wakes one waiter only.
     pub synced: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ServiceCache {
+    /// The managed Services of workload `name` in `namespace` (the store holds managed Services
+    /// only).
+    pub fn of_workload(&self, namespace: &str, name: &str) -> Vec<Arc<Service>> {
+        self.store
+            .state_filter(|s| Self::belongs(s, namespace, name))
+    }
+
+    /// Whether workload `name` in `namespace` has a managed Service.
+    pub fn has_any(&self, namespace: &str, name: &str) -> bool {
+        self.store
+            .find(|s| Self::belongs(s, namespace, name))
+            .is_some()
+    }
+
+    fn belongs(s: &Service, namespace: &str, name: &str) -> bool {
+        s.metadata.namespace.as_deref() == Some(namespace)
+            && s.labels().get(labels::WORKLOAD).map(String::as_str) == Some(name)
+    }
+}
+
+/// The Services of `namespace` that kafka-expose did not make: what its plan must respect.
+/// kafka-expose's own are left out of the list, since in a namespace of many exposed workloads
+/// they would make every list long, and they never conflict with its plan.
+pub async fn others_services(client: Client, namespace: &str) -> kube::Result<Vec<Service>> {
+    let api: Api<Service> = Api::namespaced(client, namespace);
+    let params = kube::api::ListParams::default().labels(labels::OTHERS_SELECTOR);
+    Ok(api.list(&params).await?.items)
 }
 
 impl LoadBalancerAddresses for ServiceCache {
@@ -46,12 +76,8 @@ impl NamespaceServices for LiveServices {
         namespace: &'a str,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Service>, String>> + Send + 'a>> {
         Box::pin(async move {
-            let api: Api<Service> = Api::namespaced(self.0.clone(), namespace);
-            // Others' Services only: kafka-expose's own never conflict with its plan.
-            let others = format!("{}!={}", labels::MANAGED_BY, labels::MANAGER);
-            api.list(&kube::api::ListParams::default().labels(&others))
+            others_services(self.0.clone(), namespace)
                 .await
-                .map(|l| l.items)
                 .map_err(|e| e.to_string())
         })
     }

@@ -151,16 +151,8 @@ pub async fn reconcile<K: Exposable>(
     let (Some(ns), name) = (meta.namespace(), meta.name_any()) else {
         return Ok(Action::await_change());
     };
-    let has_services = ctx
-        .services
-        .store
-        .find(|s| {
-            s.namespace().as_deref() == Some(ns.as_str())
-                && s.labels().get(labels::WORKLOAD) == Some(&name)
-        })
-        .is_some();
     let candidate = is_candidate(&meta.metadata);
-    if !candidate && !has_services {
+    if !candidate && !ctx.services.has_any(&ns, &name) {
         return Ok(Action::await_change());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -219,15 +211,9 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         Some(e) => {
             // The Services others made in the namespace: a chart's own per-broker Services are
             // respected, never twinned or taken over.
-            // Only others' Services: kafka-expose's own are known from the cache, and in a
-            // namespace of many exposed workloads they would make every list long.
-            let all: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-            let others = format!("{}!={}", labels::MANAGED_BY, labels::MANAGER);
-            let existing = all
-                .list(&ListParams::default().labels(&others))
+            let existing = caches::others_services(ctx.client.clone(), &ns)
                 .await
-                .map_err(Error::Kube)?
-                .items;
+                .map_err(Error::Kube)?;
             services::plan_around(&w, e, &services::routes(&w, e), &existing)
         }
         None => services::ServicePlan::default(),
@@ -309,11 +295,7 @@ async fn apply(
     desired: &[Service],
 ) -> (Vec<Service>, Vec<String>) {
     let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let existing: Vec<Arc<Service>> = ctx.services.store.state_filter(|s| {
-        s.namespace().as_deref() == Some(ns)
-            && s.labels().get(labels::WORKLOAD) == Some(&w.name)
-            && s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-    });
+    let existing = ctx.services.of_workload(ns, &w.name);
     let wanted: BTreeSet<String> = desired
         .iter()
         .filter_map(|s| s.metadata.name.clone())
@@ -549,15 +531,12 @@ pub const WORKLOAD_PAGE_SIZE: u32 = 50;
 /// Whether a workload is held in the reconciler's store: it carries a kafka-expose key, or
 /// Services kafka-expose made for it are left to remove.
 fn held<K: Exposable>(meta: &PartialObjectMeta<K>, services: &ServiceCache) -> bool {
-    is_candidate(&meta.metadata)
-        || services
-            .store
-            .find(|s| {
-                s.namespace() == meta.namespace()
-                    && s.labels().get(labels::WORKLOAD).map(String::as_str)
-                        == meta.metadata.name.as_deref()
-            })
-            .is_some()
+    let m = &meta.metadata;
+    is_candidate(m)
+        || match (m.namespace.as_deref(), m.name.as_deref()) {
+            (Some(ns), Some(name)) => services.has_any(ns, name),
+            _ => false,
+        }
 }
 
 /// A Controller over the workloads of kind `K` as stripped metadata, triggered also by the
