@@ -415,3 +415,17 @@ fn an_exposed_workload_carries_the_exposed_label_itself_and_loses_it_with_the_an
         out["metadata"]
     );
 }
+
+#[test]
+fn a_workload_sent_without_metadata_gets_it_before_its_label() {
+    // Found by the `decisions` fuzz target: exposed by its template alone, with no `metadata`,
+    // the workload's exposed label was added under a parent that did not exist.
+    let mut obj = sts(
+        json!({}),
+        Some(json!({"annotations": {"kafka-expose.io/expose": "nodeport"}})),
+    );
+    obj.as_object_mut().unwrap().remove("metadata");
+    let (out, d) = mutate(&obj);
+    assert!(!d.patch.is_empty());
+    assert_eq!(out["metadata"]["labels"]["kafka-expose.io/exposed"], "true");
+}

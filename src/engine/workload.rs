@@ -59,6 +59,8 @@ pub struct Workload {
     pub uid: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// Whether the object as sent holds `metadata` at all (the API server always sends it).
+    pub has_metadata: bool,
     /// `spec.replicas`, defaulted to 1 as the API server does.
     pub replicas: u32,
     /// `spec.ordinals.start` (StatefulSet, Kubernetes ≥ 1.26).
@@ -77,14 +79,16 @@ impl Workload {
             kind: kind.as_str(),
             source,
         };
-        match kind {
-            WorkloadKind::StatefulSet => Ok(Self::from_statefulset(
-                serde_json::from_value(obj.clone()).map_err(malformed)?,
-            )),
-            WorkloadKind::Deployment => Ok(Self::from_deployment(
-                serde_json::from_value(obj.clone()).map_err(malformed)?,
-            )),
-        }
+        let mut w = match kind {
+            WorkloadKind::StatefulSet => {
+                Self::from_statefulset(serde_json::from_value(obj.clone()).map_err(malformed)?)
+            }
+            WorkloadKind::Deployment => {
+                Self::from_deployment(serde_json::from_value(obj.clone()).map_err(malformed)?)
+            }
+        };
+        w.has_metadata = obj.get("metadata").is_some_and(|m| !m.is_null());
+        Ok(w)
     }
 
     pub fn from_statefulset(s: StatefulSet) -> Self {
@@ -96,6 +100,7 @@ impl Workload {
             uid: s.metadata.uid,
             annotations: s.metadata.annotations,
             labels: s.metadata.labels,
+            has_metadata: true,
             replicas: count(spec.replicas, 1),
             ordinals_start: count(spec.ordinals.and_then(|o| o.start), 0),
             selector: spec.selector.match_labels.unwrap_or_default(),
@@ -113,6 +118,7 @@ impl Workload {
             uid: d.metadata.uid,
             annotations: d.metadata.annotations,
             labels: d.metadata.labels,
+            has_metadata: true,
             replicas: count(spec.replicas, 1),
             ordinals_start: 0,
             selector: spec.selector.match_labels.unwrap_or_default(),
@@ -330,6 +336,9 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
     // The same label on the workload itself: the reconciler watches workloads as metadata only,
     // and reads in full those that carry a kafka-expose key there, which a workload exposed by
     // its template's annotations alone would not otherwise show.
+    if !w.has_metadata {
+        b.add(ptr!("metadata"), Value::Object(Default::default()));
+    }
     sync_map(
         &mut b,
         &ptr!("metadata", "labels"),
