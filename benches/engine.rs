@@ -3,8 +3,9 @@
 //! into the typed `Pod`, which any admission path pays. Ratios travel across machines; the
 //! absolute figures are for this machine and this moment.
 //!
-//! A second table times the admission handler whole (`webhook::answer`: the raw-bytes check, the
-//! head, the typed parse, the decision, the encoded review, the metrics), without HTTP or TLS,
+//! A second table times the admission handler whole (`webhook::answer`: the raw-bytes check, then
+//! the head for a review that passes through, or else the typed parse and the decision; the
+//! encoded review, the metrics), without HTTP or TLS,
 //! against one scan of the same body into `serde::de::IgnoredAny`, the least any JSON reader pays.
 //!
 //! Run: `cargo bench --bench engine`.
@@ -73,12 +74,17 @@ fn fixture_pod(name: &str) -> Value {
 }
 
 fn big_pod() -> Value {
+    big_pod_of(1500)
+}
+
+/// An exposed apache/kafka pod whose broker has `vars` environment variables.
+fn big_pod_of(vars: usize) -> Value {
     let mut env = vec![
         json!({"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092,CONTROLLER://:9093"}),
         json!({"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://kafka-0.h:9092"}),
         json!({"name": "KAFKA_CONTROLLER_LISTENER_NAMES", "value": "CONTROLLER"}),
     ];
-    for i in 0..1497 {
+    for i in 0..vars.saturating_sub(3) {
         env.push(json!({"name": format!("APP_SETTING_{i}"), "value": format!("value-{i}")}));
     }
     json!({
@@ -93,6 +99,15 @@ fn big_pod() -> Value {
 fn main() {
     // `cargo test --all-targets` runs benchmark binaries without `--bench`: nothing to do then.
     if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    // `--repeat REVIEW N`: answer one review N times and stop; `benches/instructions.sh` runs
+    // this under callgrind to count instructions, which a shared machine does not disturb.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--repeat") {
+        let which = args.get(i + 1).map_or("", String::as_str);
+        let n: u32 = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        repeat(which, n);
         return;
     }
     let settings = Settings::default();
@@ -167,6 +182,33 @@ fn main() {
             answer.as_secs_f64() * 1e6,
             answer.as_secs_f64() / scan.as_secs_f64()
         );
+    }
+}
+
+/// Answers review `which` (`unrelated`, `pod`, `big-pod`, `big-pod-3000`; `scan-` before one of
+/// them scans it instead) `n` times.
+fn repeat(which: &str, n: u32) {
+    let (scan, review) = match which.strip_prefix("scan-") {
+        Some(r) => (true, r),
+        None => (false, which),
+    };
+    let body = match review {
+        "unrelated" => reviews::deployment_update(),
+        "pod" => reviews::pod_create(&fixture_pod("apache-kafka-kraft.yaml")),
+        "big-pod" => reviews::pod_create(&big_pod()),
+        "big-pod-3000" => reviews::pod_create(&big_pod_of(3000)),
+        other => panic!("no review {other:?}: unrelated, pod, big-pod, big-pod-3000"),
+    };
+    let state = kafka_expose::webhook::AppState::standalone(
+        Settings::default(),
+        kafka_expose::webhook::admission::FailureMode::Open,
+    );
+    for _ in 0..n {
+        if scan {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap());
+        } else {
+            black_box(answer_now(&state, black_box(&body)));
+        }
     }
 }
 
