@@ -279,3 +279,98 @@ async fn readyz_turns_true_once_listening_and_false_when_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down".into())
     );
 }
+
+/// The API server sends compact JSON, in which a candidate's kind shows as `"kind":"Pod"` and the
+/// webhook reads it once on that guess; pretty-printed, the same review hides the guess and is
+/// read head first. Both must get the same answer, byte for byte, including when the bytes
+/// suggest a kind the request is not (a StatefulSet owned by a Pod) and when the request passes
+/// through (a Pod's DELETE, a Pod's status update).
+#[tokio::test]
+async fn a_review_gets_the_same_answer_whether_its_kind_shows_in_its_bytes_or_not() {
+    let mut sts = apache_sts();
+    let settings = Settings::default();
+    let engine = mutate_workload(&sts, WorkloadKind::StatefulSet, &settings).unwrap();
+    let mut mutated = sts.clone();
+    json_patch::patch(&mut mutated, &engine.patch).unwrap();
+    let w = Workload::from_value(WorkloadKind::StatefulSet, &mutated).unwrap();
+    let pod = controller_pods(&w, &mutated).remove(0);
+    sts["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "x"}]);
+
+    let mut delete = review("d", "", "Pod", "DELETE", &pod);
+    delete["request"]["oldObject"] = pod.clone();
+    delete["request"]["object"] = Value::Null;
+    let mut status = review("s", "", "Pod", "UPDATE", &pod);
+    status["request"]["subResource"] = json!("status");
+    // Reads as a Pod (every field of one is optional but the spec's containers), and is not one.
+    let template = json!({
+        "apiVersion": "v1", "kind": "PodTemplate",
+        "metadata": {"name": "t", "annotations": {"kafka-expose.io/expose": "nodeport"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "x"}]},
+        "template": pod.clone()
+    });
+    // A request for a resource named Pod in another group, whose object reads as a core Pod
+    // (an aggregated API could serve one); k8s-openapi refuses an object of another
+    // apiVersion, so only the request's kind tells them apart.
+    let custom = pod.clone();
+    let reviews = [
+        (
+            "a custom Pod",
+            review("c", "example.com", "Pod", "CREATE", &custom),
+        ),
+        (
+            "a PodTemplate",
+            review("t", "", "PodTemplate", "CREATE", &template),
+        ),
+        (
+            "a StatefulSet owned by a Pod",
+            review("w", "apps", "StatefulSet", "CREATE", &sts),
+        ),
+        ("a broker pod", review("p", "", "Pod", "CREATE", &pod)),
+        ("a Pod's DELETE", delete),
+        ("a Pod's status update", status),
+    ];
+    for (what, r) in reviews {
+        let compact = serde_json::to_vec(&r).unwrap();
+        let pretty = serde_json::to_vec_pretty(&r).unwrap();
+        assert!(
+            String::from_utf8_lossy(&compact).contains(r#""kind":"Pod""#),
+            "{what}: the guess applies"
+        );
+        let (n, m) = (compact.len(), pretty.len());
+        let once = post(state(), Body::from(compact), Some(n)).await;
+        let head_first = post(state(), Body::from(pretty), Some(m)).await;
+        assert_eq!(once.0, StatusCode::OK, "{what}");
+        assert_eq!(
+            String::from_utf8_lossy(&once.1),
+            String::from_utf8_lossy(&head_first.1),
+            "{what}"
+        );
+    }
+    let (resp, patch) = admit(state(), &review("w", "apps", "StatefulSet", "CREATE", &sts)).await;
+    assert_eq!(resp["allowed"], true);
+    assert!(
+        patch.is_some(),
+        "the StatefulSet is decided as a StatefulSet: {resp}"
+    );
+    let (resp, patch) = admit(
+        state(),
+        &review("t", "", "PodTemplate", "CREATE", &template),
+    )
+    .await;
+    assert_eq!(
+        (&resp["allowed"], &resp["warnings"], patch),
+        (&json!(true), &Value::Null, None),
+        "a PodTemplate is allowed untouched"
+    );
+    let (resp, patch) = admit(
+        state(),
+        &review("c", "example.com", "Pod", "CREATE", &custom),
+    )
+    .await;
+    assert_eq!(
+        (&resp["allowed"], &resp["warnings"], patch),
+        (&json!(true), &Value::Null, None),
+        "a Pod of another group is allowed untouched"
+    );
+}

@@ -12,12 +12,59 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
-/// A JSON Pointer from path segments of any displayable type.
+/// A JSON Pointer from path segments: strings (escaped as RFC 6901 requires) and integers,
+/// written into one string.
 #[macro_export]
 macro_rules! ptr {
-    ($($t:expr),* $(,)?) => {
-        ::json_patch::jsonptr::PointerBuf::from_tokens([$(::std::string::ToString::to_string(&$t)),*])
-    };
+    ($($t:expr),* $(,)?) => {{
+        let mut s = ::std::string::String::with_capacity(48);
+        $( $crate::engine::patch::Segment::write_to(&$t, &mut s); )*
+        $crate::engine::patch::pointer(s)
+    }};
+}
+
+/// One segment of a JSON Pointer, written with its leading `/`.
+pub trait Segment {
+    fn write_to(&self, out: &mut String);
+}
+
+impl Segment for str {
+    fn write_to(&self, out: &mut String) {
+        out.push('/');
+        if self.contains(['~', '/']) {
+            out.push_str(&self.replace('~', "~0").replace('/', "~1"));
+        } else {
+            out.push_str(self);
+        }
+    }
+}
+
+impl Segment for &str {
+    fn write_to(&self, out: &mut String) {
+        (**self).write_to(out);
+    }
+}
+
+impl Segment for String {
+    fn write_to(&self, out: &mut String) {
+        self.as_str().write_to(out);
+    }
+}
+
+impl Segment for usize {
+    fn write_to(&self, out: &mut String) {
+        out.push('/');
+        out.push_str(itoa::Buffer::new().format(*self));
+    }
+}
+
+/// The pointer whose escaped text `s` is, as [`ptr!`] writes it. A text that is not a pointer
+/// (which [`Segment`] never writes) is parsed token by token instead of refused.
+pub fn pointer(s: String) -> PointerBuf {
+    match PointerBuf::parse(s) {
+        Ok(p) => p,
+        Err(e) => PointerBuf::from_tokens(e.subject().split('/').skip(1)),
+    }
 }
 
 /// Collects patch operations.

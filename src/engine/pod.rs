@@ -427,7 +427,7 @@ fn env_ops(
             // `add`, not `replace`: a variable written `{name: X}` has no `value` member to
             // replace (found by the decisions fuzz target).
             EnvChange::SetValue { index, value } => b.add(
-                ptr!("spec", "containers", ci, "env", index, "value"),
+                ptr!("spec", "containers", ci, "env", *index, "value"),
                 Value::String(value.clone()),
             ),
             EnvChange::Append(var) => append.push(to_value(var.as_ref())),

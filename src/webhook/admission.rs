@@ -158,7 +158,7 @@ fn patched<T: Resource>(
     let mut response = AdmissionResponse::from(req);
     let mut outcome = "allowed";
     if !ops.is_empty() {
-        match response.clone().with_patch(Patch(ops)) {
+        match response.with_patch(Patch(ops)) {
             Ok(r) => {
                 response = r;
                 outcome = "patched";

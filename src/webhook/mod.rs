@@ -169,6 +169,15 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
             "expected an AdmissionReview".into(),
         );
     }
+    let concerns = may_concern(body);
+    // A candidate is read once when its kind shows in its bytes; the typed request confirms the
+    // guess, and anything else (no guess, a wrong one, a body that does not read) takes the
+    // path below, which answers it as before.
+    if let Some(kind) = concerns.then(|| guess_kind(body)).flatten()
+        && let Some(decided) = decide_as(s, kind, body).await
+    {
+        return respond(s, decided);
+    }
     let head: Head = match serde_json::from_slice(body) {
         Ok(h) => h,
         Err(e) => {
@@ -188,40 +197,111 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
             "no request".into(),
         );
     };
-    if !may_concern(body) {
+    if !concerns {
         return pass_through(s, head.api_version, &h);
     }
     let plain = admission::passes_through(h.sub_resource.as_deref(), &h.operation);
-    let (request, decision) = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
-        ("", "Pod", false) => match read::<Pod>(body) {
-            Ok(r) => {
-                let d =
-                    admission::decide_pod(&r, &s.settings, s.failure_mode, s.lb_addresses.as_ref());
-                (Meta::of(&r), d)
-            }
-            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
-        },
-        ("apps", "StatefulSet", false) => match read::<StatefulSet>(body) {
-            Ok(r) => {
-                let mut d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
-                warn_of_conflicts(s, &r, Workload::from_statefulset, &mut d).await;
-                (Meta::of(&r), d)
-            }
-            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
-        },
-        ("apps", "Deployment", false) => match read::<Deployment>(body) {
-            Ok(r) => {
-                let mut d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
-                warn_of_conflicts(s, &r, Workload::from_deployment, &mut d).await;
-                (Meta::of(&r), d)
-            }
-            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
-        },
-        _ => match read::<DynamicObject>(body) {
-            Ok(r) => (Meta::of(&r), admission::allow(&r)),
-            Err(e) => return reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
-        },
+    let kind = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
+        ("", "Pod", false) => Kind::Pod,
+        ("apps", "StatefulSet", false) => Kind::StatefulSet,
+        ("apps", "Deployment", false) => Kind::Deployment,
+        _ => Kind::Other,
     };
+    match decide_as(s, kind, body).await {
+        Some(decided) => respond(s, decided),
+        None => {
+            let e = match kind {
+                Kind::Pod => read::<Pod>(body).err(),
+                Kind::StatefulSet => read::<StatefulSet>(body).err(),
+                Kind::Deployment => read::<Deployment>(body).err(),
+                Kind::Other => read::<DynamicObject>(body).err(),
+            };
+            reject(
+                s,
+                StatusCode::BAD_REQUEST,
+                "malformed AdmissionReview",
+                e.unwrap_or_else(|| "the request changed between two reads".into()),
+            )
+        }
+    }
+}
+
+/// The types a review's object is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pod,
+    StatefulSet,
+    Deployment,
+    /// Anything else, and any request that passes through: read as a `DynamicObject`.
+    Other,
+}
+
+impl Kind {
+    fn is(self, gvk: &GroupVersionKind) -> bool {
+        match self {
+            Kind::Pod => gvk.group.is_empty() && gvk.kind == "Pod",
+            Kind::StatefulSet => gvk.group == "apps" && gvk.kind == "StatefulSet",
+            Kind::Deployment => gvk.group == "apps" && gvk.kind == "Deployment",
+            Kind::Other => true,
+        }
+    }
+}
+
+/// The kind a review's bytes suggest, as the API server writes them (compact JSON): the request's
+/// `kind` and the object's both read `"kind":"Pod"` for a Pod. Only a guess; [`decide_as`]
+/// checks it against the typed request.
+fn guess_kind(body: &[u8]) -> Option<Kind> {
+    let finds = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    if finds(br#""kind":"Pod""#) {
+        Some(Kind::Pod)
+    } else if finds(br#""kind":"StatefulSet""#) {
+        Some(Kind::StatefulSet)
+    } else if finds(br#""kind":"Deployment""#) {
+        Some(Kind::Deployment)
+    } else {
+        None
+    }
+}
+
+/// Reads the review as a request for a `kind` and decides it; `None` when the body does not read
+/// as one, or is a request for another kind or one that passes through (for `Kind::Other`, when
+/// it does not read at all).
+async fn decide_as(s: &AppState, kind: Kind, body: &[u8]) -> Option<(Meta, admission::Decision)> {
+    fn typed<T: kube::core::Resource + serde::de::DeserializeOwned>(
+        kind: Kind,
+        body: &[u8],
+    ) -> Option<AdmissionRequest<T>> {
+        let r = read::<T>(body).ok()?;
+        let plain = admission::passes_through(r.sub_resource.as_deref(), &r.operation);
+        (kind.is(&r.kind) && !plain).then_some(r)
+    }
+    Some(match kind {
+        Kind::Pod => {
+            let r = typed::<Pod>(kind, body)?;
+            let d = admission::decide_pod(&r, &s.settings, s.failure_mode, s.lb_addresses.as_ref());
+            (Meta::of(&r), d)
+        }
+        Kind::StatefulSet => {
+            let r = typed::<StatefulSet>(kind, body)?;
+            let mut d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
+            warn_of_conflicts(s, &r, Workload::from_statefulset, &mut d).await;
+            (Meta::of(&r), d)
+        }
+        Kind::Deployment => {
+            let r = typed::<Deployment>(kind, body)?;
+            let mut d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
+            warn_of_conflicts(s, &r, Workload::from_deployment, &mut d).await;
+            (Meta::of(&r), d)
+        }
+        Kind::Other => {
+            let r = read::<DynamicObject>(body).ok()?;
+            (Meta::of(&r), admission::allow(&r))
+        }
+    })
+}
+
+/// The answer to a decided request, counted and logged.
+fn respond(s: &AppState, (request, decision): (Meta, admission::Decision)) -> Response {
     let warnings = decision.response.warnings.as_ref().map_or(0, Vec::len);
     s.metrics.warnings.inc_by(warnings as u64);
     let operation = operation_name(&request.operation);
