@@ -40,6 +40,17 @@ pub enum Command {
     Mutate(MutateArgs),
     /// Add the external listener to a server.properties (the properties adapter's init container).
     PatchProperties(PatchPropertiesArgs),
+    /// Print the KafkaExposePolicy CRD, generated from the types, as the manifests ship it.
+    Crd(CrdArgs),
+}
+
+/// `crd`: which form to print.
+#[derive(Debug, Clone, Args)]
+pub struct CrdArgs {
+    /// Print the Helm chart's template instead (behind `crds.enabled`, kept on uninstall with
+    /// `crds.keep`).
+    #[arg(long)]
+    pub chart: bool,
 }
 
 /// Settings shared by everything that runs the engine.
@@ -254,6 +265,7 @@ impl Cli {
             Command::Certs(args) => cmd::certs::run(args),
             Command::Mutate(args) => cmd::mutate::run(args),
             Command::PatchProperties(args) => cmd::patch_properties::run(args),
+            Command::Crd(args) => cmd::crd::run(args),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! [`certs`], [`metrics`] and [`telemetry`] serve the runtimes. A cluster-scoped policy CRD
 //! goes in `api` (its types and their generator), and a Kafka-protocol client in `kafka`.
 
+pub mod api;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

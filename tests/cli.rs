@@ -344,3 +344,28 @@ fn certs_writes_a_ca_and_a_serving_pair_for_the_service_and_prints_the_ca_bundle
     assert_eq!(mode & 0o077, 0, "the key is private");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The CRD the manifests and the chart ship is the one the types generate, byte for byte; a
+/// change to `src/api` without `kafka-expose crd > deploy/manifests/crd.yaml` and
+/// `kafka-expose crd --chart > deploy/helm/kafka-expose/templates/crd.yaml` fails here.
+#[test]
+fn the_shipped_crd_is_the_generated_one() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (args, file) in [
+        (&["crd"][..], "deploy/manifests/crd.yaml"),
+        (
+            &["crd", "--chart"][..],
+            "deploy/helm/kafka-expose/templates/crd.yaml",
+        ),
+    ] {
+        let out = run_with_stdin(args, "");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shipped = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            shipped,
+            "{file} is not what `kafka-expose {}` prints; regenerate it",
+            args.join(" ")
+        );
+    }
+}

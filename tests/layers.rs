@@ -1,5 +1,5 @@
-//! The layers' dependencies point one way: cmd -> cluster / webhook / offline -> engine ->
-//! config -> kafka, names. This reads the sources and refuses an import that runs back up, or
+//! The layers' dependencies point one way: cmd -> cluster / webhook / offline -> engine -> api
+//! (the policy CRD's types) -> config -> kafka, names. This reads the sources and refuses an import that runs back up, or
 //! I/O in a pure layer.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ const RULES: &[(&str, &[&str])] = &[
         "src/kafka",
         &[
             "crate::names",
+            "crate::api",
             "crate::config",
             "crate::engine",
             "crate::cluster",
@@ -22,6 +23,18 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     (
         "src/config",
+        &[
+            "crate::api",
+            "crate::engine",
+            "crate::cluster",
+            "crate::webhook",
+            "crate::offline",
+            "crate::cmd",
+            "crate::cli",
+        ],
+    ),
+    (
+        "src/api",
         &[
             "crate::engine",
             "crate::cluster",
@@ -74,7 +87,16 @@ const IO: &[&str] = &[
     "SystemTime::now",
     "Timestamp::now",
 ];
-const PURE: &[&str] = &["src/names.rs", "src/kafka", "src/config", "src/engine"];
+const PURE: &[&str] = &[
+    "src/names.rs",
+    "src/kafka",
+    "src/config",
+    "src/api",
+    "src/engine",
+];
+/// What of kube a pure layer may use: its types (label selectors) and the CRD derive, which
+/// generate code and hold no client.
+const PURE_KUBE: &[&str] = &["kube::core::", "kube::CustomResource"];
 
 fn sources(path: &Path) -> Vec<PathBuf> {
     if path.is_file() {
@@ -100,10 +122,18 @@ fn code(path: &Path) -> Vec<(usize, String)> {
 }
 
 fn violations(layer: &str, forbidden: &[&str]) -> Vec<String> {
+    violations_but(layer, forbidden, &[])
+}
+
+/// [`violations`], with the `allowed` text taken out of each line first.
+fn violations_but(layer: &str, forbidden: &[&str], allowed: &[&str]) -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut found = Vec::new();
     for file in sources(&root.join(layer)) {
-        for (n, line) in code(&file) {
+        for (n, mut line) in code(&file) {
+            for a in allowed {
+                line = line.replace(a, "");
+            }
             for f in forbidden {
                 if line.contains(f) {
                     let rel = file.strip_prefix(root).unwrap().display();
@@ -126,6 +156,9 @@ fn no_import_runs_back_up_the_layers() {
 
 #[test]
 fn the_pure_layers_do_no_io() {
-    let found: Vec<String> = PURE.iter().flat_map(|l| violations(l, IO)).collect();
+    let found: Vec<String> = PURE
+        .iter()
+        .flat_map(|l| violations_but(l, IO, PURE_KUBE))
+        .collect();
     assert!(found.is_empty(), "{}", found.join("\n"));
 }

@@ -11,12 +11,15 @@ use crate::names;
 pub enum Source {
     /// A `kafka-expose.io/<key>` annotation; the key without the prefix.
     Annotation(String),
+    /// A field of a policy, by its path (`spec.exposure.advertisedHost`).
+    Field(String),
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Annotation(key) => write!(f, "{}{key}", names::PREFIX),
+            Self::Field(path) => f.write_str(path),
         }
     }
 }
