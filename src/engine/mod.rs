@@ -13,6 +13,7 @@ pub mod detect;
 pub mod exposure;
 pub mod patch;
 pub mod pod;
+pub mod policy;
 pub mod services;
 pub mod workload;
 
