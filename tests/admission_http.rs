@@ -374,3 +374,78 @@ async fn a_review_gets_the_same_answer_whether_its_kind_shows_in_its_bytes_or_no
         "a Pod of another group is allowed untouched"
     );
 }
+
+fn policy(spec: Value) -> Value {
+    json!({"apiVersion": "kafka-expose.io/v1alpha1", "kind": "KafkaExposePolicy",
+           "metadata": {"name": "prod"}, "spec": spec})
+}
+
+/// 1.20 has no CEL: the webhook validates policies, with the annotations' parser, and names the
+/// field. The object reaches a mutating webhook before the CRD's schema is checked, so a policy
+/// that does not even decode is denied with the reason too.
+#[tokio::test]
+async fn policies_are_validated_naming_the_field() {
+    let bad = policy(
+        json!({"mode": "Enforce", "exposure": {"expose": "nodeport", "advertisedHost": "no such"},
+                            "match": {"kinds": []}}),
+    );
+    let (resp, patch) = admit(
+        state(),
+        &review("p1", "kafka-expose.io", "KafkaExposePolicy", "CREATE", &bad),
+    )
+    .await;
+    assert_eq!((&resp["allowed"], patch), (&json!(false), None));
+    let msg = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.exposure.advertisedHost=\"no such\""),
+        "{msg}"
+    );
+    assert!(msg.contains("spec.match.kinds"), "{msg}");
+
+    let undecodable = policy(json!({"mode": "Sometimes", "exposure": {"expose": "nodeport"}}));
+    let (resp, _) = admit(
+        state(),
+        &review(
+            "p2",
+            "kafka-expose.io",
+            "KafkaExposePolicy",
+            "UPDATE",
+            &undecodable,
+        ),
+    )
+    .await;
+    assert_eq!(resp["allowed"], false);
+    let msg = resp["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("unknown variant `Sometimes`"), "{msg}");
+
+    let good = policy(json!({"mode": "Audit", "exposure": {"expose": "nodeport",
+                             "portPool": {"from": 31000, "to": 31999, "blockSize": 10}}}));
+    let (resp, patch) = admit(
+        state(),
+        &review(
+            "p3",
+            "kafka-expose.io",
+            "KafkaExposePolicy",
+            "CREATE",
+            &good,
+        ),
+    )
+    .await;
+    assert_eq!((&resp["allowed"], patch), (&json!(true), None));
+    assert!(
+        resp["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not act on them yet"),
+        "{resp}"
+    );
+
+    let mut status = review("p4", "kafka-expose.io", "KafkaExposePolicy", "UPDATE", &bad);
+    status["request"]["subResource"] = json!("status");
+    let (resp, _) = admit(state(), &status).await;
+    assert_eq!(
+        (&resp["allowed"], &resp["warnings"]),
+        (&json!(true), &Value::Null),
+        "a status update passes through"
+    );
+}

@@ -72,9 +72,22 @@ fn documented_rules() -> Value {
 
 fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
     let hooks = mwc["webhooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 2, "a workload webhook and a pod webhook");
+    assert_eq!(hooks.len(), 3, "a workload, a pod and a policy webhook");
     let workloads = &hooks[0];
     let pods = &hooks[1];
+    let policies = &hooks[2];
+    assert_eq!(
+        policies["rules"],
+        json!([{"apiGroups": ["kafka-expose.io"], "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["kafkaexposepolicies"],
+                "scope": "Cluster"}])
+    );
+    assert_eq!(
+        policies["failurePolicy"], "Fail",
+        "an invalid policy never gets in"
+    );
+    assert_eq!(policies["sideEffects"], "None");
+    assert_eq!(policies["clientConfig"]["service"]["path"], "/mutate");
     assert_eq!(
         workloads["rules"][0]["resources"],
         json!(["statefulsets", "deployments"])
@@ -89,7 +102,7 @@ fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
         pods["objectSelector"]["matchLabels"],
         json!({"kafka-expose.io/exposed": "true"})
     );
-    for h in hooks {
+    for h in &hooks[..2] {
         let exprs = h["namespaceSelector"]["matchExpressions"]
             .as_array()
             .unwrap();
@@ -357,8 +370,8 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
     ]));
     assert_eq!(
         bundle.split_whitespace().collect::<Vec<_>>(),
-        vec![first.trim(); 2],
-        "both webhooks carry the CA"
+        vec![first.trim(); 3],
+        "every webhook (workloads, pods, policies) carries the CA"
     );
     let keys = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
         "get",

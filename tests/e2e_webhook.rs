@@ -209,8 +209,18 @@ impl Webhook {
     /// Registers the install's webhook configuration, pointed at this server and limited to
     /// namespaces labelled `TAG=tag`.
     async fn register(&self, c: &Client, tag: &str) {
+        self.register_with(c, tag, false).await;
+    }
+
+    /// [`Self::register`], with the cluster-scoped policy webhook when `policies` (each test's
+    /// configuration would otherwise send every policy write to its own server).
+    async fn register_with(&self, c: &Client, tag: &str, policies: bool) {
         let mut cfg = deploy_docs("webhook.yaml").remove(0);
         cfg["metadata"]["name"] = json!(format!("kafka-expose-{tag}"));
+        cfg["webhooks"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|w| policies || w["name"] != "policies.kafka-expose.io");
         for w in cfg["webhooks"].as_array_mut().unwrap() {
             w["clientConfig"] = json!({
                 "url": format!("https://127.0.0.1:{}/mutate", self.port),
@@ -1251,4 +1261,73 @@ async fn a_service_another_owner_holds_is_a_warning_where_the_workload_is_applie
             .collect()
     };
     assert_eq!(managers(&after), managers(&before));
+}
+
+/// 1.20 has no CEL: the policy webhook of the install's configuration refuses an invalid policy
+/// where it is applied, naming the field, and lets a valid one be stored, under the CRD the
+/// install ships.
+#[tokio::test]
+async fn an_invalid_policy_is_refused_where_it_is_applied_naming_the_field() {
+    use kafka_expose::api::KafkaExposePolicy;
+    let c = client().await;
+    apply_value(&c, &deploy_docs("crd.yaml").remove(0)).await;
+    let api: Api<KafkaExposePolicy> = Api::all(c.clone());
+    eventually(Duration::from_secs(20), "the CRD is served", || {
+        let api = api.clone();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    let tag = "policy";
+    let wh = Webhook::start(
+        tag,
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        scratch(tag),
+        Some("e2e-policy"),
+    );
+    wh.register_with(&c, tag, true).await;
+
+    let policy = |name: &str, exposure: Value| -> KafkaExposePolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "kafka-expose.io/v1alpha1", "kind": "KafkaExposePolicy",
+            "metadata": {"name": name},
+            "spec": {"mode": "Audit", "exposure": exposure}
+        }))
+        .unwrap()
+    };
+    let bad = policy(
+        "e2e-bad",
+        json!({"expose": "nodeport", "advertisedHost": "no such", "portPool": {"from": 31000, "to": 31999, "blockSize": 10}, "portBase": 31000}),
+    );
+    let err = api
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("an invalid policy is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("spec.exposure.advertisedHost=\"no such\"")
+            && msg.contains("cannot be set with spec.exposure.portBase"),
+        "{msg}"
+    );
+    assert!(api.get_opt("e2e-bad").await.unwrap().is_none());
+
+    let good = policy(
+        "e2e-good",
+        json!({"expose": "nodeport", "portPool": {"from": 31000, "to": 31999, "blockSize": 10}}),
+    );
+    let stored = api.create(&PostParams::default(), &good).await.unwrap();
+    assert_eq!(stored.spec.exposure.port_pool, good.spec.exposure.port_pool);
+    api.delete("e2e-good", &Default::default()).await.unwrap();
+
+    // No other test's server answers policy writes: leave none registered.
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
+    hooks
+        .delete(&format!("kafka-expose-{tag}"), &Default::default())
+        .await
+        .unwrap();
+    drop(wh);
 }

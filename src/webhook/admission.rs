@@ -7,9 +7,10 @@
 
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::core::Resource;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{DynamicObject, Resource};
 
+use crate::api::{self, KafkaExposePolicy};
 use crate::config::Settings;
 use crate::engine::exposure::{Decision as Exposed, Skip};
 use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
@@ -114,6 +115,43 @@ pub fn decide_pod(
             dec
         }
         Err(e) => engine_error(req, e, failure, true),
+    }
+}
+
+/// Validates a KafkaExposePolicy at CREATE and UPDATE (1.20 has no CEL): a policy that does not
+/// decode, or whose settings the annotations' parser refuses, is denied with every problem,
+/// each naming its field. An accepted policy is told that this version does not act on it yet.
+pub fn decide_policy(req: &AdmissionRequest<DynamicObject>, settings: &Settings) -> Decision {
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return allow(req);
+    }
+    let Some(obj) = req.object.as_ref() else {
+        return allow(req);
+    };
+    let denied = |message: String| Decision {
+        response: AdmissionResponse::from(req).deny(message),
+        outcome: "denied",
+        adapter: "",
+    };
+    let policy: KafkaExposePolicy = match serde_json::to_value(obj).and_then(serde_json::from_value)
+    {
+        Ok(p) => p,
+        Err(e) => return denied(format!("kafka-expose: invalid KafkaExposePolicy: {e}")),
+    };
+    if let Err(e) = api::policy::validate(&policy.spec, settings.node_port_range) {
+        return denied(format!(
+            "kafka-expose: invalid KafkaExposePolicy {}: {e}",
+            req.name
+        ));
+    }
+    let mut response = AdmissionResponse::from(req);
+    response.warnings = Some(vec![
+        "kafka-expose: this version validates policies but does not act on them yet; the policy changes nothing".into(),
+    ]);
+    Decision {
+        response,
+        outcome: "allowed",
+        adapter: "",
     }
 }
 

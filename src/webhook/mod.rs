@@ -205,6 +205,7 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
         ("", "Pod", false) => Kind::Pod,
         ("apps", "StatefulSet", false) => Kind::StatefulSet,
         ("apps", "Deployment", false) => Kind::Deployment,
+        (POLICY_GROUP, "KafkaExposePolicy", false) => Kind::Policy,
         _ => Kind::Other,
     };
     match decide_as(s, kind, body).await {
@@ -214,7 +215,7 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
                 Kind::Pod => read::<Pod>(body).err(),
                 Kind::StatefulSet => read::<StatefulSet>(body).err(),
                 Kind::Deployment => read::<Deployment>(body).err(),
-                Kind::Other => read::<DynamicObject>(body).err(),
+                Kind::Policy | Kind::Other => read::<DynamicObject>(body).err(),
             };
             reject(
                 s,
@@ -226,12 +227,18 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
     }
 }
 
+/// The API group of kafka-expose's policies.
+const POLICY_GROUP: &str = "kafka-expose.io";
+
 /// The types a review's object is read as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Pod,
     StatefulSet,
     Deployment,
+    /// A KafkaExposePolicy: read as a `DynamicObject`, so that a policy that does not even decode
+    /// gets a denial that says why rather than a refused review.
+    Policy,
     /// Anything else, and any request that passes through: read as a `DynamicObject`.
     Other,
 }
@@ -242,6 +249,7 @@ impl Kind {
             Kind::Pod => gvk.group.is_empty() && gvk.kind == "Pod",
             Kind::StatefulSet => gvk.group == "apps" && gvk.kind == "StatefulSet",
             Kind::Deployment => gvk.group == "apps" && gvk.kind == "Deployment",
+            Kind::Policy => gvk.group == POLICY_GROUP && gvk.kind == "KafkaExposePolicy",
             Kind::Other => true,
         }
     }
@@ -258,6 +266,8 @@ fn guess_kind(body: &[u8]) -> Option<Kind> {
         Some(Kind::StatefulSet)
     } else if finds(br#""kind":"Deployment""#) {
         Some(Kind::Deployment)
+    } else if finds(br#""kind":"KafkaExposePolicy""#) {
+        Some(Kind::Policy)
     } else {
         None
     }
@@ -291,6 +301,11 @@ async fn decide_as(s: &AppState, kind: Kind, body: &[u8]) -> Option<(Meta, admis
             let r = typed::<Deployment>(kind, body)?;
             let mut d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
             warn_of_conflicts(s, &r, Workload::from_deployment, &mut d).await;
+            (Meta::of(&r), d)
+        }
+        Kind::Policy => {
+            let r = typed::<DynamicObject>(kind, body)?;
+            let d = admission::decide_policy(&r, &s.settings);
             (Meta::of(&r), d)
         }
         Kind::Other => {
