@@ -511,4 +511,52 @@ mod tests {
         };
         assert_eq!(allocate(edge, 4, None, &[32760].into()), Ok(32764));
     }
+
+    proptest::proptest! {
+        /// Whatever the pool and the ports in use: the block given is in the pool, holds no
+        /// port in use, and is the lowest such block; none is given only when none is free.
+        #[test]
+        fn a_block_is_the_lowest_free_one(
+            from in 30000u16..32767,
+            len in 1u16..200,
+            block_size in 1u16..20,
+            brokers in 0u32..20,
+            used in proptest::collection::btree_set(30000u16..32767, 0..60),
+            recorded in proptest::option::of(30000u16..32767),
+        ) {
+            let to = from.saturating_add(len - 1).min(32767);
+            let pool = PortPool { from, to, block_size };
+            let blocks: Vec<u16> = (0..)
+                .map(|k: u32| u32::from(from) + k * u32::from(block_size))
+                .take_while(|b| b + u32::from(block_size) - 1 <= u32::from(to))
+                .map(|b| b as u16)
+                .collect();
+            let free = |b: u16| used.range(b..=b + (block_size - 1)).next().is_none();
+            match allocate(pool, brokers, recorded, &used) {
+                Ok(b) if recorded == Some(b) => proptest::prop_assert!(blocks.contains(&b)),
+                Ok(b) => {
+                    proptest::prop_assert!(blocks.contains(&b) && free(b));
+                    proptest::prop_assert!(blocks.iter().take_while(|x| **x < b).all(|x| !free(*x)));
+                }
+                Err(PoolError::TooManyBrokers { .. }) => {
+                    proptest::prop_assert!(brokers > u32::from(block_size))
+                }
+                Err(PoolError::Exhausted { .. }) => {
+                    proptest::prop_assert!(brokers <= u32::from(block_size));
+                    proptest::prop_assert!(blocks.iter().all(|b| !free(*b)));
+                    proptest::prop_assert!(!recorded.is_some_and(|r| blocks.contains(&r)));
+                }
+            }
+        }
+
+        /// A glob without wildcards matches only itself, and `*` matches every name.
+        #[test]
+        fn literal_and_star_globs(name in "[a-z0-9-]{0,20}", other in "[a-z0-9-]{0,20}") {
+            proptest::prop_assert!(glob(&name, &name));
+            proptest::prop_assert!(glob("*", &name));
+            proptest::prop_assert_eq!(glob(&name, &other), name == other);
+            let prefix = format!("{}*", &name[..name.len() / 2]);
+            proptest::prop_assert!(glob(&prefix, &name));
+        }
+    }
 }
