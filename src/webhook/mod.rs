@@ -174,7 +174,7 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
     // guess, and anything else (no guess, a wrong one, a body that does not read) takes the
     // path below, which answers it as before.
     if let Some(kind) = concerns.then(|| guess_kind(body)).flatten()
-        && let Some(decided) = decide_as(s, kind, body).await
+        && let Ok(decided) = decide_as(s, kind, body).await
     {
         return respond(s, decided);
     }
@@ -200,30 +200,10 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
     if !concerns {
         return pass_through(s, head.api_version, &h);
     }
-    let plain = admission::passes_through(h.sub_resource.as_deref(), &h.operation);
-    let kind = match (h.kind.group.as_str(), h.kind.kind.as_str(), plain) {
-        ("", "Pod", false) => Kind::Pod,
-        ("apps", "StatefulSet", false) => Kind::StatefulSet,
-        ("apps", "Deployment", false) => Kind::Deployment,
-        (POLICY_GROUP, "KafkaExposePolicy", false) => Kind::Policy,
-        _ => Kind::Other,
-    };
+    let kind = Kind::of(&h.kind, h.sub_resource.as_deref(), &h.operation);
     match decide_as(s, kind, body).await {
-        Some(decided) => respond(s, decided),
-        None => {
-            let e = match kind {
-                Kind::Pod => read::<Pod>(body).err(),
-                Kind::StatefulSet => read::<StatefulSet>(body).err(),
-                Kind::Deployment => read::<Deployment>(body).err(),
-                Kind::Policy | Kind::Other => read::<DynamicObject>(body).err(),
-            };
-            reject(
-                s,
-                StatusCode::BAD_REQUEST,
-                "malformed AdmissionReview",
-                e.unwrap_or_else(|| "the request changed between two reads".into()),
-            )
-        }
+        Ok(decided) => respond(s, decided),
+        Err(e) => reject(s, StatusCode::BAD_REQUEST, "malformed AdmissionReview", e),
     }
 }
 
@@ -244,13 +224,17 @@ enum Kind {
 }
 
 impl Kind {
-    fn is(self, gvk: &GroupVersionKind) -> bool {
-        match self {
-            Kind::Pod => gvk.group.is_empty() && gvk.kind == "Pod",
-            Kind::StatefulSet => gvk.group == "apps" && gvk.kind == "StatefulSet",
-            Kind::Deployment => gvk.group == "apps" && gvk.kind == "Deployment",
-            Kind::Policy => gvk.group == POLICY_GROUP && gvk.kind == "KafkaExposePolicy",
-            Kind::Other => true,
+    /// How a request for `gvk` is read: a subresource, `DELETE` or `CONNECT` passes through.
+    fn of(gvk: &GroupVersionKind, sub_resource: Option<&str>, operation: &Operation) -> Self {
+        if admission::passes_through(sub_resource, operation) {
+            return Kind::Other;
+        }
+        match (gvk.group.as_str(), gvk.kind.as_str()) {
+            ("", "Pod") => Kind::Pod,
+            ("apps", "StatefulSet") => Kind::StatefulSet,
+            ("apps", "Deployment") => Kind::Deployment,
+            (POLICY_GROUP, "KafkaExposePolicy") => Kind::Policy,
+            _ => Kind::Other,
         }
     }
 }
@@ -273,19 +257,25 @@ fn guess_kind(body: &[u8]) -> Option<Kind> {
     }
 }
 
-/// Reads the review as a request for a `kind` and decides it; `None` when the body does not read
-/// as one, or is a request for another kind or one that passes through (for `Kind::Other`, when
-/// it does not read at all).
-async fn decide_as(s: &AppState, kind: Kind, body: &[u8]) -> Option<(Meta, admission::Decision)> {
+/// Reads the review as a request for a `kind` and decides it. An error when the body does not
+/// read as one (the reader's message), or, read as a guess, is a request that [`Kind::of`] reads
+/// otherwise.
+async fn decide_as(
+    s: &AppState,
+    kind: Kind,
+    body: &[u8],
+) -> Result<(Meta, admission::Decision), String> {
     fn typed<T: kube::core::Resource + serde::de::DeserializeOwned>(
         kind: Kind,
         body: &[u8],
-    ) -> Option<AdmissionRequest<T>> {
-        let r = read::<T>(body).ok()?;
-        let plain = admission::passes_through(r.sub_resource.as_deref(), &r.operation);
-        (kind.is(&r.kind) && !plain).then_some(r)
+    ) -> Result<AdmissionRequest<T>, String> {
+        let r = read::<T>(body)?;
+        match Kind::of(&r.kind, r.sub_resource.as_deref(), &r.operation) {
+            k if k == kind => Ok(r),
+            k => Err(format!("a request read as {kind:?} is one for {k:?}")),
+        }
     }
-    Some(match kind {
+    Ok(match kind {
         Kind::Pod => {
             let r = typed::<Pod>(kind, body)?;
             let d = admission::decide_pod(&r, &s.settings, s.failure_mode, s.lb_addresses.as_ref());
@@ -309,7 +299,7 @@ async fn decide_as(s: &AppState, kind: Kind, body: &[u8]) -> Option<(Meta, admis
             (Meta::of(&r), d)
         }
         Kind::Other => {
-            let r = read::<DynamicObject>(body).ok()?;
+            let r = read::<DynamicObject>(body)?;
             (Meta::of(&r), admission::allow(&r))
         }
     })
