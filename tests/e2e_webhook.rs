@@ -254,6 +254,15 @@ async fn tagged_namespace(c: &Client, name: &str, tag: &str) {
     .unwrap();
 }
 
+/// The labels of a StatefulSet's pod template.
+fn template_labels(sts: StatefulSet) -> std::collections::BTreeMap<String, String> {
+    sts.spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .unwrap_or_default()
+}
+
 fn ordinal_of(pod: &str) -> u32 {
     pod.rsplit('-')
         .next()
@@ -870,12 +879,7 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
             let (api, pp, sts) = (api.clone(), pp.clone(), sts.clone());
             async move {
                 let answered = api.create(&pp, &sts).await.map_err(|e| e.to_string())?;
-                let labels = answered
-                    .spec
-                    .template
-                    .metadata
-                    .and_then(|m| m.labels)
-                    .unwrap_or_default();
+                let labels = template_labels(answered);
                 match labels.get("kafka-expose.io/exposed").map(String::as_str) {
                     Some("true") => Ok(()),
                     other => Err(format!("the template's exposed label is {other:?}")),
@@ -984,12 +988,7 @@ async fn kube_system_and_the_webhooks_own_namespace_are_never_sent_to_it() {
             .get("excluded-broker")
             .await
             .unwrap();
-        let labels = stored
-            .spec
-            .template
-            .metadata
-            .and_then(|m| m.labels)
-            .unwrap_or_default();
+        let labels = template_labels(stored);
         assert!(
             !labels.contains_key("kafka-expose.io/exposed"),
             "{ns} is not mutated"

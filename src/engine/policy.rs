@@ -151,7 +151,7 @@ pub fn resolve(policies: &[KafkaExposePolicy], c: &Candidate<'_>) -> Resolution 
             .port_pool
             .filter(|_| !values.contains_key(keys::PORT_BASE));
         Applied {
-            policy: p.name_any_str().to_string(),
+            policy: name_of(p).to_string(),
             values,
             overridden,
             pool,
@@ -180,7 +180,7 @@ pub fn resolve(policies: &[KafkaExposePolicy], c: &Candidate<'_>) -> Resolution 
             b.spec
                 .priority
                 .cmp(&a.spec.priority)
-                .then_with(|| a.name_any_str().cmp(b.name_any_str()))
+                .then_with(|| name_of(a).cmp(name_of(b)))
         });
         match enforce.first() {
             None => Live::Own,
@@ -188,7 +188,7 @@ pub fn resolve(policies: &[KafkaExposePolicy], c: &Candidate<'_>) -> Resolution 
                 let tied = enforce[1..]
                     .iter()
                     .filter(|(p, _)| p.spec.priority == winner.spec.priority)
-                    .map(|(p, _)| p.name_any_str().to_string())
+                    .map(|(p, _)| name_of(p).to_string())
                     .collect();
                 Live::Policy(apply(winner, why, tied))
             }
@@ -197,14 +197,9 @@ pub fn resolve(policies: &[KafkaExposePolicy], c: &Candidate<'_>) -> Resolution 
     Resolution { live, audits }
 }
 
-trait NameStr {
-    fn name_any_str(&self) -> &str;
-}
-
-impl NameStr for KafkaExposePolicy {
-    fn name_any_str(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or_default()
-    }
+/// A policy's name, borrowed (policies are cluster-scoped and always named).
+fn name_of(p: &KafkaExposePolicy) -> &str {
+    p.metadata.name.as_deref().unwrap_or_default()
 }
 
 /// `*` matches any run of characters, `?` one; everything else itself.
