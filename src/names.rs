@@ -60,13 +60,23 @@ pub mod own {
     pub const STATUS: &str = "status";
     /// The external bootstrap address, published on the workload.
     pub const BOOTSTRAP_SERVERS: &str = "bootstrap-servers";
+    /// In the pod template: the Enforce policy whose settings it carries.
+    pub const POLICY: &str = "policy";
+    /// In the pod template: which of its keys came from that policy.
+    pub const POLICY_KEYS: &str = "policy-keys";
+    /// On the workload: `<policy>/<unix seconds>` while a policy's change rolls it. Rollout
+    /// state lives in the cluster, so a new leader resumes where the old one stopped.
+    pub const ROLLOUT: &str = "rollout";
 
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 8] = [
         CONFIG_HASH,
         INHERITED,
         ORDINALS_START,
         STATUS,
         BOOTSTRAP_SERVERS,
+        POLICY,
+        POLICY_KEYS,
+        ROLLOUT,
     ];
 }
 
@@ -93,6 +103,9 @@ pub mod labels {
     pub const ORDINAL: &str = "kafka-expose.io/ordinal";
     /// Marks the bootstrap Service (`bootstrap`).
     pub const ROLE: &str = "kafka-expose.io/role";
+    /// On a workload whose template carries an Enforce policy's settings: the policy's name.
+    /// The policy controller finds the workloads to revert by it.
+    pub const POLICY: &str = "kafka-expose.io/policy";
 }
 
 /// The field manager of every server-side apply, and the Event reporter.

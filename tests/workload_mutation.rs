@@ -429,3 +429,123 @@ fn a_workload_sent_without_metadata_gets_it_before_its_label() {
     assert!(!d.patch.is_empty());
     assert_eq!(out["metadata"]["labels"]["kafka-expose.io/exposed"], "true");
 }
+
+/// Decides `obj` with a policy layer, as the policy controller does, and applies the patch.
+fn with_policy(
+    obj: &Value,
+    layer: kafka_expose::engine::workload::PolicyLayer,
+) -> (Value, kafka_expose::engine::workload::WorkloadDecision) {
+    use kafka_expose::engine::workload::{Workload, decide_workload};
+    let mut w = Workload::from_value(WorkloadKind::StatefulSet, obj).unwrap();
+    w.policy = layer;
+    let d = decide_workload(&w, &Settings::default()).expect("a decision");
+    let mut out = obj.clone();
+    json_patch::patch(&mut out, &d.patch).expect("the patch applies");
+    (out, d)
+}
+
+fn prod_stamp() -> kafka_expose::engine::workload::PolicyLayer {
+    use kafka_expose::engine::workload::{PolicyLayer, Stamp};
+    PolicyLayer::Set(Stamp {
+        policy: "prod".into(),
+        values: [
+            ("expose", "nodeport"),
+            ("port-base", "31000"),
+            ("external-traffic-policy", "Local"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    })
+}
+
+#[test]
+fn a_policy_stamp_exposes_an_unannotated_workload_and_any_later_write_keeps_it() {
+    let obj = sts(json!({"team": "data"}), None);
+    let (stamped, d) = with_policy(&obj, prod_stamp());
+    assert!(matches!(d.outcome, WorkloadOutcome::Exposed { .. }));
+    let ann = tpl_ann(&stamped);
+    assert_eq!(ann["kafka-expose.io/expose"], "nodeport");
+    assert_eq!(ann["kafka-expose.io/port-base"], "31000");
+    assert_eq!(ann["kafka-expose.io/policy"], "prod");
+    assert_eq!(
+        ann["kafka-expose.io/policy-keys"],
+        "expose,external-traffic-policy,port-base"
+    );
+    assert_eq!(
+        stamped["metadata"]["labels"]["kafka-expose.io/policy"],
+        "prod"
+    );
+    assert_eq!(
+        stamped["spec"]["template"]["metadata"]["labels"]["kafka-expose.io/exposed"],
+        "true"
+    );
+    // The workload webhook, knowing nothing of policies, sees the same configuration in the
+    // stamped template: no change, so no roll outside the pacing.
+    let (again, d2) = mutate(&stamped);
+    assert_eq!(again, stamped, "{:?}", d2.patch);
+}
+
+#[test]
+fn the_workloads_own_annotations_win_over_the_policy_key_by_key() {
+    let obj = sts(json!({"kafka-expose.io/port-base": "32000"}), None);
+    let (out, _) = with_policy(&obj, prod_stamp());
+    let ann = tpl_ann(&out);
+    assert_eq!(ann["kafka-expose.io/port-base"], "32000");
+    assert_eq!(ann["kafka-expose.io/inherited"], "port-base");
+    assert_eq!(
+        ann["kafka-expose.io/policy-keys"],
+        "expose,external-traffic-policy"
+    );
+    assert_eq!(ann["kafka-expose.io/external-traffic-policy"], "Local");
+}
+
+#[test]
+fn clearing_a_stamp_removes_all_it_added_and_leaves_the_users_keys() {
+    let obj = sts(
+        json!({}),
+        Some(json!({"annotations": {"kafka-expose.io/listener-name": "OUTSIDE", "team": "data"}})),
+    );
+    let (stamped, _) = with_policy(&obj, prod_stamp());
+    assert_eq!(
+        tpl_ann(&stamped)["kafka-expose.io/listener-name"],
+        "OUTSIDE"
+    );
+    let (cleared, d) = with_policy(&stamped, kafka_expose::engine::workload::PolicyLayer::Clear);
+    assert!(matches!(
+        d.outcome,
+        WorkloadOutcome::Skipped(Skip::NotRequested)
+    ));
+    let ann = tpl_ann(&cleared);
+    let left: Vec<&String> = ann.keys().collect();
+    assert_eq!(left, ["kafka-expose.io/listener-name", "team"]);
+    let labels = cleared["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(labels.is_empty(), "{labels:?}");
+}
+
+#[test]
+fn a_changed_policy_restamps_and_drops_the_keys_it_no_longer_sets() {
+    use kafka_expose::engine::workload::{PolicyLayer, Stamp};
+    let obj = sts(json!({}), None);
+    let (stamped, first) = with_policy(&obj, prod_stamp());
+    let changed = PolicyLayer::Set(Stamp {
+        policy: "prod".into(),
+        values: [("expose", "nodeport"), ("port-base", "31010")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    });
+    let (out, second) = with_policy(&stamped, changed);
+    let ann = tpl_ann(&out);
+    assert_eq!(ann["kafka-expose.io/port-base"], "31010");
+    assert!(!ann.contains_key("kafka-expose.io/external-traffic-policy"));
+    assert_eq!(ann["kafka-expose.io/policy-keys"], "expose,port-base");
+    let hash = |d: &kafka_expose::engine::workload::WorkloadDecision| match &d.outcome {
+        WorkloadOutcome::Exposed { hash, .. } => hash.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(hash(&first), hash(&second), "the change rolls the brokers");
+}

@@ -70,6 +70,29 @@ pub struct Workload {
     /// `spec.serviceName` (StatefulSet).
     pub service_name: Option<String>,
     pub template: PodTemplateSpec,
+    /// Which Enforce policy's settings the template is to carry.
+    pub policy: PolicyLayer,
+}
+
+/// Which Enforce policy's settings a pod template is to carry, beneath the workload's own
+/// annotations (key by key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PolicyLayer {
+    /// What the template carries now: a workload write the policy controller did not schedule
+    /// keeps its stamp, so it never rolls brokers to a policy's change outside the pacing.
+    #[default]
+    Keep,
+    /// This policy's settings (annotation values, keys without the prefix).
+    Set(Stamp),
+    /// None: what a policy stamped is removed.
+    Clear,
+}
+
+/// A policy's settings as stamped into a pod template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub policy: String,
+    pub values: BTreeMap<String, String>,
 }
 
 impl Workload {
@@ -106,6 +129,7 @@ impl Workload {
             selector: spec.selector.match_labels.unwrap_or_default(),
             service_name: spec.service_name,
             template: spec.template,
+            policy: PolicyLayer::Keep,
         }
     }
 
@@ -124,6 +148,7 @@ impl Workload {
             selector: spec.selector.match_labels.unwrap_or_default(),
             service_name: None,
             template: spec.template,
+            policy: PolicyLayer::Keep,
         }
     }
 
@@ -131,22 +156,54 @@ impl Workload {
         self.template.metadata.as_ref()?.annotations.as_ref()
     }
 
-    /// The effective `kafka-expose.io/*` user keys (without prefix): the metadata's, overridden
-    /// by the template's own (those not copied there by kafka-expose).
+    /// The effective `kafka-expose.io/*` user keys (without prefix): the policy's (see
+    /// [`PolicyLayer`]), overridden by the metadata's, overridden by the template's own (those
+    /// not copied or stamped there by kafka-expose).
     pub fn effective_annotations(&self) -> BTreeMap<String, String> {
         let meta = config::own_annotations(self.annotations.as_ref());
         let tpl = config::own_annotations(self.template_annotations());
-        let inherited = inherited_keys(&tpl);
-        let mut out: BTreeMap<String, String> = meta
-            .into_iter()
-            .filter(|(k, _)| !own::ALL.contains(&k.as_str()))
-            .collect();
-        for (k, v) in tpl {
-            if !own::ALL.contains(&k.as_str()) && !inherited.contains(&k) {
-                out.insert(k, v);
-            }
-        }
+        let mut out = self.policy_values(&tpl).unwrap_or_default();
+        out.extend(
+            meta.into_iter()
+                .filter(|(k, _)| !own::ALL.contains(&k.as_str())),
+        );
+        out.extend(user_keys(&tpl));
         out
+    }
+
+    /// The policy values beneath the workload's own, by [`Self::policy`].
+    fn policy_values(&self, tpl: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+        match &self.policy {
+            PolicyLayer::Keep => stamp_of(tpl).map(|s| s.values),
+            PolicyLayer::Set(s) => Some(s.values.clone()),
+            PolicyLayer::Clear => None,
+        }
+    }
+
+    /// The policy stamp the template carries now.
+    pub fn stamp(&self) -> Option<Stamp> {
+        stamp_of(&config::own_annotations(self.template_annotations()))
+    }
+
+    /// The stamp the template is to carry under [`Self::policy`]: the policy's values less the
+    /// keys the workload's own annotations set, which win.
+    pub fn wanted_stamp(&self) -> Option<Stamp> {
+        let tpl = config::own_annotations(self.template_annotations());
+        let meta = config::own_annotations(self.annotations.as_ref());
+        let user = user_keys(&tpl);
+        let policy = match &self.policy {
+            PolicyLayer::Keep => stamp_of(&tpl)?.policy,
+            PolicyLayer::Set(s) => s.policy.clone(),
+            PolicyLayer::Clear => return None,
+        };
+        let values = self
+            .policy_values(&tpl)?
+            .into_iter()
+            .filter(|(k, _)| {
+                !user.contains_key(k) && !(keys::ALL.contains(&k.as_str()) && meta.contains_key(k))
+            })
+            .collect();
+        Some(Stamp { policy, values })
     }
 
     /// The exposure pipeline on this workload: its effective annotations, its pod template,
@@ -176,7 +233,37 @@ fn count(n: Option<i32>, default: u32) -> u32 {
 }
 
 fn inherited_keys(tpl: &BTreeMap<String, String>) -> Vec<String> {
-    tpl.get(own::INHERITED)
+    listed(tpl, own::INHERITED)
+}
+
+/// The template's keys the user set there: neither kafka-expose's own, nor copied from the
+/// metadata, nor stamped from a policy.
+fn user_keys(tpl: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let inherited = inherited_keys(tpl);
+    let stamped = listed(tpl, own::POLICY_KEYS);
+    tpl.iter()
+        .filter(|(k, _)| {
+            !own::ALL.contains(&k.as_str()) && !inherited.contains(k) && !stamped.contains(k)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The policy stamp of a template's own annotations (keys without the prefix).
+fn stamp_of(tpl: &BTreeMap<String, String>) -> Option<Stamp> {
+    let policy = tpl.get(own::POLICY)?.trim().to_string();
+    let values = listed(tpl, own::POLICY_KEYS)
+        .into_iter()
+        .filter(|k| keys::ALL.contains(&k.as_str()))
+        .filter_map(|k| Some((tpl.get(&k)?.clone(), k)))
+        .map(|(v, k)| (k, v))
+        .collect();
+    Some(Stamp { policy, values })
+}
+
+/// The comma-separated keys of an own annotation.
+fn listed(tpl: &BTreeMap<String, String>, key: &str) -> Vec<String> {
+    tpl.get(key)
         .map(|s| {
             s.split(',')
                 .map(str::trim)
@@ -270,16 +357,12 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
     let hash = config_hash(&effective, w.ordinals_start);
     let meta = config::own_annotations(w.annotations.as_ref());
     let tpl = config::own_annotations(w.template_annotations());
-    let tpl_own: Vec<&String> = {
-        let inherited = inherited_keys(&tpl);
-        tpl.keys()
-            .filter(|k| !own::ALL.contains(&k.as_str()) && !inherited.contains(k))
-            .collect()
-    };
+    let user = user_keys(&tpl);
     let copied: Vec<(&String, &String)> = meta
         .iter()
-        .filter(|(k, _)| keys::ALL.contains(&k.as_str()) && !tpl_own.contains(k))
+        .filter(|(k, _)| keys::ALL.contains(&k.as_str()) && !user.contains_key(*k))
         .collect();
+    let stamp = w.wanted_stamp();
 
     let mut set: Vec<(String, String)> = copied
         .iter()
@@ -287,13 +370,29 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
         .collect();
     let inherited_list: Vec<&str> = copied.iter().map(|(k, _)| k.as_str()).collect();
     let mut remove = Vec::new();
-    if inherited_list.is_empty() {
-        remove.push(format!("{PREFIX}{}", own::INHERITED));
-    } else {
-        set.push((
-            format!("{PREFIX}{}", own::INHERITED),
-            inherited_list.join(","),
-        ));
+    let mut list_or_remove = |key: &str, list: &[&str], set: &mut Vec<(String, String)>| {
+        if list.is_empty() {
+            remove.push(format!("{PREFIX}{key}"));
+        } else {
+            set.push((format!("{PREFIX}{key}"), list.join(",")));
+        }
+    };
+    list_or_remove(own::INHERITED, &inherited_list, &mut set);
+    let stamped: Vec<&str> = stamp
+        .iter()
+        .flat_map(|s| s.values.keys().map(String::as_str))
+        .collect();
+    list_or_remove(own::POLICY_KEYS, &stamped, &mut set);
+    match &stamp {
+        Some(s) => {
+            set.extend(
+                s.values
+                    .iter()
+                    .map(|(k, v)| (format!("{PREFIX}{k}"), v.clone())),
+            );
+            set.push((format!("{PREFIX}{}", own::POLICY), s.policy.clone()));
+        }
+        None => remove.push(format!("{PREFIX}{}", own::POLICY)),
     }
     set.push((format!("{PREFIX}{}", own::CONFIG_HASH), hash.clone()));
     if w.ordinals_start > 0 {
@@ -304,11 +403,23 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
     } else {
         remove.push(format!("{PREFIX}{}", own::ORDINALS_START));
     }
-    // Keys copied earlier whose source is gone from the metadata.
-    for k in inherited_keys(&tpl) {
-        if !meta.contains_key(&k) && !tpl_own.contains(&&k) {
+    // Keys copied or stamped earlier whose source is gone from the metadata or the policy.
+    for k in inherited_keys(&tpl)
+        .into_iter()
+        .chain(listed(&tpl, own::POLICY_KEYS))
+    {
+        if !inherited_list.contains(&k.as_str())
+            && !stamped.contains(&k.as_str())
+            && !user.contains_key(&k)
+        {
             remove.push(format!("{PREFIX}{k}"));
         }
+    }
+    let mut workload_labels = vec![(labels::EXPOSED.to_string(), "true".to_string())];
+    let mut workload_labels_gone = Vec::new();
+    match &stamp {
+        Some(s) => workload_labels.push((labels::POLICY.to_string(), s.policy.clone())),
+        None => workload_labels_gone.push(labels::POLICY.to_string()),
     }
 
     let mut b = PatchBuilder::new();
@@ -343,8 +454,8 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
         &mut b,
         &ptr!("metadata", "labels"),
         w.labels.as_ref(),
-        &[(labels::EXPOSED.to_string(), "true".to_string())],
-        &[],
+        &workload_labels,
+        &workload_labels_gone,
     );
     let mut warnings = vec![format!(
         "kafka-expose: {} {} is exposed by {} ({}): {}",
@@ -401,20 +512,25 @@ fn sync_map(
 /// own bookkeeping and the exposed label, on the workload and its template. Keys the user set in the template stay.
 fn cleanup(w: &Workload) -> Vec<PatchOperation> {
     let mut b = PatchBuilder::new();
-    b.remove_map_entry(
-        &ptr!("metadata", "labels"),
-        w.labels.as_ref(),
-        labels::EXPOSED,
-    );
+    for label in [labels::EXPOSED, labels::POLICY] {
+        b.remove_map_entry(&ptr!("metadata", "labels"), w.labels.as_ref(), label);
+    }
     let Some(tmeta) = w.template.metadata.as_ref() else {
         return b.into_ops();
     };
     let tpl = config::own_annotations(tmeta.annotations.as_ref());
     let mut remove: Vec<String> = inherited_keys(&tpl)
         .into_iter()
+        .chain(listed(&tpl, own::POLICY_KEYS))
         .map(|k| format!("{PREFIX}{k}"))
         .collect();
-    for k in [own::INHERITED, own::CONFIG_HASH, own::ORDINALS_START] {
+    for k in [
+        own::INHERITED,
+        own::CONFIG_HASH,
+        own::ORDINALS_START,
+        own::POLICY,
+        own::POLICY_KEYS,
+    ] {
         remove.push(format!("{PREFIX}{k}"));
     }
     sync_map(
