@@ -200,7 +200,8 @@ impl Workload {
             .policy_values(&tpl)?
             .into_iter()
             .filter(|(k, _)| {
-                !user.contains_key(k) && !(keys::ALL.contains(&k.as_str()) && meta.contains_key(k))
+                let own_wins = keys::ALL.contains(&k.as_str()) && meta.contains_key(k);
+                !user.contains_key(k) && !own_wins
             })
             .collect();
         Some(Stamp { policy, values })
