@@ -106,6 +106,9 @@ pub mod labels {
     /// On a workload whose template carries an Enforce policy's settings: the policy's name.
     /// The policy controller finds the workloads to revert by it.
     pub const POLICY: &str = "kafka-expose.io/policy";
+    /// On a workload a policy is rolling: the policy's name (the time is in the annotation
+    /// `kafka-expose.io/rollout`). The policy controller finds rollouts in flight by it.
+    pub const ROLLING: &str = "kafka-expose.io/rolling";
 }
 
 /// The field manager of every server-side apply, and the Event reporter.

@@ -436,8 +436,28 @@ async fn policies_are_validated_naming_the_field() {
         resp["warnings"][0]
             .as_str()
             .unwrap()
-            .contains("does not act on them yet"),
+            .contains("is in Audit mode: it changes nothing"),
         "{resp}"
+    );
+
+    let mut long = good.clone();
+    long["metadata"]["name"] = json!("p".repeat(64));
+    let (resp, _) = admit(
+        state(),
+        &review(
+            "p5",
+            "kafka-expose.io",
+            "KafkaExposePolicy",
+            "CREATE",
+            &long,
+        ),
+    )
+    .await;
+    assert_eq!(resp["allowed"], false);
+    let msg = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("metadata.name: 64 characters, at most 63"),
+        "{msg}"
     );
 
     let mut status = review("p4", "kafka-expose.io", "KafkaExposePolicy", "UPDATE", &bad);

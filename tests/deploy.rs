@@ -66,7 +66,11 @@ fn documented_rules() -> Value {
         {"apiGroups": ["apps"], "resources": ["statefulsets", "deployments"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["kafka-expose.io"], "resources": ["kafkaexposepolicies"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["kafka-expose.io"], "resources": ["kafkaexposepolicies/status"], "verbs": ["update", "patch"]},
+        {"apiGroups": ["kafka-expose.io"], "resources": ["kafkaexposepolicies/finalizers"], "verbs": ["update"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
     ])
 }
 

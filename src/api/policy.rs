@@ -91,7 +91,9 @@ impl PolicyMatch {
 }
 
 /// A workload kind a policy can select.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum PolicyKind {
     StatefulSet,
     Deployment,

@@ -7,10 +7,12 @@
 //! - [`caches`]: the reflector stores the webhook and the reconciler share;
 //! - [`certs`]: the webhook certificates' Secret and the webhook configuration's `caBundle`.
 //!
-//! A policy rollout (pacing, one workload at a time) belongs here too.
+//! - [`policies`]: the policy controller, applying `KafkaExposePolicy` objects paced;
+//!   [`crate::engine::rollout::pace`] decides what starts.
 
 pub mod caches;
 pub mod certs;
 pub mod leader;
+pub mod policies;
 pub mod reconciler;
 pub mod status;

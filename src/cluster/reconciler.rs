@@ -699,6 +699,15 @@ async fn run(
         }
     };
     let gauge = futures::future::FutureExt::fuse(Box::pin(gauge));
+    let policy_ctx = ctx.clone();
+    let policy_stop = shutdown.clone();
+    let scope = ns.map(str::to_string);
+    let policies = async move {
+        if super::policies::served(&policy_ctx.client).await {
+            let stores = super::policies::watch(&policy_ctx.client, policy_stop.clone());
+            super::policies::run(policy_ctx, stores, scope, policy_stop).await;
+        }
+    };
     let work = async {
         tokio::join!(
             sts.run(
@@ -709,6 +718,7 @@ async fn run(
             .for_each(log_result),
             dep.run(reconcile::<Deployment>, error_policy::<Deployment>, ctx)
                 .for_each(log_result),
+            policies,
         )
     };
     // The gauge runs as long as the controllers do.

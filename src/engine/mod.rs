@@ -14,6 +14,7 @@ pub mod exposure;
 pub mod patch;
 pub mod pod;
 pub mod policy;
+pub mod rollout;
 pub mod services;
 pub mod workload;
 

@@ -88,6 +88,16 @@ impl PatchBuilder {
             .push(PatchOperation::Replace(ReplaceOperation { path, value }));
     }
 
+    /// A `test` operation: the patch applies only if the value at `path` is `value` (a
+    /// resourceVersion, for an update that must not overwrite a concurrent one).
+    pub fn test(&mut self, path: PointerBuf, value: Value) {
+        self.ops
+            .push(PatchOperation::Test(json_patch::TestOperation {
+                path,
+                value,
+            }));
+    }
+
     pub fn remove(&mut self, path: PointerBuf) {
         self.ops
             .push(PatchOperation::Remove(RemoveOperation { path }));

@@ -18,10 +18,11 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::adapters::Adapter;
 use super::adapters::adopt::TargetPort;
 use super::exposure::Exposure;
 use super::workload::{Workload, WorkloadKind};
-use crate::config::{ExposeConfig, ExposeMode, Placeholder};
+use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder};
 use crate::names::{
     PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_service_name, labels,
 };
@@ -78,6 +79,34 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
         brokers,
         bootstrap_target,
     }
+}
+
+/// The address broker `r` advertises on the external listener, for people: its node's IP
+/// (`host_ip`, when known), its LoadBalancer's address, or its rendered name.
+pub fn describe_advertised(
+    cfg: &ExposeConfig,
+    adapter: &Adapter,
+    r: &BrokerRoute,
+    w: &Workload,
+    host_ip: Option<&str>,
+) -> String {
+    let host = match (&cfg.advertised_host, adapter) {
+        (_, Adapter::Adopt(plan)) => plan.host.clone(),
+        (AdvertisedHost::HostIp, _) => host_ip.unwrap_or("<its node's IP>").into(),
+        (AdvertisedHost::Template(t), _) => t.render(|p| match p {
+            Placeholder::Ordinal => r.ordinal.to_string(),
+            Placeholder::Pod => r.pod.clone(),
+            Placeholder::StatefulSet => w.name.clone(),
+            Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
+        }),
+        (AdvertisedHost::Static(h), _) => h.get(r.index as usize).cloned().unwrap_or_default(),
+        (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
+    };
+    let name = match adapter {
+        Adapter::Adopt(plan) => plan.listener_name.clone(),
+        _ => cfg.listener_name.clone(),
+    };
+    format!("{name}://{host}:{}", r.port)
 }
 
 /// The complete Services for an exposed workload.

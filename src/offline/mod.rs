@@ -235,7 +235,9 @@ fn workload(
             };
             report.brokers.push(BrokerReport {
                 pod: r.pod.clone(),
-                advertised: report::describe_advertised(cfg, &d.adapter, r, &w),
+                advertised: crate::engine::services::describe_advertised(
+                    cfg, &d.adapter, r, &w, None,
+                ),
                 service: others.map_or_else(|| r.service.clone(), |(_, s)| s.clone()),
                 route,
             });

@@ -6,10 +6,8 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::Output;
-use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder};
-use crate::engine::adapters::Adapter;
+use crate::config::{ExposeConfig, ExposeMode};
 use crate::engine::services::BrokerRoute;
-use crate::engine::workload::Workload;
 
 /// One broker of an exposed workload, for `--explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,31 +32,6 @@ pub struct WorkloadReport {
     pub brokers: Vec<BrokerReport>,
     pub bootstrap: Option<String>,
     pub warnings: Vec<String>,
-}
-
-pub(super) fn describe_advertised(
-    cfg: &ExposeConfig,
-    adapter: &Adapter,
-    r: &BrokerRoute,
-    w: &Workload,
-) -> String {
-    let host = match (&cfg.advertised_host, adapter) {
-        (_, Adapter::Adopt(plan)) => plan.host.clone(),
-        (AdvertisedHost::HostIp, _) => "<its node's IP>".into(),
-        (AdvertisedHost::Template(t), _) => t.render(|p| match p {
-            Placeholder::Ordinal => r.ordinal.to_string(),
-            Placeholder::Pod => r.pod.clone(),
-            Placeholder::StatefulSet => w.name.clone(),
-            Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
-        }),
-        (AdvertisedHost::Static(h), _) => h.get(r.index as usize).cloned().unwrap_or_default(),
-        (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
-    };
-    let name = match adapter {
-        Adapter::Adopt(plan) => plan.listener_name.clone(),
-        _ => cfg.listener_name.clone(),
-    };
-    format!("{name}://{host}:{}", r.port)
 }
 
 pub(super) fn describe_route(cfg: &ExposeConfig, r: &BrokerRoute) -> String {

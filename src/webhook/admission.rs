@@ -144,10 +144,25 @@ pub fn decide_policy(req: &AdmissionRequest<DynamicObject>, settings: &Settings)
             req.name
         ));
     }
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    if name.len() > 63 {
+        return denied(format!(
+            "kafka-expose: invalid KafkaExposePolicy: metadata.name: {} characters, at most 63: it is written as a label value on the workloads the policy stamps",
+            name.len()
+        ));
+    }
+    let spec = &policy.spec;
+    let what = match spec.mode {
+        api::PolicyMode::Audit => format!(
+            "kafka-expose: policy {name} is in Audit mode: it changes nothing; `kubectl get kafkaexposepolicy {name} -o yaml` lists the workloads it matches and the addresses they would get, and each gets a PolicyAudit Event"
+        ),
+        api::PolicyMode::Enforce => format!(
+            "kafka-expose: policy {name} is enforced: the workloads it matches are rolled to its settings, {} at a time cluster-wide, each given {}s to be updated and Ready; follow with `kubectl get kafkaexposepolicy {name} -o yaml`",
+            spec.rollout.max_concurrent, spec.rollout.progress_deadline_seconds
+        ),
+    };
     let mut response = AdmissionResponse::from(req);
-    response.warnings = Some(vec![
-        "kafka-expose: this version validates policies but does not act on them yet; the policy changes nothing".into(),
-    ]);
+    response.warnings = Some(vec![what]);
     Decision {
         response,
         outcome: "allowed",

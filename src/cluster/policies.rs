@@ -1,0 +1,1417 @@
+//! The policy controller: applies `KafkaExposePolicy` objects to the workloads they select, one
+//! paced pass at a time, on the leader only.
+//!
+//! Each pass reads everything it decides from the cluster (so a new leader resumes where the
+//! old one stopped):
+//! - the policies and the namespaces' labels, from two watches (the namespaces as metadata);
+//! - the workloads a policy may select: listed as metadata, per namespace the policy's
+//!   `namespaceSelector` takes and by its `selector` (done by the API server), then read in full
+//!   only for those that match; and every workload carrying a policy's stamp or rollout mark
+//!   (labels `kafka-expose.io/policy`, `kafka-expose.io/rolling`), whatever matches now.
+//!
+//! Then, per workload, [`policy::resolve`] (the precedence the webhook shares) gives the settings
+//! in force; [`rollout::pace`] decides, per policy, which templates change now; and each change
+//! is [`workload::plan`] with the policy's stamp (or its removal) sent as a JSON Patch under
+//! the field manager `kafka-expose`, guarded by the workload's resourceVersion. The workload's
+//! own update strategy then rolls its pods, the Pod webhook mutates them, and the reconciler
+//! makes their Services: exactly as for an annotated workload.
+//!
+//! Every policy carries the finalizer `kafka-expose.io/revert`. A deleted policy's workloads are
+//! reverted at its pace, and the finalizer goes once none carries its stamp.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::reconciler::Context;
+use crate::api::policy::STATUS_WORKLOADS_CAP;
+use crate::api::{
+    KafkaExposePolicy, KafkaExposePolicyStatus, PolicyKind, PolicyMode, WorkloadStatus,
+};
+use crate::config::{AdvertisedHost, ExposeMode};
+use crate::engine::error_chain;
+use crate::engine::exposure::Decision;
+use crate::engine::patch::PatchBuilder;
+use crate::engine::policy::{self, Candidate, Live};
+use crate::engine::rollout::{self, Pace, Progress, Steps, Strategy, Tracked, WorkloadKey};
+use crate::engine::services;
+use crate::engine::workload::{self, PolicyLayer, Stamp, Workload};
+use crate::names::{FIELD_MANAGER, PREFIX, keys, labels, own};
+use crate::ptr;
+
+/// The finalizer every policy carries, so that deleting it reverts its workloads first.
+pub const FINALIZER: &str = "kafka-expose.io/revert";
+
+/// Passes while a rollout moves: the next workload starts within this of the last one's end.
+const ACTIVE_INTERVAL: Duration = Duration::from_secs(3);
+/// Passes otherwise (a policy's change wakes the loop at once).
+const IDLE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The policies and the namespaces' labels, as their watches last saw them.
+#[derive(Clone)]
+pub struct PolicyStores {
+    pub policies: Store<KafkaExposePolicy>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Woken on every policy change.
+    pub changed: Arc<tokio::sync::Notify>,
+}
+
+impl PolicyStores {
+    /// The labels of namespace `name`, if seen.
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&reflector::ObjectRef::new(name))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Starts the two watches; they run until `shutdown`.
+pub fn watch(
+    client: &Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> PolicyStores {
+    let (policies, pw) = reflector::store();
+    let (namespaces, nw) = reflector::store();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let notify = changed.clone();
+    let policy_stream = watcher(
+        Api::<KafkaExposePolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|p| p.metadata.managed_fields = None)
+    .reflect(pw)
+    .for_each(move |e| {
+        match e {
+            Ok(_) => notify.notify_one(),
+            Err(e) => warn!(error = %e, "policy watch failed (is the CRD installed?); retrying"),
+        }
+        std::future::ready(())
+    });
+    let namespace_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    // The labels are what policies select on; nothing else is kept.
+    .modify(|n| {
+        let labels = n.metadata.labels.take();
+        let name = n.metadata.name.take();
+        let rv = n.metadata.resource_version.take();
+        n.metadata = Default::default();
+        n.metadata.labels = labels;
+        n.metadata.name = name;
+        n.metadata.resource_version = rv;
+    })
+    .reflect(nw)
+    .for_each(|e| {
+        if let Err(e) = e {
+            warn!(error = %e, "namespace watch failed; retrying");
+        }
+        std::future::ready(())
+    });
+    tokio::spawn(async move {
+        let both = futures::future::join(policy_stream, namespace_stream);
+        futures::future::select(Box::pin(both), Box::pin(shutdown)).await;
+    });
+    PolicyStores {
+        policies,
+        namespaces,
+        changed,
+    }
+}
+
+/// Whether the API server serves `KafkaExposePolicy`: without the CRD, policies are off and
+/// said so once, rather than a watch failing forever.
+pub async fn served(client: &Client) -> bool {
+    let api: Api<KafkaExposePolicy> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            info!("the KafkaExposePolicy CRD is not installed: policies are off");
+            false
+        }
+        Err(e) => {
+            // Forbidden or unreachable: the watch retries and says why.
+            warn!(error = %e, "cannot list KafkaExposePolicy objects; watching them anyway");
+            true
+        }
+    }
+}
+
+/// Runs passes until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    stores: PolicyStores,
+    scope: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut shutdown = Box::pin(shutdown);
+    let mut said = HashSet::new();
+    info!("policy controller started");
+    loop {
+        let next = match pass(&ctx, &stores, scope.as_deref(), &mut said).await {
+            Ok(next) => next,
+            Err(e) => {
+                warn!(error = %error_chain(&e), "policy pass failed; retrying");
+                ACTIVE_INTERVAL
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(next) => {}
+            _ = stores.changed.notified() => {
+                // Let a burst of policy writes settle into one pass.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    info!("policy controller stopped");
+}
+
+/// A workload read in full.
+#[derive(Clone)]
+enum Found {
+    Sts(Box<StatefulSet>),
+    Dep(Box<Deployment>),
+}
+
+impl Found {
+    fn meta(&self) -> &kube::api::ObjectMeta {
+        match self {
+            Self::Sts(s) => &s.metadata,
+            Self::Dep(d) => &d.metadata,
+        }
+    }
+
+    fn kind(&self) -> PolicyKind {
+        match self {
+            Self::Sts(_) => PolicyKind::StatefulSet,
+            Self::Dep(_) => PolicyKind::Deployment,
+        }
+    }
+
+    fn key(&self) -> WorkloadKey {
+        WorkloadKey {
+            kind: kind_name(self.kind()),
+            namespace: self.meta().namespace.clone().unwrap_or_default(),
+            name: self.meta().name.clone().unwrap_or_default(),
+        }
+    }
+
+    fn workload(&self) -> Workload {
+        match self {
+            Self::Sts(s) => Workload::from_statefulset(s.as_ref().clone()),
+            Self::Dep(d) => Workload::from_deployment(d.as_ref().clone()),
+        }
+    }
+
+    fn object_ref(&self) -> ObjectReference {
+        match self {
+            Self::Sts(s) => s.object_ref(&()),
+            Self::Dep(d) => d.object_ref(&()),
+        }
+    }
+
+    fn strategy(&self) -> Strategy {
+        match self {
+            Self::Sts(s) => {
+                let st = s.spec.update_strategy.as_ref();
+                if st.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
+                    return Strategy::OnDelete;
+                }
+                let partition = st
+                    .and_then(|u| u.rolling_update.as_ref()?.partition)
+                    .unwrap_or(0)
+                    .max(0) as u32;
+                Strategy::Rolling { partition }
+            }
+            Self::Dep(d) => {
+                if d.spec.paused == Some(true) {
+                    Strategy::Paused
+                } else {
+                    Strategy::Rolling { partition: 0 }
+                }
+            }
+        }
+    }
+
+    /// How far the workload's controller has rolled its current template.
+    fn progress(&self) -> Progress {
+        let complete = match self {
+            Self::Sts(s) => {
+                let want = s.spec.replicas.unwrap_or(1).max(0);
+                let partition = match self.strategy() {
+                    Strategy::Rolling { partition } => partition as i32,
+                    _ => 0,
+                };
+                let Some(st) = s.status.as_ref() else {
+                    return Progress::Updating;
+                };
+                st.observed_generation >= s.metadata.generation
+                    && st.updated_replicas.unwrap_or(0) >= (want - partition).max(0)
+                    && st.ready_replicas.unwrap_or(0) >= want
+                    && st.replicas >= want
+                    && (partition > 0 || st.current_revision == st.update_revision)
+            }
+            Self::Dep(d) => {
+                let want = d.spec.replicas.unwrap_or(1).max(0);
+                let Some(st) = d.status.as_ref() else {
+                    return Progress::Updating;
+                };
+                st.observed_generation >= d.metadata.generation
+                    && st.updated_replicas.unwrap_or(0) >= want
+                    && st.ready_replicas.unwrap_or(0) >= want
+                    && st.replicas.unwrap_or(0) == want
+            }
+        };
+        if complete {
+            Progress::Complete
+        } else {
+            Progress::Updating
+        }
+    }
+
+    fn selector(&self) -> BTreeMap<String, String> {
+        self.workload().selector
+    }
+}
+
+fn kind_name(k: PolicyKind) -> &'static str {
+    match k {
+        PolicyKind::StatefulSet => "StatefulSet",
+        PolicyKind::Deployment => "Deployment",
+    }
+}
+
+/// One workload in a pass: what it is, what applies to it, and what it is to carry.
+struct Item {
+    found: Found,
+    resolution: policy::Resolution,
+    /// What the template is to carry, and the policy pacing the change.
+    layer: PolicyLayer,
+    owner: Option<String>,
+    /// Why no stamp could be decided (pool exhausted, invalid settings).
+    blocked: Option<(String, String)>,
+    current: Option<Stamp>,
+    wanted: Option<Stamp>,
+    rolling: Option<(String, i64)>,
+}
+
+impl Item {
+    fn change_pending(&self) -> bool {
+        self.blocked.is_none()
+            && !matches!(self.layer, PolicyLayer::Keep)
+            && self.current != self.wanted
+    }
+}
+
+/// One pass over every policy. Returns when the next pass is due.
+async fn pass(
+    ctx: &Context,
+    stores: &PolicyStores,
+    scope: Option<&str>,
+    said: &mut HashSet<String>,
+) -> Result<Duration, kube::Error> {
+    let all: Vec<KafkaExposePolicy> = stores
+        .policies
+        .state()
+        .iter()
+        .map(|p| p.as_ref().clone())
+        .collect();
+    let policy_api: Api<KafkaExposePolicy> = Api::all(ctx.client.clone());
+    for p in all
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        if !p.finalizers().iter().any(|f| f == FINALIZER) {
+            add_finalizer(&policy_api, p).await?;
+        }
+    }
+    let live: Vec<KafkaExposePolicy> = all
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .cloned()
+        .collect();
+    let found = candidates(ctx, stores, &live, scope).await?;
+    if all.is_empty() && found.is_empty() {
+        return Ok(IDLE_INTERVAL);
+    }
+    let now = unix_now();
+    let mut items = Vec::new();
+    for f in found {
+        let ns = f.meta().namespace.clone().unwrap_or_default();
+        let ns_labels = stores.namespace_labels(&ns);
+        let wl_labels = f.meta().labels.clone().unwrap_or_default();
+        let own_ann: BTreeMap<String, String> =
+            crate::config::own_annotations(f.meta().annotations.as_ref())
+                .into_iter()
+                .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
+                .collect();
+        let name = f.meta().name.clone().unwrap_or_default();
+        let resolution = policy::resolve(
+            &live,
+            &Candidate {
+                kind: f.kind(),
+                namespace: &ns,
+                namespace_labels: &ns_labels,
+                name: &name,
+                labels: &wl_labels,
+                own: &own_ann,
+            },
+        );
+        let w = f.workload();
+        let current = w.stamp();
+        let rolling = f
+            .meta()
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&format!("{PREFIX}{}", own::ROLLOUT)))
+            .and_then(|v| rollout::read_mark(v));
+        items.push(Item {
+            found: f,
+            resolution,
+            layer: PolicyLayer::Keep,
+            owner: None,
+            blocked: None,
+            current,
+            wanted: None,
+            rolling,
+        });
+    }
+    decide_layers(ctx, &all, &mut items).await?;
+
+    // Pace each policy, live or being deleted, and carry out its steps.
+    let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
+    let tracked: Vec<Tracked> = items
+        .iter()
+        .map(|i| Tracked {
+            key: i.found.key(),
+            owner: i.owner.clone(),
+            change_pending: i.change_pending(),
+            strategy: i.found.strategy(),
+            progress: i.found.progress(),
+            rolling: i.rolling.clone(),
+        })
+        .collect();
+    // Marks of policies that no longer exist are finished by the first policy's pass.
+    let names: BTreeSet<String> = all.iter().map(|p| p.name_any()).collect();
+    for p in &all {
+        let pace = Pace {
+            max_concurrent: p.spec.rollout.max_concurrent,
+            deadline_secs: p.spec.rollout.progress_deadline_seconds,
+        };
+        steps.insert(
+            p.name_any(),
+            rollout::pace(&p.name_any(), pace, &tracked, now),
+        );
+    }
+    let orphan_marks: Vec<WorkloadKey> = tracked
+        .iter()
+        .filter(|t| t.rolling.as_ref().is_some_and(|(o, _)| !names.contains(o)))
+        .map(|t| t.key.clone())
+        .collect();
+    let mut busy = false;
+    for (policy, s) in &steps {
+        for key in s.finish.iter().chain(&orphan_marks) {
+            if let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) {
+                unmark(ctx, item).await?;
+            }
+        }
+        for key in &s.start {
+            let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) else {
+                continue;
+            };
+            start(ctx, item, policy, now).await?;
+            busy = true;
+        }
+        for (key, secs) in &s.stalled {
+            if let Some(item) = items.iter().find(|i| &i.found.key() == key) {
+                let note = format!(
+                    "policy {policy}: rolling this workload to its settings has taken {secs}s, past rollout.progressDeadlineSeconds; the rollout stopped (no automatic rollback). Fix the workload, or edit or delete the policy."
+                );
+                publish_once(
+                    ctx,
+                    said,
+                    &item.found,
+                    EventType::Warning,
+                    "RolloutStalled",
+                    &note,
+                )
+                .await;
+            }
+        }
+        busy |= !s.rolling.is_empty() || !s.waiting.is_empty() || !s.finish.is_empty();
+    }
+
+    // Events for what each workload is told once, and each policy's status.
+    for item in &items {
+        announce(ctx, said, &all, item).await;
+    }
+    for p in &all {
+        let s = steps.get(&p.name_any()).cloned().unwrap_or_default();
+        if p.metadata.deletion_timestamp.is_some() {
+            let name = p.name_any();
+            let left = items.iter().any(|i| {
+                i.current.as_ref().is_some_and(|c| c.policy == name)
+                    || i.rolling.as_ref().is_some_and(|(o, _)| o == &name)
+            });
+            if !left && s.start.is_empty() {
+                remove_finalizer(&policy_api, p).await?;
+                info!(policy = %name, "policy deleted: its workloads are reverted");
+            }
+            continue;
+        }
+        let status = status_of(ctx, p, &items, &s).await;
+        write_status(&policy_api, p, status).await?;
+    }
+    Ok(if busy { ACTIVE_INTERVAL } else { IDLE_INTERVAL })
+}
+
+/// The workloads any policy may concern, read in full: those the live policies' namespaces and
+/// selectors take (listed as metadata first, and read only if they match), and those carrying
+/// a stamp or a rollout mark.
+async fn candidates(
+    ctx: &Context,
+    stores: &PolicyStores,
+    live: &[KafkaExposePolicy],
+    scope: Option<&str>,
+) -> Result<Vec<Found>, kube::Error> {
+    let mut wanted: BTreeSet<(PolicyKind, String, String)> = BTreeSet::new();
+    let namespaces: Vec<(String, BTreeMap<String, String>)> = match scope {
+        Some(ns) => vec![(ns.to_string(), stores.namespace_labels(ns))],
+        None => stores
+            .namespaces
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.metadata.labels.clone().unwrap_or_default()))
+            .collect(),
+    };
+    for p in live {
+        let selector = p
+            .spec
+            .selection
+            .selector
+            .clone()
+            .and_then(|s| kube::core::Selector::try_from(s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let empty = BTreeMap::new();
+        for kind in p.spec.selection.kinds() {
+            for (ns, ns_labels) in &namespaces {
+                // Matched as a workload without labels or name: only the namespace part counts.
+                let probe = Candidate {
+                    kind,
+                    namespace: ns,
+                    namespace_labels: ns_labels,
+                    name: "",
+                    labels: &empty,
+                    own: &empty,
+                };
+                if !namespace_may_match(p, &probe) {
+                    continue;
+                }
+                let params = ListParams::default().labels(&selector);
+                for m in list_meta(ctx, kind, Some(ns), &params).await? {
+                    let (Some(n), Some(name)) = (m.0, m.1) else {
+                        continue;
+                    };
+                    let names = &p.spec.selection.names;
+                    if names.is_empty() || names.iter().any(|g| policy::glob(g, &name)) {
+                        wanted.insert((kind, n, name));
+                    }
+                }
+            }
+        }
+    }
+    for kind in [PolicyKind::StatefulSet, PolicyKind::Deployment] {
+        for label in [labels::POLICY, labels::ROLLING] {
+            for m in list_meta(ctx, kind, scope, &ListParams::default().labels(label)).await? {
+                if let (Some(n), Some(name)) = m {
+                    wanted.insert((kind, n, name));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (kind, ns, name) in wanted {
+        let f = match kind {
+            PolicyKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&name)
+                .await?
+                .map(|s| Found::Sts(Box::new(s))),
+            PolicyKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&name)
+                .await?
+                .map(|d| Found::Dep(Box::new(d))),
+        };
+        out.extend(f);
+    }
+    Ok(out)
+}
+
+/// Whether policy `p` can select anything in the probe's namespace.
+fn namespace_may_match(p: &KafkaExposePolicy, probe: &Candidate<'_>) -> bool {
+    if p.spec
+        .exclude
+        .namespaces
+        .iter()
+        .any(|n| n == probe.namespace)
+    {
+        return false;
+    }
+    match &p.spec.selection.namespace_selector {
+        None => true,
+        Some(sel) => kube::core::Selector::try_from(sel.clone())
+            .is_ok_and(|s| kube::core::SelectorExt::matches(&s, probe.namespace_labels)),
+    }
+}
+
+/// Namespace and name of the workloads of `kind` the list finds, as metadata only.
+async fn list_meta(
+    ctx: &Context,
+    kind: PolicyKind,
+    ns: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<(Option<String>, Option<String>)>, kube::Error> {
+    fn pairs<K: Resource + Clone>(
+        l: kube::core::ObjectList<PartialObjectMeta<K>>,
+    ) -> Vec<(Option<String>, Option<String>)> {
+        l.items
+            .into_iter()
+            .map(|m| (m.metadata.namespace, m.metadata.name))
+            .collect()
+    }
+    Ok(match kind {
+        PolicyKind::StatefulSet => pairs(
+            super::caches::scoped::<StatefulSet>(ctx.client.clone(), ns)
+                .list_metadata(params)
+                .await?,
+        ),
+        PolicyKind::Deployment => pairs(
+            super::caches::scoped::<Deployment>(ctx.client.clone(), ns)
+                .list_metadata(params)
+                .await?,
+        ),
+    })
+}
+
+/// Decides each workload's layer (what its template is to carry) and the policy pacing it,
+/// allocating pool blocks in the workloads' order.
+async fn decide_layers(
+    ctx: &Context,
+    all: &[KafkaExposePolicy],
+    items: &mut [Item],
+) -> Result<(), kube::Error> {
+    items.sort_by_key(|i| i.found.key());
+    let mut in_use: Option<BTreeSet<u16>> = None;
+    for idx in 0..items.len() {
+        let (layer, owner, blocked) = {
+            let item = &items[idx];
+            let stamped_by = item.current.as_ref().map(|s| s.policy.clone());
+            match &item.resolution.live {
+                Live::Policy(a) => {
+                    let mut values = a.values.clone();
+                    let mut blocked = None;
+                    if let Some(pool) = a.pool {
+                        let brokers = item.found.workload().replicas;
+                        let recorded = item
+                            .current
+                            .as_ref()
+                            .and_then(|s| s.values.get(keys::PORT_BASE)?.parse().ok());
+                        if in_use.is_none() && recorded.is_none() {
+                            in_use = Some(ports_in_use(ctx, items).await?);
+                        }
+                        let taken = in_use.clone().unwrap_or_default();
+                        match policy::allocate(pool, brokers, recorded, &taken) {
+                            Ok(base) => {
+                                values.insert(keys::PORT_BASE.into(), base.to_string());
+                                let last = u32::from(base) + u32::from(pool.block_size) - 1;
+                                if brokers < u32::from(pool.block_size)
+                                    && !values.contains_key(keys::BOOTSTRAP_NODE_PORT)
+                                {
+                                    values
+                                        .insert(keys::BOOTSTRAP_NODE_PORT.into(), last.to_string());
+                                }
+                                if let Some(set) = in_use.as_mut() {
+                                    set.extend(base..=last as u16);
+                                }
+                            }
+                            Err(e) => {
+                                blocked = Some(("PortPoolExhausted".to_string(), e.to_string()));
+                            }
+                        }
+                    }
+                    (
+                        PolicyLayer::Set(Stamp {
+                            policy: a.policy.clone(),
+                            values,
+                        }),
+                        Some(a.policy.clone()),
+                        blocked,
+                    )
+                }
+                Live::Own | Live::Excluded(_) => match stamped_by {
+                    None => (PolicyLayer::Keep, None, None),
+                    Some(q) => {
+                        let kept = all.iter().any(|p| {
+                            p.name_any() == q
+                                && p.metadata.deletion_timestamp.is_none()
+                                && p.spec.mode == PolicyMode::Audit
+                        }) && matches!(item.resolution.live, Live::Own);
+                        if kept {
+                            // Enforce switched to Audit: running brokers stay as they are.
+                            (PolicyLayer::Keep, Some(q), None)
+                        } else {
+                            (PolicyLayer::Clear, Some(q), None)
+                        }
+                    }
+                },
+            }
+        };
+        let item = &mut items[idx];
+        let mut w = item.found.workload();
+        w.policy = layer.clone();
+        let mut blocked = blocked;
+        if blocked.is_none()
+            && let PolicyLayer::Set(_) = layer
+            && let Err(e) = w.exposure(&ctx.settings)
+        {
+            blocked = Some(("InvalidConfiguration".to_string(), e.to_string()));
+        }
+        item.wanted = w.wanted_stamp();
+        item.layer = layer;
+        item.owner = owner;
+        item.blocked = blocked;
+    }
+    Ok(())
+}
+
+/// Every NodePort in use in the cluster, and the blocks stamped on workloads (whose Services
+/// may not exist yet).
+async fn ports_in_use(ctx: &Context, items: &[Item]) -> Result<BTreeSet<u16>, kube::Error> {
+    let svcs = Api::<Service>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut set: BTreeSet<u16> = svcs
+        .items
+        .iter()
+        .filter_map(|s| s.spec.as_ref()?.ports.as_ref())
+        .flatten()
+        .filter_map(|p| u16::try_from(p.node_port?).ok())
+        .collect();
+    for i in items {
+        let Some(stamp) = &i.current else { continue };
+        let replicas = i.found.workload().replicas.max(1);
+        if let Some(base) = stamp
+            .values
+            .get(keys::PORT_BASE)
+            .and_then(|b| b.parse::<u16>().ok())
+        {
+            set.extend((0..replicas).filter_map(|n| u16::try_from(u32::from(base) + n).ok()));
+        }
+        if let Some(b) = stamp
+            .values
+            .get(keys::BOOTSTRAP_NODE_PORT)
+            .and_then(|b| b.parse::<u16>().ok())
+        {
+            set.insert(b);
+        }
+    }
+    Ok(set)
+}
+
+/// Changes a workload's template to what it is to carry, and marks its rollout.
+async fn start(ctx: &Context, item: &mut Item, policy: &str, now: i64) -> Result<(), kube::Error> {
+    let mut w = item.found.workload();
+    w.policy = item.layer.clone();
+    let decision = match w.exposure(&ctx.settings) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(workload = %item.found.key(), error = %e, "not stamped: invalid settings");
+            return Ok(());
+        }
+    };
+    let planned = workload::plan(&w, &decision);
+    let mut b = PatchBuilder::new();
+    let meta = item.found.meta();
+    b.test(
+        ptr!("metadata", "resourceVersion"),
+        json!(meta.resource_version.clone().unwrap_or_default()),
+    );
+    let rolls = matches!(item.found.strategy(), Strategy::Rolling { .. });
+    if rolls {
+        b.set_map_entry(
+            &ptr!("metadata", "annotations"),
+            meta.annotations.as_ref(),
+            &format!("{PREFIX}{}", own::ROLLOUT),
+            &rollout::mark(policy, now),
+        );
+    }
+    let mut ops = b.into_ops();
+    // The plan may add the labels map; the mark's label goes after it.
+    ops.extend(planned.patch);
+    let mut after = PatchBuilder::new();
+    let labels_now = labels_after(&item.found, &ops);
+    if rolls {
+        after.set_map_entry(
+            &ptr!("metadata", "labels"),
+            labels_now.as_ref(),
+            labels::ROLLING,
+            policy,
+        );
+    }
+    ops.extend(after.into_ops());
+    let what = match &item.layer {
+        PolicyLayer::Set(_) => format!("policy {policy}: rolling this workload to its settings"),
+        _ => format!("policy {policy}: reverting what it set on this workload"),
+    };
+    patch_workload(ctx, &item.found, ops).await?;
+    info!(workload = %item.found.key(), policy, "{what}");
+    publish(ctx, &item.found, EventType::Normal, "PolicyRollout", &what).await;
+    item.rolling = rolls.then(|| (policy.to_string(), now));
+    item.current = item.wanted.clone();
+    Ok(())
+}
+
+/// The workload's metadata labels once `ops` applied: whether the map exists decides between
+/// adding it and adding to it.
+fn labels_after(f: &Found, ops: &[json_patch::PatchOperation]) -> Option<BTreeMap<String, String>> {
+    let mut v = json!({"metadata": {"labels": f.meta().labels.clone()}});
+    if v["metadata"]["labels"].is_null() {
+        v["metadata"].as_object_mut().map(|m| m.remove("labels"));
+    }
+    let label_ops: Vec<json_patch::PatchOperation> = ops
+        .iter()
+        .filter(|o| o.path().as_str().starts_with("/metadata/labels"))
+        .cloned()
+        .collect();
+    json_patch::patch(&mut v, &label_ops).ok()?;
+    serde_json::from_value(v["metadata"]["labels"].clone()).ok()
+}
+
+/// Removes a workload's rollout mark.
+async fn unmark(ctx: &Context, item: &mut Item) -> Result<(), kube::Error> {
+    let meta = item.found.meta();
+    let mut b = PatchBuilder::new();
+    b.test(
+        ptr!("metadata", "resourceVersion"),
+        json!(meta.resource_version.clone().unwrap_or_default()),
+    );
+    b.remove_map_entry(
+        &ptr!("metadata", "annotations"),
+        meta.annotations.as_ref(),
+        &format!("{PREFIX}{}", own::ROLLOUT),
+    );
+    b.remove_map_entry(
+        &ptr!("metadata", "labels"),
+        meta.labels.as_ref(),
+        labels::ROLLING,
+    );
+    patch_workload(ctx, &item.found, b.into_ops()).await?;
+    item.rolling = None;
+    Ok(())
+}
+
+async fn patch_workload(
+    ctx: &Context,
+    f: &Found,
+    ops: Vec<json_patch::PatchOperation>,
+) -> Result<(), kube::Error> {
+    let key = f.key();
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let p: Patch<()> = Patch::Json(json_patch::Patch(ops));
+    let r = match f {
+        Found::Sts(_) => Api::<StatefulSet>::namespaced(ctx.client.clone(), &key.namespace)
+            .patch(&key.name, &params, &p)
+            .await
+            .map(|_| ()),
+        Found::Dep(_) => Api::<Deployment>::namespaced(ctx.client.clone(), &key.namespace)
+            .patch(&key.name, &params, &p)
+            .await
+            .map(|_| ()),
+    };
+    match r {
+        // The workload changed since it was read: the next pass reads it again.
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 || s.code == 404 => {
+            info!(workload = %key, reason = %s.message, "workload changed under the pass; next pass");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The Events a workload is told once per distinct message: what an Audit policy would do, a
+/// conflict, an exhausted pool, settings that do not parse, a paused or `OnDelete` workload.
+async fn announce(
+    ctx: &Context,
+    said: &mut HashSet<String>,
+    all: &[KafkaExposePolicy],
+    item: &Item,
+) {
+    for a in &item.resolution.audits {
+        let mut w = item.found.workload();
+        w.policy = PolicyLayer::Set(Stamp {
+            policy: a.policy.clone(),
+            values: a.values.clone(),
+        });
+        let (bootstrap, brokers, _) = preview(ctx, &item.found, &w).await;
+        let mut note = format!(
+            "policy {} (Audit) would expose this workload: brokers {}",
+            a.policy,
+            brokers.join(", ")
+        );
+        if let Some(b) = bootstrap {
+            note.push_str(&format!("; bootstrap {b}"));
+        }
+        if !a.overridden.is_empty() {
+            note.push_str(&format!(
+                "; its own annotations override {}",
+                a.overridden.join(", ")
+            ));
+        }
+        publish_once(
+            ctx,
+            said,
+            &item.found,
+            EventType::Normal,
+            "PolicyAudit",
+            &note,
+        )
+        .await;
+    }
+    if let Live::Policy(a) = &item.resolution.live
+        && !a.tied_with.is_empty()
+    {
+        let note = format!(
+            "Enforce policies {} and {} match with the same priority; {} applies (the smallest name). Give one a higher priority.",
+            a.policy,
+            a.tied_with.join(", "),
+            a.policy
+        );
+        publish_once(
+            ctx,
+            said,
+            &item.found,
+            EventType::Warning,
+            "PolicyConflict",
+            &note,
+        )
+        .await;
+    }
+    if let Some((reason, why)) = &item.blocked {
+        let note = format!(
+            "policy {}: {why}",
+            item.owner.as_deref().unwrap_or_default()
+        );
+        publish_once(ctx, said, &item.found, EventType::Warning, reason, &note).await;
+    }
+    let pending = item.change_pending();
+    match item.found.strategy() {
+        Strategy::Paused if pending => {
+            let note = format!(
+                "policy {}: this Deployment is paused; its template is left alone until it is resumed",
+                item.owner.as_deref().unwrap_or_default()
+            );
+            publish_once(
+                ctx,
+                said,
+                &item.found,
+                EventType::Normal,
+                "PolicySkipped",
+                &note,
+            )
+            .await;
+        }
+        Strategy::OnDelete
+            if item.owner.is_some() && item.found.progress() != Progress::Complete =>
+        {
+            let note = format!(
+                "policy {}: updateStrategy OnDelete: the template carries the new settings, and each broker takes them when its pod is deleted",
+                item.owner.as_deref().unwrap_or_default()
+            );
+            publish_once(
+                ctx,
+                said,
+                &item.found,
+                EventType::Normal,
+                "WaitingForRestart",
+                &note,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    let _ = all;
+}
+
+/// The bootstrap and per-broker addresses a workload gets (or would) with `w`'s settings, and
+/// the error when they do not parse.
+async fn preview(
+    ctx: &Context,
+    f: &Found,
+    w: &Workload,
+) -> (Option<String>, Vec<String>, Option<String>) {
+    let e = match w.exposure(&ctx.settings) {
+        Ok(Decision::Expose(e)) => e,
+        Ok(Decision::Skip(skip)) => return (None, Vec::new(), Some(skip.to_string())),
+        Err(e) => return (None, Vec::new(), Some(e.to_string())),
+    };
+    let ips = if e.config.advertised_host == AdvertisedHost::HostIp {
+        host_ips(ctx, f).await
+    } else {
+        BTreeMap::new()
+    };
+    let routes = services::routes(w, &e);
+    let brokers: Vec<String> = routes
+        .brokers
+        .iter()
+        .map(|r| {
+            services::describe_advertised(
+                &e.config,
+                &e.adapter,
+                r,
+                w,
+                ips.get(&r.pod).map(String::as_str),
+            )
+        })
+        .collect();
+    let bootstrap = match (e.config.mode, e.config.bootstrap_node_port) {
+        (ExposeMode::NodePort, Some(port)) if !ips.is_empty() => Some(
+            ips.values()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|ip| format!("{ip}:{port}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    };
+    (bootstrap, brokers, None)
+}
+
+/// The node IPs of a workload's pods, by pod name.
+async fn host_ips(ctx: &Context, f: &Found) -> BTreeMap<String, String> {
+    let ns = f.meta().namespace.clone().unwrap_or_default();
+    let selector = f
+        .selector()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let Ok(list) = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+    else {
+        return BTreeMap::new();
+    };
+    list.items
+        .into_iter()
+        .filter_map(|p| {
+            let ip = p
+                .status
+                .as_ref()?
+                .host_ip
+                .clone()
+                .filter(|i| !i.is_empty())?;
+            Some((p.name_any(), ip))
+        })
+        .collect()
+}
+
+/// A policy's status from this pass.
+async fn status_of(
+    ctx: &Context,
+    p: &KafkaExposePolicy,
+    items: &[Item],
+    steps: &Steps,
+) -> KafkaExposePolicyStatus {
+    let name = p.name_any();
+    let mut entries = Vec::new();
+    let mut conflicts = Vec::new();
+    for item in items {
+        let key = item.found.key();
+        let ns = key.namespace.clone();
+        let audit = item.resolution.audits.iter().find(|a| a.policy == name);
+        let enforced = match &item.resolution.live {
+            Live::Policy(a) if a.policy == name => Some(a),
+            _ => None,
+        };
+        let stamped = item.current.as_ref().is_some_and(|s| s.policy == name);
+        let superseded = match &item.resolution.live {
+            Live::Policy(a) if a.policy != name && a.tied_with.contains(&name) => Some(format!(
+                "tied with policy {}, which applies (the smallest name)",
+                a.policy
+            )),
+            Live::Policy(a) if a.policy != name => policy_matches(p, item)
+                .then(|| format!("policy {} has a higher priority and applies", a.policy)),
+            _ => None,
+        };
+        let (state, reason, overridden) = if let Some(a) = audit {
+            ("Matched", a.reason.clone(), a.overridden.clone())
+        } else if let Some(a) = enforced {
+            if !a.tied_with.is_empty() {
+                conflicts.push(format!(
+                    "{key}: tied with {} at priority {}",
+                    a.tied_with.join(", "),
+                    p.spec.priority
+                ));
+            }
+            let state = if let Some((r, _)) = &item.blocked {
+                if r == "PortPoolExhausted" {
+                    "PoolExhausted"
+                } else {
+                    "Invalid"
+                }
+            } else if steps.stalled.iter().any(|(k, _)| k == &key) {
+                "Stalled"
+            } else if steps.rolling.contains(&key) || steps.start.contains(&key) {
+                if item.found.strategy() == Strategy::OnDelete {
+                    "WaitingForRestart"
+                } else {
+                    "Rolling"
+                }
+            } else if item.found.strategy() == Strategy::Paused && item.change_pending() {
+                "Skipped"
+            } else if item.change_pending() {
+                "Pending"
+            } else if item.found.strategy() == Strategy::OnDelete
+                && item.found.progress() != Progress::Complete
+            {
+                "WaitingForRestart"
+            } else {
+                "UpToDate"
+            };
+            let mut reason = a.reason.clone();
+            if let Some((_, why)) = &item.blocked {
+                reason = why.clone();
+            }
+            if let Strategy::Rolling { partition } = item.found.strategy()
+                && partition > 0
+            {
+                reason.push_str(&format!(
+                    "; partition {partition}: brokers below ordinal {partition} keep their configuration"
+                ));
+            }
+            (state, reason, a.overridden.clone())
+        } else if stamped {
+            match item.layer {
+                PolicyLayer::Keep => (
+                    "Kept",
+                    "enforced earlier; the policy is in Audit mode, so its brokers keep their settings".into(),
+                    Vec::new(),
+                ),
+                _ => ("Reverting", "no longer selected, or excluded".into(), Vec::new()),
+            }
+        } else if let Some(why) = superseded {
+            ("Superseded", why, Vec::new())
+        } else if policy_matches(p, item) {
+            match &item.resolution.live {
+                Live::Excluded(why) => ("Excluded", why.clone(), Vec::new()),
+                _ => continue,
+            }
+        } else {
+            continue;
+        };
+        let mut w = item.found.workload();
+        w.policy = match (audit, enforced) {
+            (Some(a), _) => PolicyLayer::Set(Stamp {
+                policy: name.clone(),
+                values: a.values.clone(),
+            }),
+            _ => item.layer.clone(),
+        };
+        // Audit previews the settings the allocator would give, as Enforce would stamp them.
+        if let (Some(_), PolicyLayer::Set(s)) = (audit, &item.layer) {
+            w.policy = PolicyLayer::Set(Stamp {
+                policy: name.clone(),
+                values: s.values.clone(),
+            });
+        }
+        let published = item.found.meta().annotations.as_ref().and_then(|a| {
+            a.get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
+                .cloned()
+        });
+        let (bootstrap, brokers, _) = if matches!(state, "Superseded" | "Excluded" | "Reverting") {
+            (None, Vec::new(), None)
+        } else {
+            preview(ctx, &item.found, &w).await
+        };
+        entries.push(WorkloadStatus {
+            namespace: ns,
+            name: key.name.clone(),
+            kind: key.kind.to_string(),
+            state: state.to_string(),
+            bootstrap: if state == "UpToDate" {
+                published.or(bootstrap)
+            } else {
+                bootstrap
+            },
+            brokers,
+            overridden,
+            reason: Some(reason),
+        });
+    }
+    let tally: BTreeMap<String, u32> = rollout::tally(entries.iter().map(|e| e.state.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let count = |s: &str| tally.get(s).copied().unwrap_or(0);
+    let matched = entries
+        .iter()
+        .filter(|e| !matches!(e.state.as_str(), "Reverting"))
+        .count() as u32;
+    let pending =
+        count("Pending") + count("Rolling") + count("Stalled") + count("WaitingForRestart");
+    let total = entries.len() as u32;
+    let old = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.generation;
+    let mut conditions = Vec::new();
+    let mut cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        conditions.push(condition(
+            &old.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            generation,
+        ));
+    };
+    let audit_mode = p.spec.mode == PolicyMode::Audit;
+    let stalled: Vec<String> = steps
+        .stalled
+        .iter()
+        .map(|(k, s)| format!("{k} for {s}s"))
+        .collect();
+    cond(
+        "Ready",
+        audit_mode || (pending == 0 && stalled.is_empty()),
+        if audit_mode {
+            "Audit"
+        } else if pending == 0 {
+            "UpToDate"
+        } else {
+            "RollingOut"
+        },
+        if audit_mode {
+            format!("Audit: {matched} workloads matched; nothing is changed")
+        } else {
+            format!("{} of {matched} workloads up to date", count("UpToDate"))
+        },
+    );
+    cond(
+        "Conflict",
+        !conflicts.is_empty(),
+        if conflicts.is_empty() {
+            "NoConflict"
+        } else {
+            "EqualPriority"
+        },
+        conflicts.join("; "),
+    );
+    cond(
+        "RolloutProgressing",
+        !steps.rolling.is_empty() || !steps.start.is_empty() || !steps.waiting.is_empty(),
+        "Pacing",
+        format!(
+            "{} rolling, {} waiting (maxConcurrent {})",
+            steps.rolling.len() + steps.start.len(),
+            steps.waiting.len(),
+            p.spec.rollout.max_concurrent
+        ),
+    );
+    cond(
+        "RolloutStalled",
+        !stalled.is_empty(),
+        if stalled.is_empty() {
+            "InTime"
+        } else {
+            "ProgressDeadlineExceeded"
+        },
+        if stalled.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "past progressDeadlineSeconds {}: {}",
+                p.spec.rollout.progress_deadline_seconds,
+                stalled.join(", ")
+            )
+        },
+    );
+    entries.truncate(STATUS_WORKLOADS_CAP);
+    KafkaExposePolicyStatus {
+        observed_generation: generation,
+        conditions,
+        matched,
+        up_to_date: count("UpToDate") + count("Kept"),
+        pending,
+        workloads_total: total,
+        workloads: entries,
+    }
+}
+
+/// Whether policy `p` selects the item's workload at all.
+fn policy_matches(p: &KafkaExposePolicy, item: &Item) -> bool {
+    item.resolution
+        .audits
+        .iter()
+        .any(|a| a.policy == p.name_any())
+        || matches!(&item.resolution.live, Live::Policy(a) if a.policy == p.name_any() || a.tied_with.contains(&p.name_any()))
+        || item
+            .current
+            .as_ref()
+            .is_some_and(|c| c.policy == p.name_any())
+}
+
+/// A condition, keeping its last transition time while its status stays.
+fn condition(
+    old: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now()));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+async fn write_status(
+    api: &Api<KafkaExposePolicy>,
+    p: &KafkaExposePolicy,
+    status: KafkaExposePolicyStatus,
+) -> Result<(), kube::Error> {
+    if p.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let body = json!({"status": status});
+    match api
+        .patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn add_finalizer(
+    api: &Api<KafkaExposePolicy>,
+    p: &KafkaExposePolicy,
+) -> Result<(), kube::Error> {
+    let mut b = PatchBuilder::new();
+    b.test(
+        ptr!("metadata", "resourceVersion"),
+        json!(p.resource_version().unwrap_or_default()),
+    );
+    let present = p.metadata.finalizers.is_some();
+    b.append_all(
+        &ptr!("metadata", "finalizers"),
+        present,
+        vec![json!(FINALIZER)],
+    );
+    send_policy_patch(api, p, b).await
+}
+
+async fn remove_finalizer(
+    api: &Api<KafkaExposePolicy>,
+    p: &KafkaExposePolicy,
+) -> Result<(), kube::Error> {
+    let kept: Vec<&String> = p.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    let mut b = PatchBuilder::new();
+    b.test(
+        ptr!("metadata", "resourceVersion"),
+        json!(p.resource_version().unwrap_or_default()),
+    );
+    b.replace(ptr!("metadata", "finalizers"), json!(kept));
+    send_policy_patch(api, p, b).await
+}
+
+async fn send_policy_patch(
+    api: &Api<KafkaExposePolicy>,
+    p: &KafkaExposePolicy,
+    b: PatchBuilder,
+) -> Result<(), kube::Error> {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch(
+            &p.name_any(),
+            &params,
+            &Patch::<()>::Json(json_patch::Patch(b.into_ops())),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409 | 422) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn publish(ctx: &Context, f: &Found, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Policy".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &f.object_ref()).await {
+        warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+/// Publishes an Event once per workload, reason and message for this leader's life.
+async fn publish_once(
+    ctx: &Context,
+    said: &mut HashSet<String>,
+    f: &Found,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let key = format!(
+        "{}\u{0}{reason}\u{0}{note}",
+        f.meta().uid.clone().unwrap_or_default()
+    );
+    if said.insert(key) {
+        publish(ctx, f, type_, reason, note).await;
+    }
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
