@@ -310,6 +310,10 @@ struct Item {
     current: Option<Stamp>,
     wanted: Option<Stamp>,
     rolling: Option<(String, i64)>,
+    /// What each matching Audit policy would stamp, with its pool's block, by policy name.
+    audit_values: BTreeMap<String, BTreeMap<String, String>>,
+    /// The live policies that select it.
+    matched_by: BTreeSet<String>,
 }
 
 impl Item {
@@ -363,17 +367,20 @@ async fn pass(
                 .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
                 .collect();
         let name = f.meta().name.clone().unwrap_or_default();
-        let resolution = policy::resolve(
-            &live,
-            &Candidate {
-                kind: f.kind(),
-                namespace: &ns,
-                namespace_labels: &ns_labels,
-                name: &name,
-                labels: &wl_labels,
-                own: &own_ann,
-            },
-        );
+        let candidate = Candidate {
+            kind: f.kind(),
+            namespace: &ns,
+            namespace_labels: &ns_labels,
+            name: &name,
+            labels: &wl_labels,
+            own: &own_ann,
+        };
+        let resolution = policy::resolve(&live, &candidate);
+        let matched_by = live
+            .iter()
+            .filter(|p| policy::matches(p, &candidate).is_some())
+            .map(|p| p.name_any())
+            .collect();
         let w = f.workload();
         let current = w.stamp();
         let rolling = f
@@ -391,6 +398,8 @@ async fn pass(
             current,
             wanted: None,
             rolling,
+            audit_values: BTreeMap::new(),
+            matched_by,
         });
     }
     decide_layers(ctx, &all, &mut items).await?;
@@ -466,10 +475,10 @@ async fn pass(
         let s = steps.get(&p.name_any()).cloned().unwrap_or_default();
         if p.metadata.deletion_timestamp.is_some() {
             let name = p.name_any();
-            let left = items.iter().any(|i| {
-                i.current.as_ref().is_some_and(|c| c.policy == name)
-                    || i.rolling.as_ref().is_some_and(|(o, _)| o == &name)
-            });
+            // Once every revert has started; a mark left behind is removed as an orphan.
+            let left = items
+                .iter()
+                .any(|i| i.current.as_ref().is_some_and(|c| c.policy == name));
             if !left && s.start.is_empty() {
                 remove_finalizer(&policy_api, p).await?;
                 info!(policy = %name, "policy deleted: its workloads are reverted");
@@ -636,24 +645,10 @@ async fn decide_layers(
                         if in_use.is_none() && recorded.is_none() {
                             in_use = Some(ports_in_use(ctx, items).await?);
                         }
-                        let taken = in_use.clone().unwrap_or_default();
-                        match policy::allocate(pool, brokers, recorded, &taken) {
-                            Ok(base) => {
-                                values.insert(keys::PORT_BASE.into(), base.to_string());
-                                let last = u32::from(base) + u32::from(pool.block_size) - 1;
-                                if brokers < u32::from(pool.block_size)
-                                    && !values.contains_key(keys::BOOTSTRAP_NODE_PORT)
-                                {
-                                    values
-                                        .insert(keys::BOOTSTRAP_NODE_PORT.into(), last.to_string());
-                                }
-                                if let Some(set) = in_use.as_mut() {
-                                    set.extend(base..=last as u16);
-                                }
-                            }
-                            Err(e) => {
-                                blocked = Some(("PortPoolExhausted".to_string(), e.to_string()));
-                            }
+                        let mut scratch = BTreeSet::new();
+                        let taken = in_use.as_mut().unwrap_or(&mut scratch);
+                        if let Err(e) = with_block(&mut values, pool, brokers, recorded, taken) {
+                            blocked = Some(("PortPoolExhausted".to_string(), e.to_string()));
                         }
                     }
                     (
@@ -698,6 +693,43 @@ async fn decide_layers(
         item.owner = owner;
         item.blocked = blocked;
     }
+    // What Audit policies would give, after every Enforce allocation: a preview never takes a
+    // block an enforced workload gets.
+    for idx in 0..items.len() {
+        let brokers = items[idx].found.workload().replicas;
+        for a in items[idx].resolution.audits.clone() {
+            let mut values = a.values.clone();
+            if let Some(pool) = a.pool {
+                if in_use.is_none() {
+                    in_use = Some(ports_in_use(ctx, items).await?);
+                }
+                let mut scratch = BTreeSet::new();
+                let taken = in_use.as_mut().unwrap_or(&mut scratch);
+                // An exhausted pool shows in the preview's own error.
+                let _ = with_block(&mut values, pool, brokers, None, taken);
+            }
+            items[idx].audit_values.insert(a.policy.clone(), values);
+        }
+    }
+    Ok(())
+}
+
+/// Gives `values` a block of `pool` (kept if `recorded` is one): `port-base`, and the block's
+/// last port as the bootstrap NodePort when the brokers leave it free. The block is then taken.
+fn with_block(
+    values: &mut BTreeMap<String, String>,
+    pool: crate::api::PortPool,
+    brokers: u32,
+    recorded: Option<u16>,
+    in_use: &mut BTreeSet<u16>,
+) -> Result<(), policy::PoolError> {
+    let base = policy::allocate(pool, brokers, recorded, in_use)?;
+    values.insert(keys::PORT_BASE.into(), base.to_string());
+    let last = (u32::from(base) + u32::from(pool.block_size.max(1)) - 1).min(65535) as u16;
+    if brokers < u32::from(pool.block_size) && !values.contains_key(keys::BOOTSTRAP_NODE_PORT) {
+        values.insert(keys::BOOTSTRAP_NODE_PORT.into(), last.to_string());
+    }
+    in_use.extend(base..=last);
     Ok(())
 }
 
@@ -870,7 +902,11 @@ async fn announce(
         let mut w = item.found.workload();
         w.policy = PolicyLayer::Set(Stamp {
             policy: a.policy.clone(),
-            values: a.values.clone(),
+            values: item
+                .audit_values
+                .get(&a.policy)
+                .cloned()
+                .unwrap_or_else(|| a.values.clone()),
         });
         let (bootstrap, brokers, _) = preview(ctx, &item.found, &w).await;
         let mut note = format!(
@@ -1056,10 +1092,16 @@ async fn status_of(
         };
         let stamped = item.current.as_ref().is_some_and(|s| s.policy == name);
         let superseded = match &item.resolution.live {
-            Live::Policy(a) if a.policy != name && a.tied_with.contains(&name) => Some(format!(
-                "tied with policy {}, which applies (the smallest name)",
-                a.policy
-            )),
+            Live::Policy(a) if a.policy != name && a.tied_with.contains(&name) => {
+                conflicts.push(format!(
+                    "{key}: tied with {} at priority {}, which applies (the smallest name)",
+                    a.policy, p.spec.priority
+                ));
+                Some(format!(
+                    "tied with policy {}, which applies (the smallest name)",
+                    a.policy
+                ))
+            }
             Live::Policy(a) if a.policy != name => policy_matches(p, item)
                 .then(|| format!("policy {} has a higher priority and applies", a.policy)),
             _ => None,
@@ -1131,20 +1173,17 @@ async fn status_of(
             continue;
         };
         let mut w = item.found.workload();
-        w.policy = match (audit, enforced) {
-            (Some(a), _) => PolicyLayer::Set(Stamp {
+        w.policy = match audit {
+            Some(a) => PolicyLayer::Set(Stamp {
                 policy: name.clone(),
-                values: a.values.clone(),
+                values: item
+                    .audit_values
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| a.values.clone()),
             }),
-            _ => item.layer.clone(),
+            None => item.layer.clone(),
         };
-        // Audit previews the settings the allocator would give, as Enforce would stamp them.
-        if let (Some(_), PolicyLayer::Set(s)) = (audit, &item.layer) {
-            w.policy = PolicyLayer::Set(Stamp {
-                policy: name.clone(),
-                values: s.values.clone(),
-            });
-        }
         let published = item.found.meta().annotations.as_ref().and_then(|a| {
             a.get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
                 .cloned()
@@ -1224,7 +1263,11 @@ async fn status_of(
         } else {
             "EqualPriority"
         },
-        conflicts.join("; "),
+        if conflicts.is_empty() {
+            "no other Enforce policy of the same priority matches its workloads".into()
+        } else {
+            conflicts.join("; ")
+        },
     );
     cond(
         "RolloutProgressing",
@@ -1246,7 +1289,7 @@ async fn status_of(
             "ProgressDeadlineExceeded"
         },
         if stalled.is_empty() {
-            String::new()
+            "every rollout within its deadline".into()
         } else {
             format!(
                 "past progressDeadlineSeconds {}: {}",
@@ -1267,17 +1310,10 @@ async fn status_of(
     }
 }
 
-/// Whether policy `p` selects the item's workload at all.
+/// Whether policy `p` selects the item's workload, or once stamped it.
 fn policy_matches(p: &KafkaExposePolicy, item: &Item) -> bool {
-    item.resolution
-        .audits
-        .iter()
-        .any(|a| a.policy == p.name_any())
-        || matches!(&item.resolution.live, Live::Policy(a) if a.policy == p.name_any() || a.tied_with.contains(&p.name_any()))
-        || item
-            .current
-            .as_ref()
-            .is_some_and(|c| c.policy == p.name_any())
+    let name = p.name_any();
+    item.matched_by.contains(&name) || item.current.as_ref().is_some_and(|c| c.policy == name)
 }
 
 /// A condition, keeping its last transition time while its status stays.

@@ -93,6 +93,10 @@ pub struct Steps {
 pub fn pace(policy: &str, pace: Pace, tracked: &[Tracked], now: i64) -> Steps {
     let mut steps = Steps::default();
     let mut busy = 0u32;
+    // Marked by this policy, and to change again (the policy was edited or deleted mid-roll):
+    // started again at once, in the slot it holds, as a Deployment rolls over to its newest
+    // template. This is also how editing or deleting a stalled policy unblocks it.
+    let mut again = Vec::new();
     for t in tracked {
         let Some((owner, since)) = &t.rolling else {
             continue;
@@ -100,8 +104,10 @@ pub fn pace(policy: &str, pace: Pace, tracked: &[Tracked], now: i64) -> Steps {
         if owner != policy {
             continue;
         }
-        if t.progress == Progress::Complete {
-            // Done; a change since (the policy edited mid-roll) waits for a slot like any other.
+        if t.change_pending && t.strategy != Strategy::Paused {
+            again.push(t.key.clone());
+            busy += 1;
+        } else if t.progress == Progress::Complete {
             steps.finish.push(t.key.clone());
         } else if now.saturating_sub(*since) > i64::from(pace.deadline_secs) {
             steps
@@ -119,12 +125,11 @@ pub fn pace(policy: &str, pace: Pace, tracked: &[Tracked], now: i64) -> Steps {
             t.owner.as_deref() == Some(policy)
                 && t.change_pending
                 && t.strategy != Strategy::Paused
-                // Marked by this policy and not complete: the mark stands until it is.
-                && (t.rolling.as_ref().is_none_or(|(o, _)| o != policy)
-                    || steps.finish.contains(&t.key))
+                && t.rolling.as_ref().is_none_or(|(o, _)| o != policy)
         })
         .collect();
     pending.sort_by(|a, b| a.key.cmp(&b.key));
+    steps.start.extend(again);
     let mut free = if steps.stalled.is_empty() {
         pace.max_concurrent.max(1).saturating_sub(busy)
     } else {
@@ -219,19 +224,15 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_edited_mid_roll_restarts_the_workload_once_it_completes() {
+    fn a_policy_edited_mid_roll_restarts_that_workload_in_its_own_slot() {
         let mut a = pending("a");
         a.progress = Progress::Updating;
-        a.rolling = Some(("prod".into(), 900));
-        let s = pace("prod", ONE, std::slice::from_ref(&a), 1000);
-        assert_eq!(s.rolling, vec![key("a")]);
-        assert!(s.start.is_empty());
-        a.progress = Progress::Complete;
-        let s = pace("prod", ONE, &[a], 1000);
-        assert_eq!(
-            (s.finish.clone(), s.start),
-            (vec![key("a")], vec![key("a")])
-        );
+        a.rolling = Some(("prod".into(), 0));
+        // Even past the deadline: the edit (or deletion) is how a user unblocks a stall.
+        let s = pace("prod", ONE, &[a, pending("b")], 1000);
+        assert_eq!(s.start, vec![key("a")]);
+        assert_eq!(s.waiting, vec![key("b")], "no second slot");
+        assert!(s.stalled.is_empty());
     }
 
     #[test]

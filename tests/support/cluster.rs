@@ -84,13 +84,51 @@ pub fn fake_kubelet_with(
     ns: &str,
     host_ip: impl Fn(&str) -> String + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    let ns = ns.to_string();
+    fake_kubelet_on(c, ns, "e2e-node", host_ip)
+}
+
+/// Keeps Node `node` (made if absent) Ready, as a kubelet's heartbeat does. Without it, a test
+/// longer than the node monitor's grace period (40 s) sees the node lifecycle controller mark
+/// the node Unknown and every pod on it NotReady, and StatefulSets stop rolling.
+pub fn node_heartbeat(c: Client, node: &str) -> tokio::task::JoinHandle<()> {
+    let node = node.to_string();
     tokio::spawn(async move {
         let nodes: Api<Node> = Api::all(c.clone());
         let _ = nodes
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "e2e-node"}})).unwrap(),
+                &serde_json::from_value(json!({"metadata": {"name": node}})).unwrap(),
+            )
+            .await;
+        loop {
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let status = json!({"status": {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "the test's stand-in kubelet", "lastHeartbeatTime": now, "lastTransitionTime": now
+            }]}});
+            let _ = nodes
+                .patch_status(&node, &PatchParams::default(), &Patch::Strategic(&status))
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+}
+
+/// [`fake_kubelet_with`], binding the pods to Node `node`.
+pub fn fake_kubelet_on(
+    c: Client,
+    ns: &str,
+    node: &str,
+    host_ip: impl Fn(&str) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let ns = ns.to_string();
+    let node = node.to_string();
+    tokio::spawn(async move {
+        let nodes: Api<Node> = Api::all(c.clone());
+        let _ = nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": node}})).unwrap(),
             )
             .await;
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
@@ -110,7 +148,7 @@ pub fn fake_kubelet_with(
                         let binding: Binding = serde_json::from_value(json!({
                             "apiVersion": "v1", "kind": "Binding",
                             "metadata": {"name": name, "namespace": ns},
-                            "target": {"apiVersion": "v1", "kind": "Node", "name": "e2e-node"}
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": node}
                         }))
                         .unwrap();
                         let _ = pods

@@ -23,6 +23,7 @@ pub mod checks;
 pub mod cluster;
 pub mod https;
 pub mod net;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

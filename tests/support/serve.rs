@@ -1,0 +1,251 @@
+//! `kafka-expose serve` as a process registered with the real API server, and the install's
+//! manifests applied as a user would: shared by the suites that need the webhook in the loop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kafka_expose::certs;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::cluster::{env, eventually, namespace};
+use super::net::free_port;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
+/// Label the test webhook configurations select namespaces by.
+pub const TAG: &str = "kafka-expose-e2e";
+
+pub fn deploy_docs(file: &str) -> Vec<Value> {
+    let path = format!("{}/deploy/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    kafka_expose::offline::read_documents(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub async fn apply_value(c: &Client, doc: &Value) {
+    let api_version = doc["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, doc["kind"].as_str().unwrap());
+    let ar = ApiResource::from_gvk(&gvk);
+    let api: Api<DynamicObject> = match doc.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(ns) => Api::namespaced_with(c.clone(), ns, &ar),
+        None => Api::all_with(c.clone(), &ar),
+    };
+    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    // As `kubectl apply` does on the client side: create, or merge into what exists.
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(doc))
+                .await
+                .unwrap_or_else(|e| panic!("updating {} {}: {e}", doc["kind"], obj.name_any()));
+        }
+        Err(e) => panic!("applying {} {}: {e}", doc["kind"], obj.name_any()),
+    }
+}
+
+/// The install's namespace, ServiceAccount and RBAC, and a kubeconfig with the ServiceAccount's
+/// token, so that the server runs with exactly the install's permissions.
+pub async fn install_rbac(c: &Client, dir: &std::path::Path) -> PathBuf {
+    for f in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
+        for d in deploy_docs(f) {
+            apply_value(c, &d).await;
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(c.clone(), "kafka-expose");
+    let token = eventually(
+        Duration::from_secs(60),
+        "the ServiceAccount's token",
+        || async {
+            let list = secrets
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|s| {
+                    s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                        && s.annotations()
+                            .get("kubernetes.io/service-account.name")
+                            .map(String::as_str)
+                            == Some("kafka-expose")
+                })
+                .and_then(|s| s.data?.get("token").cloned())
+                .map(|t| String::from_utf8(t.0).unwrap())
+                .ok_or_else(|| "no token yet".to_string())
+        },
+    )
+    .await;
+    let server = env()["KAFKA_EXPOSE_E2E_SERVER"].clone();
+    let path = dir.join("sa-kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: sa, namespace: kafka-expose}}\ncurrent-context: e2e\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `kafka-expose serve` on loopback.
+pub struct Webhook {
+    pub child: Option<Child>,
+    /// The one namespace its reconciler watches; all when `None`.
+    pub watch: Option<String>,
+    pub port: u16,
+    pub admin: u16,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub ca_bundle: String,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Webhook {
+    /// Starts the server. Each test's reconciler watches only its own namespace where it has
+    /// one, so that two instances never race to create the same Service: on 1.20 a losing
+    /// create can hold its NodePort for minutes.
+    pub fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf, watch: Option<&str>) -> Self {
+        let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
+        certs::write(&dir, &bundle).unwrap();
+        let mut w = Self {
+            child: None,
+            watch: watch.map(str::to_string),
+            port: free_port(),
+            admin: free_port(),
+            dir,
+            kubeconfig,
+            ca_bundle: bundle.ca_bundle(),
+        };
+        let _ = tag;
+        w.spawn();
+        w
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("serve.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--log-format", "json", "--shutdown-grace", "1s"])
+            .arg("--tls-cert")
+            .arg(self.dir.join(certs::TLS_CERT))
+            .arg("--tls-key")
+            .arg(self.dir.join(certs::TLS_KEY))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin)])
+            .args(
+                self.watch
+                    .iter()
+                    .flat_map(|ns| ["--watch-namespace", ns.as_str()]),
+            )
+            // Watching every namespace, as the install does: with the install's leader Lease.
+            .args(self.watch.is_none().then_some("--leader-elect"))
+            .env("POD_NAMESPACE", "kafka-expose")
+            .env("POD_NAME", format!("e2e-{}", self.port))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ready() {
+            assert!(
+                Instant::now() < deadline,
+                "the webhook did not become ready: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin)) else {
+            return false;
+        };
+        let _ = write!(
+            s,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.starts_with("HTTP/1.1 200")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Registers the install's webhook configuration, pointed at this server and limited to
+    /// namespaces labelled `TAG=tag`.
+    pub async fn register(&self, c: &Client, tag: &str) {
+        self.register_with(c, tag, false).await;
+    }
+
+    /// [`Self::register`], with the cluster-scoped policy webhook when `policies` (each test's
+    /// configuration would otherwise send every policy write to its own server).
+    pub async fn register_with(&self, c: &Client, tag: &str, policies: bool) {
+        let mut cfg = deploy_docs("webhook.yaml").remove(0);
+        cfg["metadata"]["name"] = json!(format!("kafka-expose-{tag}"));
+        cfg["webhooks"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|w| policies || w["name"] != "policies.kafka-expose.io");
+        for w in cfg["webhooks"].as_array_mut().unwrap() {
+            w["clientConfig"] = json!({
+                "url": format!("https://127.0.0.1:{}/mutate", self.port),
+                "caBundle": self.ca_bundle,
+            });
+            w["namespaceSelector"]["matchLabels"] = json!({TAG: tag});
+        }
+        let mwc: MutatingWebhookConfiguration = serde_json::from_value(cfg).unwrap();
+        let api: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
+        api.patch(
+            &mwc.name_any(),
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&mwc),
+        )
+        .await
+        .unwrap();
+        // The API server picks the configuration up from its informer.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+pub async fn tagged_namespace(c: &Client, name: &str, tag: &str) {
+    namespace(c, name).await;
+    let api: Api<Namespace> = Api::all(c.clone());
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {TAG: tag}}})),
+    )
+    .await
+    .unwrap();
+}
+
+pub fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kx-e2e-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
