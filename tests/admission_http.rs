@@ -469,3 +469,161 @@ async fn policies_are_validated_naming_the_field() {
         "a status update passes through"
     );
 }
+
+/// Policies as the watches would hold them: a fixed list, and namespace labels.
+struct FakePolicies {
+    policies: Vec<kafka_expose::api::KafkaExposePolicy>,
+    namespaces: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+impl kafka_expose::engine::policy::PolicyView for FakePolicies {
+    fn active(&self) -> bool {
+        !self.policies.is_empty()
+    }
+    fn resolve(
+        &self,
+        kind: kafka_expose::api::PolicyKind,
+        namespace: &str,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        own: &std::collections::BTreeMap<String, String>,
+    ) -> kafka_expose::engine::policy::Resolution {
+        let empty = Default::default();
+        kafka_expose::engine::policy::resolve(
+            &self.policies,
+            &kafka_expose::engine::policy::Candidate {
+                kind,
+                namespace,
+                namespace_labels: self.namespaces.get(namespace).unwrap_or(&empty),
+                name,
+                labels,
+                own,
+            },
+        )
+    }
+}
+
+fn with_policies(specs: &[(&str, Value)]) -> AppState {
+    let mut s = state();
+    s.policies = Some(std::sync::Arc::new(FakePolicies {
+        policies: specs
+            .iter()
+            .map(|(name, spec)| {
+                kafka_expose::api::KafkaExposePolicy::new(
+                    name,
+                    serde_json::from_value(spec.clone()).unwrap(),
+                )
+            })
+            .collect(),
+        namespaces: [
+            (
+                "prod".to_string(),
+                [("env".to_string(), "prod".to_string())].into(),
+            ),
+            (
+                "dev".to_string(),
+                [("env".to_string(), "dev".to_string())].into(),
+            ),
+        ]
+        .into(),
+    }));
+    s
+}
+
+fn unannotated_sts(ns: &str) -> Value {
+    let mut sts = support::statefulset("apache-kafka-kraft.yaml");
+    sts["metadata"]["namespace"] = json!(ns);
+    sts
+}
+
+/// An Enforce policy applies at CREATE as if annotated, decided from the workload's metadata
+/// and its namespace's labels; the same body elsewhere, or with no policy, is left alone.
+#[tokio::test]
+async fn an_enforced_policy_exposes_a_new_workload_as_if_annotated() {
+    let enforce = json!({"mode": "Enforce",
+        "match": {"namespaceSelector": {"matchLabels": {"env": "prod"}}},
+        "exposure": {"expose": "nodeport", "portBase": 31000}});
+    let s = with_policies(&[("prod", enforce)]);
+    let sts = unannotated_sts("prod");
+    let (resp, patch) = admit(
+        s.clone(),
+        &review("w1", "apps", "StatefulSet", "CREATE", &sts),
+    )
+    .await;
+    assert_eq!(resp["allowed"], true);
+    let mut out = sts.clone();
+    let ops: json_patch::Patch = serde_json::from_value(patch.expect("a patch")).unwrap();
+    json_patch::patch(&mut out, &ops).unwrap();
+    let ann = &out["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann["kafka-expose.io/expose"], "nodeport");
+    assert_eq!(ann["kafka-expose.io/port-base"], "31000");
+    assert_eq!(ann["kafka-expose.io/policy"], "prod");
+    assert_eq!(out["metadata"]["labels"]["kafka-expose.io/policy"], "prod");
+
+    // Another namespace, and no policy at all: untouched, no warning.
+    for (state, ns) in [(s.clone(), "dev"), (state(), "prod")] {
+        let (resp, patch) = admit(
+            state,
+            &review("w2", "apps", "StatefulSet", "CREATE", &unannotated_sts(ns)),
+        )
+        .await;
+        assert_eq!((&resp["warnings"], patch), (&Value::Null, None), "{ns}");
+    }
+
+    // A metadata-only UPDATE of an unstamped workload is left to the paced controller.
+    let mut update = review("w3", "apps", "StatefulSet", "UPDATE", &sts);
+    let mut old = sts.clone();
+    old["metadata"]["labels"]["team"] = json!("data");
+    update["request"]["oldObject"] = old;
+    let (resp, patch) = admit(s, &update).await;
+    assert_eq!((&resp["allowed"], patch), (&json!(true), None));
+}
+
+/// With a pool, the webhook does not allocate (the one leader does, without races): it says
+/// so. An Audit policy is reported on the workload's write and changes nothing.
+#[tokio::test]
+async fn a_pool_waits_for_the_controller_and_audit_only_warns() {
+    let pooled = json!({"mode": "Enforce",
+        "match": {"namespaceSelector": {"matchLabels": {"env": "prod"}}},
+        "exposure": {"expose": "nodeport", "portPool": {"from": 31000, "to": 31099, "blockSize": 10}}});
+    let audit = json!({"mode": "Audit",
+        "match": {"selector": {"matchLabels": {"app": "kafka"}}},
+        "exposure": {"expose": "loadbalancer"}});
+    let s = with_policies(&[("pooled", pooled), ("watch", audit)]);
+    let (resp, patch) = admit(
+        s.clone(),
+        &review(
+            "p1",
+            "apps",
+            "StatefulSet",
+            "CREATE",
+            &unannotated_sts("prod"),
+        ),
+    )
+    .await;
+    assert_eq!(patch, None);
+    let warnings = resp["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "policy pooled exposes this workload once the policy controller gives it a block"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("policy watch (Audit) matches this workload"),
+        "{warnings}"
+    );
+    let (resp, patch) = admit(
+        s,
+        &review(
+            "p2",
+            "apps",
+            "StatefulSet",
+            "CREATE",
+            &unannotated_sts("dev"),
+        ),
+    )
+    .await;
+    assert_eq!(patch, None, "Audit changes nothing");
+    assert!(resp["warnings"].to_string().contains("(Audit)"), "{resp}");
+}

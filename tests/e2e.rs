@@ -50,7 +50,11 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     readiness.set_listening();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = Arc::new(Metrics::default());
-    let (cache, task) = reconciler::spawn(
+    let reconciler::Spawned {
+        services: cache,
+        task,
+        ..
+    } = reconciler::spawn(
         c.clone(),
         Arc::new(Settings::default()),
         metrics.clone(),

@@ -79,7 +79,43 @@ impl PolicyStores {
     }
 }
 
-/// Starts the two watches; they run until `shutdown`.
+impl policy::PolicyView for PolicyStores {
+    fn active(&self) -> bool {
+        !self.policies.is_empty()
+    }
+
+    fn resolve(
+        &self,
+        kind: PolicyKind,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        own: &BTreeMap<String, String>,
+    ) -> policy::Resolution {
+        let live: Vec<KafkaExposePolicy> = self
+            .policies
+            .state()
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.as_ref().clone())
+            .collect();
+        let ns_labels = self.namespace_labels(namespace);
+        policy::resolve(
+            &live,
+            &Candidate {
+                kind,
+                namespace,
+                namespace_labels: &ns_labels,
+                name,
+                labels,
+                own,
+            },
+        )
+    }
+}
+
+/// Starts the two watches, on every replica (the workload webhook resolves against them), if
+/// the API server serves policies; they run until `shutdown`.
 pub fn watch(
     client: &Client,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -124,7 +160,11 @@ pub fn watch(
         }
         std::future::ready(())
     });
+    let client = client.clone();
     tokio::spawn(async move {
+        if !served(&client).await {
+            return;
+        }
         let both = futures::future::join(policy_stream, namespace_stream);
         futures::future::select(Box::pin(both), Box::pin(shutdown)).await;
     });
@@ -647,7 +687,9 @@ async fn decide_layers(
                         }
                         let mut scratch = BTreeSet::new();
                         let taken = in_use.as_mut().unwrap_or(&mut scratch);
-                        if let Err(e) = with_block(&mut values, pool, brokers, recorded, taken) {
+                        if let Err(e) =
+                            policy::give_block(&mut values, pool, brokers, recorded, taken)
+                        {
                             blocked = Some(("PortPoolExhausted".to_string(), e.to_string()));
                         }
                     }
@@ -706,30 +748,11 @@ async fn decide_layers(
                 let mut scratch = BTreeSet::new();
                 let taken = in_use.as_mut().unwrap_or(&mut scratch);
                 // An exhausted pool shows in the preview's own error.
-                let _ = with_block(&mut values, pool, brokers, None, taken);
+                let _ = policy::give_block(&mut values, pool, brokers, None, taken);
             }
             items[idx].audit_values.insert(a.policy.clone(), values);
         }
     }
-    Ok(())
-}
-
-/// Gives `values` a block of `pool` (kept if `recorded` is one): `port-base`, and the block's
-/// last port as the bootstrap NodePort when the brokers leave it free. The block is then taken.
-fn with_block(
-    values: &mut BTreeMap<String, String>,
-    pool: crate::api::PortPool,
-    brokers: u32,
-    recorded: Option<u16>,
-    in_use: &mut BTreeSet<u16>,
-) -> Result<(), policy::PoolError> {
-    let base = policy::allocate(pool, brokers, recorded, in_use)?;
-    values.insert(keys::PORT_BASE.into(), base.to_string());
-    let last = (u32::from(base) + u32::from(pool.block_size.max(1)) - 1).min(65535) as u16;
-    if brokers < u32::from(pool.block_size) && !values.contains_key(keys::BOOTSTRAP_NODE_PORT) {
-        values.insert(keys::BOOTSTRAP_NODE_PORT.into(), last.to_string());
-    }
-    in_use.extend(base..=last);
     Ok(())
 }
 

@@ -605,7 +605,8 @@ async fn log_result<T>(r: Result<T, kube::runtime::controller::Error<Error, watc
 /// Starts the reconciler's part of `serve`: the managed-Service cache on every replica (readiness
 /// waits for it to sync; the webhook reads LoadBalancer addresses from it), and reconciliation,
 /// only while holding the leader Lease when `election` is given. Everything stops when `shutdown`
-/// resolves. Returns the cache and the reconciliation's task.
+/// resolves. Returns the caches (managed Services, policies and namespace labels) and the
+/// reconciliation's task.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
     client: Client,
@@ -615,10 +616,11 @@ pub fn spawn(
     options: Options,
     election: Option<leader::Election>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (ServiceCache, tokio::task::JoinHandle<()>) {
+) -> Spawned {
     let shutdown: leader::Stop = Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
     readiness.require_sync();
+    let policies = super::policies::watch(&client, shutdown.clone());
     let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(caches::feed_services(
@@ -632,7 +634,7 @@ pub fn spawn(
         store,
         synced: synced_rx,
     };
-    let (lead_client, services) = (client.clone(), cache.clone());
+    let (lead_client, services, stores) = (client.clone(), cache.clone(), policies.clone());
     let lead = move |stop: leader::Stop| {
         run(
             lead_client.clone(),
@@ -640,6 +642,7 @@ pub fn spawn(
             metrics.clone(),
             options.clone(),
             services.clone(),
+            stores.clone(),
             stop,
         )
     };
@@ -647,7 +650,18 @@ pub fn spawn(
         Some(e) => tokio::spawn(leader::run(client, e, shutdown, lead)),
         None => tokio::spawn(lead(Box::pin(shutdown))),
     };
-    (cache, task)
+    Spawned {
+        services: cache,
+        policies,
+        task,
+    }
+}
+
+/// What [`spawn`] starts: the caches every replica keeps, and the reconciliation's task.
+pub struct Spawned {
+    pub services: ServiceCache,
+    pub policies: super::policies::PolicyStores,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service cache, fed
@@ -658,6 +672,7 @@ async fn run(
     metrics: Arc<Metrics>,
     options: Options,
     services: ServiceCache,
+    stores: super::policies::PolicyStores,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let reporter = Reporter {
@@ -704,7 +719,6 @@ async fn run(
     let scope = ns.map(str::to_string);
     let policies = async move {
         if super::policies::served(&policy_ctx.client).await {
-            let stores = super::policies::watch(&policy_ctx.client, policy_stop.clone());
             super::policies::run(policy_ctx, stores, scope, policy_stop).await;
         }
     };

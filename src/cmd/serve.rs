@@ -80,7 +80,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     None => tracing::info!("cluster credentials found: running the reconciler"),
                 }
                 state.services = Some(Arc::new(LiveServices(client.clone())));
-                let (cache, task) = reconciler::spawn(
+                let spawned = reconciler::spawn(
                     client,
                     state.settings.clone(),
                     state.metrics.clone(),
@@ -92,8 +92,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     election,
                     stopped(stop_rx.clone()),
                 );
-                state.lb_addresses = Arc::new(cache);
-                Some(task)
+                state.lb_addresses = Arc::new(spawned.services);
+                state.policies = Some(Arc::new(spawned.policies));
+                Some(spawned.task)
             }
             Err(why) => {
                 tracing::info!(%why, "no cluster credentials: serving the webhook alone, without the reconciler");

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::core::{Selector, SelectorExt};
 
+use super::workload::{PolicyLayer, Stamp};
 use crate::api::{KafkaExposePolicy, PolicyKind, PolicyMode, PortPool};
 use crate::names::keys;
 
@@ -226,6 +227,114 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
+/// Whether `base` starts a whole block of `pool`.
+pub fn is_block(pool: PortPool, base: u16) -> bool {
+    let block = pool.block_size.max(1);
+    base >= pool.from
+        && (base - pool.from).is_multiple_of(block)
+        && u32::from(base) + u32::from(block) - 1 <= u32::from(pool.to)
+}
+
+/// Gives `values` a block of `pool` (kept if `recorded` is one, else the lowest free one):
+/// `port-base`, and the block's last port as the bootstrap NodePort when the brokers leave it
+/// free and nothing else sets it. The block's ports are then `in_use`.
+pub fn give_block(
+    values: &mut BTreeMap<String, String>,
+    pool: PortPool,
+    brokers: u32,
+    recorded: Option<u16>,
+    in_use: &mut BTreeSet<u16>,
+) -> Result<u16, PoolError> {
+    let base = allocate(pool, brokers, recorded, in_use)?;
+    values.insert(keys::PORT_BASE.into(), base.to_string());
+    let last = (u32::from(base) + u32::from(pool.block_size.max(1)) - 1).min(65535) as u16;
+    if brokers < u32::from(pool.block_size) && !values.contains_key(keys::BOOTSTRAP_NODE_PORT) {
+        values.insert(keys::BOOTSTRAP_NODE_PORT.into(), last.to_string());
+    }
+    in_use.extend(base..=last);
+    Ok(base)
+}
+
+/// The policies and namespace labels the workload webhook resolves against: the watches'
+/// caches in `serve`.
+pub trait PolicyView: Send + Sync {
+    /// Whether there is any policy to resolve against; without one, nothing changes.
+    fn active(&self) -> bool;
+    /// [`resolve`] under the live policies, with the namespace's cached labels.
+    fn resolve(
+        &self,
+        kind: PolicyKind,
+        namespace: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        own: &BTreeMap<String, String>,
+    ) -> Resolution;
+}
+
+/// What the workload webhook does with a policy's settings for a workload being written, and
+/// the warnings to say so.
+///
+/// `fresh` writes (a CREATE, or an UPDATE that changes the pod template, which rolls the brokers
+/// anyway) get the Enforce policy's settings as if annotated. Other writes keep what the
+/// template carries: the policy controller paces the change. A pool's block is allocated only
+/// by the policy controller (one leader, no race); a fresh write keeps a block already
+/// recorded, and otherwise waits for the controller, which says so.
+pub fn admission_layer(
+    r: &Resolution,
+    current: Option<&Stamp>,
+    brokers: u32,
+    fresh: bool,
+) -> (PolicyLayer, Vec<String>) {
+    let mut warnings: Vec<String> = r
+        .audits
+        .iter()
+        .map(|a| {
+            let mode = a.values.get(keys::EXPOSE).map_or("", String::as_str);
+            format!(
+                "kafka-expose: policy {} (Audit) matches this workload ({}); enforced, it would expose it by {mode}",
+                a.policy, a.reason
+            )
+        })
+        .collect();
+    let Live::Policy(a) = &r.live else {
+        return (PolicyLayer::Keep, warnings);
+    };
+    if !a.tied_with.is_empty() {
+        warnings.push(format!(
+            "kafka-expose: Enforce policies {} and {} match with the same priority; {} applies (the smallest name)",
+            a.policy,
+            a.tied_with.join(", "),
+            a.policy
+        ));
+    }
+    if !fresh {
+        return (PolicyLayer::Keep, warnings);
+    }
+    let mut values = a.values.clone();
+    if let Some(pool) = a.pool {
+        let recorded = current
+            .and_then(|s| s.values.get(keys::PORT_BASE)?.parse::<u16>().ok())
+            .filter(|b| is_block(pool, *b));
+        let Some(base) = recorded else {
+            warnings.push(format!(
+                "kafka-expose: policy {} exposes this workload once the policy controller gives it a block of NodePorts from its pool; its brokers then restart once",
+                a.policy
+            ));
+            return (PolicyLayer::Keep, warnings);
+        };
+        if give_block(&mut values, pool, brokers, Some(base), &mut BTreeSet::new()).is_err() {
+            return (PolicyLayer::Keep, warnings);
+        }
+    }
+    (
+        PolicyLayer::Set(Stamp {
+            policy: a.policy.clone(),
+            values,
+        }),
+        warnings,
+    )
+}
+
 /// Why a pool has no block for a workload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
@@ -254,12 +363,7 @@ pub fn allocate(
     if brokers > u32::from(block) {
         return Err(PoolError::TooManyBrokers { brokers, block });
     }
-    let is_block = |b: u16| {
-        b >= pool.from
-            && (b - pool.from).is_multiple_of(block)
-            && u32::from(b) + u32::from(block) - 1 <= u32::from(pool.to)
-    };
-    if let Some(b) = recorded.filter(|b| is_block(*b)) {
+    if let Some(b) = recorded.filter(|b| is_block(pool, *b)) {
         return Ok(b);
     }
     let mut start = u32::from(pool.from);
@@ -322,6 +426,46 @@ mod tests {
     }
 
     const PROD: &str = "mode: Enforce\nmatch: {namespaceSelector: {matchLabels: {env: prod}}, selector: {matchLabels: {app.kubernetes.io/name: kafka}}, names: ['kafka*', '*-broker']}\nexposure: {expose: nodeport, advertisedHost: host-ip, portPool: {from: 31000, to: 31999, blockSize: 10}}\n";
+
+    #[test]
+    fn the_webhook_applies_a_policy_only_on_fresh_writes_and_keeps_a_recorded_block() {
+        let f = Fixture::prod();
+        let r = resolve(&[policy("prod", PROD)], &f.candidate("kafka"));
+        let (layer, warnings) = admission_layer(&r, None, 3, false);
+        assert_eq!(
+            layer,
+            PolicyLayer::Keep,
+            "not fresh: paced by the controller"
+        );
+        assert!(warnings.is_empty());
+        let (layer, warnings) = admission_layer(&r, None, 3, true);
+        assert_eq!(
+            layer,
+            PolicyLayer::Keep,
+            "no block yet: the controller allocates"
+        );
+        assert!(warnings[0].contains("block of NodePorts"), "{warnings:?}");
+        let recorded = Stamp {
+            policy: "prod".into(),
+            values: map(&[("expose", "nodeport"), ("port-base", "31020")]),
+        };
+        let (layer, _) = admission_layer(&r, Some(&recorded), 3, true);
+        let PolicyLayer::Set(s) = layer else {
+            panic!("{layer:?}")
+        };
+        assert_eq!(s.values["port-base"], "31020");
+        assert_eq!(s.values["bootstrap-node-port"], "31029");
+        let outside = Stamp {
+            values: map(&[("port-base", "31025")]),
+            ..recorded
+        };
+        let (layer, _) = admission_layer(&r, Some(&outside), 3, true);
+        assert_eq!(
+            layer,
+            PolicyLayer::Keep,
+            "31025 starts no block of the pool"
+        );
+    }
 
     #[test]
     fn a_matching_enforce_policy_applies_with_its_pool_and_reason() {

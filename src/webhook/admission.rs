@@ -10,13 +10,19 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, Resource};
 
-use crate::api::{self, KafkaExposePolicy};
-use crate::config::Settings;
+use std::collections::BTreeMap;
+
+use crate::api::{self, KafkaExposePolicy, PolicyKind};
+use crate::config::{self, Settings};
 use crate::engine::exposure::{Decision as Exposed, Skip};
 use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
+use crate::engine::policy::{self, PolicyView};
 use crate::engine::services;
-use crate::engine::workload::{Workload, WorkloadOutcome, decide_workload as engine_workload};
+use crate::engine::workload::{
+    Workload, WorkloadKind, WorkloadOutcome, decide_workload as engine_workload,
+};
 use crate::engine::{EngineError, error_chain};
+use crate::names::keys;
 
 /// What to do when the engine itself fails on a pod (a malformed object or a configuration that
 /// got past workload validation).
@@ -171,10 +177,14 @@ pub fn decide_policy(req: &AdmissionRequest<DynamicObject>, settings: &Settings)
 }
 
 /// Decides a StatefulSet or Deployment request: the workload decision at CREATE and UPDATE.
+///
+/// With `policies`, an Enforce policy that selects the workload applies as if annotated, by
+/// [`policy::admission_layer`]: on a CREATE, or an UPDATE that changes the pod template.
 pub fn decide_workload<T: Resource + Clone>(
     req: &AdmissionRequest<T>,
-    read: impl FnOnce(T) -> Workload,
+    read: impl Fn(T) -> Workload,
     settings: &Settings,
+    policies: Option<&dyn PolicyView>,
 ) -> Decision {
     if passes_through(req.sub_resource.as_deref(), &req.operation) {
         return allow(req);
@@ -182,13 +192,41 @@ pub fn decide_workload<T: Resource + Clone>(
     let Some(obj) = req.object.clone() else {
         return allow(req);
     };
-    match engine_workload(&read(obj), settings) {
-        Ok(d) => {
+    let mut w = read(obj);
+    let mut policy_warnings = Vec::new();
+    if let Some(view) = policies.filter(|v| v.active()) {
+        let namespace = req
+            .namespace
+            .clone()
+            .or_else(|| w.namespace.clone())
+            .unwrap_or_default();
+        let kind = match w.kind {
+            WorkloadKind::StatefulSet => PolicyKind::StatefulSet,
+            WorkloadKind::Deployment => PolicyKind::Deployment,
+        };
+        let own: BTreeMap<String, String> = config::own_annotations(w.annotations.as_ref())
+            .into_iter()
+            .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
+            .collect();
+        let labels = w.labels.clone().unwrap_or_default();
+        let r = view.resolve(kind, &namespace, &w.name, &labels, &own);
+        let fresh = match (&req.operation, req.old_object.clone()) {
+            (Operation::Create, _) => true,
+            (Operation::Update, Some(old)) => read(old).template != w.template,
+            _ => false,
+        };
+        let (layer, warnings) = policy::admission_layer(&r, w.stamp().as_ref(), w.replicas, fresh);
+        w.policy = layer;
+        policy_warnings = warnings;
+    }
+    match engine_workload(&w, settings) {
+        Ok(mut d) => {
             let adapter = match d.outcome {
                 WorkloadOutcome::Exposed { adapter, .. } => adapter,
                 WorkloadOutcome::Skipped(Skip::Unsupported(_)) => "unsupported",
                 _ => "",
             };
+            d.warnings.extend(policy_warnings);
             let mut dec = patched(req, d.patch, d.warnings);
             dec.adapter = adapter;
             dec

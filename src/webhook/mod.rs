@@ -27,6 +27,7 @@ use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::config::Settings;
 use crate::engine::pod::{LoadBalancerAddresses, NoAddresses};
+use crate::engine::policy::PolicyView;
 use crate::engine::services::NamespaceServices;
 use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
@@ -50,6 +51,9 @@ pub struct AppState {
     /// The namespace's Services, read when an exposed workload is admitted to warn of conflicts
     /// with Services another owner made; `None` without a cluster.
     pub services: Option<Arc<dyn NamespaceServices>>,
+    /// The policies and namespace labels workloads are resolved against; `None` without a
+    /// cluster.
+    pub policies: Option<Arc<dyn PolicyView>>,
 }
 
 impl AppState {
@@ -62,6 +66,7 @@ impl AppState {
             readiness: Arc::new(Readiness::default()),
             lb_addresses: Arc::new(NoAddresses),
             services: None,
+            policies: None,
         }
     }
 }
@@ -169,7 +174,7 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
             "expected an AdmissionReview".into(),
         );
     }
-    let concerns = may_concern(body);
+    let concerns = may_concern(body) || policy_concerns(s, body);
     // A candidate is read once when its kind shows in its bytes; the typed request confirms the
     // guess, and anything else (no guess, a wrong one, a body that does not read) takes the
     // path below, which answers it as before.
@@ -283,13 +288,23 @@ async fn decide_as(
         }
         Kind::StatefulSet => {
             let r = typed::<StatefulSet>(kind, body)?;
-            let mut d = admission::decide_workload(&r, Workload::from_statefulset, &s.settings);
+            let mut d = admission::decide_workload(
+                &r,
+                Workload::from_statefulset,
+                &s.settings,
+                s.policies.as_deref(),
+            );
             warn_of_conflicts(s, &r, Workload::from_statefulset, &mut d).await;
             (Meta::of(&r), d)
         }
         Kind::Deployment => {
             let r = typed::<Deployment>(kind, body)?;
-            let mut d = admission::decide_workload(&r, Workload::from_deployment, &s.settings);
+            let mut d = admission::decide_workload(
+                &r,
+                Workload::from_deployment,
+                &s.settings,
+                s.policies.as_deref(),
+            );
             warn_of_conflicts(s, &r, Workload::from_deployment, &mut d).await;
             (Meta::of(&r), d)
         }
@@ -410,6 +425,59 @@ const MARKER: &[u8] = b"kafka-expose.io/";
 /// it) gets the typed parse and the decision. Policies, when they exist, widen this.
 pub fn may_concern(body: &[u8]) -> bool {
     memchr::memmem::find(body, MARKER).is_some()
+}
+
+/// Whether a workload review without a kafka-expose key is selected by a policy: decided from
+/// its metadata (name, labels) and the namespace's cached labels, the rest of the body skipped
+/// unread. Without a policy, it costs nothing.
+fn policy_concerns(s: &AppState, body: &[u8]) -> bool {
+    let Some(view) = s.policies.as_deref().filter(|v| v.active()) else {
+        return false;
+    };
+    let kind = match guess_kind(body) {
+        Some(Kind::StatefulSet) => crate::api::PolicyKind::StatefulSet,
+        Some(Kind::Deployment) => crate::api::PolicyKind::Deployment,
+        _ => return false,
+    };
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Option<Request>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        namespace: Option<String>,
+        object: Option<Object>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        name: Option<String>,
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    }
+    let Ok(Review {
+        request: Some(r), ..
+    }) = serde_json::from_slice::<Review>(body)
+    else {
+        // Unreadable here: the full path answers it, with the reason.
+        return true;
+    };
+    let meta = r.object.and_then(|o| o.metadata);
+    let name = meta
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_default();
+    let labels = meta.and_then(|m| m.labels).unwrap_or_default();
+    let resolved = view.resolve(
+        kind,
+        r.namespace.as_deref().unwrap_or_default(),
+        &name,
+        &labels,
+        &Default::default(),
+    );
+    !resolved.audits.is_empty() || matches!(resolved.live, crate::engine::policy::Live::Policy(_))
 }
 
 /// Allows a review that cannot concern kafka-expose, from its head alone: the same answer the
