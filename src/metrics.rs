@@ -253,19 +253,22 @@ impl Drop for Timer<'_> {
 #[derive(Debug, Default)]
 pub struct Readiness {
     listening: AtomicBool,
-    needs_sync: AtomicBool,
-    synced: AtomicBool,
+    /// Caches required and not yet synced.
+    unsynced: std::sync::atomic::AtomicUsize,
     draining: AtomicBool,
 }
 
 impl Readiness {
-    /// Readiness also waits for [`Readiness::set_synced`].
+    /// Readiness also waits for one more [`Readiness::set_synced`] (one per cache).
     pub fn require_sync(&self) {
-        self.needs_sync.store(true, Ordering::SeqCst);
+        self.unsynced.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// One required cache has synced.
     pub fn set_synced(&self) {
-        self.synced.store(true, Ordering::SeqCst);
+        let _ = self
+            .unsynced
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     pub fn set_listening(&self) {
@@ -282,7 +285,7 @@ impl Readiness {
 
     pub fn is_ready(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
-            && (!self.needs_sync.load(Ordering::SeqCst) || self.synced.load(Ordering::SeqCst))
+            && self.unsynced.load(Ordering::SeqCst) == 0
             && !self.is_draining()
     }
 }

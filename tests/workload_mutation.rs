@@ -549,3 +549,95 @@ fn a_changed_policy_restamps_and_drops_the_keys_it_no_longer_sets() {
     };
     assert_ne!(hash(&first), hash(&second), "the change rolls the brokers");
 }
+
+mod stamp_properties {
+    use super::*;
+    use kafka_expose::engine::workload::{PolicyLayer, Stamp, Workload, decide_workload};
+    use proptest::prelude::*;
+
+    fn values() -> impl Strategy<Value = std::collections::BTreeMap<String, String>> {
+        prop::collection::btree_map(
+            prop::sample::select(vec![
+                "port-base",
+                "external-traffic-policy",
+                "bootstrap-node-port",
+                "listener-name",
+            ]),
+            prop::sample::select(vec![
+                "31000", "31100", "Local", "Cluster", "EXTERNAL", "OUTSIDE",
+            ]),
+            0..4,
+        )
+        .prop_map(|m| {
+            let mut m: std::collections::BTreeMap<String, String> = m
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            m.insert("expose".into(), "nodeport".into());
+            m
+        })
+    }
+
+    fn decide(obj: &Value, layer: PolicyLayer) -> Option<(Value, usize, Option<Stamp>)> {
+        let mut w = Workload::from_value(WorkloadKind::StatefulSet, obj).unwrap();
+        w.policy = layer;
+        // Values that do not parse together are refused like annotations: nothing to check.
+        let d = decide_workload(&w, &Settings::default()).ok()?;
+        let mut out = obj.clone();
+        json_patch::patch(&mut out, &d.patch).unwrap();
+        let again = Workload::from_value(WorkloadKind::StatefulSet, &out).unwrap();
+        Some((out, d.patch.len(), again.stamp()))
+    }
+
+    proptest! {
+        /// A stamp, beneath any own annotations, reads back as what was wanted; a later write
+        /// that knows nothing of policies changes nothing; and clearing it leaves the
+        /// workload as if never stamped.
+        #[test]
+        fn a_stamp_reads_back_survives_other_writes_and_clears(
+            policy in values(),
+            own in values(),
+            annotate in any::<bool>(),
+        ) {
+            let meta: serde_json::Map<String, Value> = if annotate {
+                own.iter()
+                    .filter(|(k, _)| k.as_str() != "expose")
+                    .map(|(k, v)| (format!("kafka-expose.io/{k}"), json!(v)))
+                    .collect()
+            } else {
+                Default::default()
+            };
+            let obj = sts(Value::Object(meta.clone()), None);
+            let stamp = Stamp { policy: "prod".into(), values: policy.clone() };
+            let Some((stamped, _, read)) = decide(&obj, PolicyLayer::Set(stamp)) else {
+                return Ok(());
+            };
+            let read = read.expect("a stamp");
+            prop_assert_eq!(&read.policy, "prod");
+            for (k, v) in &policy {
+                let own_wins = meta.contains_key(&format!("kafka-expose.io/{k}"));
+                prop_assert_eq!(read.values.contains_key(k), !own_wins, "{}", k);
+                if !own_wins {
+                    prop_assert_eq!(read.values.get(k), Some(v));
+                }
+            }
+            let (kept, ops, _) = decide(&stamped, PolicyLayer::Keep).unwrap();
+            prop_assert_eq!(ops, 0, "{}", kept);
+            let (cleared, _, gone) = decide(&stamped, PolicyLayer::Clear).unwrap();
+            prop_assert!(gone.is_none());
+            let never = decide(&obj, PolicyLayer::Clear).map(|(o, _, _)| o).unwrap();
+            // The same keys as a workload never stamped (an emptied map may stay behind).
+            let keys = |v: &Value| -> Vec<String> {
+                v["spec"]["template"]["metadata"]["annotations"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            prop_assert_eq!(keys(&cleared), keys(&never));
+            prop_assert_eq!(
+                cleared["metadata"]["labels"].get("kafka-expose.io/policy"),
+                None
+            );
+        }
+    }
+}

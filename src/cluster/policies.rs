@@ -118,8 +118,12 @@ impl policy::PolicyView for PolicyStores {
 /// the API server serves policies; they run until `shutdown`.
 pub fn watch(
     client: &Client,
+    readiness: Arc<crate::metrics::Readiness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> PolicyStores {
+    // The webhook resolves new workloads against these: ready once they hold their first lists,
+    // so that no workload is admitted past a policy the cache has not seen yet.
+    readiness.require_sync();
     let (policies, pw) = reflector::store();
     let (namespaces, nw) = reflector::store();
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -161,11 +165,19 @@ pub fn watch(
         std::future::ready(())
     });
     let client = client.clone();
+    let (p_ready, n_ready) = (policies.clone(), namespaces.clone());
     tokio::spawn(async move {
         if !served(&client).await {
+            readiness.set_synced();
             return;
         }
-        let both = futures::future::join(policy_stream, namespace_stream);
+        let synced = async move {
+            let _ = p_ready.wait_until_ready().await;
+            let _ = n_ready.wait_until_ready().await;
+            readiness.set_synced();
+            info!("policy and namespace caches synced");
+        };
+        let both = futures::future::join3(policy_stream, namespace_stream, synced);
         futures::future::select(Box::pin(both), Box::pin(shutdown)).await;
     });
     PolicyStores {

@@ -620,7 +620,7 @@ pub fn spawn(
     let shutdown: leader::Stop = Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
     readiness.require_sync();
-    let policies = super::policies::watch(&client, shutdown.clone());
+    let policies = super::policies::watch(&client, readiness.clone(), shutdown.clone());
     let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(caches::feed_services(

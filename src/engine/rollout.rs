@@ -283,4 +283,86 @@ mod tests {
         assert_eq!(read_mark("garbage"), None);
         assert_eq!(read_mark("a/b"), None);
     }
+
+    mod properties {
+        use super::super::{
+            Pace, Progress, Strategy as Update, Tracked, WorkloadKey, pace, read_mark,
+        };
+        use proptest::prelude::*;
+
+        fn tracked() -> impl Strategy<Value = Tracked> {
+            (
+                0u8..6,
+                prop::option::of(prop::sample::select(vec!["p", "q"])),
+                any::<bool>(),
+                prop::sample::select(vec![
+                    Update::Rolling { partition: 0 },
+                    Update::Rolling { partition: 1 },
+                    Update::OnDelete,
+                    Update::Paused,
+                ]),
+                any::<bool>(),
+                prop::option::of((prop::sample::select(vec!["p", "q"]), 0i64..2000)),
+            )
+                .prop_map(|(n, owner, change, strategy, done, rolling)| Tracked {
+                    key: WorkloadKey {
+                        kind: "StatefulSet",
+                        namespace: format!("ns{n}"),
+                        name: "kafka".into(),
+                    },
+                    owner: owner.map(str::to_string),
+                    change_pending: change,
+                    strategy,
+                    progress: if done {
+                        Progress::Complete
+                    } else {
+                        Progress::Updating
+                    },
+                    rolling: rolling.map(|(o, t)| (o.to_string(), t)),
+                })
+        }
+
+        proptest! {
+            /// Whatever the cluster shows, a pass never adds a restart beyond the policy's
+            /// slots, never starts one while the policy is stalled (but for a marked workload
+            /// whose settings changed, in its own slot), never starts a paused workload or
+            /// another policy's, and never starts one twice.
+            #[test]
+            fn a_pass_respects_the_slots(
+                mut ts in prop::collection::vec(tracked(), 0..8),
+                max in 0u32..4,
+                now in 0i64..4000,
+            ) {
+                ts.sort_by(|a, b| a.key.cmp(&b.key));
+                ts.dedup_by(|a, b| a.key == b.key);
+                let pace_ = Pace { max_concurrent: max, deadline_secs: 1000 };
+                let s = pace("p", pace_, &ts, now);
+                let by_key = |k: &WorkloadKey| ts.iter().find(|t| &t.key == k).unwrap();
+                let mine = |t: &Tracked| t.rolling.as_ref().is_some_and(|(o, _)| o == "p");
+                let mut seen = std::collections::BTreeSet::new();
+                for k in &s.start {
+                    prop_assert!(seen.insert(k.clone()), "started twice");
+                    let t = by_key(k);
+                    prop_assert!(t.strategy != Update::Paused);
+                    prop_assert!(t.owner.as_deref() == Some("p") || mine(t));
+                    prop_assert!(t.change_pending);
+                }
+                let held = ts.iter().filter(|t| mine(t) && !s.finish.contains(&t.key)).count();
+                let fresh = s
+                    .start
+                    .iter()
+                    .filter(|k| !mine(by_key(k)) && by_key(k).strategy != Update::OnDelete)
+                    .count();
+                prop_assert!(fresh + held <= (max.max(1) as usize).max(held));
+                if !s.stalled.is_empty() {
+                    prop_assert_eq!(fresh, 0);
+                }
+            }
+
+            #[test]
+            fn any_mark_reads_without_panic(v in ".*") {
+                let _ = read_mark(&v);
+            }
+        }
+    }
 }
