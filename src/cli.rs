@@ -42,6 +42,21 @@ pub enum Command {
     PatchProperties(PatchPropertiesArgs),
     /// Print the KafkaExposePolicy CRD, generated from the types, as the manifests ship it.
     Crd(CrdArgs),
+    /// Wait until a broker's node address is on its pod (the gate init container).
+    Gate(GateArgs),
+}
+
+/// `gate`: the file the downward API writes the pod's `kafka-expose.io/external-host` to.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    #[arg(long, default_value = "/etc/kafka-expose/external-host")]
+    pub file: std::path::PathBuf,
+    /// How long to wait before failing, so that the kubelet restarts the gate.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How often to read the file.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
 }
 
 /// `crd`: which form to print.
@@ -266,6 +281,7 @@ impl Cli {
             Command::Mutate(args) => cmd::mutate::run(args),
             Command::PatchProperties(args) => cmd::patch_properties::run(args),
             Command::Crd(args) => cmd::crd::run(args),
+            Command::Gate(args) => cmd::gate::run(args),
         }
     }
 }

@@ -67,8 +67,11 @@ pub mod own {
     /// On the workload: `<policy>/<unix seconds>` while a policy's change rolls it. Rollout
     /// state lives in the cluster, so a new leader resumes where the old one stopped.
     pub const ROLLOUT: &str = "rollout";
+    /// On a broker pod with `advertised-host: node:…`: the address of its node, set when it is
+    /// bound (the Binding's annotations are copied onto the pod), read by the downward API.
+    pub const EXTERNAL_HOST: &str = "external-host";
 
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         CONFIG_HASH,
         INHERITED,
         ORDINALS_START,
@@ -77,6 +80,7 @@ pub mod own {
         POLICY,
         POLICY_KEYS,
         ROLLOUT,
+        EXTERNAL_HOST,
     ];
 }
 
@@ -124,6 +128,13 @@ pub const PORT_NAME: &str = "kx-external";
 
 /// The name of the port on every Service kafka-expose plans.
 pub const SERVICE_PORT_NAME: &str = "kafka-external";
+
+/// Name of the init container that holds a `node:` broker until its node's address is on the pod.
+pub const GATE_CONTAINER: &str = "kafka-expose-gate";
+
+/// The downward-API volume the gate reads the address from, and where it is mounted.
+pub const GATE_VOLUME: &str = "kafka-expose-node";
+pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";

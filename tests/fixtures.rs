@@ -318,6 +318,17 @@ fn check_case(case: &Case, set: &[(&str, &str)], expect: &Expect) {
         let pod_name = pod["metadata"]["name"].as_str().unwrap();
         let ctx = format!("{} broker {i} ({})", case.fixture, expect.mode);
         let before = effective_config(&docs, &originals[i as usize], case.container, i, case.image);
+        // A broker held by the gate is bound first: the API server copies the Binding's
+        // annotation (its node's address) onto the pod.
+        let mut bound_pod = (*pod).clone();
+        let gated = pod["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|c| c.first().is_some_and(|c| c["name"] == "kafka-expose-gate"));
+        if gated {
+            bound_pod["metadata"]["annotations"]["kafka-expose.io/external-host"] =
+                Value::from((expect.host)(i));
+        }
+        let pod = &bound_pod;
         let after = effective_config(&docs, pod, case.container, i, case.image);
         let ext = case.listener;
 
@@ -530,6 +541,81 @@ fn every_configurable_fixture_advertises_static_hosts_on_node_ports() {
             &expect,
         );
     }
+}
+
+/// `node:`: each broker advertises the address its node has (here an ExternalDNS name), which
+/// the binding puts on the pod; the gate holds the broker until it is there.
+#[test]
+fn every_configurable_fixture_advertises_its_nodes_external_address() {
+    let expect = Expect {
+        mode: "nodeport",
+        host: |i| format!("node-{i}.public.example.net"),
+        port: node_port_scheme,
+    };
+    for case in CASES.iter().filter(|c| !c.adopted) {
+        check_case(
+            case,
+            &[
+                ("expose", "nodeport"),
+                ("advertised-host", "node:ExternalDNS,ExternalIP"),
+            ],
+            &expect,
+        );
+        let out = run(
+            case,
+            &[
+                ("expose", "nodeport"),
+                ("advertised-host", "node:ExternalIP"),
+            ],
+        )
+        .unwrap();
+        for pod in owned_pods(&out, case.workload) {
+            let inits = pod["spec"]["initContainers"].as_array().unwrap();
+            assert_eq!(
+                inits[0]["name"], "kafka-expose-gate",
+                "{}: the gate runs first",
+                case.fixture
+            );
+            assert_eq!(
+                inits[0]["volumeMounts"][0]["mountPath"], "/etc/kafka-expose",
+                "{}",
+                case.fixture
+            );
+            assert!(
+                pod["spec"]["serviceAccountName"]
+                    == original_pods(case)[0]["spec"]["serviceAccountName"],
+                "{}: no service account of kafka-expose's: broker pods need no permission",
+                case.fixture
+            );
+        }
+    }
+}
+
+/// `node:` needs a node: a LoadBalancer has an address of its own; an unknown type is named.
+#[test]
+fn node_addresses_are_validated_naming_the_allowed_types() {
+    let case = &CASES[0];
+    let e = refusal(
+        case,
+        &[("expose", "nodeport"), ("advertised-host", "node:PublicIP")],
+    );
+    assert!(
+        e.contains(
+            "\"PublicIP\" is not one of ExternalDNS, ExternalIP, InternalDNS, InternalIP, Hostname"
+        ),
+        "{e}"
+    );
+    let e = refusal(
+        case,
+        &[
+            ("expose", "loadbalancer"),
+            ("advertised-host", "node:ExternalIP"),
+        ],
+    );
+    assert!(
+        e.contains("a LoadBalancer has an address of its own"),
+        "{e}"
+    );
 }
 
 fn refusal(case: &Case, set: &[(&str, &str)]) -> String {

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod crd;
+pub mod gate;
 pub mod mutate;
 pub mod patch_properties;
 pub mod serve;

@@ -65,6 +65,43 @@ pub enum AdvertisedHost {
     Static(Vec<String>),
     /// The ingress IP or hostname of the broker's own LoadBalancer Service.
     LoadBalancer,
+    /// The first address of these types the broker's node has (`status.addresses`), set on the
+    /// pod as `kafka-expose.io/external-host` when it is bound to the node.
+    Node(Vec<NodeAddressType>),
+}
+
+/// A Node address type (`status.addresses[].type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAddressType {
+    ExternalDNS,
+    ExternalIP,
+    InternalDNS,
+    InternalIP,
+    Hostname,
+}
+
+impl NodeAddressType {
+    pub const ALL: [Self; 5] = [
+        Self::ExternalDNS,
+        Self::ExternalIP,
+        Self::InternalDNS,
+        Self::InternalIP,
+        Self::Hostname,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExternalDNS => "ExternalDNS",
+            Self::ExternalIP => "ExternalIP",
+            Self::InternalDNS => "InternalDNS",
+            Self::InternalIP => "InternalIP",
+            Self::Hostname => "Hostname",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
 }
 
 impl AdvertisedHost {
@@ -75,6 +112,14 @@ impl AdvertisedHost {
             Self::Template(t) => format!("template:{}", t.as_str()),
             Self::Static(h) => format!("static:{}", h.join(",")),
             Self::LoadBalancer => "loadbalancer".into(),
+            Self::Node(types) => format!(
+                "node:{}",
+                types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 }

@@ -50,6 +50,32 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
         }
         return Ok(AdvertisedHost::Template(tpl));
     }
+    if let Some(list) = v.strip_prefix("node:") {
+        let allowed = || {
+            super::NodeAddressType::ALL
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut types = Vec::new();
+        for t in list.split(',').map(str::trim) {
+            match super::NodeAddressType::parse(t) {
+                Some(t) if !types.contains(&t) => types.push(t),
+                Some(_) => return Err(format!("node: names {t} twice")),
+                None => {
+                    return Err(format!(
+                        "node: takes Node address types in order of preference, e.g. node:ExternalDNS,ExternalIP; {t:?} is not one of {}",
+                        allowed()
+                    ));
+                }
+            }
+        }
+        if mode == ExposeMode::LoadBalancer {
+            return Err("node: advertises the broker's node, which expose=nodeport or hostport reaches; a LoadBalancer has an address of its own".into());
+        }
+        return Ok(AdvertisedHost::Node(types));
+    }
     if let Some(list) = v.strip_prefix("static:") {
         let hosts: Vec<String> = list.split(',').map(|h| h.trim().to_string()).collect();
         let bad: Vec<&String> = hosts.iter().filter(|h| !is_host(h)).collect();
@@ -60,7 +86,7 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
         }
         return Ok(AdvertisedHost::Static(hosts));
     }
-    Err("allowed: host-ip, template:<name with {ordinal} {pod} {statefulset} {namespace}>, static:<host0>,<host1>,..., loadbalancer".into())
+    Err("allowed: host-ip, node:<types, e.g. ExternalDNS,ExternalIP>, template:<name with {ordinal} {pod} {statefulset} {namespace}>, static:<host0>,<host1>,..., loadbalancer".into())
 }
 
 /// `listener-name`: a Kafka listener name that is not a protocol name.

@@ -288,6 +288,10 @@ fn advertised_hosts(cfg: &ExposeConfig) -> String {
         AdvertisedHost::Template(t) => format!("names like {}", t.as_str()),
         AdvertisedHost::Static(hosts) => hosts.join(", "),
         AdvertisedHost::LoadBalancer => "their LoadBalancers' addresses".into(),
+        AdvertisedHost::Node(types) => format!(
+            "their nodes' {} addresses (put on each pod when it is bound to its node, by kafka-expose's binding webhook or else its reconciler)",
+            super::pod::type_list(types)
+        ),
     }
 }
 

@@ -19,9 +19,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec,
+    Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodSpec, VolumeMount,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::adapters::Adapter;
 use super::adapters::adopt::TargetPort;
@@ -31,10 +31,14 @@ use super::exposure::{self, Decision, Exposure, Skip};
 use super::patch::PatchBuilder;
 use super::{Decided, EngineError, Result, Summarized};
 use crate::config::{
-    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Placeholder, Settings,
+    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, NodeAddressType, Placeholder,
+    Settings,
 };
 use crate::kafka::SecurityProtocol;
-use crate::names::{INIT_CONTAINER, PORT_NAME, broker_service_name, envs, keys, labels, own};
+use crate::names::{
+    GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, PORT_NAME, PREFIX,
+    broker_service_name, envs, keys, labels, own,
+};
 use crate::ptr;
 
 /// Where the LoadBalancer addresses of Services are known: the reconciler's Service cache in a
@@ -147,8 +151,14 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         .as_deref()
         .or(ctx.namespace)
         .unwrap_or_default();
+    let mut node_types = None;
     let host = match external_host(cfg, &ordinal, ctx)? {
         ExternalHost::Known(h) => h,
+        ExternalHost::FromNode(types) => {
+            let text = format!("<{} of its node>", type_list(&types));
+            node_types = Some(types);
+            text
+        }
         ExternalHost::Waiting(service) => {
             let message = format!(
                 "kafka-expose: broker {} waits for LoadBalancer Service {namespace}/{service} to get an address; the StatefulSet controller retries",
@@ -172,7 +182,14 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         }
     }
 
-    let base_env = base_env(&host, port);
+    let host_var = match node_types {
+        Some(_) => field_var(envs::EXTERNAL_HOST, &external_host_field()),
+        None => value_var(envs::EXTERNAL_HOST, &host),
+    };
+    let base_env = base_env(host_var, port);
+    if node_types.is_some() {
+        gate_ops(&mut b, spec, &ctx.settings.patcher_image);
+    }
     let bi = detection.broker.index;
     let c = detection.broker.container;
     let bind_port = detection.target.for_ordinal(ordinal.ordinal);
@@ -328,6 +345,8 @@ enum ExternalHost {
     Known(String),
     /// The LoadBalancer Service whose address is not known yet.
     Waiting(String),
+    /// The node's address of these types, from the pod's annotation set at binding.
+    FromNode(Vec<NodeAddressType>),
 }
 
 fn external_host(
@@ -353,6 +372,7 @@ fn external_host(
                 ));
             }
         },
+        AdvertisedHost::Node(types) => return Ok(ExternalHost::FromNode(types.clone())),
         AdvertisedHost::LoadBalancer => {
             let service = broker_service_name(&o.workload, o.ordinal);
             match (ctx.lb_address)(&service) {
@@ -387,15 +407,80 @@ fn value_var(name: &str, value: &str) -> EnvVar {
 }
 
 /// The downward-API fields and the external host and port, in dependency order.
-pub fn base_env(host: &str, port: u32) -> Vec<EnvVar> {
+pub fn base_env(external_host: EnvVar, port: u32) -> Vec<EnvVar> {
     vec![
         field_var(envs::HOST_IP, "status.hostIP"),
         field_var(envs::NODE_NAME, "spec.nodeName"),
         field_var(envs::POD_NAME, "metadata.name"),
         field_var(envs::NAMESPACE, "metadata.namespace"),
-        value_var(envs::EXTERNAL_HOST, host),
+        external_host,
         value_var(envs::EXTERNAL_PORT, &port.to_string()),
     ]
+}
+
+/// The downward-API path of the node address annotation.
+pub fn external_host_field() -> String {
+    format!("metadata.annotations['{PREFIX}{}']", own::EXTERNAL_HOST)
+}
+
+/// `ExternalDNS or ExternalIP`.
+pub fn type_list(types: &[NodeAddressType]) -> String {
+    types
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The file the gate reads, inside its mount.
+pub const GATE_FILE: &str = "external-host";
+
+/// How long the gate waits for the node's address before it fails (and the kubelet retries).
+pub const GATE_TIMEOUT_SECS: u32 = 120;
+
+/// The gate: a first init container, and the downward-API volume it reads the node address
+/// annotation through. The broker starts only once its node's address is on the pod, so it never
+/// advertises an empty host. Once each.
+fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str) {
+    let inits = spec.init_containers.as_deref();
+    if inits.is_some_and(|i| i.iter().any(|c| c.name == GATE_CONTAINER)) {
+        return;
+    }
+    let volume = json!({
+        "name": GATE_VOLUME,
+        "downwardAPI": {"items": [{
+            "path": GATE_FILE,
+            "fieldRef": {"apiVersion": "v1", "fieldPath": external_host_field()}
+        }]}
+    });
+    let volumes = spec.volumes.as_deref();
+    if !volumes.is_some_and(|v| v.iter().any(|v| v.name == GATE_VOLUME)) {
+        b.append_all(&ptr!("spec", "volumes"), volumes.is_some(), vec![volume]);
+    }
+    let gate = to_value(&properties::restricted(Container {
+        name: GATE_CONTAINER.to_string(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec![
+            "gate".into(),
+            "--file".into(),
+            format!("{GATE_MOUNT}/{GATE_FILE}"),
+            "--timeout".into(),
+            format!("{GATE_TIMEOUT_SECS}s"),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: GATE_VOLUME.to_string(),
+            mount_path: GATE_MOUNT.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }));
+    match inits {
+        // First: every other init container may read the variable it guards.
+        Some(_) => b.add(ptr!("spec", "initContainers", 0), gate),
+        None => b.add(ptr!("spec", "initContainers"), Value::Array(vec![gate])),
+    }
 }
 
 fn to_value<T: serde::Serialize>(t: &T) -> Value {

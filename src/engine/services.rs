@@ -81,8 +81,8 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
     }
 }
 
-/// The address broker `r` advertises on the external listener, for people: its node's IP
-/// (`host_ip`, when known), its LoadBalancer's address, or its rendered name.
+/// The address broker `r` advertises on the external listener, for people: its node's IP or
+/// address (`host_ip`, when known), its LoadBalancer's address, or its rendered name.
 pub fn describe_advertised(
     cfg: &ExposeConfig,
     adapter: &Adapter,
@@ -101,6 +101,9 @@ pub fn describe_advertised(
         }),
         (AdvertisedHost::Static(h), _) => h.get(r.index as usize).cloned().unwrap_or_default(),
         (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
+        (AdvertisedHost::Node(types), _) => host_ip.map(str::to_string).unwrap_or_else(|| {
+            format!("<{} of the node it lands on>", super::pod::type_list(types))
+        }),
     };
     let name = match adapter {
         Adapter::Adopt(plan) => plan.listener_name.clone(),

@@ -117,7 +117,17 @@ pub fn resolve_env(pod: &Value, container: &Value, ordinal: u32) -> Vec<(String,
                 "status.hostIP" => node_ip(ordinal),
                 "status.podIP" => format!("10.244.0.{}", 10 + ordinal),
                 "spec.nodeName" => format!("{NODE_NAME}-{ordinal}"),
-                other => panic!("unexpected downward API field {other}"),
+                // `metadata.annotations['key']`: the annotation, or empty when absent.
+                other => match other
+                    .strip_prefix("metadata.annotations['")
+                    .and_then(|k| k.strip_suffix("']"))
+                {
+                    Some(k) => pod["metadata"]["annotations"][k]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    None => panic!("unexpected downward API field {other}"),
+                },
             }
         } else if let Some(k) = var
             .pointer("/valueFrom/secretKeyRef/key")

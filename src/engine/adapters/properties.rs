@@ -195,8 +195,7 @@ pub fn init_container(
         .or_else(|| pod_sc.map(|p| (p.run_as_user, p.run_as_group)))
         .unwrap_or((None, None));
     let user = user.filter(|u| *u != 0).unwrap_or(DEFAULT_RUN_AS_USER);
-    let q = |s: &str| Quantity(s.to_string());
-    Container {
+    let mut c = restricted(Container {
         name: INIT_CONTAINER.to_string(),
         image: Some(image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
@@ -207,6 +206,21 @@ pub fn init_container(
             mount_path: target.mount_path.clone(),
             ..VolumeMount::default()
         }]),
+        ..Container::default()
+    });
+    if let Some(sc) = c.security_context.as_mut() {
+        sc.run_as_user = Some(user);
+        sc.run_as_group = group;
+    }
+    c
+}
+
+/// A kafka-expose container as the restricted Pod Security Standard wants it: non-root, no
+/// privilege escalation, all capabilities dropped, a read-only root filesystem and the
+/// runtime's seccomp profile; small requests and limits; its message from the logs on error.
+pub fn restricted(c: Container) -> Container {
+    let q = |s: &str| Quantity(s.to_string());
+    Container {
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
@@ -215,8 +229,7 @@ pub fn init_container(
             }),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            run_as_user: Some(user),
-            run_as_group: group,
+            run_as_user: Some(DEFAULT_RUN_AS_USER),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 localhost_profile: None,
@@ -235,6 +248,6 @@ pub fn init_container(
             ..ResourceRequirements::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Container::default()
+        ..c
     }
 }
