@@ -65,7 +65,8 @@ fn documented_rules() -> Value {
     json!([
         {"apiGroups": ["apps"], "resources": ["statefulsets", "deployments"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": ["kafka-expose.io"], "resources": ["kafkaexposepolicies"], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": ["kafka-expose.io"], "resources": ["kafkaexposepolicies/status"], "verbs": ["update", "patch"]},
@@ -76,7 +77,27 @@ fn documented_rules() -> Value {
 
 fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
     let hooks = mwc["webhooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 3, "a workload, a pod and a policy webhook");
+    assert_eq!(
+        hooks.len(),
+        4,
+        "a workload, a pod, a policy and a binding webhook"
+    );
+    let bindings = &hooks[3];
+    assert_eq!(
+        bindings["rules"],
+        json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods/binding", "bindings"], "scope": "Namespaced"}])
+    );
+    assert_eq!(
+        bindings["failurePolicy"], "Ignore",
+        "scheduling never waits for kafka-expose"
+    );
+    assert_eq!(bindings["sideEffects"], "None");
+    assert_eq!(bindings["timeoutSeconds"], 2);
+    assert_eq!(
+        bindings["namespaceSelector"], hooks[0]["namespaceSelector"],
+        "the same namespace exclusions"
+    );
     let workloads = &hooks[0];
     let pods = &hooks[1];
     let policies = &hooks[2];
@@ -145,6 +166,21 @@ fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
 #[test]
 fn the_chart_lints_and_renders_in_every_certificate_mode() {
     run(Command::new(tool("helm")).args(["lint", "--strict", CHART]));
+    let off = helm_template(&["--set", "webhook.bindings.enabled=false"]);
+    let mwc = off
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    let names: Vec<&str> = mwc["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"bindings.kafka-expose.io"),
+        "the chart turns the binding webhook off: {names:?}"
+    );
     for mode in MODES {
         let docs = helm_template(mode);
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
@@ -374,8 +410,8 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
     ]));
     assert_eq!(
         bundle.split_whitespace().collect::<Vec<_>>(),
-        vec![first.trim(); 3],
-        "every webhook (workloads, pods, policies) carries the CA"
+        vec![first.trim(); 4],
+        "every webhook (workloads, pods, policies, bindings) carries the CA"
     );
     let keys = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
         "get",

@@ -50,11 +50,7 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     readiness.set_listening();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = Arc::new(Metrics::default());
-    let reconciler::Spawned {
-        services: cache,
-        task,
-        ..
-    } = reconciler::spawn(
+    let reconciler::Spawned { caches, task } = reconciler::spawn(
         c.clone(),
         Arc::new(Settings::default()),
         metrics.clone(),
@@ -71,7 +67,7 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     Running {
         stop,
         task,
-        cache,
+        cache: caches.services,
         readiness,
         metrics,
     }

@@ -160,3 +160,102 @@ pub async fn feed_services(
     };
     tokio::join!(sync, stream.take_until(shutdown).for_each(|()| async {}));
 }
+
+/// The exposed broker pods (label `kafka-expose.io/exposed=true`) and every Node's addresses,
+/// as their watches last saw them, stripped to what a binding needs: the pods' kafka-expose
+/// annotations, owner and node, and the nodes' `status.addresses`. Watched on every replica
+/// (the binding webhook reads them); the reconciler's fallback too.
+#[derive(Clone)]
+pub struct BindingCache {
+    pub pods: Store<k8s_openapi::api::core::v1::Pod>,
+    pub nodes: Store<k8s_openapi::api::core::v1::Node>,
+}
+
+impl crate::engine::binding::BindingFacts for BindingCache {
+    fn broker(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let p = self.pods.get(&ObjectRef::new(pod).within(namespace))?;
+        Some(crate::config::own_annotations(
+            p.metadata.annotations.as_ref(),
+        ))
+    }
+
+    fn node_addresses(&self, node: &str) -> Option<Vec<(String, String)>> {
+        let n = self.nodes.get(&ObjectRef::new(node))?;
+        Some(
+            n.status
+                .as_ref()
+                .and_then(|s| s.addresses.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| (a.type_, a.address))
+                .collect(),
+        )
+    }
+}
+
+/// Starts the watches of [`BindingCache`]; they run until `shutdown`.
+pub fn watch_bindings(
+    client: &Client,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> BindingCache {
+    use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
+    let (pods, pw) = reflector::store();
+    let (nodes, nw) = reflector::store();
+    let pod_stream = watcher(
+        scoped::<Pod>(client.clone(), namespace),
+        watcher::Config::default().labels(&format!("{}=true", labels::EXPOSED)),
+    )
+    .default_backoff()
+    .modify(|p| {
+        p.metadata.managed_fields = None;
+        if let Some(a) = p.metadata.annotations.as_mut() {
+            a.retain(|k, _| k.starts_with(crate::names::PREFIX));
+        }
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        p.spec = Some(PodSpec {
+            node_name: node,
+            ..PodSpec::default()
+        });
+        p.status = None;
+    })
+    .reflect(pw)
+    .for_each(|e| {
+        if let Err(e) = e {
+            warn!(error = %e, "broker pod watch failed; retrying");
+        }
+        std::future::ready(())
+    });
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|n| {
+            let addresses = n.status.as_ref().and_then(|s| s.addresses.clone());
+            n.metadata = kube::api::ObjectMeta {
+                name: n.metadata.name.take(),
+                resource_version: n.metadata.resource_version.take(),
+                uid: n.metadata.uid.take(),
+                ..Default::default()
+            };
+            n.spec = None;
+            n.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+                addresses,
+                ..Default::default()
+            });
+        })
+        .reflect(nw)
+        .for_each(|e| {
+            if let Err(e) = e {
+                warn!(error = %e, "node watch failed; retrying");
+            }
+            std::future::ready(())
+        });
+    tokio::spawn(async move {
+        let both = futures::future::join(pod_stream, node_stream);
+        futures::future::select(Box::pin(both), Box::pin(shutdown)).await;
+    });
+    BindingCache { pods, nodes }
+}

@@ -7,12 +7,15 @@
 //! - [`caches`]: the reflector stores the webhook and the reconciler share;
 //! - [`certs`]: the webhook certificates' Secret and the webhook configuration's `caBundle`.
 //!
+//! - [`nodes`]: the node-address fallback for `advertised-host: node:…`, [`nodes::step`]
+//!   deciding per broker pod;
 //! - [`policies`]: the policy controller, applying `KafkaExposePolicy` objects paced;
 //!   [`crate::engine::rollout::pace`] decides what starts.
 
 pub mod caches;
 pub mod certs;
 pub mod leader;
+pub mod nodes;
 pub mod policies;
 pub mod reconciler;
 pub mod status;

@@ -621,6 +621,7 @@ pub fn spawn(
     let shutdown = futures::future::FutureExt::shared(shutdown);
     readiness.require_sync();
     let policies = super::policies::watch(&client, readiness.clone(), shutdown.clone());
+    let bindings = caches::watch_bindings(&client, options.namespace.as_deref(), shutdown.clone());
     let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(caches::feed_services(
@@ -634,15 +635,19 @@ pub fn spawn(
         store,
         synced: synced_rx,
     };
-    let (lead_client, services, stores) = (client.clone(), cache.clone(), policies.clone());
+    let caches = Caches {
+        services: cache,
+        policies,
+        bindings,
+    };
+    let (lead_client, shared) = (client.clone(), caches.clone());
     let lead = move |stop: leader::Stop| {
         run(
             lead_client.clone(),
             settings.clone(),
             metrics.clone(),
             options.clone(),
-            services.clone(),
-            stores.clone(),
+            shared.clone(),
             stop,
         )
     };
@@ -650,18 +655,21 @@ pub fn spawn(
         Some(e) => tokio::spawn(leader::run(client, e, shutdown, lead)),
         None => tokio::spawn(lead(Box::pin(shutdown))),
     };
-    Spawned {
-        services: cache,
-        policies,
-        task,
-    }
+    Spawned { caches, task }
 }
 
 /// What [`spawn`] starts: the caches every replica keeps, and the reconciliation's task.
 pub struct Spawned {
+    pub caches: Caches,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The caches every replica keeps: the webhook reads them, and the leader reconciles from them.
+#[derive(Clone)]
+pub struct Caches {
     pub services: ServiceCache,
     pub policies: super::policies::PolicyStores,
-    pub task: tokio::task::JoinHandle<()>,
+    pub bindings: caches::BindingCache,
 }
 
 /// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service cache, fed
@@ -671,10 +679,14 @@ async fn run(
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     options: Options,
-    services: ServiceCache,
-    stores: super::policies::PolicyStores,
+    caches: Caches,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let Caches {
+        services,
+        policies: stores,
+        bindings,
+    } = caches;
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -722,8 +734,10 @@ async fn run(
             super::policies::run(policy_ctx, stores, scope, policy_stop).await;
         }
     };
+    let node_fallback = super::nodes::run(ctx.clone(), bindings, shutdown.clone());
     let work = async {
         tokio::join!(
+            node_fallback,
             sts.run(
                 reconcile::<StatefulSet>,
                 error_policy::<StatefulSet>,

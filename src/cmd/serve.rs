@@ -92,8 +92,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     election,
                     stopped(stop_rx.clone()),
                 );
-                state.lb_addresses = Arc::new(spawned.services);
-                state.policies = Some(Arc::new(spawned.policies));
+                state.lb_addresses = Arc::new(spawned.caches.services);
+                state.policies = Some(Arc::new(spawned.caches.policies));
+                state.bindings = Some(Arc::new(spawned.caches.bindings));
                 Some(spawned.task)
             }
             Err(why) => {

@@ -9,6 +9,7 @@
 //! - [`adapters`]: `env`, `properties` and `adopt`, one file each.
 
 pub mod adapters;
+pub mod binding;
 pub mod detect;
 pub mod exposure;
 pub mod patch;

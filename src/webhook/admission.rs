@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use crate::api::{self, KafkaExposePolicy, PolicyKind};
 use crate::config::{self, Settings};
+use crate::engine::binding::{self, BindingFacts, BindingOutcome};
 use crate::engine::exposure::{Decision as Exposed, Skip};
+use crate::engine::patch::PatchBuilder;
 use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
 use crate::engine::policy::{self, PolicyView};
 use crate::engine::services;
@@ -22,7 +24,7 @@ use crate::engine::workload::{
     Workload, WorkloadKind, WorkloadOutcome, decide_workload as engine_workload,
 };
 use crate::engine::{EngineError, error_chain};
-use crate::names::keys;
+use crate::names::{keys, own};
 
 /// What to do when the engine itself fails on a pod (a malformed object or a configuration that
 /// got past workload validation).
@@ -173,6 +175,56 @@ pub fn decide_policy(req: &AdmissionRequest<DynamicObject>, settings: &Settings)
         response,
         outcome: "allowed",
         adapter: "",
+    }
+}
+
+/// Decides a pod's Binding: for an exposed broker with `advertised-host: node:…`, the node's
+/// address goes into the Binding's annotations, which the API server copies onto the pod as it
+/// binds it. Everything else is allowed unchanged, from the caches alone. Never denied: a
+/// scheduling must not fail for kafka-expose (the reconciler fills in what is missed).
+pub fn decide_binding(
+    req: &AdmissionRequest<k8s_openapi::api::core::v1::Binding>,
+    facts: Option<&dyn BindingFacts>,
+) -> Decision {
+    let (Some(facts), Some(b)) = (facts, req.object.as_ref()) else {
+        return allow(req);
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(b.metadata.namespace.as_deref())
+        .unwrap_or_default();
+    let pod = b.metadata.name.as_deref().unwrap_or(&req.name);
+    let outcome = binding::decide(
+        facts,
+        namespace,
+        pod,
+        &b.target.name.clone().unwrap_or_default(),
+    );
+    match outcome {
+        BindingOutcome::Unrelated => allow(req),
+        BindingOutcome::Address(address) => {
+            let mut p = PatchBuilder::new();
+            let key = format!("{}{}", crate::names::PREFIX, own::EXTERNAL_HOST);
+            p.set_map_entry(
+                &crate::ptr!("metadata", "annotations"),
+                b.metadata.annotations.as_ref(),
+                &key,
+                &address,
+            );
+            let mut d = patched(req, p.into_ops(), Vec::new());
+            d.adapter = "binding";
+            d
+        }
+        other => {
+            let mut response = AdmissionResponse::from(req);
+            response.warnings = other.explain().map(|w| vec![format!("kafka-expose: {w}")]);
+            Decision {
+                response,
+                outcome: "allowed",
+                adapter: "binding",
+            }
+        }
     }
 }
 

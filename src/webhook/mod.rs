@@ -26,6 +26,7 @@ use kube::core::admission::{
 use kube::core::{DynamicObject, GroupVersionKind};
 
 use crate::config::Settings;
+use crate::engine::binding::BindingFacts;
 use crate::engine::pod::{LoadBalancerAddresses, NoAddresses};
 use crate::engine::policy::PolicyView;
 use crate::engine::services::NamespaceServices;
@@ -54,6 +55,8 @@ pub struct AppState {
     /// The policies and namespace labels workloads are resolved against; `None` without a
     /// cluster.
     pub policies: Option<Arc<dyn PolicyView>>,
+    /// The exposed broker pods and the nodes' addresses, for Bindings; `None` without a cluster.
+    pub bindings: Option<Arc<dyn BindingFacts>>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             lb_addresses: Arc::new(NoAddresses),
             services: None,
             policies: None,
+            bindings: None,
         }
     }
 }
@@ -174,7 +178,7 @@ pub async fn answer(s: &AppState, body: &[u8]) -> Response {
             "expected an AdmissionReview".into(),
         );
     }
-    let concerns = may_concern(body) || policy_concerns(s, body);
+    let concerns = may_concern(body) || policy_concerns(s, body) || binding_concerns(s, body);
     // A candidate is read once when its kind shows in its bytes; the typed request confirms the
     // guess, and anything else (no guess, a wrong one, a body that does not read) takes the
     // path below, which answers it as before.
@@ -224,6 +228,8 @@ enum Kind {
     /// A KafkaExposePolicy: read as a `DynamicObject`, so that a policy that does not even decode
     /// gets a denial that says why rather than a refused review.
     Policy,
+    /// A pod's Binding (`pods/binding`, or the legacy `bindings` resource) at CREATE.
+    Binding,
     /// Anything else, and any request that passes through: read as a `DynamicObject`.
     Other,
 }
@@ -231,6 +237,13 @@ enum Kind {
 impl Kind {
     /// How a request for `gvk` is read: a subresource, `DELETE` or `CONNECT` passes through.
     fn of(gvk: &GroupVersionKind, sub_resource: Option<&str>, operation: &Operation) -> Self {
+        if gvk.group.is_empty()
+            && gvk.kind == "Binding"
+            && matches!(operation, Operation::Create)
+            && matches!(sub_resource, None | Some("") | Some("binding"))
+        {
+            return Kind::Binding;
+        }
         if admission::passes_through(sub_resource, operation) {
             return Kind::Other;
         }
@@ -257,6 +270,8 @@ fn guess_kind(body: &[u8]) -> Option<Kind> {
         Some(Kind::Deployment)
     } else if finds(br#""kind":"KafkaExposePolicy""#) {
         Some(Kind::Policy)
+    } else if finds(br#""kind":"Binding""#) {
+        Some(Kind::Binding)
     } else {
         None
     }
@@ -311,6 +326,11 @@ async fn decide_as(
         Kind::Policy => {
             let r = typed::<DynamicObject>(kind, body)?;
             let d = admission::decide_policy(&r, &s.settings);
+            (Meta::of(&r), d)
+        }
+        Kind::Binding => {
+            let r = typed::<k8s_openapi::api::core::v1::Binding>(kind, body)?;
+            let d = admission::decide_binding(&r, s.bindings.as_deref());
             (Meta::of(&r), d)
         }
         Kind::Other => {
@@ -425,6 +445,12 @@ const MARKER: &[u8] = b"kafka-expose.io/";
 /// it) gets the typed parse and the decision. Policies, when they exist, widen this.
 pub fn may_concern(body: &[u8]) -> bool {
     memchr::memmem::find(body, MARKER).is_some()
+}
+
+/// Whether a review is a Binding this server can act on: it sees every scheduling in the
+/// cluster, and only a byte search decides whether to read it.
+fn binding_concerns(s: &AppState, body: &[u8]) -> bool {
+    s.bindings.is_some() && memchr::memmem::find(body, br#""kind":"Binding""#).is_some()
 }
 
 /// Whether a workload review without a kafka-expose key is selected by a policy: decided from
