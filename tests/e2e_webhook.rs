@@ -20,7 +20,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use support::cluster::{client, env, eventually, fake_kubelet_with, managed};
+use support::cluster::{
+    client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed, node_with_addresses,
+};
 use support::serve::{
     TAG, Webhook, apply_value, deploy_docs, install_rbac, scratch, tagged_namespace,
 };
@@ -1094,5 +1096,252 @@ async fn an_invalid_policy_is_refused_where_it_is_applied_naming_the_field() {
         .delete(&format!("kafka-expose-{tag}"), &Default::default())
         .await
         .unwrap();
+    drop(wh);
+}
+
+/// The pods of `ns` that belong to StatefulSet `sts`, once there are `n`, bound.
+async fn bound_pods(c: &Client, ns: &str, sts: &str, n: usize) -> Vec<Pod> {
+    eventually(Duration::from_secs(60), "bound broker pods", || async {
+        let pods = pods_of(c, ns, sts).await;
+        let bound = pods
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+            .count();
+        if pods.len() == n && bound == n {
+            Ok(pods)
+        } else {
+            Err(format!("{} pods, {bound} bound", pods.len()))
+        }
+    })
+    .await
+}
+
+fn external_host(p: &Pod) -> Option<String> {
+    p.annotations()
+        .get("kafka-expose.io/external-host")
+        .cloned()
+}
+
+/// Whether the reconciler's fallback (field manager `kafka-expose`) wrote the pod's address,
+/// rather than the binding that bound it.
+fn set_by_fallback(p: &Pod) -> bool {
+    p.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some("kafka-expose")
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.to_string().contains("kafka-expose.io/external-host"))
+    })
+}
+
+/// `advertised-host: node:ExternalDNS,ExternalIP` on a cloud-like node: the binding carries the
+/// node's DNS name onto the pod as it is bound, the broker advertises it, and a binding of any
+/// other pod is left as it was.
+#[tokio::test]
+async fn a_broker_is_bound_with_its_nodes_external_address_and_advertises_it() {
+    let c = client().await;
+    let node = "e2e-addr-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[
+            ("InternalIP", "10.1.0.7"),
+            ("ExternalIP", "203.0.113.7"),
+            ("ExternalDNS", "node-7.example.net"),
+        ],
+    )
+    .await;
+    let ns = "e2e-addr";
+    let _wh = webhook_for(&c, "addr", ns).await;
+    let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.1.0.7".into());
+    let docs = apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30010",
+                "kafka-expose.io/bootstrap-node-port": "30015",
+                "kafka-expose.io/advertised-host": "node:ExternalDNS,ExternalIP"}),
+    )
+    .await;
+    let pods = bound_pods(&c, ns, "kafka", 3).await;
+    for p in &pods {
+        let i = ordinal_of(&p.name_any());
+        assert_eq!(
+            p.spec.as_ref().unwrap().node_name.as_deref(),
+            Some(node),
+            "{}",
+            p.name_any()
+        );
+        assert_eq!(
+            external_host(p).as_deref(),
+            Some("node-7.example.net"),
+            "{}: stored with the node's DNS name, set in the same update as nodeName",
+            p.name_any()
+        );
+        assert!(
+            !set_by_fallback(p),
+            "{}: the binding carried it, not the fallback",
+            p.name_any()
+        );
+        let inits = p.spec.as_ref().unwrap().init_containers.clone().unwrap();
+        assert_eq!(inits[0].name, "kafka-expose-gate", "the gate runs first");
+        let eff = effective_config(
+            &docs,
+            &serde_json::to_value(p).unwrap(),
+            "broker",
+            i,
+            Image::Apache,
+        );
+        let adv = listeners(eff.get("advertised.listeners"));
+        assert!(
+            adv.contains(&(
+                "EXTERNAL".to_string(),
+                "node-7.example.net".to_string(),
+                (30010 + i).to_string()
+            )),
+            "{}: advertises {adv:?}",
+            p.name_any()
+        );
+    }
+
+    // A pod that is no broker: its binding is allowed as it was.
+    let plain: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "plain", "namespace": ns},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &plain)
+        .await
+        .unwrap();
+    let bound = eventually(Duration::from_secs(30), "the plain pod bound", || async {
+        let p = Api::<Pod>::namespaced(c.clone(), ns)
+            .get("plain")
+            .await
+            .map_err(|e| e.to_string())?;
+        match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            Some(_) => Ok(p),
+            None => Err("not bound".into()),
+        }
+    })
+    .await;
+    assert_eq!(bound.metadata.annotations, None, "untouched");
+    k.abort();
+}
+
+/// With the binding webhook not registered, the reconciler sets the address on bound brokers
+/// within seconds (under the install's own RBAC); a node without the wanted types is reported by
+/// an Event naming the node and the types, and the pod never gets an empty host.
+#[tokio::test]
+async fn without_the_binding_webhook_the_reconciler_fills_the_address_in() {
+    let c = client().await;
+    node_with_addresses(
+        &c,
+        "e2e-fallback-public",
+        &[("InternalIP", "10.2.0.1"), ("ExternalIP", "198.51.100.21")],
+    )
+    .await;
+    node_with_addresses(&c, "e2e-fallback-private", &[("InternalIP", "10.2.0.2")]).await;
+    let tag = "fallback";
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let ns = "e2e-fallback";
+    let wh = Webhook::start(tag, kubeconfig, dir, Some(ns));
+    wh.register_without(
+        &c,
+        tag,
+        &["policies.kafka-expose.io", "bindings.kafka-expose.io"],
+    )
+    .await;
+    tagged_namespace(&c, ns, tag).await;
+    let k = fake_kubelet_on(c.clone(), ns, "e2e-fallback-public", |_| "10.2.0.1".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30020",
+                "kafka-expose.io/bootstrap-node-port": "30025",
+                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
+    )
+    .await;
+    let pods = bound_pods(&c, ns, "kafka", 3).await;
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(20),
+        "the reconciler's annotation",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let hosts: Vec<Option<String>> = pods.iter().map(external_host).collect();
+            if hosts.iter().all(|h| h.as_deref() == Some("198.51.100.21"))
+                && pods.iter().all(set_by_fallback)
+            {
+                Ok(())
+            } else {
+                Err(format!("{hosts:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(pods.len(), 3);
+    k.abort();
+
+    // A node with no ExternalIP: reported, and the pod is never given an empty host.
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    api.delete("kafka", &Default::default()).await.unwrap();
+    let pods_api: Api<Pod> = Api::namespaced(c.clone(), ns);
+    for p in pods_api.list(&ListParams::default()).await.unwrap().items {
+        let _ = pods_api
+            .delete(
+                &p.name_any(),
+                &kube::api::DeleteParams::default().grace_period(0),
+            )
+            .await;
+    }
+    eventually(Duration::from_secs(30), "the old pods gone", || async {
+        let n = pods_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        if n == 0 { Ok(()) } else { Err(format!("{n}")) }
+    })
+    .await;
+    let k = fake_kubelet_on(c.clone(), ns, "e2e-fallback-private", |_| "10.2.0.2".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30020",
+                "kafka-expose.io/bootstrap-node-port": "30025",
+                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
+    )
+    .await;
+    bound_pods(&c, ns, "kafka", 3).await;
+    let note = eventually(
+        Duration::from_secs(30),
+        "a NodeAddressMissing Event",
+        || async {
+            let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.clone(), ns);
+            events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("NodeAddressMissing"))
+                .and_then(|e| e.note)
+                .ok_or_else(|| "none yet".to_string())
+        },
+    )
+    .await;
+    assert!(
+        note.contains("node e2e-fallback-private has no address of the types ExternalIP"),
+        "{note}"
+    );
+    for p in pods_of(&c, ns, "kafka").await {
+        assert_eq!(external_host(&p), None, "never an empty host");
+    }
+    k.abort();
     drop(wh);
 }

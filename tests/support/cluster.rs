@@ -114,6 +114,32 @@ pub fn node_heartbeat(c: Client, node: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Makes Node `name` Ready with these `status.addresses` (type, address), as a cloud's node
+/// controller would report them.
+pub async fn node_with_addresses(c: &Client, name: &str, addresses: &[(&str, &str)]) {
+    let nodes: Api<Node> = Api::all(c.clone());
+    let _ = nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let addresses: Vec<Value> = addresses
+        .iter()
+        .map(|(t, a)| json!({"type": t, "address": a}))
+        .collect();
+    let status = json!({"status": {
+        "addresses": addresses,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "stand-in", "lastHeartbeatTime": now, "lastTransitionTime": now}]
+    }});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
 /// [`fake_kubelet_with`], binding the pods to Node `node`.
 pub fn fake_kubelet_on(
     c: Client,

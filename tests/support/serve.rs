@@ -205,12 +205,22 @@ impl Webhook {
     /// [`Self::register`], with the cluster-scoped policy webhook when `policies` (each test's
     /// configuration would otherwise send every policy write to its own server).
     pub async fn register_with(&self, c: &Client, tag: &str, policies: bool) {
+        let drop: &[&str] = if policies {
+            &[]
+        } else {
+            &["policies.kafka-expose.io"]
+        };
+        self.register_without(c, tag, drop).await;
+    }
+
+    /// Registers the install's webhook configuration less the webhooks named in `drop`.
+    pub async fn register_without(&self, c: &Client, tag: &str, drop: &[&str]) {
         let mut cfg = deploy_docs("webhook.yaml").remove(0);
         cfg["metadata"]["name"] = json!(format!("kafka-expose-{tag}"));
         cfg["webhooks"]
             .as_array_mut()
             .unwrap()
-            .retain(|w| policies || w["name"] != "policies.kafka-expose.io");
+            .retain(|w| !drop.iter().any(|d| w["name"] == *d));
         for w in cfg["webhooks"].as_array_mut().unwrap() {
             w["clientConfig"] = json!({
                 "url": format!("https://127.0.0.1:{}/mutate", self.port),
