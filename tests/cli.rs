@@ -153,6 +153,39 @@ fn explain_names_the_adapter_the_addresses_and_the_services() {
 }
 
 #[test]
+fn explain_shows_a_node_address_and_what_supplies_it() {
+    let path = format!(
+        "{}/tests/data/charts/apache-kafka-kraft.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(BIN)
+        .args([
+            "mutate",
+            "-f",
+            &path,
+            "--set",
+            "expose=nodeport",
+            "--set",
+            "advertised-host=node:ExternalIP",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "broker kafka-1: advertises EXTERNAL://<ExternalIP of the node it lands on>:32401"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("by kafka-expose's binding webhook, else its reconciler"),
+        "{text}"
+    );
+}
+
+#[test]
 fn malformed_yaml_is_a_clear_error_and_no_panic() {
     for input in [
         "kind: [unclosed\n",

@@ -249,6 +249,15 @@ fn workload(
     report
         .warnings
         .extend(plan.conflicts.iter().map(|c| format!("kafka-expose: {c}")));
+    if let crate::config::AdvertisedHost::Node(types) = &cfg.advertised_host {
+        report.host_source = Some(format!(
+            "the {} of each broker's node (first type it has), put on the pod as {}{} when the pod is bound: by kafka-expose's binding webhook, else its reconciler within seconds; the init container {} holds the broker until it is there",
+            crate::engine::pod::type_list(types),
+            crate::names::PREFIX,
+            crate::names::own::EXTERNAL_HOST,
+            crate::names::GATE_CONTAINER
+        ));
+    }
     report.bootstrap = Some(format!(
         "Service {} ({}){}",
         bootstrap_service_name(&w.name),

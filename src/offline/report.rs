@@ -31,6 +31,8 @@ pub struct WorkloadReport {
     pub adapter: Option<String>,
     pub brokers: Vec<BrokerReport>,
     pub bootstrap: Option<String>,
+    /// Where the advertised host comes from, when it is not known until the pod runs.
+    pub host_source: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -89,6 +91,9 @@ pub fn explain(out: &Output) -> String {
         for b in &w.brokers {
             let _ = writeln!(s, "  broker {}: advertises {}", b.pod, b.advertised);
             let _ = writeln!(s, "    via {}", b.route);
+        }
+        if let Some(h) = &w.host_source {
+            let _ = writeln!(s, "  host: {h}");
         }
         if let Some(b) = &w.bootstrap {
             let _ = writeln!(s, "  bootstrap: {b}");
