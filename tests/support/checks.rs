@@ -117,15 +117,82 @@ pub fn decisions(obj: &Value) {
 /// The admission handler answers any body without panicking.
 pub fn admission(body: &[u8]) {
     thread_local! {
-        static STATE: AppState = AppState::standalone(Settings::default(), FailureMode::Open);
+        static STATES: [AppState; 2] = [
+            AppState::standalone(Settings::default(), FailureMode::Open),
+            with_caches(),
+        ];
     }
-    STATE.with(|s| {
-        // With no cluster the answer awaits nothing: one poll completes it.
-        let mut fut = std::pin::pin!(answer(s, body));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(
-            fut.as_mut().poll(&mut cx).is_ready(),
-            "the answer without a cluster awaits nothing"
-        );
+    STATES.with(|states| {
+        for s in states {
+            // With no Service lister the answer awaits nothing: one poll completes it.
+            let mut fut = std::pin::pin!(answer(s, body));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                fut.as_mut().poll(&mut cx).is_ready(),
+                "the answer without a Service lister awaits nothing"
+            );
+        }
     });
+}
+
+/// A state with the caches a cluster gives: a policy that selects every workload, and every pod
+/// an exposed `node:` broker on a node with an ExternalIP. So that every decision path runs.
+fn with_caches() -> AppState {
+    use kafka_expose::api::{KafkaExposePolicy, PolicyKind};
+    use kafka_expose::engine::binding::BindingFacts;
+    use kafka_expose::engine::policy::{Candidate, PolicyView, Resolution, resolve};
+
+    struct Caches(Vec<KafkaExposePolicy>);
+    impl PolicyView for Caches {
+        fn active(&self) -> bool {
+            true
+        }
+        fn resolve(
+            &self,
+            kind: PolicyKind,
+            namespace: &str,
+            name: &str,
+            labels: &BTreeMap<String, String>,
+            own: &BTreeMap<String, String>,
+        ) -> Resolution {
+            resolve(
+                &self.0,
+                &Candidate {
+                    kind,
+                    namespace,
+                    namespace_labels: &BTreeMap::new(),
+                    name,
+                    labels,
+                    own,
+                },
+            )
+        }
+    }
+    impl BindingFacts for Caches {
+        fn broker(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+            Some(BTreeMap::from([(
+                "advertised-host".to_string(),
+                "node:ExternalDNS,ExternalIP".to_string(),
+            )]))
+        }
+        fn node_addresses(&self, node: &str) -> Option<Vec<(String, String)>> {
+            (!node.is_empty()).then(|| vec![("ExternalIP".into(), "203.0.113.1".into())])
+        }
+    }
+    let policy = |name: &str, mode: &str| -> KafkaExposePolicy {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kafka-expose.io/v1alpha1", "kind": "KafkaExposePolicy",
+            "metadata": {"name": name},
+            "spec": {"mode": mode, "exposure": {"expose": "nodeport", "portBase": 31000}}
+        }))
+        .expect("a policy")
+    };
+    let caches = std::sync::Arc::new(Caches(vec![
+        policy("enforce", "Enforce"),
+        policy("audit", "Audit"),
+    ]));
+    let mut s = AppState::standalone(Settings::default(), FailureMode::Open);
+    s.policies = Some(caches.clone());
+    s.bindings = Some(caches);
+    s
 }
