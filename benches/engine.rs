@@ -149,12 +149,17 @@ fn main() {
         );
     }
 
-    let state = kafka_expose::webhook::AppState::standalone(
-        Settings::default(),
-        kafka_expose::webhook::admission::FailureMode::Open,
-    );
+    let state = reviews::state_with_bindings();
     let reviews = [
         ("unrelated Deployment UPDATE", reviews::deployment_update()),
+        (
+            "Binding of an unrelated pod",
+            reviews::binding_create("web-7d9f8-abcde", "node-a"),
+        ),
+        (
+            "Binding of a node: broker",
+            reviews::binding_create("kafka-0", "node-a"),
+        ),
         (
             "apache-kafka-kraft broker pod CREATE",
             reviews::pod_create(&cases[0].1),
@@ -185,7 +190,8 @@ fn main() {
     }
 }
 
-/// Answers review `which` (`unrelated`, `pod`, `big-pod`, `big-pod-3000`; `scan-` before one of
+/// Answers review `which` (`unrelated`, `pod`, `big-pod`, `big-pod-3000`, `binding`,
+/// `binding-broker`; `scan-` before one of
 /// them scans it instead) `n` times.
 fn repeat(which: &str, n: u32) {
     let (scan, review) = match which.strip_prefix("scan-") {
@@ -197,12 +203,13 @@ fn repeat(which: &str, n: u32) {
         "pod" => reviews::pod_create(&fixture_pod("apache-kafka-kraft.yaml")),
         "big-pod" => reviews::pod_create(&big_pod()),
         "big-pod-3000" => reviews::pod_create(&big_pod_of(3000)),
-        other => panic!("no review {other:?}: unrelated, pod, big-pod, big-pod-3000"),
+        "binding" => reviews::binding_create("web-7d9f8-abcde", "node-a"),
+        "binding-broker" => reviews::binding_create("kafka-0", "node-a"),
+        other => panic!(
+            "no review {other:?}: unrelated, pod, big-pod, big-pod-3000, binding, binding-broker"
+        ),
     };
-    let state = kafka_expose::webhook::AppState::standalone(
-        Settings::default(),
-        kafka_expose::webhook::admission::FailureMode::Open,
-    );
+    let state = reviews::state_with_bindings();
     for _ in 0..n {
         if scan {
             black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap());

@@ -20,7 +20,7 @@ count() { # review iterations -> instructions
 per() { echo $(( ($(count "$1" "$n") - $(count "$1" 0)) / n )); }
 echo "| review | one scan (baseline) | answer | answer / scan |"
 echo "|---|---:|---:|---:|"
-for r in unrelated pod big-pod big-pod-3000; do
+for r in unrelated binding binding-broker pod big-pod big-pod-3000; do
   s=$(per "scan-$r"); a=$(per "$r")
   printf '| %s | %s | %s | %s |\n' "$r" "$s" "$a" "$(awk -v a="$a" -v s="$s" 'BEGIN{printf "%.2f", a/s}')"
 done

@@ -48,3 +48,57 @@ pub fn pod_create(pod: &Value) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// The CREATE review of pod `pod`'s Binding to node `node`, as the scheduler sends it.
+pub fn binding_create(pod: &str, node: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Binding"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "subResource": "binding", "name": pod,
+                    "namespace": "kafka", "operation": "CREATE",
+                    "userInfo": {"username": "system:kube-scheduler"},
+                    "object": {"apiVersion": "v1", "kind": "Binding",
+                               "metadata": {"name": pod, "namespace": "kafka", "uid": "p1"},
+                               "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
+                    "dryRun": false}
+    }))
+    .unwrap()
+}
+
+/// Binding caches as a cluster gives them: one exposed `node:` broker, `kafka/kafka-0`, and its
+/// node with three addresses; every other pod is unrelated.
+pub struct BenchBindings;
+
+impl kafka_expose::engine::binding::BindingFacts for BenchBindings {
+    fn broker(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        (namespace == "kafka" && pod == "kafka-0").then(|| {
+            [(
+                "advertised-host".to_string(),
+                "node:ExternalDNS,ExternalIP".to_string(),
+            )]
+            .into()
+        })
+    }
+    fn node_addresses(&self, _: &str) -> Option<Vec<(String, String)>> {
+        Some(vec![
+            ("InternalIP".into(), "10.0.0.7".into()),
+            ("ExternalIP".into(), "203.0.113.7".into()),
+            ("Hostname".into(), "ip-10-0-0-7".into()),
+        ])
+    }
+}
+
+/// A webhook state with [`BenchBindings`].
+pub fn state_with_bindings() -> kafka_expose::webhook::AppState {
+    let mut s = kafka_expose::webhook::AppState::standalone(
+        kafka_expose::config::Settings::default(),
+        kafka_expose::webhook::admission::FailureMode::Open,
+    );
+    s.bindings = Some(std::sync::Arc::new(BenchBindings));
+    s
+}
