@@ -284,6 +284,24 @@ fn rbac_grants_exactly_the_documented_permissions_and_no_wildcard() {
         assert_eq!(role["rules"], documented_rules());
         assert!(!role["rules"].to_string().contains('*'), "no wildcard");
     }
+    // Broker pods get nothing: every binding, in the manifests and the chart, binds
+    // kafka-expose's own ServiceAccounts (the server's, and the certificate hook's).
+    for d in plain.iter().chain(&chart) {
+        if !matches!(
+            d["kind"].as_str(),
+            Some("RoleBinding" | "ClusterRoleBinding")
+        ) {
+            continue;
+        }
+        for subject in d["subjects"].as_array().unwrap() {
+            assert_eq!(subject["kind"], "ServiceAccount", "{d}");
+            let name = subject["name"].as_str().unwrap();
+            assert!(
+                name == "kafka-expose" || name.starts_with("kx-kafka-expose"),
+                "only kafka-expose's own accounts are bound: {d}"
+            );
+        }
+    }
     let lease_rules = json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]);
     let leader_roles = [
         plain.iter().find(|d| d["kind"] == "Role").unwrap().clone(),
