@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use support::cluster::{client, eventually, fake_kubelet_on, managed, namespace, node_heartbeat};
-use support::serve::{TAG, Webhook, apply_value, deploy_docs, install_rbac, scratch};
+use support::serve::{TAG, Webhook, apply_crd, apply_value, install_rbac, scratch};
 use support::{Image, effective_config, listeners, node_ip};
 
 const NODE: &str = "e2e-policy-node";
@@ -240,18 +240,7 @@ async fn block_of(c: &Client, ns: &str) -> Option<u16> {
 async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
     let c = client().await;
     let tag = "policies";
-    apply_value(&c, &deploy_docs("crd.yaml").remove(0)).await;
-    let api: Api<KafkaExposePolicy> = Api::all(c.clone());
-    eventually(Duration::from_secs(30), "the CRD is served", || {
-        let api = api.clone();
-        async move {
-            api.list(&ListParams::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    let api = apply_crd(&c).await;
     // What an earlier, failed run left: its policies' finalizers have no server to remove them.
     for p in api.list(&ListParams::default()).await.unwrap().items {
         if p.name_any().starts_with("e2e-") {

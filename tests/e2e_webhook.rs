@@ -1037,18 +1037,7 @@ async fn a_service_another_owner_holds_is_a_warning_where_the_workload_is_applie
 async fn an_invalid_policy_is_refused_where_it_is_applied_naming_the_field() {
     use kafka_expose::api::KafkaExposePolicy;
     let c = client().await;
-    apply_value(&c, &deploy_docs("crd.yaml").remove(0)).await;
-    let api: Api<KafkaExposePolicy> = Api::all(c.clone());
-    eventually(Duration::from_secs(20), "the CRD is served", || {
-        let api = api.clone();
-        async move {
-            api.list(&ListParams::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    let api: Api<KafkaExposePolicy> = support::serve::apply_crd(&c).await;
     let tag = "policy";
     let wh = Webhook::start(
         tag,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -336,10 +336,6 @@ impl Found {
         } else {
             Progress::Updating
         }
-    }
-
-    fn selector(&self) -> BTreeMap<String, String> {
-        self.workload().selector
     }
 }
 
@@ -994,41 +990,25 @@ async fn announce(
         );
         publish_once(ctx, said, &item.found, EventType::Warning, reason, &note).await;
     }
-    let pending = item.change_pending();
-    match item.found.strategy() {
-        Strategy::Paused if pending => {
-            let note = format!(
-                "policy {}: this Deployment is paused; its template is left alone until it is resumed",
-                item.owner.as_deref().unwrap_or_default()
-            );
-            publish_once(
-                ctx,
-                said,
-                &item.found,
-                EventType::Normal,
-                "PolicySkipped",
-                &note,
-            )
-            .await;
-        }
+    let owner = item.owner.as_deref().unwrap_or_default();
+    let told = match item.found.strategy() {
+        Strategy::Paused if item.change_pending() => Some((
+            "PolicySkipped",
+            "this Deployment is paused; its template is left alone until it is resumed",
+        )),
         Strategy::OnDelete
             if item.owner.is_some() && item.found.progress() != Progress::Complete =>
         {
-            let note = format!(
-                "policy {}: updateStrategy OnDelete: the template carries the new settings, and each broker takes them when its pod is deleted",
-                item.owner.as_deref().unwrap_or_default()
-            );
-            publish_once(
-                ctx,
-                said,
-                &item.found,
-                EventType::Normal,
+            Some((
                 "WaitingForRestart",
-                &note,
-            )
-            .await;
+                "updateStrategy OnDelete: the template carries the new settings, and each broker takes them when its pod is deleted",
+            ))
         }
-        _ => {}
+        _ => None,
+    };
+    if let Some((reason, what)) = told {
+        let note = format!("policy {owner}: {what}");
+        publish_once(ctx, said, &item.found, EventType::Normal, reason, &note).await;
     }
     let _ = all;
 }
@@ -1046,7 +1026,10 @@ async fn preview(
         Err(e) => return (None, Vec::new(), Some(e.to_string())),
     };
     let ips = if e.config.advertised_host == AdvertisedHost::HostIp {
-        host_ips(ctx, f).await
+        let ns = f.meta().namespace.clone().unwrap_or_default();
+        super::reconciler::broker_host_ips(ctx, w, &ns)
+            .await
+            .unwrap_or_default()
     } else {
         BTreeMap::new()
     };
@@ -1076,35 +1059,6 @@ async fn preview(
         _ => None,
     };
     (bootstrap, brokers, None)
-}
-
-/// The node IPs of a workload's pods, by pod name.
-async fn host_ips(ctx: &Context, f: &Found) -> BTreeMap<String, String> {
-    let ns = f.meta().namespace.clone().unwrap_or_default();
-    let selector = f
-        .selector()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let Ok(list) = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector))
-        .await
-    else {
-        return BTreeMap::new();
-    };
-    list.items
-        .into_iter()
-        .filter_map(|p| {
-            let ip = p
-                .status
-                .as_ref()?
-                .host_ip
-                .clone()
-                .filter(|i| !i.is_empty())?;
-            Some((p.name_any(), ip))
-        })
-        .collect()
 }
 
 /// A policy's status from this pass.

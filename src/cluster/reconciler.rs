@@ -436,7 +436,7 @@ fn unix_now() -> i64 {
 }
 
 /// The node IPs of the workload's running broker pods, by pod name.
-async fn broker_host_ips(
+pub(crate) async fn broker_host_ips(
     ctx: &Context,
     w: &Workload,
     ns: &str,

@@ -94,12 +94,7 @@ pub fn node_heartbeat(c: Client, node: &str) -> tokio::task::JoinHandle<()> {
     let node = node.to_string();
     tokio::spawn(async move {
         let nodes: Api<Node> = Api::all(c.clone());
-        let _ = nodes
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": node}})).unwrap(),
-            )
-            .await;
+        ensure_node(&c, &node).await;
         loop {
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
             let status = json!({"status": {"conditions": [{
@@ -114,9 +109,8 @@ pub fn node_heartbeat(c: Client, node: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Makes Node `name` Ready with these `status.addresses` (type, address), as a cloud's node
-/// controller would report them.
-pub async fn node_with_addresses(c: &Client, name: &str, addresses: &[(&str, &str)]) {
+/// Makes Node `name` unless it exists.
+pub async fn ensure_node(c: &Client, name: &str) {
     let nodes: Api<Node> = Api::all(c.clone());
     let _ = nodes
         .create(
@@ -124,6 +118,13 @@ pub async fn node_with_addresses(c: &Client, name: &str, addresses: &[(&str, &st
             &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
         )
         .await;
+}
+
+/// Makes Node `name` Ready with these `status.addresses` (type, address), as a cloud's node
+/// controller would report them.
+pub async fn node_with_addresses(c: &Client, name: &str, addresses: &[(&str, &str)]) {
+    let nodes: Api<Node> = Api::all(c.clone());
+    ensure_node(c, name).await;
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let addresses: Vec<Value> = addresses
         .iter()
@@ -150,13 +151,7 @@ pub fn fake_kubelet_on(
     let ns = ns.to_string();
     let node = node.to_string();
     tokio::spawn(async move {
-        let nodes: Api<Node> = Api::all(c.clone());
-        let _ = nodes
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": node}})).unwrap(),
-            )
-            .await;
+        ensure_node(&c, &node).await;
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
         loop {
             if let Ok(list) = pods.list(&ListParams::default()).await {

@@ -259,3 +259,20 @@ pub fn scratch(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Applies the shipped CRD, and returns the policies' API once the API server serves it.
+pub async fn apply_crd(c: &Client) -> Api<kafka_expose::api::KafkaExposePolicy> {
+    apply_value(c, &deploy_docs("crd.yaml").remove(0)).await;
+    let api: Api<kafka_expose::api::KafkaExposePolicy> = Api::all(c.clone());
+    eventually(Duration::from_secs(30), "the CRD is served", || {
+        let api = api.clone();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    api
+}
