@@ -627,3 +627,76 @@ async fn a_pool_waits_for_the_controller_and_audit_only_warns() {
     assert_eq!(patch, None, "Audit changes nothing");
     assert!(resp["warnings"].to_string().contains("(Audit)"), "{resp}");
 }
+
+struct OneBroker;
+
+impl kafka_expose::engine::binding::BindingFacts for OneBroker {
+    fn broker(&self, ns: &str, pod: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        (ns == "kafka" && pod == "kafka-0").then(|| {
+            [(
+                "advertised-host".to_string(),
+                "node:ExternalDNS,ExternalIP".to_string(),
+            )]
+            .into()
+        })
+    }
+    fn node_addresses(&self, node: &str) -> Option<Vec<(String, String)>> {
+        match node {
+            "public" => Some(vec![
+                ("InternalIP".into(), "10.0.0.1".into()),
+                ("ExternalIP".into(), "203.0.113.1".into()),
+            ]),
+            "private" => Some(vec![("InternalIP".into(), "10.0.0.2".into())]),
+            _ => None,
+        }
+    }
+}
+
+fn binding_review(pod: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "b", "kind": {"group": "", "version": "v1", "kind": "Binding"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "subResource": "binding", "name": pod, "namespace": "kafka",
+                    "operation": "CREATE", "userInfo": {"username": "system:kube-scheduler"},
+                    "object": {"apiVersion": "v1", "kind": "Binding",
+                               "metadata": {"name": pod, "namespace": "kafka"},
+                               "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
+                    "dryRun": false}
+    })
+}
+
+/// A broker's Binding gets its node's address as an annotation; any other Binding, a node
+/// without the types, and a server without caches all leave it as it was.
+#[tokio::test]
+async fn a_brokers_binding_carries_its_nodes_address_and_no_other_is_touched() {
+    let mut s = state();
+    s.bindings = Some(std::sync::Arc::new(OneBroker));
+    let (resp, patch) = admit(s.clone(), &binding_review("kafka-0", "public")).await;
+    assert_eq!(resp["allowed"], true);
+    assert_eq!(
+        patch,
+        Some(json!([{"op": "add", "path": "/metadata/annotations",
+                     "value": {"kafka-expose.io/external-host": "203.0.113.1"}}]))
+    );
+    let (resp, patch) = admit(s.clone(), &binding_review("web-1", "public")).await;
+    assert_eq!(
+        (&resp["allowed"], &resp["warnings"], patch),
+        (&json!(true), &Value::Null, None)
+    );
+    let (resp, patch) = admit(s, &binding_review("kafka-0", "private")).await;
+    assert_eq!(
+        (&resp["allowed"], patch),
+        (&json!(true), None),
+        "never denied"
+    );
+    assert!(
+        resp["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("node private has no address of the types ExternalDNS, ExternalIP"),
+        "{resp}"
+    );
+    let (resp, patch) = admit(state(), &binding_review("kafka-0", "public")).await;
+    assert_eq!((&resp["allowed"], patch), (&json!(true), None));
+}

@@ -447,10 +447,22 @@ pub fn may_concern(body: &[u8]) -> bool {
     memchr::memmem::find(body, MARKER).is_some()
 }
 
+/// How far into a review the binding search looks. The API server writes the request's kind
+/// within the first few hundred bytes (`apiVersion`, `kind`, `request.uid`, `request.kind`);
+/// a Binding review is small in all. A Binding not found there passes through, and the
+/// reconciler's fallback covers its pod.
+const BINDING_WINDOW: usize = 1024;
+
 /// Whether a review is a Binding this server can act on: it sees every scheduling in the
-/// cluster, and only a byte search decides whether to read it.
+/// cluster, and only a byte search of the review's head decides whether to read it, so other
+/// reviews pay nearly nothing for it.
 fn binding_concerns(s: &AppState, body: &[u8]) -> bool {
-    s.bindings.is_some() && memchr::memmem::find(body, br#""kind":"Binding""#).is_some()
+    s.bindings.is_some()
+        && memchr::memmem::find(
+            &body[..body.len().min(BINDING_WINDOW)],
+            br#""kind":"Binding""#,
+        )
+        .is_some()
 }
 
 /// Whether a workload review without a kafka-expose key is selected by a policy: decided from
