@@ -1440,3 +1440,87 @@ fn unix_now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sts(spec: serde_json::Value, status: serde_json::Value) -> Found {
+        Found::Sts(Box::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "kafka", "namespace": "a", "generation": 2},
+                "spec": spec, "status": status
+            }))
+            .unwrap(),
+        ))
+    }
+
+    const SPEC: &str = r#"{"replicas": 3, "selector": {}, "serviceName": "k", "template": {}}"#;
+
+    fn spec_with(extra: serde_json::Value) -> serde_json::Value {
+        let mut s: serde_json::Value = serde_json::from_str(SPEC).unwrap();
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    }
+
+    #[test]
+    fn a_statefulset_is_done_when_every_replica_runs_the_current_revision_and_is_ready() {
+        let done = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
+                          "readyReplicas": 3, "currentRevision": "r2", "updateRevision": "r2"});
+        assert_eq!(
+            sts(spec_with(json!({})), done.clone()).progress(),
+            Progress::Complete
+        );
+        let mut stale = done.clone();
+        stale["observedGeneration"] = json!(1);
+        assert_eq!(
+            sts(spec_with(json!({})), stale).progress(),
+            Progress::Updating
+        );
+        let mut rolling = done.clone();
+        rolling["currentRevision"] = json!("r1");
+        rolling["updatedReplicas"] = json!(2);
+        assert_eq!(
+            sts(spec_with(json!({})), rolling.clone()).progress(),
+            Progress::Updating
+        );
+        let mut not_ready = done;
+        not_ready["readyReplicas"] = json!(2);
+        assert_eq!(
+            sts(spec_with(json!({})), not_ready).progress(),
+            Progress::Updating
+        );
+
+        // A partition of 2: done once the one broker above it runs the new revision.
+        let partitioned = spec_with(
+            json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}),
+        );
+        let f = sts(partitioned, {
+            let mut r = rolling;
+            r["updatedReplicas"] = json!(1);
+            r["readyReplicas"] = json!(3);
+            r
+        });
+        assert_eq!(f.strategy(), Strategy::Rolling { partition: 2 });
+        assert_eq!(f.progress(), Progress::Complete);
+    }
+
+    #[test]
+    fn on_delete_and_paused_workloads_are_told_apart() {
+        let od = sts(
+            spec_with(json!({"updateStrategy": {"type": "OnDelete"}})),
+            json!({}),
+        );
+        assert_eq!(od.strategy(), Strategy::OnDelete);
+        let paused = Found::Dep(Box::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "kafka", "namespace": "a"},
+                "spec": {"paused": true, "selector": {}, "template": {}}
+            }))
+            .unwrap(),
+        ));
+        assert_eq!(paused.strategy(), Strategy::Paused);
+    }
+}
