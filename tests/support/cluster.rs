@@ -96,14 +96,7 @@ pub fn node_heartbeat(c: Client, node: &str) -> tokio::task::JoinHandle<()> {
         let nodes: Api<Node> = Api::all(c.clone());
         ensure_node(&c, &node).await;
         loop {
-            let now = k8s_openapi::jiff::Timestamp::now().to_string();
-            let status = json!({"status": {"conditions": [{
-                "type": "Ready", "status": "True", "reason": "KubeletReady",
-                "message": "the test's stand-in kubelet", "lastHeartbeatTime": now, "lastTransitionTime": now
-            }]}});
-            let _ = nodes
-                .patch_status(&node, &PatchParams::default(), &Patch::Strategic(&status))
-                .await;
+            beat(&nodes, &node).await;
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     })
@@ -141,7 +134,22 @@ pub async fn node_with_addresses(c: &Client, name: &str, addresses: &[(&str, &st
         .unwrap();
 }
 
-/// [`fake_kubelet_with`], binding the pods to Node `node`.
+/// One heartbeat: Node `node`'s Ready condition, fresh.
+async fn beat(nodes: &Api<Node>, node: &str) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "KubeletReady",
+        "message": "the test's stand-in kubelet", "lastHeartbeatTime": now, "lastTransitionTime": now
+    }]}});
+    let _ = nodes
+        .patch_status(node, &PatchParams::default(), &Patch::Strategic(&status))
+        .await;
+}
+
+/// [`fake_kubelet_with`], binding the pods to Node `node`. Like a kubelet it keeps its Node's
+/// heartbeat fresh (else, past the node monitor's grace period, the node lifecycle controller
+/// marks the node Unknown and its pods NotReady, and StatefulSets stop rolling), and reports a
+/// running pod Ready again if something marked it otherwise.
 pub fn fake_kubelet_on(
     c: Client,
     ns: &str,
@@ -152,8 +160,14 @@ pub fn fake_kubelet_on(
     let node = node.to_string();
     tokio::spawn(async move {
         ensure_node(&c, &node).await;
+        let nodes: Api<Node> = Api::all(c.clone());
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
+        let mut last_beat: Option<Instant> = None;
         loop {
+            if last_beat.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                beat(&nodes, &node).await;
+                last_beat = Some(Instant::now());
+            }
             if let Ok(list) = pods.list(&ListParams::default()).await {
                 for p in list.items {
                     let name = p.name_any();
@@ -181,9 +195,14 @@ pub fn fake_kubelet_on(
                             )
                             .await;
                     }
-                    let running =
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                    if !running {
+                    let status = p.status.as_ref();
+                    let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+                    let ready = status
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    if !running || !ready {
                         let status = json!({"status": {
                             "phase": "Running", "hostIP": host_ip(&name), "podIP": "10.244.0.5",
                             "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
