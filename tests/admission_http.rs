@@ -480,26 +480,11 @@ impl kafka_expose::engine::policy::PolicyView for FakePolicies {
     fn active(&self) -> bool {
         !self.policies.is_empty()
     }
-    fn resolve(
-        &self,
-        kind: kafka_expose::api::PolicyKind,
-        namespace: &str,
-        name: &str,
-        labels: &std::collections::BTreeMap<String, String>,
-        own: &std::collections::BTreeMap<String, String>,
-    ) -> kafka_expose::engine::policy::Resolution {
-        let empty = Default::default();
-        kafka_expose::engine::policy::resolve(
-            &self.policies,
-            &kafka_expose::engine::policy::Candidate {
-                kind,
-                namespace,
-                namespace_labels: self.namespaces.get(namespace).unwrap_or(&empty),
-                name,
-                labels,
-                own,
-            },
-        )
+    fn live(&self) -> Vec<kafka_expose::api::KafkaExposePolicy> {
+        self.policies.clone()
+    }
+    fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
+        self.namespaces.get(namespace).cloned().unwrap_or_default()
     }
 }
 

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::caches::BindingCache;
 use super::reconciler::Context;
-use crate::engine::binding::{BindingFacts, BindingOutcome, choose, wanted_types};
+use crate::engine::binding::{BindingFacts, BindingOutcome, for_broker};
 use crate::names::{FIELD_MANAGER, PREFIX, own};
 
 /// How often the cached broker pods are checked.
@@ -42,9 +42,6 @@ pub enum Step {
 /// Decides the step for a cached broker pod: a pure function of the pod and the node cache.
 pub fn step(facts: &dyn BindingFacts, pod: &Pod) -> Step {
     let own = crate::config::own_annotations(pod.metadata.annotations.as_ref());
-    let Some(types) = wanted_types(&own) else {
-        return Step::Nothing;
-    };
     let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Step::Nothing;
     };
@@ -52,16 +49,11 @@ pub fn step(facts: &dyn BindingFacts, pod: &Pod) -> Step {
         .get(own::EXTERNAL_HOST)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    let addresses = facts.node_addresses(&node);
-    let chosen = addresses.as_deref().and_then(|a| choose(a, &types));
-    match (current, chosen) {
-        (None, Some(a)) => Step::Annotate(a),
-        (None, None) => Step::Missing(BindingOutcome::NoAddress {
-            node,
-            types,
-            known: addresses.is_some(),
-        }),
-        (Some(c), Some(a)) if c != a => Step::Changed {
+    match (current, for_broker(facts, &own, &node)) {
+        (_, BindingOutcome::Unrelated) => Step::Nothing,
+        (None, BindingOutcome::Address(a)) => Step::Annotate(a),
+        (None, missing) => Step::Missing(missing),
+        (Some(c), BindingOutcome::Address(a)) if c != a => Step::Changed {
             advertised: c,
             now: a,
         },

@@ -189,6 +189,17 @@ pub enum Requested {
     Expose(ExposeConfig),
 }
 
+/// The settings a user set in an annotation map: its `kafka-expose.io/*` entries whose keys are
+/// user keys ([`keys::ALL`]), keyed without the prefix; kafka-expose's bookkeeping left out.
+pub fn user_annotations(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    own_annotations(annotations)
+        .into_iter()
+        .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
+        .collect()
+}
+
 /// The `kafka-expose.io/*` entries of an annotation map, keyed without the prefix.
 pub fn own_annotations(annotations: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
     annotations

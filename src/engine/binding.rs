@@ -64,10 +64,20 @@ pub enum BindingOutcome {
 
 /// Decides a binding of pod `namespace/pod` to `node`.
 pub fn decide(facts: &dyn BindingFacts, namespace: &str, pod: &str, node: &str) -> BindingOutcome {
-    let Some(own) = facts.broker(namespace, pod) else {
-        return BindingOutcome::Unrelated;
-    };
-    let Some(types) = wanted_types(&own) else {
+    match facts.broker(namespace, pod) {
+        Some(own) => for_broker(facts, &own, node),
+        None => BindingOutcome::Unrelated,
+    }
+}
+
+/// What a broker with these `kafka-expose.io/*` annotations (keys without the prefix) gets on
+/// `node`: the binding webhook's and the reconciler's fallback's one answer.
+pub fn for_broker(
+    facts: &dyn BindingFacts,
+    own: &BTreeMap<String, String>,
+    node: &str,
+) -> BindingOutcome {
+    let Some(types) = wanted_types(own) else {
         return BindingOutcome::Unrelated;
     };
     let addresses = facts.node_addresses(node);

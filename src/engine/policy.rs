@@ -258,8 +258,14 @@ pub fn give_block(
 /// The policies and namespace labels the workload webhook resolves against: the watches'
 /// caches in `serve`.
 pub trait PolicyView: Send + Sync {
-    /// Whether there is any policy to resolve against; without one, nothing changes.
+    /// Whether there is any policy to resolve against; without one, nothing changes. Asked of
+    /// every workload review, so cheap.
     fn active(&self) -> bool;
+    /// The policies not being deleted.
+    fn live(&self) -> Vec<KafkaExposePolicy>;
+    /// The cached labels of `namespace` (none when unknown).
+    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String>;
+
     /// [`resolve`] under the live policies, with the namespace's cached labels.
     fn resolve(
         &self,
@@ -268,7 +274,24 @@ pub trait PolicyView: Send + Sync {
         name: &str,
         labels: &BTreeMap<String, String>,
         own: &BTreeMap<String, String>,
-    ) -> Resolution;
+    ) -> Resolution {
+        resolve(
+            &self.live(),
+            &Candidate {
+                kind,
+                namespace,
+                namespace_labels: &self.namespace_labels(namespace),
+                name,
+                labels,
+                own,
+            },
+        )
+    }
+}
+
+/// Whether a policy is live: not being deleted (its finalizer's revert is under way).
+pub fn is_live(p: &KafkaExposePolicy) -> bool {
+    p.metadata.deletion_timestamp.is_none()
 }
 
 /// What the workload webhook does with a policy's settings for a workload being written, and

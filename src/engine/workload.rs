@@ -48,6 +48,14 @@ impl WorkloadKind {
             Self::Deployment => "Deployment",
         }
     }
+
+    /// The kind as a policy's `match.kinds` names it.
+    pub fn policy_kind(self) -> crate::api::PolicyKind {
+        match self {
+            Self::StatefulSet => crate::api::PolicyKind::StatefulSet,
+            Self::Deployment => crate::api::PolicyKind::Deployment,
+        }
+    }
 }
 
 /// What kafka-expose reads of a workload.

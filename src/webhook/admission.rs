@@ -10,9 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, Resource};
 
-use std::collections::BTreeMap;
-
-use crate::api::{self, KafkaExposePolicy, PolicyKind};
+use crate::api::{self, KafkaExposePolicy};
 use crate::config::{self, Settings};
 use crate::engine::binding::{self, BindingFacts, BindingOutcome};
 use crate::engine::exposure::{Decision as Exposed, Skip};
@@ -20,11 +18,9 @@ use crate::engine::patch::PatchBuilder;
 use crate::engine::pod::{LoadBalancerAddresses, PodContext, PodOutcome, decide_pod as engine_pod};
 use crate::engine::policy::{self, PolicyView};
 use crate::engine::services;
-use crate::engine::workload::{
-    Workload, WorkloadKind, WorkloadOutcome, decide_workload as engine_workload,
-};
+use crate::engine::workload::{Workload, WorkloadOutcome, decide_workload as engine_workload};
 use crate::engine::{EngineError, error_chain};
-use crate::names::{keys, own};
+use crate::names::own;
 
 /// What to do when the engine itself fails on a pod (a malformed object or a configuration that
 /// got past workload validation).
@@ -252,16 +248,9 @@ pub fn decide_workload<T: Resource + Clone>(
             .clone()
             .or_else(|| w.namespace.clone())
             .unwrap_or_default();
-        let kind = match w.kind {
-            WorkloadKind::StatefulSet => PolicyKind::StatefulSet,
-            WorkloadKind::Deployment => PolicyKind::Deployment,
-        };
-        let own: BTreeMap<String, String> = config::own_annotations(w.annotations.as_ref())
-            .into_iter()
-            .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
-            .collect();
+        let own = config::user_annotations(w.annotations.as_ref());
         let labels = w.labels.clone().unwrap_or_default();
-        let r = view.resolve(kind, &namespace, &w.name, &labels, &own);
+        let r = view.resolve(w.kind.policy_kind(), &namespace, &w.name, &labels, &own);
         let fresh = match (&req.operation, req.old_object.clone()) {
             (Operation::Create, _) => true,
             (Operation::Update, Some(old)) => read(old).template != w.template,

@@ -138,34 +138,20 @@ pub fn admission(body: &[u8]) {
 /// A state with the caches a cluster gives: a policy that selects every workload, and every pod
 /// an exposed `node:` broker on a node with an ExternalIP. So that every decision path runs.
 fn with_caches() -> AppState {
-    use kafka_expose::api::{KafkaExposePolicy, PolicyKind};
+    use kafka_expose::api::KafkaExposePolicy;
     use kafka_expose::engine::binding::BindingFacts;
-    use kafka_expose::engine::policy::{Candidate, PolicyView, Resolution, resolve};
+    use kafka_expose::engine::policy::PolicyView;
 
     struct Caches(Vec<KafkaExposePolicy>);
     impl PolicyView for Caches {
         fn active(&self) -> bool {
             true
         }
-        fn resolve(
-            &self,
-            kind: PolicyKind,
-            namespace: &str,
-            name: &str,
-            labels: &BTreeMap<String, String>,
-            own: &BTreeMap<String, String>,
-        ) -> Resolution {
-            resolve(
-                &self.0,
-                &Candidate {
-                    kind,
-                    namespace,
-                    namespace_labels: &BTreeMap::new(),
-                    name,
-                    labels,
-                    own,
-                },
-            )
+        fn live(&self) -> Vec<KafkaExposePolicy> {
+            self.0.clone()
+        }
+        fn namespace_labels(&self, _: &str) -> BTreeMap<String, String> {
+            BTreeMap::new()
         }
     }
     impl BindingFacts for Caches {

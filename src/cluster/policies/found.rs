@@ -8,7 +8,7 @@ use kube::Resource;
 use super::kind_name;
 use crate::api::PolicyKind;
 use crate::engine::rollout::{Progress, Strategy, WorkloadKey};
-use crate::engine::workload::Workload;
+use crate::engine::workload::{Workload, WorkloadKind};
 
 /// A workload read in full.
 #[derive(Clone)]
@@ -27,9 +27,10 @@ impl Found {
 
     pub(super) fn kind(&self) -> PolicyKind {
         match self {
-            Self::Sts(_) => PolicyKind::StatefulSet,
-            Self::Dep(_) => PolicyKind::Deployment,
+            Self::Sts(_) => WorkloadKind::StatefulSet,
+            Self::Dep(_) => WorkloadKind::Deployment,
         }
+        .policy_kind()
     }
 
     pub(super) fn key(&self) -> WorkloadKey {

@@ -86,33 +86,17 @@ impl policy::PolicyView for PolicyStores {
         !self.policies.is_empty()
     }
 
-    fn resolve(
-        &self,
-        kind: PolicyKind,
-        namespace: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        own: &BTreeMap<String, String>,
-    ) -> policy::Resolution {
-        let live: Vec<KafkaExposePolicy> = self
-            .policies
+    fn live(&self) -> Vec<KafkaExposePolicy> {
+        self.policies
             .state()
             .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| policy::is_live(p))
             .map(|p| p.as_ref().clone())
-            .collect();
-        let ns_labels = self.namespace_labels(namespace);
-        policy::resolve(
-            &live,
-            &Candidate {
-                kind,
-                namespace,
-                namespace_labels: &ns_labels,
-                name,
-                labels,
-                own,
-            },
-        )
+            .collect()
+    }
+
+    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        PolicyStores::namespace_labels(self, namespace)
     }
 }
 
@@ -284,19 +268,12 @@ async fn pass(
         .map(|p| p.as_ref().clone())
         .collect();
     let policy_api: Api<KafkaExposePolicy> = Api::all(ctx.client.clone());
-    for p in all
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
+    let live: Vec<KafkaExposePolicy> = all.iter().filter(|p| policy::is_live(p)).cloned().collect();
+    for p in &live {
         if !p.finalizers().iter().any(|f| f == FINALIZER) {
             add_finalizer(&policy_api, p).await?;
         }
     }
-    let live: Vec<KafkaExposePolicy> = all
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .cloned()
-        .collect();
     let found = candidates(ctx, stores, &live, scope).await?;
     if all.is_empty() && found.is_empty() {
         return Ok(IDLE_INTERVAL);
@@ -307,11 +284,7 @@ async fn pass(
         let ns = f.meta().namespace.clone().unwrap_or_default();
         let ns_labels = stores.namespace_labels(&ns);
         let wl_labels = f.meta().labels.clone().unwrap_or_default();
-        let own_ann: BTreeMap<String, String> =
-            crate::config::own_annotations(f.meta().annotations.as_ref())
-                .into_iter()
-                .filter(|(k, _)| keys::ALL.contains(&k.as_str()))
-                .collect();
+        let own_ann = crate::config::user_annotations(f.meta().annotations.as_ref());
         let name = f.meta().name.clone().unwrap_or_default();
         let candidate = Candidate {
             kind: f.kind(),
@@ -613,7 +586,7 @@ async fn decide_layers(
                     Some(q) => {
                         let kept = all.iter().any(|p| {
                             p.name_any() == q
-                                && p.metadata.deletion_timestamp.is_none()
+                                && policy::is_live(p)
                                 && p.spec.mode == PolicyMode::Audit
                         }) && matches!(item.resolution.live, Live::Own);
                         if kept {
