@@ -244,6 +244,8 @@ struct Item {
     audit_values: BTreeMap<String, BTreeMap<String, String>>,
     /// The live policies that select it.
     matched_by: BTreeSet<String>,
+    /// Its brokers' node IPs, listed once per pass when a preview needs them.
+    host_ips: tokio::sync::OnceCell<BTreeMap<String, String>>,
 }
 
 impl Item {
@@ -319,6 +321,7 @@ async fn pass(
             rolling,
             audit_values: BTreeMap::new(),
             matched_by,
+            host_ips: tokio::sync::OnceCell::new(),
         });
     }
     decide_layers(ctx, &all, &mut items).await?;

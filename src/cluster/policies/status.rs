@@ -9,7 +9,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
 
-use super::found::Found;
 use super::{Item, publish_once};
 use crate::api::policy::STATUS_WORKLOADS_CAP;
 use crate::api::{KafkaExposePolicy, KafkaExposePolicyStatus, PolicyMode, WorkloadStatus};
@@ -41,7 +40,7 @@ pub(super) async fn announce(
                 .cloned()
                 .unwrap_or_else(|| a.values.clone()),
         });
-        let (bootstrap, brokers, _) = preview(ctx, &item.found, &w).await;
+        let (bootstrap, brokers) = preview(ctx, item, &w).await;
         let mut note = format!(
             "policy {} (Audit) would expose this workload: brokers {}",
             a.policy,
@@ -119,21 +118,25 @@ pub(super) async fn announce(
 /// the error when they do not parse.
 pub(super) async fn preview(
     ctx: &Context,
-    f: &Found,
+    item: &Item,
     w: &Workload,
-) -> (Option<String>, Vec<String>, Option<String>) {
-    let e = match w.exposure(&ctx.settings) {
-        Ok(Decision::Expose(e)) => e,
-        Ok(Decision::Skip(skip)) => return (None, Vec::new(), Some(skip.to_string())),
-        Err(e) => return (None, Vec::new(), Some(e.to_string())),
+) -> (Option<String>, Vec<String>) {
+    let Ok(Decision::Expose(e)) = w.exposure(&ctx.settings) else {
+        return (None, Vec::new());
     };
+    let empty = BTreeMap::new();
     let ips = if e.config.advertised_host == AdvertisedHost::HostIp {
-        let ns = f.meta().namespace.clone().unwrap_or_default();
-        crate::cluster::reconciler::broker_host_ips(ctx, w, &ns)
+        // Listed once per workload and pass, whichever policies preview it.
+        item.host_ips
+            .get_or_init(|| async {
+                let ns = item.found.meta().namespace.clone().unwrap_or_default();
+                crate::cluster::reconciler::broker_host_ips(ctx, w, &ns)
+                    .await
+                    .unwrap_or_default()
+            })
             .await
-            .unwrap_or_default()
     } else {
-        BTreeMap::new()
+        &empty
     };
     let routes = services::routes(w, &e);
     let brokers: Vec<String> = routes
@@ -160,7 +163,7 @@ pub(super) async fn preview(
         ),
         _ => None,
     };
-    (bootstrap, brokers, None)
+    (bootstrap, brokers)
 }
 
 /// A policy's status from this pass.
@@ -279,10 +282,10 @@ pub(super) async fn status_of(
             a.get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
                 .cloned()
         });
-        let (bootstrap, brokers, _) = if matches!(state, "Superseded" | "Excluded" | "Reverting") {
-            (None, Vec::new(), None)
+        let (bootstrap, brokers) = if matches!(state, "Superseded" | "Excluded" | "Reverting") {
+            (None, Vec::new())
         } else {
-            preview(ctx, &item.found, &w).await
+            preview(ctx, item, &w).await
         };
         entries.push(WorkloadStatus {
             namespace: ns,
