@@ -4,7 +4,8 @@
 //! - `kafka-expose serve`: the HTTPS admission webhook and its admin port;
 //! - `kafka-expose mutate`: the webhook's and reconciler's decisions on manifests, offline;
 //! - `kafka-expose certs`: a CA and serving certificate for a real install;
-//! - `kafka-expose patch-properties`: the properties adapter's init-container helper.
+//! - `kafka-expose patch-properties`: the properties adapter's init-container helper;
+//! - `kafka-expose check`: every broker, dialled at the address it advertises.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +45,67 @@ pub enum Command {
     Crd(CrdArgs),
     /// Wait until a broker's node address is on its pod (the gate init container).
     Gate(GateArgs),
+    /// Dial every broker at the address it advertises and say whether it answers there, as
+    /// itself; with a kubeconfig, also where a broken path breaks.
+    Check(CheckArgs),
+}
+
+/// `check`: what to check, how to connect, how long to wait.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Bootstrap servers, `host:port[,host:port...]`. Without it, the exposed workloads of the
+    /// namespace are checked through the bootstrap kafka-expose published on each.
+    #[arg(short = 'b', long, value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+    /// Without --bootstrap: the namespace (by default the kubeconfig's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Without --bootstrap: only this StatefulSet or Deployment.
+    pub workload: Option<String>,
+    /// The kubeconfig (by default $KUBECONFIG, ~/.kube/config, or the in-cluster account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (by default its current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// How the listener is secured, as in the broker's `listener.security.protocol.map`.
+    #[arg(long, value_parser = parse_protocol, default_value = "PLAINTEXT")]
+    pub security_protocol: SecurityProtocol,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, default_value = "PLAIN")]
+    pub sasl_mechanism: crate::kafka::client::sasl::Mechanism,
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_EXPOSE_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// SASL password. Prefer the environment variable or --sasl-password-file: a flag is
+    /// visible to every user of the machine in the process list.
+    #[arg(long, env = "KAFKA_EXPOSE_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<String>,
+    /// A file holding the SASL password (a trailing newline is dropped).
+    #[arg(long, conflicts_with = "sasl_password")]
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM CA certificates to verify brokers with (by default the system's trust store).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any broker certificate: neither its chain nor its names are verified. The report
+    /// still says whether the certificate names the host.
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure_skip_tls_verify: bool,
+    /// Limit on resolving a name and opening a TCP connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Limit on each request's answer, the TLS handshake and each SASL step.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Output: one line per broker for people, or JSON for scripts.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: CheckOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    Text,
+    Json,
 }
 
 /// `gate`: the file the downward API writes the pod's `kafka-expose.io/external-host` to.
@@ -282,6 +344,7 @@ impl Cli {
             Command::PatchProperties(args) => cmd::patch_properties::run(args),
             Command::Crd(args) => cmd::crd::run(args),
             Command::Gate(args) => cmd::gate::run(args),
+            Command::Check(args) => cmd::check::run(args),
         }
     }
 }

@@ -4,17 +4,20 @@
 //! The layers, each depending only on those below it:
 //! - [`cmd`] (one file per subcommand) over [`cli`] (the clap types): the binary's shell;
 //! - [`cluster`] (everything that talks to the API server: reconciler, leader Lease, caches, the
-//!   certificates' Secret), [`webhook`] (HTTP/TLS and the admission dispatch) and [`offline`]
-//!   (`mutate`: read, simulate, report): the runtimes;
+//!   certificates' Secret), [`webhook`] (HTTP/TLS and the admission dispatch), [`offline`]
+//!   (`mutate`: read, simulate, report) and [`check`] (the Kafka-protocol view from outside,
+//!   beside the cluster's): the runtimes;
 //! - [`engine`]: pure decisions, starting from one exposure pipeline;
 //! - [`config`]: the typed, validated configuration;
-//! - [`kafka`] and [`names`]: pure Kafka knowledge, and every name kafka-expose uses in a cluster.
+//! - [`kafka`] and [`names`]: Kafka knowledge (pure, but for the wire client `kafka::client`),
+//!   and every name kafka-expose uses in a cluster.
 //!
-//! [`certs`], [`metrics`] and [`telemetry`] serve the runtimes. A cluster-scoped policy CRD
-//! goes in `api` (its types and their generator), and a Kafka-protocol client in `kafka`.
+//! [`certs`], [`metrics`] and [`telemetry`] serve the runtimes. The policy CRD is in [`api`]
+//! (its types and their generator), and the Kafka-protocol client in [`kafka::client`].
 
 pub mod api;
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod cmd;

@@ -6,8 +6,10 @@
 //!   both make, and the copy of the client listener's `listener.name.<l>.*` settings;
 //! - [`properties`]: the `server.properties` text editor behind `kafka-expose patch-properties`.
 //!
-//! A Kafka-protocol client (for `kafka-expose check`) belongs here too, as `kafka::client`.
+//! - [`client`]: the Kafka-protocol client behind `kafka-expose check` (the one part of this
+//!   module that does I/O).
 
+pub mod client;
 pub mod external;
 pub mod listeners;
 pub mod properties;

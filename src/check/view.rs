@@ -1,0 +1,266 @@
+//! Reads the cluster's side of each exposed workload's path: its published bootstrap, each
+//! broker's Service and that Service's Endpoints, the broker pod, and its node. Read-only: `get`
+//! and `list` on StatefulSets, Deployments, Services, Endpoints, Pods and Nodes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use super::path::{BrokerPath, ServiceHop, WorkloadPath};
+use super::report::WorkloadRef;
+use crate::cluster::caches::ingress;
+use crate::names::{PREFIX, keys, labels, own};
+
+/// The exposed workloads of `namespace` (or the one named), each with its brokers' paths.
+pub async fn workloads(
+    client: &Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Vec<WorkloadPath>, String> {
+    let mut found: Vec<(WorkloadRef, BTreeMap<String, String>, u32)> = Vec::new();
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    for s in list(&sts, namespace, "StatefulSets").await? {
+        let replicas = s.spec.replicas.unwrap_or(1);
+        let template = s
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        found.push((
+            reference("StatefulSet", namespace, &s.name_any()),
+            exposure(s.annotations(), &template),
+            replicas.max(0) as u32,
+        ));
+    }
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for d in list(&deploys, namespace, "Deployments").await? {
+        let replicas = d.spec.replicas.unwrap_or(1);
+        let template = d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        found.push((
+            reference("Deployment", namespace, &d.name_any()),
+            exposure(d.annotations(), &template),
+            replicas.max(0) as u32,
+        ));
+    }
+    if let Some(name) = name {
+        found.retain(|(w, _, _)| w.name == name);
+        match found.as_slice() {
+            [] => {
+                return Err(format!(
+                    "no StatefulSet or Deployment {name} in {namespace}"
+                ));
+            }
+            [(w, facts, _)] if facts.is_empty() => {
+                return Err(format!(
+                    "{} {namespace}/{name} is not exposed: it has no kafka-expose.io/expose annotation and no policy applies",
+                    w.kind
+                ));
+            }
+            _ => {}
+        }
+    }
+    found.retain(|(_, facts, _)| !facts.is_empty());
+    let mut out = Vec::new();
+    for (w, facts, replicas) in found {
+        out.push(workload(client, w, &facts, replicas).await?);
+    }
+    Ok(out)
+}
+
+fn reference(kind: &str, namespace: &str, name: &str) -> WorkloadRef {
+    WorkloadRef {
+        kind: kind.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+/// The workload's exposure facts (`mode`, `bootstrap`), or nothing when it is not exposed.
+fn exposure(
+    annotations: &BTreeMap<String, String>,
+    template_labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let get = |k: &str| annotations.get(&format!("{PREFIX}{k}")).cloned();
+    let exposed = template_labels.contains_key(labels::EXPOSED)
+        || get(keys::EXPOSE).is_some()
+        || get(own::BOOTSTRAP_SERVERS).is_some();
+    let mut facts = BTreeMap::new();
+    if exposed {
+        facts.insert(
+            "mode".into(),
+            get(keys::EXPOSE).unwrap_or_else(|| "nodeport".into()),
+        );
+        if let Some(b) = get(own::BOOTSTRAP_SERVERS) {
+            facts.insert("bootstrap".into(), b);
+        }
+    }
+    facts
+}
+
+async fn workload(
+    client: &Client,
+    w: WorkloadRef,
+    facts: &BTreeMap<String, String>,
+    replicas: u32,
+) -> Result<WorkloadPath, String> {
+    let ns = w.namespace.clone();
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let selector = format!(
+        "{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGER,
+        labels::WORKLOAD,
+        w.name
+    );
+    let mut by_ordinal: BTreeMap<u32, Service> = BTreeMap::new();
+    for s in services
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("listing Services in {ns}: {e}"))?
+        .items
+    {
+        if let Some(o) = s.labels().get(labels::ORDINAL).and_then(|o| o.parse().ok()) {
+            by_ordinal.insert(o, s);
+        }
+    }
+    let ordinals: Vec<u32> = (0..replicas)
+        .chain(by_ordinal.keys().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut brokers = Vec::new();
+    for ordinal in ordinals {
+        let svc = by_ordinal.get(&ordinal);
+        let pod_name = svc
+            .and_then(|s| {
+                s.spec
+                    .as_ref()?
+                    .selector
+                    .as_ref()?
+                    .get(labels::POD_NAME)
+                    .cloned()
+            })
+            .unwrap_or_else(|| format!("{}-{ordinal}", w.name));
+        let pod = pods
+            .get_opt(&pod_name)
+            .await
+            .map_err(|e| format!("reading pod {ns}/{pod_name}: {e}"))?;
+        let node = pod
+            .as_ref()
+            .and_then(|p| p.spec.as_ref()?.node_name.clone());
+        let mut node_addresses = Vec::new();
+        let mut hosts = Vec::new();
+        if let Some(n) = &node
+            && let Ok(Some(found)) = nodes.get_opt(n).await
+        {
+            for a in found.status.and_then(|s| s.addresses).unwrap_or_default() {
+                node_addresses.push(format!("{}={}", a.type_, a.address));
+                hosts.push(a.address);
+            }
+        }
+        if let Some(ip) = pod
+            .as_ref()
+            .and_then(|p| p.status.as_ref()?.host_ip.clone())
+            .filter(|ip| !hosts.contains(ip))
+        {
+            hosts.push(ip);
+        }
+        let service = match svc {
+            Some(s) => Some(hop(s, &endpoints, &hosts).await?),
+            None => None,
+        };
+        brokers.push(BrokerPath {
+            ordinal,
+            pod: pod_name,
+            pod_ready: pod.as_ref().map(ready),
+            node,
+            node_addresses,
+            service,
+        });
+    }
+    Ok(WorkloadPath {
+        workload: w,
+        mode: facts.get("mode").cloned().unwrap_or_default(),
+        bootstrap: facts.get("bootstrap").cloned(),
+        brokers,
+    })
+}
+
+async fn hop(
+    s: &Service,
+    endpoints: &Api<Endpoints>,
+    hosts: &[String],
+) -> Result<ServiceHop, String> {
+    let name = s.name_any();
+    let spec = s.spec.clone().unwrap_or_default();
+    let port = spec.ports.as_ref().and_then(|p| p.first()).cloned();
+    let node_port = port.as_ref().and_then(|p| p.node_port);
+    let port = port.map_or(0, |p| p.port);
+    let ingress: Vec<String> = ingress(s).into_iter().collect();
+    let (mut ready, mut not_ready) = (0, 0);
+    if let Some(ep) = endpoints
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading Endpoints {name}: {e}"))?
+    {
+        for subset in ep.subsets.unwrap_or_default() {
+            ready += subset.addresses.map_or(0, |a| a.len());
+            not_ready += subset.not_ready_addresses.map_or(0, |a| a.len());
+        }
+    }
+    let external = match node_port {
+        Some(np) if spec.type_.as_deref() != Some("LoadBalancer") || ingress.is_empty() => {
+            hosts.iter().map(|h| join_host(h, np)).collect()
+        }
+        _ => ingress.iter().map(|h| join_host(h, port)).collect(),
+    };
+    Ok(ServiceHop {
+        name,
+        type_: spec.type_.unwrap_or_else(|| "ClusterIP".into()),
+        port,
+        node_port,
+        ingress,
+        ready_endpoints: ready,
+        not_ready_endpoints: not_ready,
+        external,
+    })
+}
+
+fn join_host(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn list<K>(api: &Api<K>, ns: &str, what: &str) -> Result<Vec<K>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| format!("listing {what} in {ns}: {e}"))
+}
