@@ -182,3 +182,31 @@ fn with_caches() -> AppState {
     s.bindings = Some(caches);
     s
 }
+
+/// A Kafka response frame decodes or is refused with a reason: no panic, and no allocation sized
+/// by a count the frame cannot hold (libFuzzer's malloc limit catches those; without the guard a
+/// property test aborts on one). The first byte picks the version (high nibble) and the API
+/// (low); the rest is the frame after its size: correlation id, then body.
+pub fn kafka_response(data: &[u8]) {
+    use kafka_expose::kafka::client::decode;
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, DescribeConfigsRequest, MetadataRequest,
+        SaslAuthenticateRequest, SaslHandshakeRequest,
+    };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let frame = bytes::Bytes::copy_from_slice(rest);
+    let id = rest
+        .get(..4)
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let v = i16::from(pick >> 4);
+    let w = "fuzz";
+    let _ = match (pick & 0x0f) % 5 {
+        0 => decode::<ApiVersionsRequest>(ApiKey::ApiVersions, v, id, frame, w).map(drop),
+        1 => decode::<MetadataRequest>(ApiKey::Metadata, v, id, frame, w).map(drop),
+        2 => decode::<DescribeConfigsRequest>(ApiKey::DescribeConfigs, v, id, frame, w).map(drop),
+        3 => decode::<SaslHandshakeRequest>(ApiKey::SaslHandshake, v, id, frame, w).map(drop),
+        _ => decode::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate, v, id, frame, w).map(drop),
+    };
+}

@@ -223,6 +223,7 @@ fn short() -> Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::any;
 
     #[test]
     fn a_metadata_body_claiming_two_billion_brokers_is_refused_before_decoding() {
@@ -239,6 +240,67 @@ mod tests {
         body.extend(2i32.to_be_bytes());
         body.extend([0; 8]);
         assert!(check(ApiKey::ApiVersions, 0, &body).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever the crate encodes at the versions asked for, the guard lets through, and it
+        /// decodes to the same value.
+        #[test]
+        fn every_well_formed_metadata_and_describe_configs_answer_passes(
+            brokers in proptest::collection::vec((any::<i32>(), "[a-z0-9.-]{0,40}", any::<i32>(), proptest::option::of("[a-z]{0,8}")), 0..8),
+            cluster in proptest::option::of("[A-Za-z0-9]{0,22}"),
+            message in proptest::option::of(".{0,60}"),
+            configs in proptest::collection::vec(("[a-z.]{1,20}", proptest::option::of(".{0,20}"), proptest::collection::vec(("[a-z.]{1,10}", proptest::option::of("[0-9]{0,4}")), 0..3)), 0..4),
+        ) {
+            use kafka_protocol::messages::describe_configs_response::{
+                DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+            };
+            use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+            use kafka_protocol::messages::{BrokerId, DescribeConfigsResponse, MetadataResponse};
+            use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+            let s = |x: &String| StrBytes::from_string(x.clone());
+            let meta = MetadataResponse::default()
+                .with_brokers(brokers.iter().map(|(id, host, port, rack)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(*id))
+                        .with_host(s(host))
+                        .with_port(*port)
+                        .with_rack(rack.as_ref().map(s))
+                }).collect())
+                .with_cluster_id(cluster.as_ref().map(s));
+            for v in versions::METADATA {
+                let mut buf = bytes::BytesMut::new();
+                meta.encode(&mut buf, v).unwrap();
+                proptest::prop_assert!(check(ApiKey::Metadata, v, &buf).is_ok(), "v{v}");
+                let back = MetadataResponse::decode(&mut buf.freeze(), v).unwrap();
+                proptest::prop_assert_eq!(back.brokers.len(), brokers.len());
+            }
+            let result = DescribeConfigsResult::default()
+                .with_error_message(message.as_ref().map(s))
+                .with_configs(configs.iter().map(|(n, val, syn)| {
+                    DescribeConfigsResourceResult::default()
+                        .with_name(s(n))
+                        .with_value(val.as_ref().map(s))
+                        .with_synonyms(syn.iter().map(|(n, v)| {
+                            DescribeConfigsSynonym::default().with_name(s(n)).with_value(v.as_ref().map(s))
+                        }).collect())
+                }).collect());
+            let dc = DescribeConfigsResponse::default().with_results(vec![result]);
+            for v in versions::DESCRIBE_CONFIGS {
+                let mut buf = bytes::BytesMut::new();
+                let mut dc = dc.clone();
+                if v < 3 {
+                    for r in &mut dc.results {
+                        for c in &mut r.configs {
+                            c.documentation = None;
+                        }
+                    }
+                }
+                dc.encode(&mut buf, v).unwrap();
+                proptest::prop_assert!(check(ApiKey::DescribeConfigs, v, &buf).is_ok(), "v{v}");
+                proptest::prop_assert!(DescribeConfigsResponse::decode(&mut buf.freeze(), v).is_ok());
+            }
+        }
     }
 
     #[test]
