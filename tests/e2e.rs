@@ -944,3 +944,200 @@ async fn among_many_unrelated_workloads_only_the_exposed_one_is_held_and_read_in
     assert_eq!(others, 0, "no unrelated workload was read in full");
     r.shutdown().await;
 }
+
+/// `kafka-expose check` with a kubeconfig, run as a user runs it, on a workload whose broker 2
+/// is not Ready. Fake brokers stand where kube-proxy would forward the NodePorts on the node
+/// (loopback here); broker 2's pod is not Ready, so nothing answers at its port.
+#[tokio::test]
+async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_where_broker_2_breaks()
+ {
+    use support::kafka::{self, Behaviour};
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-check";
+    let c = fresh_namespace(ns).await;
+    let kubelet = support::cluster::fake_kubelet_ready(
+        c.clone(),
+        ns,
+        "e2e-node",
+        |_| "127.0.0.1".into(),
+        |pod| pod != "kafka-2",
+    );
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31700", "kafka-expose.io/bootstrap-node-port": "31750"}),
+        ),
+    )
+    .await;
+    wait_services(&c, ns, &THREE_BROKERS).await;
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(60),
+        "the bootstrap annotation",
+        || async {
+            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
+            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
+                Some(v) if v == "127.0.0.1:31750" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    // The real Endpoints controller: brokers 0 and 1 ready, broker 2 not.
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(c.clone(), ns);
+    eventually(Duration::from_secs(60), "the Endpoints", || async {
+        let count = |name: &str| {
+            let eps = eps.clone();
+            let name = name.to_string();
+            async move {
+                let e = eps.get(&name).await.map_err(|e| e.to_string())?;
+                let subsets = e.subsets.unwrap_or_default();
+                let ready: usize = subsets
+                    .iter()
+                    .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+                    .sum();
+                let not: usize = subsets
+                    .iter()
+                    .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+                    .sum();
+                Ok::<_, String>((ready, not))
+            }
+        };
+        let got = (
+            count("kafka-0-external").await?,
+            count("kafka-1-external").await?,
+            count("kafka-2-external").await?,
+        );
+        if got == ((1, 0), (1, 0), (0, 1)) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await;
+
+    let adv = Arc::new(std::sync::Mutex::new(vec![
+        (0, "127.0.0.1".to_string(), 31700u16),
+        (1, "127.0.0.1".to_string(), 31701),
+        (2, "127.0.0.1".to_string(), 31702),
+    ]));
+    let bind = |port: u16| async move {
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("loopback port {port}: {e}"))
+    };
+    let _b0 = kafka::start_on(bind(31700).await, Behaviour::new(0, adv.clone()));
+    let _b1 = kafka::start_on(bind(31701).await, Behaviour::new(1, adv.clone()));
+    let _boot = kafka::start_on(bind(31750).await, Behaviour::new(0, adv.clone()));
+
+    let run = |extra: Vec<&'static str>| {
+        let kubeconfig = env()["KUBECONFIG"].clone();
+        async move {
+            tokio::process::Command::new(support::serve::BIN)
+                .args(["check", "-n", ns])
+                .args(extra)
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let out = run(vec!["-o", "json"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let target = &report["targets"][0];
+    assert_eq!(target["workload"]["name"], "kafka");
+    assert_eq!(target["bootstrap"]["answered_by"], "127.0.0.1:31750");
+    let brokers = target["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 3, "{target}");
+    for (i, b) in brokers.iter().enumerate() {
+        assert_eq!(b["node_id"], i as i64);
+        let path = &b["cluster"];
+        assert_eq!(path["pod"], format!("kafka-{i}"));
+        assert_eq!(path["node"], "e2e-node");
+        assert_eq!(path["service"]["name"], format!("kafka-{i}-external"));
+        assert_eq!(path["service"]["type"], "NodePort");
+        assert_eq!(path["service"]["node_port"], 31700 + i as i64);
+        assert!(
+            path["service"]["external"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("127.0.0.1:{}", 31700 + i))),
+            "{path}"
+        );
+    }
+    for b in &brokers[..2] {
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["identity"], "confirmed");
+        assert_eq!(b["cluster"]["pod_ready"], true);
+        assert_eq!(b["cluster"]["service"]["ready_endpoints"], 1);
+    }
+    let b2 = &brokers[2];
+    assert_eq!(b2["ok"], false);
+    assert_eq!(b2["problem"]["kind"], "connection-refused", "{b2}");
+    assert_eq!(b2["cluster"]["pod_ready"], false);
+    assert_eq!(b2["cluster"]["service"]["ready_endpoints"], 0);
+    assert_eq!(b2["cluster"]["service"]["not_ready_endpoints"], 1);
+    assert_eq!(b2["diagnosis"]["kind"], "no-ready-endpoint", "{b2}");
+
+    // The same, for people, and for the one workload by name.
+    let out = run(vec!["kafka"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("StatefulSet e2e-check/kafka"), "{text}");
+    assert!(
+        text.contains(
+            "breaks: Service kafka-2-external has no ready endpoint: pod kafka-2 is not Ready"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster: Service kafka-0-external NodePort 31700, 1 ready endpoint(s)"),
+        "{text}"
+    );
+
+    // Without the bootstrap listener: the bootstrap fails, and the report says what the
+    // bootstrap Service shows. (This suite runs no webhook, so the brokers lack the label the
+    // bootstrap Service selects on.)
+    drop(_boot);
+    let out = run(vec!["-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let boot = &report["targets"][0]["bootstrap"];
+    assert_eq!(boot["problem"]["kind"], "connection-refused", "{boot}");
+    assert_eq!(boot["service"]["name"], "kafka-external-bootstrap");
+    assert_eq!(boot["service"]["node_port"], 31750);
+    assert_eq!(boot["diagnosis"]["kind"], "no-ready-endpoint", "{boot}");
+    assert!(
+        boot["diagnosis"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("selects no pod"),
+        "{boot}"
+    );
+    let rows = report["targets"][0]["brokers"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "one row per broker the cluster knows");
+    assert!(
+        rows.iter()
+            .all(|b| b["problem"]["kind"] == "bootstrap-unanswered")
+    );
+    assert_eq!(rows[2]["diagnosis"]["kind"], "no-ready-endpoint");
+
+    let out = run(vec!["no-such-workload"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no StatefulSet or Deployment no-such-workload")
+    );
+    r.shutdown().await;
+    kubelet.abort();
+}

@@ -20,6 +20,8 @@ pub struct WorkloadPath {
     pub mode: String,
     /// `kafka-expose.io/bootstrap-servers`, as published.
     pub bootstrap: Option<String>,
+    /// The bootstrap Service, which selects every broker.
+    pub bootstrap_service: Option<ServiceHop>,
     pub brokers: Vec<BrokerPath>,
 }
 
@@ -58,6 +60,27 @@ pub struct ServiceHop {
     pub external: Vec<String>,
 }
 
+impl ServiceHop {
+    /// `Service <name> <type> <where>, <n> ready endpoint(s), <m> not ready`.
+    pub fn summary(&self) -> String {
+        let at = if self.type_ == "LoadBalancer" {
+            let host = if self.ingress.is_empty() {
+                "(no address yet)".to_string()
+            } else {
+                self.ingress.join(",")
+            };
+            format!("{host}:{}", self.port)
+        } else {
+            self.node_port
+                .map_or_else(|| self.port.to_string(), |np| np.to_string())
+        };
+        format!(
+            "Service {} {} {at}, {} ready endpoint(s), {} not ready",
+            self.name, self.type_, self.ready_endpoints, self.not_ready_endpoints
+        )
+    }
+}
+
 impl BrokerPath {
     /// One line for people.
     pub fn summary(&self) -> String {
@@ -75,24 +98,7 @@ impl BrokerPath {
         };
         match &self.service {
             None => format!("no Service; {pod}"),
-            Some(s) => {
-                let port = match s.node_port {
-                    Some(np) => format!("NodePort {np}"),
-                    None => format!(
-                        "port {} at {}",
-                        s.port,
-                        if s.ingress.is_empty() {
-                            "(no address yet)".to_string()
-                        } else {
-                            s.ingress.join(",")
-                        }
-                    ),
-                };
-                format!(
-                    "Service {} {} {port}, {} ready endpoint(s), {} not ready; {pod}",
-                    s.name, s.type_, s.ready_endpoints, s.not_ready_endpoints
-                )
-            }
+            Some(s) => format!("{}; {pod}", s.summary()),
         }
     }
 
@@ -173,7 +179,60 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
             r.diagnosis = diagnose(r, &wp.mode);
         }
     }
+    if let Some(p) = &target.bootstrap.problem {
+        target.bootstrap.diagnosis = diagnose_bootstrap(p, wp);
+    }
+    target.bootstrap.service = wp.bootstrap_service.clone();
     target.ok = target.ok && target.brokers.iter().all(|b| b.ok);
+}
+
+/// Where the path to the bootstrap breaks, when no bootstrap address answered.
+pub fn diagnose_bootstrap(problem: &Problem, wp: &WorkloadPath) -> Option<Problem> {
+    if matches!(problem.kind.as_str(), "no-bootstrap" | "bad-bootstrap") {
+        return None;
+    }
+    let Some(svc) = &wp.bootstrap_service else {
+        if wp.mode == "hostport" {
+            return None;
+        }
+        return Some(Problem::new(
+            "no-service",
+            "the workload has no bootstrap Service: the reconciler has not made it (read the workload's kafka-expose.io/status and its Events)",
+        ));
+    };
+    if svc.ready_endpoints == 0 {
+        let why = if svc.not_ready_endpoints > 0 {
+            "no broker is Ready"
+        } else {
+            "it selects no pod, so the brokers lack its labels (kafka-expose.io/exposed comes from the workload webhook: was the pod template mutated?)"
+        };
+        return Some(Problem::new(
+            "no-ready-endpoint",
+            format!(
+                "the bootstrap Service {} has no ready endpoint: {why}",
+                svc.name
+            ),
+        ));
+    }
+    let outside = [
+        "connection-refused",
+        "connect-timeout",
+        "connect-failed",
+        "request-timeout",
+        "connection-closed",
+        "bootstrap-unreachable",
+    ];
+    outside.contains(&problem.kind.as_str()).then(|| {
+        Problem::new(
+            "blocked-outside-the-cluster",
+            format!(
+                "in the cluster the bootstrap Service {} has {} ready endpoint(s): a firewall, security group or network between here and {} stops it",
+                svc.name,
+                svc.ready_endpoints,
+                wp.bootstrap.as_deref().unwrap_or("the address")
+            ),
+        )
+    })
 }
 
 /// Where a broken broker's path breaks, as far as the cluster's objects tell.

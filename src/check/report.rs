@@ -64,6 +64,12 @@ pub struct Bootstrap {
     /// Why there is no broker list, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// With cluster credentials: the bootstrap Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::check::path::ServiceHop>,
+    /// With cluster credentials: where the path to the bootstrap breaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Problem>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,15 +199,25 @@ fn render_target(out: &mut String, t: &Target) {
     for f in &b.failures {
         let _ = writeln!(out, "    {} failed first: {}", f.address, f.problem.message);
     }
+    if b.answered_by.is_none() {
+        if let Some(s) = &b.service {
+            let _ = writeln!(out, "         cluster: {}", s.summary());
+        }
+        if let Some(d) = &b.diagnosis {
+            let _ = writeln!(out, "         breaks: {}", d.message);
+        }
+    }
     for br in &t.brokers {
         render_broker(out, br);
     }
 }
 
 fn render_broker(out: &mut String, b: &BrokerReport) {
-    let id = b
-        .node_id
-        .map_or_else(|| "broker ?".to_string(), |i| format!("broker {i}"));
+    let id = match (b.node_id, &b.cluster) {
+        (Some(i), _) => format!("broker {i}"),
+        (None, Some(p)) => format!("ordinal {}", p.ordinal),
+        (None, None) => "broker ?".to_string(),
+    };
     let addr = b.advertised.as_deref().unwrap_or("(not advertised)");
     let status = if b.ok { "ok  " } else { "FAIL" };
     let detail = if let Some(p) = &b.problem {

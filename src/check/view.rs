@@ -124,13 +124,16 @@ async fn workload(
         w.name
     );
     let mut by_ordinal: BTreeMap<u32, Service> = BTreeMap::new();
+    let mut bootstrap: Option<Service> = None;
     for s in services
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| format!("listing Services in {ns}: {e}"))?
         .items
     {
-        if let Some(o) = s.labels().get(labels::ORDINAL).and_then(|o| o.parse().ok()) {
+        if s.labels().get(labels::ROLE).map(String::as_str) == Some("bootstrap") {
+            bootstrap = Some(s);
+        } else if let Some(o) = s.labels().get(labels::ORDINAL).and_then(|o| o.parse().ok()) {
             by_ordinal.insert(o, s);
         }
     }
@@ -143,6 +146,7 @@ async fn workload(
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let nodes: Api<Node> = Api::all(client.clone());
     let mut brokers = Vec::new();
+    let mut all_hosts: Vec<String> = Vec::new();
     for ordinal in ordinals {
         let svc = by_ordinal.get(&ordinal);
         let pod_name = svc
@@ -183,6 +187,11 @@ async fn workload(
             Some(s) => Some(hop(s, &endpoints, &hosts).await?),
             None => None,
         };
+        for h in hosts {
+            if !all_hosts.contains(&h) {
+                all_hosts.push(h);
+            }
+        }
         brokers.push(BrokerPath {
             ordinal,
             pod: pod_name,
@@ -192,10 +201,15 @@ async fn workload(
             service,
         });
     }
+    let bootstrap_service = match &bootstrap {
+        Some(s) => Some(hop(s, &endpoints, &all_hosts).await?),
+        None => None,
+    };
     Ok(WorkloadPath {
         workload: w,
         mode: facts.get("mode").cloned().unwrap_or_default(),
         bootstrap: facts.get("bootstrap").cloned(),
+        bootstrap_service,
         brokers,
     })
 }

@@ -156,6 +156,18 @@ pub fn fake_kubelet_on(
     node: &str,
     host_ip: impl Fn(&str) -> String + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    fake_kubelet_ready(c, ns, node, host_ip, |_| true)
+}
+
+/// [`fake_kubelet_on`], reporting a running pod Ready only when `ready(pod name)` says so (a
+/// broker whose readiness probe fails).
+pub fn fake_kubelet_ready(
+    c: Client,
+    ns: &str,
+    node: &str,
+    host_ip: impl Fn(&str) -> String + Send + 'static,
+    ready: impl Fn(&str) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let ns = ns.to_string();
     let node = node.to_string();
     tokio::spawn(async move {
@@ -197,15 +209,17 @@ pub fn fake_kubelet_on(
                     }
                     let status = p.status.as_ref();
                     let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
-                    let ready = status
+                    let is_ready = status
                         .and_then(|s| s.conditions.as_ref())
                         .is_some_and(|cs| {
                             cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
                         });
-                    if !running || !ready {
+                    let want = ready(&name);
+                    if !running || is_ready != want {
+                        let want = if want { "True" } else { "False" };
                         let status = json!({"status": {
                             "phase": "Running", "hostIP": host_ip(&name), "podIP": "10.244.0.5",
-                            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]
+                            "conditions": [{"type": "Ready", "status": want}, {"type": "ContainersReady", "status": want}]
                         }});
                         let _ = pods
                             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
