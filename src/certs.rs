@@ -146,3 +146,9 @@ pub fn ensure_dev(dir: &Path, dns: &[String]) -> Result<bool, CertError> {
     write(dir, &generate(dns)?)?;
     Ok(true)
 }
+
+/// The rustls crypto provider kafka-expose uses everywhere: the webhook's server and `check`'s
+/// client.
+pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}

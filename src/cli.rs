@@ -73,7 +73,7 @@ pub struct CheckArgs {
     pub security_protocol: SecurityProtocol,
     /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     #[arg(long, default_value = "PLAIN")]
-    pub sasl_mechanism: crate::kafka::client::sasl::Mechanism,
+    pub sasl_mechanism: crate::check::client::sasl::Mechanism,
     /// SASL user name.
     #[arg(long, env = "KAFKA_EXPOSE_SASL_USERNAME")]
     pub sasl_username: Option<String>,

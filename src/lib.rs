@@ -9,11 +9,11 @@
 //!   beside the cluster's): the runtimes;
 //! - [`engine`]: pure decisions, starting from one exposure pipeline;
 //! - [`config`]: the typed, validated configuration;
-//! - [`kafka`] and [`names`]: Kafka knowledge (pure, but for the wire client `kafka::client`),
-//!   and every name kafka-expose uses in a cluster.
+//! - [`kafka`] and [`names`]: pure Kafka knowledge, and every name kafka-expose uses in a cluster.
 //!
 //! [`certs`], [`metrics`] and [`telemetry`] serve the runtimes. The policy CRD is in [`api`]
-//! (its types and their generator), and the Kafka-protocol client in [`kafka::client`].
+//! (its types and their generator). The Kafka-protocol client does I/O, so it lives with its one
+//! user, as [`check::client`].
 
 pub mod api;
 pub mod certs;

@@ -1,4 +1,4 @@
-//! The layers' dependencies point one way: cmd -> cluster / webhook / offline -> engine -> api
+//! The layers' dependencies point one way: cmd -> cluster / webhook / offline / check -> engine -> api
 //! (the policy CRD's types) -> config -> kafka, names. This reads the sources and refuses an import that runs back up, or
 //! I/O in a pure layer.
 
@@ -72,6 +72,15 @@ const RULES: &[(&str, &[&str])] = &[
         &[
             "crate::cluster",
             "crate::webhook",
+            "crate::cmd",
+            "crate::cli",
+        ],
+    ),
+    (
+        "src/check",
+        &[
+            "crate::webhook",
+            "crate::offline",
             "crate::cmd",
             "crate::cli",
         ],

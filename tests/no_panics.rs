@@ -241,7 +241,7 @@ fn response_seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn every_response_seed_is_a_frame_the_client_decodes() {
-    use kafka_expose::kafka::client::decode;
+    use kafka_expose::check::client::decode;
     use kafka_protocol::messages::*;
     let seeds = response_seeds();
     assert_eq!(seeds.len(), 5);

@@ -1,11 +1,13 @@
 //! `kafka-expose check`: proves from outside that every broker answers, as itself, at the
 //! address it advertises, and with cluster credentials says where a broken path breaks.
 //!
-//! - [`probe`]: the outside view, over [`crate::kafka::client`];
+//! - [`client`]: the Kafka-protocol client (the `kafka` layer stays pure, so it lives here);
+//! - [`probe`]: the outside view, over the client;
 //! - [`view`]: the cluster's side of each path, read from the API server;
 //! - [`path`]: the two joined, and the diagnosis (pure);
 //! - [`report`]: the report, as JSON and for people.
 
+pub mod client;
 pub mod path;
 pub mod probe;
 pub mod report;
@@ -13,7 +15,7 @@ pub mod view;
 
 use kube::Client;
 
-use crate::kafka::client::{Address, Security, Timeouts};
+use crate::check::client::{Address, Security, Timeouts};
 use report::{Bootstrap, Problem, Report, Target};
 
 /// Checks one bootstrap list.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::report::{AddressProblem, Bootstrap, BrokerReport, Problem, Target, TlsReport};
-use crate::kafka::client::{
+use crate::check::client::{
     Address, AdvertisedBroker, ClusterMetadata, Connection, Identity, Security, Timeouts,
 };
 

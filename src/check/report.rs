@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::kafka::client::Failure;
+use crate::check::client::Failure;
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]

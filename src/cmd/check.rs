@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::check;
+use crate::check::client::sasl::{Credentials, Secret};
+use crate::check::client::tls::{Tls, Trust};
+use crate::check::client::{Address, Security, Timeouts};
 use crate::check::report::{Report, render_text};
 use crate::cli::{CheckArgs, CheckOutput};
 use crate::kafka::SecurityProtocol;
-use crate::kafka::client::sasl::{Credentials, Secret};
-use crate::kafka::client::tls::{Tls, Trust};
-use crate::kafka::client::{Address, Security, Timeouts};
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

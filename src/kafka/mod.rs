@@ -6,10 +6,10 @@
 //!   both make, and the copy of the client listener's `listener.name.<l>.*` settings;
 //! - [`properties`]: the `server.properties` text editor behind `kafka-expose patch-properties`.
 //!
-//! - [`client`]: the Kafka-protocol client behind `kafka-expose check` (the one part of this
-//!   module that does I/O).
+//!
+//! This layer does no I/O: the Kafka-protocol client behind `kafka-expose check` is
+//! `check::client`.
 
-pub mod client;
 pub mod external;
 pub mod listeners;
 pub mod properties;

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -44,10 +43,7 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-/// The crypto provider kafka-expose uses everywhere.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use crate::certs::provider;
 
 /// Parses a PEM certificate chain and key into a checked pair.
 pub fn certified_key(

@@ -188,7 +188,7 @@ fn with_caches() -> AppState {
 /// property test aborts on one). The first byte picks the version (high nibble) and the API
 /// (low); the rest is the frame after its size: correlation id, then body.
 pub fn kafka_response(data: &[u8]) {
-    use kafka_expose::kafka::client::decode;
+    use kafka_expose::check::client::decode;
     use kafka_protocol::messages::{
         ApiKey, ApiVersionsRequest, DescribeConfigsRequest, MetadataRequest,
         SaslAuthenticateRequest, SaslHandshakeRequest,

@@ -18,7 +18,7 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::webhook::tls::provider;
+use crate::certs::provider;
 
 /// How the client trusts brokers.
 #[derive(Debug, Clone)]
