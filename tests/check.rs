@@ -470,3 +470,69 @@ async fn bad_flags_exit_two_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sasl-username"));
 }
+
+#[tokio::test]
+async fn scram_sha_256_and_512_authenticate_and_a_wrong_password_is_rejected() {
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let (f0, _f1) = two_brokers(|b| {
+            b.scram = Some((mechanism, "svc-user".into(), "Scram-Pw-1".into()));
+        })
+        .await;
+        let boot = format!("{LOCAL}:{}", f0.port);
+        let args = |pw: &'static str| {
+            let boot = boot.clone();
+            async move {
+                tokio::process::Command::new(BIN)
+                    .args(["check", "--bootstrap", &boot, "-o", "json"])
+                    .args([
+                        "--security-protocol",
+                        "SASL_PLAINTEXT",
+                        "--sasl-mechanism",
+                        mechanism,
+                    ])
+                    .args(["--sasl-username", "svc-user"])
+                    .env("KAFKA_EXPOSE_SASL_PASSWORD", pw)
+                    .output()
+                    .await
+                    .unwrap()
+            }
+        };
+        let ok = args("Scram-Pw-1").await;
+        let json: Value = serde_json::from_slice(&ok.stdout).unwrap();
+        assert_eq!(ok.status.code(), Some(0), "{mechanism}: {json}");
+        assert_eq!(json["targets"][0]["brokers"].as_array().unwrap().len(), 2);
+
+        let bad = args("wrong").await;
+        assert_eq!(bad.status.code(), Some(1), "{mechanism}");
+        let json: Value = serde_json::from_slice(&bad.stdout).unwrap();
+        assert_eq!(
+            json["targets"][0]["bootstrap"]["problem"]["kind"], "sasl-rejected",
+            "{mechanism}: {json}"
+        );
+    }
+
+    // A mechanism the broker does not offer is named, with the ones it does.
+    let (f0, _f1) = two_brokers(|b| {
+        b.scram = Some(("SCRAM-SHA-512", "u".into(), "p".into()));
+    })
+    .await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["check", "--bootstrap", &format!("{LOCAL}:{}", f0.port)])
+        .args([
+            "--security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-mechanism",
+            "SCRAM-SHA-256",
+        ])
+        .args(["--sasl-username", "u"])
+        .env("KAFKA_EXPOSE_SASL_PASSWORD", "p")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("does not offer SASL SCRAM-SHA-256 (it offers SCRAM-SHA-512)"),
+        "{text}"
+    );
+}

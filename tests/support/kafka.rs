@@ -38,6 +38,9 @@ pub struct Behaviour {
     pub silent: bool,
     /// Demand SASL PLAIN with this user and password.
     pub plain: Option<(String, String)>,
+    /// Demand SASL SCRAM (`SCRAM-SHA-256` or `-512`, the mechanism) with this user and password,
+    /// verified by an `rsasl` server session from a salted, stored key as a broker keeps it.
+    pub scram: Option<(&'static str, String, String)>,
     /// Speak TLS with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -50,6 +53,7 @@ impl Behaviour {
             advertised,
             silent: false,
             plain: None,
+            scram: None,
             tls: None,
         }
     }
@@ -97,7 +101,8 @@ pub fn start_on(listener: TcpListener, b: Behaviour) -> FakeBroker {
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, b: &Behaviour) {
-    let mut authenticated = b.plain.is_none();
+    let mut authenticated = b.plain.is_none() && b.scram.is_none();
+    let mut scram: Option<rsasl::prelude::Session> = None;
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).await.is_err() {
@@ -141,44 +146,138 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, b: &Behaviour) {
                 let Ok(req) = SaslHandshakeRequest::decode(&mut buf, v) else {
                     return;
                 };
-                let code = if req.mechanism.as_str() == "PLAIN" {
+                let mut offered = Vec::new();
+                if b.plain.is_some() {
+                    offered.push("PLAIN");
+                }
+                if let Some((m, user, pw)) = &b.scram {
+                    offered.push(m);
+                    if req.mechanism.as_str() == *m {
+                        scram = Some(scram_server(m, user, pw));
+                    }
+                }
+                let code = if offered.contains(&req.mechanism.as_str()) {
                     0
                 } else {
                     33
                 };
                 let r = SaslHandshakeResponse::default()
                     .with_error_code(code)
-                    .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                    .with_mechanisms(
+                        offered
+                            .iter()
+                            .map(|m| StrBytes::from_string(m.to_string()))
+                            .collect(),
+                    );
                 respond(&header, &r, v)
             }
             ApiKey::SaslAuthenticate => {
                 let Ok(req) = SaslAuthenticateRequest::decode(&mut buf, v) else {
                     return;
                 };
-                let good = b.plain.as_ref().is_some_and(|(u, p)| {
+                let failed = |m: &'static str| {
+                    SaslAuthenticateResponse::default()
+                        .with_error_code(58)
+                        .with_error_message(Some(StrBytes::from_static_str(m)))
+                };
+                let r = if let Some(session) = scram.as_mut() {
+                    let mut out = std::io::Cursor::new(Vec::new());
+                    match session.step(Some(&req.auth_bytes), &mut out) {
+                        Ok(state) => {
+                            if matches!(state, rsasl::prelude::State::Finished(_)) {
+                                authenticated = true;
+                            }
+                            SaslAuthenticateResponse::default()
+                                .with_auth_bytes(out.into_inner().into())
+                        }
+                        Err(_) => failed(
+                            "Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM",
+                        ),
+                    }
+                } else if b.plain.as_ref().is_some_and(|(u, p)| {
                     req.auth_bytes.as_ref() == format!("\0{u}\0{p}").as_bytes()
-                });
-                let r = if good {
+                }) {
                     authenticated = true;
                     SaslAuthenticateResponse::default()
                 } else {
-                    SaslAuthenticateResponse::default()
-                        .with_error_code(58)
-                        .with_error_message(Some(StrBytes::from_static_str(
-                            "Authentication failed: Invalid username or password",
-                        )))
+                    failed("Authentication failed: Invalid username or password")
                 };
-                respond(&header, &r, v)
+                let rejected = r.error_code != 0;
+                let out = respond(&header, &r, v);
+                if s.write_all(&out).await.is_err() || rejected {
+                    return;
+                }
+                continue;
             }
             _ => return,
         };
         if s.write_all(&out).await.is_err() || s.flush().await.is_err() {
             return;
         }
-        if !authenticated && key == ApiKey::SaslAuthenticate {
-            return;
+    }
+}
+
+/// A server session for `mechanism`, holding `user`'s key as a broker stores it (salted, 4096
+/// iterations; Kafka's `kafka-configs --add-config SCRAM-SHA-256=[iterations=4096,password=…]`).
+fn scram_server(mechanism: &str, user: &str, password: &str) -> rsasl::prelude::Session {
+    use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+    use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+    use rsasl::mechanisms::scram::tools;
+    use rsasl::prelude::{Mechname, SASLConfig, SASLServer, SessionError};
+    use rsasl::property::AuthId;
+    use sha2::digest::{Digest, FixedOutputReset, core_api::BlockSizeUser};
+
+    fn keys<D: Digest + BlockSizeUser + FixedOutputReset + Clone + Sync>(
+        password: &str,
+        salt: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut salted = sha2::digest::Output::<D>::default();
+        tools::hash_password::<D>(password.as_bytes(), 4096, salt, &mut salted);
+        let (client_key, server_key) = tools::derive_keys::<D>(salted.as_slice());
+        (D::digest(client_key).to_vec(), server_key.to_vec())
+    }
+    struct Stored {
+        user: String,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+    }
+    impl SessionCallback for Stored {
+        fn callback(
+            &self,
+            _: &SessionData,
+            context: &Context,
+            request: &mut Request,
+        ) -> Result<(), SessionError> {
+            if context.get_ref::<AuthId>() == Some(self.user.as_str()) {
+                request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                    4096,
+                    &self.salt,
+                    &self.stored_key,
+                    &self.server_key,
+                ))?;
+            }
+            Ok(())
         }
     }
+    let salt = b"kafka-expose-test".to_vec();
+    let (stored_key, server_key) = if mechanism == "SCRAM-SHA-512" {
+        keys::<sha2::Sha512>(password, &salt)
+    } else {
+        keys::<sha2::Sha256>(password, &salt)
+    };
+    let config = SASLConfig::builder()
+        .with_defaults()
+        .with_callback(Stored {
+            user: user.to_string(),
+            salt,
+            stored_key,
+            server_key,
+        })
+        .unwrap();
+    SASLServer::<rsasl::validate::NoValidation>::new(config)
+        .start_suggested(Mechname::parse(mechanism.as_bytes()).unwrap())
+        .unwrap()
 }
 
 fn respond<R: Encodable + HeaderVersion>(req: &RequestHeader, body: &R, v: i16) -> Bytes {
