@@ -1093,6 +1093,7 @@ async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_wh
     let out = run(vec!["kafka"]).await;
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
+    println!("kafka-expose check -n {ns} kafka\n{text}");
     assert!(text.contains("StatefulSet e2e-check/kafka"), "{text}");
     assert!(
         text.contains(

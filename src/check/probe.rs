@@ -190,6 +190,7 @@ fn display_advertised(b: &AdvertisedBroker) -> String {
     }
 }
 
+/// Milliseconds, to the hundredth: a loopback or same-zone round trip is well under one.
 fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
 }

@@ -262,5 +262,14 @@ fn render_broker(out: &mut String, b: &BrokerReport) {
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.1} ms"))
+    v.map_or_else(
+        || "-".into(),
+        |v| {
+            if v < 10.0 {
+                format!("{v:.2} ms")
+            } else {
+                format!("{v:.1} ms")
+            }
+        },
+    )
 }
