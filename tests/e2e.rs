@@ -1125,11 +1125,21 @@ async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_wh
             .contains("selects no pod"),
         "{boot}"
     );
+    // Each broker is dialled at its Service's address instead: 0 and 1 answer there, so only
+    // the bootstrap's path is broken; 2 does not, and its Service says why.
     let rows = report["targets"][0]["brokers"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "one row per broker the cluster knows");
-    assert!(
-        rows.iter()
-            .all(|b| b["problem"]["kind"] == "bootstrap-unanswered")
+    for (i, b) in rows.iter().enumerate().take(2) {
+        assert_eq!(b["probed_at"], format!("127.0.0.1:{}", 31700 + i), "{b}");
+        assert_eq!(b["reachable"], true, "{b}");
+        assert_eq!(b["ok"], false, "nothing advertised it: {b}");
+        assert_eq!(b["problem"]["kind"], "bootstrap-unanswered");
+    }
+    assert_eq!(rows[2]["reachable"], false);
+    assert_eq!(
+        rows[2]["problem"]["kind"], "connection-refused",
+        "{}",
+        rows[2]
     );
     assert_eq!(rows[2]["diagnosis"]["kind"], "no-ready-endpoint");
 

@@ -60,10 +60,39 @@ pub async fn cluster(
             )),
         };
         target.workload = Some(wp.workload.clone());
+        let answered = target.bootstrap.answered_by.is_some();
         path::join(&mut target, wp);
+        if !answered {
+            dial_services(&mut target, wp, security, timeouts).await;
+        }
         targets.push(target);
     }
     Ok(Report::new(targets))
+}
+
+/// Without a broker list, each broker is dialled at the address its Service publishes, all at
+/// once, and diagnosed again with what answered.
+async fn dial_services(
+    target: &mut Target,
+    wp: &path::WorkloadPath,
+    security: &Security,
+    timeouts: Timeouts,
+) {
+    let dials = target.brokers.iter_mut().filter_map(|r| {
+        let addr = r
+            .cluster
+            .as_ref()?
+            .service
+            .as_ref()?
+            .external
+            .first()?
+            .clone();
+        Some(async move {
+            probe::at_service(r, &addr, security, timeouts).await;
+            r.diagnosis = path::diagnose(r, &wp.mode);
+        })
+    });
+    futures::future::join_all(dials).await;
 }
 
 fn unprobed(problem: Problem) -> Target {

@@ -159,19 +159,9 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
             )
         };
         target.brokers.push(BrokerReport {
-            node_id: None,
-            advertised: None,
-            rack: None,
-            reachable: false,
-            rtt_ms: None,
-            answered_node_id: None,
-            identity: "unverified",
-            identity_note: None,
-            tls: None,
-            ok: false,
             problem: Some(problem),
             cluster: Some(p.clone()),
-            diagnosis: None,
+            ..BrokerReport::default()
         });
     }
     for r in &mut target.brokers {
@@ -238,7 +228,7 @@ pub fn diagnose_bootstrap(problem: &Problem, wp: &WorkloadPath) -> Option<Proble
 /// Where a broken broker's path breaks, as far as the cluster's objects tell.
 pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
     let kind = r.problem.as_ref().map(|p| p.kind.as_str()).unwrap_or("");
-    let adv = r.advertised.as_deref();
+    let adv = r.advertised.as_deref().or(r.probed_at.as_deref());
     let Some(path) = &r.cluster else {
         return adv.map(|a| {
             Problem::new(
@@ -351,17 +341,9 @@ mod tests {
         BrokerReport {
             node_id: Some(1),
             advertised: Some(adv.into()),
-            rack: None,
-            reachable: false,
-            rtt_ms: None,
-            answered_node_id: None,
-            identity: "unverified",
-            identity_note: None,
-            tls: None,
-            ok: false,
             problem: Some(Problem::new(kind, "x")),
             cluster: Some(p),
-            diagnosis: None,
+            ..BrokerReport::default()
         }
     }
 

@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::report::{AddressProblem, Bootstrap, BrokerReport, Problem, Target, TlsReport};
+use super::report::{
+    AddressProblem, Bootstrap, BrokerReport, Identity, Problem, Target, TlsReport,
+};
 use crate::check::client::{
-    Address, AdvertisedBroker, ClusterMetadata, Connection, Identity, Security, Timeouts,
+    Address, AdvertisedBroker, ClusterMetadata, Connection, Identity as ClientIdentity, Security,
+    Timeouts,
 };
 
 /// The outcome of the bootstrap and of each advertised broker, before any cluster view.
@@ -98,16 +101,7 @@ async fn broker(
         node_id: Some(b.node_id),
         advertised: Some(display_advertised(b)),
         rack: b.rack.clone(),
-        reachable: false,
-        rtt_ms: None,
-        answered_node_id: None,
-        identity: "unverified",
-        identity_note: None,
-        tls: None,
-        ok: false,
-        problem: None,
-        cluster: None,
-        diagnosis: None,
+        ..BrokerReport::default()
     };
     let addr = match Address::advertised(&b.host, b.port) {
         Ok(a) => a,
@@ -116,27 +110,9 @@ async fn broker(
             return report;
         }
     };
-    let mut conn = match Connection::open(&addr, security, timeouts).await {
-        Ok(c) => c,
-        Err(f) => {
-            report.problem = Some(Problem::from(&f));
-            return report;
-        }
+    let Some((mut conn, meta)) = dial(&addr, security, timeouts, &mut report).await else {
+        return report;
     };
-    report.tls = conn.tls.as_ref().map(|t| TlsReport {
-        names_host: t.names_host,
-        verified: t.verified,
-        presented: t.presented.clone(),
-    });
-    let (meta, rtt) = match conn.metadata().await {
-        Ok(m) => m,
-        Err(f) => {
-            report.problem = Some(Problem::from(&f));
-            return report;
-        }
-    };
-    report.reachable = true;
-    report.rtt_ms = Some(millis(rtt));
     if cluster_id.is_some() && meta.cluster_id.as_deref() != cluster_id {
         report.problem = Some(Problem::new(
             "other-cluster",
@@ -148,12 +124,12 @@ async fn broker(
         return report;
     }
     match conn.identify(b.node_id).await {
-        Ok(Identity::Confirmed) => {
-            report.identity = "confirmed";
+        Ok(ClientIdentity::Confirmed) => {
+            report.identity = Identity::Confirmed;
             report.answered_node_id = Some(b.node_id);
         }
-        Ok(Identity::Other(n)) => {
-            report.identity = "wrong-node";
+        Ok(ClientIdentity::Other(n)) => {
+            report.identity = Identity::WrongNode;
             report.answered_node_id = Some(n);
             report.problem = Some(Problem::new(
                 "wrong-node",
@@ -164,22 +140,72 @@ async fn broker(
             ));
             return report;
         }
-        Ok(Identity::Unknown(why)) => report.identity_note = Some(why),
+        Ok(ClientIdentity::Unknown(why)) => report.identity_note = Some(why),
         Err(f) => report.identity_note = Some(f.to_string()),
-    }
-    if let Some(t) = &report.tls
-        && t.verified
-        && !t.names_host
-    {
-        // Unreachable with verification on (the handshake fails first); kept for safety.
-        report.problem = Some(Problem::new(
-            "tls-name-mismatch",
-            "the certificate does not name the advertised host",
-        ));
-        return report;
     }
     report.ok = true;
     report
+}
+
+/// With cluster credentials, when the bootstrap gave no broker list: dials the address a
+/// broker's Service publishes, to tell a blocked bootstrap from blocked brokers. The row stays
+/// failed (nothing advertised it), but says whether something answers there.
+pub async fn at_service(
+    report: &mut BrokerReport,
+    addr: &str,
+    security: &Security,
+    timeouts: Timeouts,
+) {
+    report.probed_at = Some(addr.to_string());
+    let addr = match Address::parse(addr) {
+        Ok(a) => a,
+        Err(e) => {
+            report.problem = Some(Problem::new("not-dialable", e));
+            return;
+        }
+    };
+    if let Some((_, meta)) = dial(&addr, security, timeouts, report).await {
+        report.problem = Some(Problem::new(
+            "bootstrap-unanswered",
+            format!(
+                "a broker of cluster {} answers at its Service's address, but the bootstrap gave no broker list",
+                meta.cluster_id.as_deref().unwrap_or("(no id)")
+            ),
+        ));
+    }
+}
+
+/// Connects and asks Metadata, filling in reachability, the round trip and the TLS facts, or
+/// the failure.
+async fn dial(
+    addr: &Address,
+    security: &Security,
+    timeouts: Timeouts,
+    report: &mut BrokerReport,
+) -> Option<(Connection, ClusterMetadata)> {
+    let mut conn = match Connection::open(addr, security, timeouts).await {
+        Ok(c) => c,
+        Err(f) => {
+            report.problem = Some(Problem::from(&f));
+            return None;
+        }
+    };
+    report.tls = conn.tls.as_ref().map(|t| TlsReport {
+        names_host: t.names_host,
+        verified: t.verified,
+        presented: t.presented.clone(),
+    });
+    match conn.metadata().await {
+        Ok((meta, rtt)) => {
+            report.reachable = true;
+            report.rtt_ms = Some(millis(rtt));
+            Some((conn, meta))
+        }
+        Err(f) => {
+            report.problem = Some(Problem::from(&f));
+            None
+        }
+    }
 }
 
 fn display_advertised(b: &AdvertisedBroker) -> String {

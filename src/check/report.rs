@@ -100,8 +100,18 @@ impl From<&Failure> for Problem {
     }
 }
 
+/// Whether the broker at an address said it is the node advertised there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    Confirmed,
+    WrongNode,
+    #[default]
+    Unverified,
+}
+
 /// One broker, as the cluster advertises it and as it answered at that address.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct BrokerReport {
     /// The node id the cluster advertises (absent for a broker only the cluster view knows).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +119,10 @@ pub struct BrokerReport {
     /// The address it advertises, `host:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertised: Option<String>,
+    /// With cluster credentials, when the bootstrap gave no broker list: the address its Service
+    /// publishes, dialled instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     /// A connection, and a Metadata request on it, succeeded at the advertised address.
@@ -119,8 +133,8 @@ pub struct BrokerReport {
     /// The node id that answered there, when the broker said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_node_id: Option<i32>,
-    /// `confirmed`, `wrong-node`, or `unverified` (with `identity_note` saying why).
-    pub identity: &'static str,
+    /// `unverified` comes with `identity_note` saying why.
+    pub identity: Identity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,14 +232,18 @@ fn render_broker(out: &mut String, b: &BrokerReport) {
         (None, Some(p)) => format!("ordinal {}", p.ordinal),
         (None, None) => "broker ?".to_string(),
     };
-    let addr = b.advertised.as_deref().unwrap_or("(not advertised)");
+    let addr = match (&b.advertised, &b.probed_at) {
+        (Some(a), _) => a.clone(),
+        (None, Some(p)) => format!("{p} (its Service)"),
+        (None, None) => "(not advertised)".to_string(),
+    };
     let status = if b.ok { "ok  " } else { "FAIL" };
     let detail = if let Some(p) = &b.problem {
         p.message.clone()
     } else {
         let mut d = format!("answered in {}", ms(b.rtt_ms));
         match b.identity {
-            "confirmed" => d.push_str(", as itself"),
+            Identity::Confirmed => d.push_str(", as itself"),
             _ => {
                 if let Some(n) = &b.identity_note {
                     let _ = write!(d, ", node id not verified: {n}");
