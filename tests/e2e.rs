@@ -164,6 +164,23 @@ async fn expose_three_brokers(c: &Client, ns: &str, base: u16) -> StatefulSet {
     sts
 }
 
+/// Waits until StatefulSet `kafka` publishes `want` as its bootstrap address.
+async fn wait_bootstrap(c: &Client, ns: &str, want: &str) {
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(60),
+        "the bootstrap annotation",
+        || async {
+            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
+            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
+                Some(v) if v == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 async fn create_sts(c: &Client, ns: &str, sts: &StatefulSet) -> StatefulSet {
     Api::<StatefulSet>::namespaced(c.clone(), ns)
         .create(&PostParams::default(), sts)
@@ -613,19 +630,7 @@ async fn loadbalancer_services_publish_their_ingress_and_hold_brokers_until_it_e
     let patch: Value = serde_json::from_slice(allowed.response.patch.as_ref().unwrap()).unwrap();
     assert!(patch.to_string().contains("203.0.113.21"), "{patch}");
 
-    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
-    eventually(
-        Duration::from_secs(30),
-        "the LoadBalancer bootstrap annotation",
-        || async {
-            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
-            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
-                Some(v) if v == "203.0.113.20:9094" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_bootstrap(&c, ns, "203.0.113.20:9094").await;
     Api::<StatefulSet>::namespaced(c.clone(), ns)
         .delete("kafka", &DeleteParams::background())
         .await
@@ -973,19 +978,7 @@ async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_wh
     )
     .await;
     wait_services(&c, ns, &THREE_BROKERS).await;
-    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
-    eventually(
-        Duration::from_secs(60),
-        "the bootstrap annotation",
-        || async {
-            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
-            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
-                Some(v) if v == "127.0.0.1:31750" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_bootstrap(&c, ns, "127.0.0.1:31750").await;
     // The real Endpoints controller: brokers 0 and 1 ready, broker 2 not.
     let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(c.clone(), ns);
     eventually(Duration::from_secs(60), "the Endpoints", || async {

@@ -23,35 +23,13 @@ pub async fn workloads(
     let mut found: Vec<(WorkloadRef, BTreeMap<String, String>, u32)> = Vec::new();
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     for s in list(&sts, namespace, "StatefulSets").await? {
-        let replicas = s.spec.replicas.unwrap_or(1);
-        let template = s
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        found.push((
-            reference("StatefulSet", namespace, &s.name_any()),
-            exposure(s.annotations(), &template),
-            replicas.max(0) as u32,
-        ));
+        let (replicas, template) = (s.spec.replicas, s.spec.template.metadata.as_ref());
+        found.push(candidate("StatefulSet", &s, replicas, template));
     }
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     for d in list(&deploys, namespace, "Deployments").await? {
-        let replicas = d.spec.replicas.unwrap_or(1);
-        let template = d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        found.push((
-            reference("Deployment", namespace, &d.name_any()),
-            exposure(d.annotations(), &template),
-            replicas.max(0) as u32,
-        ));
+        let (replicas, template) = (d.spec.replicas, d.spec.template.metadata.as_ref());
+        found.push(candidate("Deployment", &d, replicas, template));
     }
     if let Some(name) = name {
         found.retain(|(w, _, _)| w.name == name);
@@ -78,12 +56,22 @@ pub async fn workloads(
     Ok(out)
 }
 
-fn reference(kind: &str, namespace: &str, name: &str) -> WorkloadRef {
-    WorkloadRef {
+/// A workload, its exposure facts (none when it is not exposed) and its replica count.
+fn candidate<K: kube::Resource>(
+    kind: &str,
+    w: &K,
+    replicas: Option<i32>,
+    template: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> (WorkloadRef, BTreeMap<String, String>, u32) {
+    let meta = w.meta();
+    let labels = template.and_then(|m| m.labels.clone()).unwrap_or_default();
+    let reference = WorkloadRef {
         kind: kind.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    }
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+    };
+    let facts = exposure(&meta.annotations.clone().unwrap_or_default(), &labels);
+    (reference, facts, replicas.unwrap_or(1).max(0) as u32)
 }
 
 /// The workload's exposure facts (`mode`, `bootstrap`), or nothing when it is not exposed.
