@@ -236,20 +236,8 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
     }
     // The bootstrap address is published once the brokers run on a node.
     let boot_port = node_port(&svcs[3]).unwrap();
-    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
     let want = format!("{HOST_IP}:{boot_port}");
-    eventually(
-        Duration::from_secs(60),
-        "the bootstrap annotation",
-        || async {
-            let s = api.get("kafka").await.map_err(|e| e.to_string())?;
-            match s.annotations().get("kafka-expose.io/bootstrap-servers") {
-                Some(v) if *v == want => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_bootstrap(&c, ns, &want).await;
     let evs = events(&c, ns).await;
     assert!(
         evs.iter()

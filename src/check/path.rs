@@ -384,6 +384,87 @@ mod tests {
         );
     }
 
+    fn load_balancer(ingress: &[&str]) -> BrokerPath {
+        let mut p = path(1, "unused:1");
+        let svc = p.service.as_mut().unwrap();
+        svc.type_ = "LoadBalancer".into();
+        svc.node_port = Some(31091);
+        svc.ingress = ingress.iter().map(|i| i.to_string()).collect();
+        svc.external = ingress.iter().map(|i| format!("{i}:9094")).collect();
+        p
+    }
+
+    #[test]
+    fn a_load_balancer_publishes_its_ingress_on_the_service_port() {
+        let p = load_balancer(&["203.0.113.7"]);
+        assert_eq!(p.publishes("203.0.113.7:9094"), Some(true));
+        assert_eq!(p.publishes("10.0.0.1:31091"), Some(false));
+        assert!(
+            p.summary()
+                .starts_with("Service kafka-1-external LoadBalancer 203.0.113.7:9094"),
+            "{}",
+            p.summary()
+        );
+        let r = failed("connect-timeout", "10.0.0.1:31091", p);
+        assert_eq!(
+            diagnose(&r, "loadbalancer").unwrap().kind,
+            "address-mismatch"
+        );
+    }
+
+    #[test]
+    fn a_load_balancer_without_an_address_is_where_the_path_breaks() {
+        let r = failed("connect-timeout", "203.0.113.7:9094", load_balancer(&[]));
+        let d = diagnose(&r, "loadbalancer").unwrap();
+        assert_eq!(d.kind, "no-load-balancer-address");
+    }
+
+    #[test]
+    fn join_pairs_each_broker_with_the_service_publishing_its_address_and_adds_unlisted_ones() {
+        let wp = WorkloadPath {
+            workload: WorkloadRef {
+                kind: "StatefulSet".into(),
+                namespace: "ns".into(),
+                name: "kafka".into(),
+            },
+            mode: "nodeport".into(),
+            bootstrap: Some("10.0.0.1:31100".into()),
+            bootstrap_service: None,
+            brokers: vec![
+                BrokerPath {
+                    ordinal: 0,
+                    ..path(1, "10.0.0.1:31090")
+                },
+                path(1, "10.0.0.1:31091"),
+            ],
+        };
+        // Only broker 1 is in the metadata, advertising what its Service publishes.
+        let mut target = Target {
+            workload: None,
+            bootstrap: super::super::report::Bootstrap {
+                answered_by: Some("10.0.0.1:31100".into()),
+                ..Default::default()
+            },
+            brokers: vec![BrokerReport {
+                node_id: Some(1),
+                advertised: Some("10.0.0.1:31091".into()),
+                ok: true,
+                ..BrokerReport::default()
+            }],
+            ok: true,
+        };
+        join(&mut target, &wp);
+        assert_eq!(target.brokers[0].cluster.as_ref().unwrap().ordinal, 1);
+        assert_eq!(target.brokers.len(), 2);
+        let extra = &target.brokers[1];
+        assert_eq!(extra.cluster.as_ref().unwrap().ordinal, 0);
+        assert_eq!(extra.problem.as_ref().unwrap().kind, "not-advertised");
+        assert!(
+            !target.ok,
+            "a broker the metadata leaves out fails the check"
+        );
+    }
+
     #[test]
     fn a_dns_name_is_matched_by_its_port() {
         let p = path(1, "10.0.0.1:31091");
