@@ -140,9 +140,12 @@ pub struct EngineArgs {
         default_value = "30000-32767"
     )]
     pub node_port_range: NodePortRange,
-    /// Image of the properties adapter's init container.
-    #[arg(long, env = "KAFKA_EXPOSE_PATCHER_IMAGE", default_value_t = default_patcher_image())]
-    pub patcher_image: String,
+    /// Image of the init containers put into broker pods (the properties adapter's, the
+    /// `node:` gate). By default `serve` uses the image of its own pod (POD_NAME, POD_NAMESPACE),
+    /// so that a retagged install injects the new name; elsewhere, and when that pod cannot be
+    /// read, kafka-expose's own image at this version.
+    #[arg(long, env = "KAFKA_EXPOSE_PATCHER_IMAGE")]
+    pub patcher_image: Option<String>,
 }
 
 impl EngineArgs {
@@ -153,7 +156,7 @@ impl EngineArgs {
         } = self.clone();
         Settings {
             node_port_range,
-            patcher_image,
+            patcher_image: patcher_image.unwrap_or_else(default_patcher_image),
         }
     }
 }

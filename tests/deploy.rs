@@ -42,11 +42,14 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn helm_template(args: &[&str]) -> Vec<Value> {
-    let text = run(Command::new(tool("helm"))
+fn helm_template_text(args: &[&str]) -> String {
+    run(Command::new(tool("helm"))
         .args(["template", "kx", CHART, "--namespace", "kafka-expose"])
-        .args(args));
-    read_documents(&text).unwrap()
+        .args(args))
+}
+
+fn helm_template(args: &[&str]) -> Vec<Value> {
+    read_documents(&helm_template_text(args)).unwrap()
 }
 
 const MODES: [&[&str]; 3] = [
@@ -466,4 +469,400 @@ fn apply_stdin(text: &str, kubeconfig: &str) {
         .write_all(text.as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// `helm template` with these values, failing: its stderr.
+fn helm_template_error(args: &[&str]) -> String {
+    let out = Command::new(tool("helm"))
+        .args(["template", "kx", CHART, "--namespace", "kafka-expose"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} renders, and must not");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn mistyped_values_fail_to_render_naming_the_value() {
+    for (set, named) in [
+        ("certificates.mode=certmanager", "/certificates/mode"),
+        (
+            "webhook.podsFailurePolicy=fail",
+            "/webhook/podsFailurePolicy",
+        ),
+        ("replicaCount=one", "/replicaCount"),
+        ("failureMode=Open", "/failureMode"),
+        ("replicaCont=2", "replicaCont"),
+        ("webhook.prot=10250", "prot"),
+        ("image.digest=latest", "/image/digest"),
+    ] {
+        let err = helm_template_error(&["--set", set]);
+        assert!(err.contains(named), "{set}: {err}");
+    }
+    // Combinations that cannot work say which values to change.
+    let err = helm_template_error(&["--set", "webhook.port=8080"]);
+    assert!(
+        err.contains("webhook.port and adminPort are both 8080"),
+        "{err}"
+    );
+    let err = helm_template_error(&["--set", "hostNetwork=true", "--set", "webhook.port=443"]);
+    assert!(err.contains("webhook.port=443 with hostNetwork"), "{err}");
+    let err = helm_template_error(&["--set", "certificates.mode=secret"]);
+    assert!(err.contains("certificates.caBundle is required"), "{err}");
+}
+
+#[test]
+fn the_disruption_budget_follows_the_replica_count() {
+    let one = helm_template(&["--set", "replicaCount=1"]);
+    assert!(
+        !one.iter().any(|d| d["kind"] == "PodDisruptionBudget"),
+        "one replica: no PDB, so drains are never blocked"
+    );
+    for n in ["2", "3"] {
+        let docs = helm_template(&["--set", &format!("replicaCount={n}")]);
+        let pdb = find(&docs, "PodDisruptionBudget");
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{pdb}");
+        assert!(pdb["spec"].get("minAvailable").is_none());
+    }
+}
+
+/// The image digest the placement values pin.
+const DIGEST: &str = "sha256:abababababababababababababababababababababababababababababababab";
+
+/// Every placement and supply value, as the render tests set them.
+fn placement_values() -> Vec<String> {
+    [
+        "--set",
+        "image.digest=sha256:abababababababababababababababababababababababababababababababab",
+        "--set",
+        "imagePullSecrets[0].name=regcred",
+        "--set",
+        "priorityClassName=system-cluster-critical",
+        "--set",
+        "nodeSelector.pool=system",
+        "--set",
+        "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+        "--set",
+        "topologySpreadConstraints[0].maxSkew=1,topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone,topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "--set",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+        "--set",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+        "--set",
+        "podAnnotations.team=platform",
+        "--set",
+        "podLabels.cost-center=k8s",
+        "--set",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/kx",
+        "--set",
+        "extraArgs[0]=--lb-pending-warning=1m",
+        "--set",
+        "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy:3128",
+        "--set",
+        "patcherImage=mirror.example/kx:1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The network values, as the render tests set them.
+const NETWORK_VALUES: &[&str] = &[
+    "--set",
+    "webhook.port=10250",
+    "--set",
+    "adminPort=10251",
+    "--set",
+    "hostNetwork=true",
+    "--set",
+    "networkPolicy.enabled=true",
+    "--set",
+    "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.name=monitoring",
+];
+
+#[test]
+fn every_placement_and_supply_value_lands_on_the_server_and_the_hook_jobs() {
+    let values = placement_values();
+    let docs = helm_template(&values.iter().map(String::as_str).collect::<Vec<_>>());
+    let image = format!("kafka-expose/kafka-expose@{DIGEST}");
+    let dep = find(&docs, "Deployment");
+    let jobs: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Job").collect();
+    assert_eq!(jobs.len(), 2);
+    for pod in std::iter::once(dep).chain(jobs.iter().copied()) {
+        let spec = &pod["spec"]["template"]["spec"];
+        let name = &pod["metadata"]["name"];
+        assert_eq!(spec["containers"][0]["image"], image.as_str(), "{name}");
+        assert_eq!(
+            spec["imagePullSecrets"],
+            json!([{"name": "regcred"}]),
+            "{name}"
+        );
+        assert_eq!(
+            spec["priorityClassName"], "system-cluster-critical",
+            "{name}"
+        );
+        assert_eq!(spec["nodeSelector"], json!({"pool": "system"}), "{name}");
+        assert_eq!(spec["tolerations"][0]["key"], "dedicated", "{name}");
+        assert_eq!(spec["topologySpreadConstraints"][0]["maxSkew"], 1, "{name}");
+        assert!(spec["affinity"]["nodeAffinity"].is_object(), "{name}");
+        let meta = &pod["spec"]["template"]["metadata"];
+        assert_eq!(meta["annotations"]["team"], "platform", "{name}");
+        assert_eq!(meta["labels"]["cost-center"], "k8s", "{name}");
+    }
+    // The user's affinity replaces the default anti-affinity.
+    assert!(dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"].is_null());
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--lb-pending-warning=1m"), "{args:?}");
+    assert!(
+        args.contains(&"--patcher-image=mirror.example/kx:1"),
+        "{args:?}"
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "HTTPS_PROXY"),
+        "{}",
+        c["env"]
+    );
+    let sa = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount" && d["metadata"]["name"] == "kx-kafka-expose")
+        .unwrap();
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::1:role/kx"
+    );
+    assert_eq!(sa["imagePullSecrets"], json!([{"name": "regcred"}]));
+    // Without patcherImage the server injects the image its own pod runs: no flag pins a copy.
+    let plain = helm_template(&[]);
+    let args =
+        find(&plain, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(!args.contains("--patcher-image"), "{args}");
+}
+
+#[test]
+fn the_webhook_port_host_network_and_network_policy_land_where_they_must() {
+    let docs = helm_template(NETWORK_VALUES);
+    let dep = find(&docs, "Deployment");
+    let spec = &dep["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["dnsPolicy"], "ClusterFirstWithHostNet");
+    let c = &spec["containers"][0];
+    let args = c["args"].to_string();
+    assert!(args.contains("--listen=0.0.0.0:10250"), "{args}");
+    assert!(args.contains("--admin-listen=0.0.0.0:10251"), "{args}");
+    assert_eq!(c["ports"][0]["containerPort"], 10250);
+    assert_eq!(c["ports"][1]["containerPort"], 10251);
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 10250);
+    assert_eq!(svc["spec"]["ports"][1]["targetPort"], 10251);
+    let np = find(&docs, "NetworkPolicy");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "kx"
+    );
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 10250);
+    assert!(
+        np["spec"]["ingress"][0].get("from").is_none(),
+        "the API server is not a pod"
+    );
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], 10251);
+    assert_eq!(
+        np["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
+    assert!(
+        !helm_template(&[])
+            .iter()
+            .any(|d| d["kind"] == "NetworkPolicy"),
+        "off by default"
+    );
+    // An opt-in namespace selector replaces the exclusions on every namespaced webhook.
+    let docs = helm_template(&[
+        "--set",
+        "webhook.namespaceSelector.matchLabels.kafka-expose\\.io/webhook=enabled",
+    ]);
+    let mwc = find(&docs, "MutatingWebhookConfiguration");
+    for h in mwc["webhooks"].as_array().unwrap() {
+        if h["name"] == "policies.kafka-expose.io" {
+            continue;
+        }
+        assert_eq!(
+            h["namespaceSelector"],
+            json!({"matchLabels": {"kafka-expose.io/webhook": "enabled"}}),
+            "{}",
+            h["name"]
+        );
+    }
+}
+
+#[test]
+fn monitoring_uninstall_and_labels_follow_what_platform_teams_expect() {
+    let docs = helm_template(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "serviceMonitor.labels.release=prom",
+        "--set",
+        "podMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+    ]);
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "admin");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        find(&docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"],
+        "admin"
+    );
+    let rules = find(&docs, "PrometheusRule")["spec"]["groups"][0]["rules"].to_string();
+    for metric in [
+        "kafka_expose_admission_requests_total",
+        "outcome=\\\"error\\\"",
+        "outcome=\\\"denied\\\"",
+        "kafka_expose_certificate_reload_errors_total",
+    ] {
+        assert!(rules.contains(metric), "{metric} in {rules}");
+    }
+    // Every object carries the recommended labels; hook objects delete themselves.
+    for d in &docs {
+        let labels = &d["metadata"]["labels"];
+        let name = &d["metadata"]["name"];
+        if d["metadata"]["annotations"]["helm.sh/hook"].is_string() {
+            let policy = d["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                policy.contains("before-hook-creation") && policy.contains("hook-succeeded"),
+                "{name}: {policy:?}"
+            );
+            continue;
+        }
+        if d["kind"] == "CustomResourceDefinition" {
+            continue;
+        }
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{name}");
+        assert_eq!(labels["app.kubernetes.io/component"], "webhook", "{name}");
+    }
+    let chart: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(format!("{CHART}/Chart.yaml")).unwrap())
+            .unwrap();
+    for field in ["kubeVersion", "home", "sources"] {
+        assert!(!chart[field].is_null(), "Chart.yaml sets {field}");
+    }
+}
+
+/// `helm install --dry-run`: the notes a user reads after installing.
+fn notes(args: &[&str]) -> String {
+    let out = run(Command::new(tool("helm"))
+        .env("KUBECONFIG", kubeconfig())
+        .args(["install", "kx", CHART, "--namespace", "kafka-expose"])
+        .args(args));
+    out.split_once("NOTES:")
+        .map(|(_, n)| n.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_notes_say_how_to_expose_where_the_bootstrap_appears_and_warn_where_they_must() {
+    // Against the real 1.20 API server, as `helm install` would render them there.
+    let text = notes(&["--dry-run=server", "--set", "replicaCount=1"]);
+    for want in [
+        "kafka-expose.io/expose=nodeport",
+        "kafka-expose\\.io/bootstrap-servers",
+        "rollout status statefulset/<kafka>",
+        "helm test kx",
+        "kafka-expose check",
+        "WARNING: replicaCount=1",
+        "does not label namespaces with\nkubernetes.io/metadata.name",
+        "kubectl label namespace kube-system kafka-expose.io/webhook=disabled",
+        "kubectl label namespace kafka-expose kafka-expose.io/webhook=disabled",
+    ] {
+        assert!(text.contains(want), "{want:?} in the notes:\n{text}");
+    }
+    // Two replicas on a current cluster: no warnings.
+    let text = notes(&["--dry-run=client"]);
+    assert!(text.contains("kafka-expose.io/expose=nodeport"), "{text}");
+    assert!(!text.contains("WARNING"), "{text}");
+    // The helm test probes /readyz through the Service.
+    let docs = helm_template(&["--set", "adminPort=9090"]);
+    let test = docs
+        .iter()
+        .find(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .unwrap();
+    let cmd = test["spec"]["containers"][0]["command"].to_string();
+    assert!(
+        cmd.contains("http://kx-kafka-expose.kafka-expose.svc:9090/readyz"),
+        "{cmd}"
+    );
+}
+
+#[test]
+fn every_new_value_rendered_together_is_accepted_by_the_api_server() {
+    let dir = std::env::temp_dir().join(format!("kx-deploy-values-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Command::new(tool("kubectl"))
+        .env("KUBECONFIG", kubeconfig())
+        .args(["apply", "-f", &format!("{MANIFESTS}/namespace.yaml")]));
+    let mut values: Vec<String> = ["--kube-version", "1.20.2"]
+        .iter()
+        .chain(NETWORK_VALUES)
+        .map(|v| v.to_string())
+        .collect();
+    values.extend(placement_values());
+    values.extend([
+        "--set".into(),
+        "webhook.namespaceSelector.matchLabels.team=kafka".into(),
+    ]);
+    let text = helm_template_text(&values.iter().map(String::as_str).collect::<Vec<_>>());
+    // The Prometheus Operator's kinds are not served without it: checked by render above.
+    let file = dir.join("all-values.yaml");
+    std::fs::write(&file, &text).unwrap();
+    kubectl_dry_run(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
+    // What `kustomize edit set image` writes, in an overlay over a copy of the manifests.
+    let dir = std::env::temp_dir().join(format!("kx-overlay-{}", std::process::id()));
+    let base = dir.join("base");
+    let overlay = dir.join("overlay");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir_all(&overlay).unwrap();
+    for entry in std::fs::read_dir(MANIFESTS).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, base.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../base]\nimages:\n  - name: kafka-expose/kafka-expose\n    newName: registry.example/mirror/kafka-expose\n    newTag: v9\n",
+    )
+    .unwrap();
+    let text = run(Command::new(tool("kubectl")).arg("kustomize").arg(&overlay));
+    assert!(
+        text.contains("image: registry.example/mirror/kafka-expose:v9"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("kafka-expose/kafka-expose:"),
+        "the server injects the image its own pod runs, so no other copy of the name is left to go stale:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

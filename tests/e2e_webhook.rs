@@ -1334,3 +1334,69 @@ async fn without_the_binding_webhook_the_reconciler_fills_the_address_in() {
     k.abort();
     drop(wh);
 }
+
+/// Without --patcher-image the server injects the image its own pod runs, read from that pod:
+/// a retagged install (here a mirror's name) puts the new name into broker pods.
+#[tokio::test]
+async fn the_injected_init_container_runs_the_image_of_the_servers_own_pod() {
+    let c = client().await;
+    let ns = "e2e-own-image";
+    let tag = "own-image";
+    support::cluster::namespace(&c, ns).await;
+    let mirror = "registry.example/mirror/kafka-expose:v9";
+    let own: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "kx-server", "namespace": ns},
+        "spec": {"automountServiceAccountToken": false, "containers": [
+            {"name": "sidecar", "image": "busybox"},
+            {"name": "kafka-expose", "image": mirror}
+        ]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &own)
+        .await
+        .unwrap();
+    let wh = Webhook::start_with_env(
+        tag,
+        PathBuf::from(env()["KUBECONFIG"].clone()),
+        scratch(tag),
+        Some(ns),
+        vec![
+            ("POD_NAME".into(), "kx-server".into()),
+            ("POD_NAMESPACE".into(), ns.into()),
+        ],
+    );
+    wh.register(&c, tag).await;
+    tagged_namespace(&c, ns, tag).await;
+    assert!(
+        wh.log().contains(mirror),
+        "the server says which image it injects: {}",
+        wh.log()
+    );
+    let node = "e2e-own-image-node";
+    node_with_addresses(&c, node, &[("InternalIP", "10.1.0.9")]).await;
+    let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.1.0.9".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
+                "kafka-expose.io/bootstrap-node-port": "30045",
+                "kafka-expose.io/advertised-host": "node:InternalIP"}),
+    )
+    .await;
+    let pods = bound_pods(&c, ns, "kafka", 1).await;
+    let inits = pods[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers
+        .clone()
+        .unwrap();
+    let gate = inits
+        .iter()
+        .find(|i| i.name == "kafka-expose-gate")
+        .unwrap();
+    assert_eq!(gate.image.as_deref(), Some(mirror));
+    k.abort();
+}

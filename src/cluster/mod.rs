@@ -5,7 +5,8 @@
 //! - [`leader`]: the reconciler's leader Lease; [`leader::claim`] decides whether to claim or
 //!   renew it;
 //! - [`caches`]: the reflector stores the webhook and the reconciler share;
-//! - [`certs`]: the webhook certificates' Secret and the webhook configuration's `caBundle`.
+//! - [`certs`]: the webhook certificates' Secret and the webhook configuration's `caBundle`;
+//! - [`own_image`]: the image the server runs as, for the init containers it injects.
 //!
 //! - [`nodes`]: the node-address fallback for `advertised-host: node:…`, [`nodes::step`]
 //!   deciding per broker pod;
@@ -16,6 +17,7 @@ pub mod caches;
 pub mod certs;
 pub mod leader;
 pub mod nodes;
+pub mod own_image;
 pub mod policies;
 pub mod reconciler;
 pub mod status;

@@ -11,7 +11,8 @@ use super::cluster_client;
 use crate::certs;
 use crate::cli::ServeArgs;
 use crate::cluster::caches::LiveServices;
-use crate::cluster::{leader, reconciler};
+use crate::cluster::{leader, own_image, reconciler};
+use crate::config::{Settings, default_patcher_image};
 use crate::names::LEASE;
 use crate::telemetry;
 use crate::webhook::server::{self, ServeConfig};
@@ -79,6 +80,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     Some(e) => tracing::info!(lease = %e.name, namespace = %e.namespace, "cluster credentials found: reconciling while holding the leader Lease"),
                     None => tracing::info!("cluster credentials found: running the reconciler"),
                 }
+                if engine.patcher_image.is_none() {
+                    state.settings = Arc::new(Settings {
+                        patcher_image: injected_image(&client).await,
+                        ..(*state.settings).clone()
+                    });
+                }
                 state.services = Some(Arc::new(LiveServices(client.clone())));
                 let spawned = reconciler::spawn(
                     client,
@@ -109,6 +116,27 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The image of this server's own pod, for the init containers it injects; the build's default
+/// image, with the reason logged, when the pod cannot be read.
+async fn injected_image(client: &kube::Client) -> String {
+    let (Ok(ns), Ok(name)) = (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) else {
+        let image = default_patcher_image();
+        tracing::info!(%image, "not in a pod (no POD_NAME, POD_NAMESPACE): injecting the default image");
+        return image;
+    };
+    match own_image::read(client, &ns, &name).await {
+        Ok(image) => {
+            tracing::info!(%image, pod = %name, "injecting the image this server runs as");
+            image
+        }
+        Err(why) => {
+            let image = default_patcher_image();
+            tracing::warn!(%why, %image, "cannot read this server's own image: injecting the default; set --patcher-image to choose");
+            image
+        }
+    }
 }
 
 /// The leader Lease, when asked for: in the pod's namespace (`POD_NAMESPACE`, else the webhook

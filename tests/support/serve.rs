@@ -101,6 +101,8 @@ pub struct Webhook {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub ca_bundle: String,
+    /// Environment set over the defaults below (POD_NAME, POD_NAMESPACE, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Drop for Webhook {
@@ -114,6 +116,17 @@ impl Webhook {
     /// one, so that two instances never race to create the same Service: on 1.20 a losing
     /// create can hold its NodePort for minutes.
     pub fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf, watch: Option<&str>) -> Self {
+        Self::start_with_env(tag, kubeconfig, dir, watch, Vec::new())
+    }
+
+    /// [`Webhook::start`], with `env` set over the server's default environment.
+    pub fn start_with_env(
+        tag: &str,
+        kubeconfig: PathBuf,
+        dir: PathBuf,
+        watch: Option<&str>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
         certs::write(&dir, &bundle).unwrap();
         let mut w = Self {
@@ -124,6 +137,7 @@ impl Webhook {
             dir,
             kubeconfig,
             ca_bundle: bundle.ca_bundle(),
+            env,
         };
         let _ = tag;
         w.spawn();
@@ -155,6 +169,7 @@ impl Webhook {
             .env("POD_NAME", format!("e2e-{}", self.port))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
