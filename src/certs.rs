@@ -20,13 +20,89 @@ pub const CA_CERT: &str = "ca.crt";
 pub const TLS_CERT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
 
-/// Validity of the CA, in years.
-pub const CA_YEARS: i32 = 10;
-/// Validity of the serving certificate, in years; cert-manager rotates real installs sooner.
-pub const SERVING_YEARS: i32 = 2;
+/// How long a certificate made here is valid: the serving certificate one year, from an hour
+/// before it is made (clocks drift), and its CA for as long plus a day. The CA's key is not kept:
+/// every renewal makes a new CA, and [`crate::cluster::certs`] rolls it over with both CAs
+/// trusted for a while, so no admission fails across the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub serving: std::time::Duration,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Self {
+            serving: std::time::Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
+/// What a certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// The end of its validity, in seconds since the epoch.
+    pub not_after: i64,
+    /// Its subject alternative names: DNS names and IP addresses, as text.
+    pub names: Vec<String>,
+}
+
+/// Reads every certificate of a PEM text (a chain or a CA bundle), in order.
+pub fn inspect(pem: &str) -> Result<Vec<CertFacts>, CertError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut out = Vec::new();
+    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| CertError::Parse(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| CertError::Parse(e.to_string()))?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
+                    x509_parser::extensions::GeneralName::IPAddress(ip) => {
+                        if let Ok(b) = <[u8; 4]>::try_from(*ip) {
+                            names.push(std::net::Ipv4Addr::from(b).to_string());
+                        } else if let Ok(b) = <[u8; 16]>::try_from(*ip) {
+                            names.push(std::net::Ipv6Addr::from(b).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push(CertFacts {
+            not_after: cert.validity().not_after.timestamp(),
+            names,
+        });
+    }
+    if out.is_empty() {
+        return Err(CertError::Parse("no PEM certificate".into()));
+    }
+    Ok(out)
+}
+
+/// Splits a PEM bundle into its certificates' PEM texts.
+pub fn split_pem(pem: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in pem.lines() {
+        if line.starts_with("-----BEGIN CERTIFICATE-----") {
+            cur.clear();
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        if line.starts_with("-----END CERTIFICATE-----") {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    #[error("could not read a certificate: {0}")]
+    Parse(String),
     #[error("could not make a certificate")]
     Generate(#[from] rcgen::Error),
     #[error("could not write {path}")]
@@ -63,17 +139,22 @@ pub fn dns_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
-fn this_year() -> i32 {
-    let days = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    1970 + (days as f64 / 365.2425) as i32
+/// Makes a new CA and a serving certificate for `dns` names and 127.0.0.1, valid for a year.
+pub fn generate(dns: &[String]) -> Result<Bundle, CertError> {
+    generate_for(dns, Validity::default())
 }
 
-/// Makes a new CA and a serving certificate for `dns` names and 127.0.0.1.
-pub fn generate(dns: &[String]) -> Result<Bundle, CertError> {
-    let year = this_year();
+/// [`generate`], valid for `validity`.
+pub fn generate_for(dns: &[String], validity: Validity) -> Result<Bundle, CertError> {
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + std::time::Duration::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+    let not_before = now - std::time::Duration::from_secs(3600);
+    let not_after = now + validity.serving;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -81,8 +162,8 @@ pub fn generate(dns: &[String]) -> Result<Bundle, CertError> {
     ca.distinguished_name = dn;
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-    ca.not_after = rcgen::date_time_ymd(year + CA_YEARS, 1, 1);
+    ca.not_before = not_before;
+    ca.not_after = not_after + std::time::Duration::from_secs(86_400);
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
@@ -102,8 +183,8 @@ pub fn generate(dns: &[String]) -> Result<Bundle, CertError> {
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year + SERVING_YEARS, 1, 1);
+    params.not_before = not_before;
+    params.not_after = not_after;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(Bundle {
         ca_pem: ca_cert.pem(),
@@ -134,13 +215,28 @@ pub fn write(dir: &Path, b: &Bundle) -> Result<(), CertError> {
     Ok(())
 }
 
-/// The dev certificates in `dir`: kept when all three files exist, made otherwise. Returns
-/// whether they were made.
+/// How long before its end a dev certificate is made anew.
+const DEV_RENEW_BEFORE: i64 = 30 * 86_400;
+
+/// The dev certificates in `dir`: kept when all three files exist, name `dns` and have more than
+/// 30 days left; made otherwise. Returns whether they were made.
 pub fn ensure_dev(dir: &Path, dns: &[String]) -> Result<bool, CertError> {
-    if [CA_CERT, TLS_CERT, TLS_KEY]
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let usable = [CA_CERT, TLS_CERT, TLS_KEY]
         .iter()
         .all(|f| dir.join(f).is_file())
-    {
+        && std::fs::read_to_string(dir.join(TLS_CERT))
+            .ok()
+            .and_then(|pem| inspect(&pem).ok())
+            .and_then(|c| c.into_iter().next())
+            .is_some_and(|leaf| {
+                leaf.not_after - now > DEV_RENEW_BEFORE
+                    && dns.iter().all(|n| leaf.names.contains(n))
+            });
+    if usable {
         return Ok(false);
     }
     write(dir, &generate(dns)?)?;
@@ -151,4 +247,41 @@ pub fn ensure_dev(dir: &Path, dns: &[String]) -> Result<bool, CertError> {
 /// client.
 pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificates_near_their_end_or_for_other_names_are_made_anew() {
+        let dir = std::env::temp_dir().join(format!("kx-dev-certs-{}", std::process::id()));
+        let dns = dns_names("kafka-expose", "kafka-expose");
+        let short = generate_for(
+            &dns,
+            Validity {
+                serving: std::time::Duration::from_secs(86_400),
+            },
+        )
+        .unwrap();
+        write(&dir, &short).unwrap();
+        assert!(ensure_dev(&dir, &dns).unwrap(), "a day left: made anew");
+        assert!(!ensure_dev(&dir, &dns).unwrap(), "a year left: kept");
+        let other = dns_names("renamed", "kafka-expose");
+        assert!(ensure_dev(&dir, &other).unwrap(), "other names: made anew");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn inspect_reads_the_end_and_the_names_of_every_certificate() {
+        let dns = dns_names("kx", "ns");
+        let b = generate(&dns).unwrap();
+        let leaf = inspect(&b.cert_pem).unwrap().remove(0);
+        assert!(leaf.names.contains(&"kx.ns.svc".to_string()));
+        assert!(leaf.names.contains(&"127.0.0.1".to_string()));
+        let two = format!("{}{}", b.ca_pem, generate(&dns).unwrap().ca_pem);
+        assert_eq!(split_pem(&two).len(), 2);
+        assert_eq!(inspect(&two).unwrap().len(), 2);
+        assert!(inspect("not a certificate").is_err());
+    }
 }

@@ -239,8 +239,74 @@ pub struct ServeArgs {
     /// How long to keep serving, telling clients to close, after SIGTERM.
     #[arg(long, env = "KAFKA_EXPOSE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Renew the serving certificate kept in this TLS Secret of the service namespace while
+    /// serving (the files of --tls-cert and --tls-key are that Secret, mounted). Needs
+    /// --certs-webhook, whose caBundle the roll-over updates.
+    #[arg(long, env = "KAFKA_EXPOSE_CERTS_SECRET", requires = "certs_webhook")]
+    pub certs_secret: Option<String>,
+    /// The MutatingWebhookConfiguration whose caBundle trusts the Secret's CA.
+    #[arg(long, env = "KAFKA_EXPOSE_CERTS_WEBHOOK")]
+    pub certs_webhook: Option<String>,
+    /// How often the Secret's certificate is checked.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub certs_check_every: Duration,
+    #[command(flatten)]
+    pub renew: RenewArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// When a kept certificate is renewed, and how the CA rolls over.
+#[derive(Debug, Clone, Args)]
+pub struct RenewArgs {
+    /// Re-issue the serving certificate when less than this is left of it.
+    #[arg(long, env = "KAFKA_EXPOSE_RENEW_BEFORE", default_value = "30d", value_parser = parse_long_duration)]
+    pub renew_before: Duration,
+    /// How long a new certificate is valid.
+    #[arg(long, default_value = "365d", value_parser = parse_long_duration)]
+    pub cert_validity: Duration,
+    /// How long the old CA stays trusted beside the new one after a roll-over.
+    #[arg(long, default_value = "10m", value_parser = parse_long_duration)]
+    pub ca_overlap: Duration,
+    /// How long to wait, after the webhook's caBundle trusts a new CA, before serving from it.
+    #[arg(long, default_value = "10s", value_parser = parse_long_duration)]
+    pub ca_propagation: Duration,
+}
+
+impl RenewArgs {
+    pub fn policy(&self) -> crate::cluster::certs::RenewPolicy {
+        crate::cluster::certs::RenewPolicy {
+            renew_before: self.renew_before,
+            overlap: self.ca_overlap,
+            propagation: self.ca_propagation,
+            validity: crate::certs::Validity {
+                serving: self.cert_validity,
+            },
+        }
+    }
+}
+
+/// Parses `90s`, `10m`, `12h` or `30d` (seconds when no unit), up to ten years.
+pub fn parse_long_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 10m, 12h or 30d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    let secs = n
+        .checked_mul(unit)
+        .filter(|v| *v <= 10 * 366 * 86_400)
+        .ok_or_else(|| format!("{s:?} is out of range (up to ten years)"))?;
+    Ok(Duration::from_secs(secs))
 }
 
 #[derive(Debug, Args)]
@@ -251,12 +317,16 @@ pub struct CertsArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Keep the pair in this TLS Secret of --service-namespace instead: made when missing,
-    /// reused when present (an install hook runs this on every upgrade).
+    /// reused when present, and renewed when it nears its end or lacks a name it needs (an
+    /// install hook runs this on every upgrade).
     #[arg(long)]
     pub secret: Option<String>,
-    /// Set the caBundle of every webhook of this MutatingWebhookConfiguration to the CA.
+    /// Set the caBundle of every webhook of this MutatingWebhookConfiguration to the CA. With
+    /// --secret, a configuration that does not exist yet (before install) is skipped.
     #[arg(long)]
     pub patch_webhook: Option<String>,
+    #[command(flatten)]
+    pub renew: RenewArgs,
 }
 
 /// Parses `5s`, `500ms`, `2m` or a number of seconds.

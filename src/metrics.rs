@@ -69,6 +69,8 @@ pub struct Metrics {
     pub rejected: Family<RejectLabels, Counter>,
     pub cert_reloads: Counter,
     pub cert_reload_errors: Counter,
+    /// When the served certificate ends, in seconds since the epoch.
+    pub cert_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,7 @@ impl Default for Metrics {
         let rejected = Family::<RejectLabels, Counter>::default();
         let cert_reloads = Counter::default();
         let cert_reload_errors = Counter::default();
+        let cert_expiry = Gauge::default();
         registry.register(
             "admission_requests",
             "Admission requests by kind, operation and outcome",
@@ -109,6 +112,11 @@ impl Default for Metrics {
             "certificate_reload_errors",
             "Serving certificate files that could not be loaded",
             cert_reload_errors.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the served certificate ends, in seconds since the epoch",
+            cert_expiry.clone(),
         );
         let reconciliations = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
@@ -167,6 +175,7 @@ impl Default for Metrics {
             rejected,
             cert_reloads,
             cert_reload_errors,
+            cert_expiry,
         }
     }
 }

@@ -737,6 +737,7 @@ fn monitoring_uninstall_and_labels_follow_what_platform_teams_expect() {
         "outcome=\\\"error\\\"",
         "outcome=\\\"denied\\\"",
         "kafka_expose_certificate_reload_errors_total",
+        "kafka_expose_certificate_expiry_timestamp_seconds",
     ] {
         assert!(rules.contains(metric), "{metric} in {rules}");
     }
@@ -865,4 +866,112 @@ fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
         "the server injects the image its own pod runs, so no other copy of the name is left to go stale:\n{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
+    let kc = kubeconfig();
+    let ns = "e2e-certs-renew";
+    apply_stdin(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
+        &kc,
+    );
+    let dns = kafka_expose::certs::dns_names("kafka-expose", ns);
+    // A pair with a day left, as an install made a year ago holds.
+    let old = kafka_expose::certs::generate_for(
+        &dns,
+        kafka_expose::certs::Validity {
+            serving: std::time::Duration::from_secs(86_400),
+        },
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    apply_stdin(
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "kafka-expose-tls", "namespace": ns},
+                "data": {"ca.crt": b64(&old.ca_pem), "tls.crt": b64(&old.cert_pem), "tls.key": b64(&old.key_pem)}})
+        .to_string(),
+        &kc,
+    );
+    let mut mwc =
+        read_documents(&std::fs::read_to_string(format!("{MANIFESTS}/webhook.yaml")).unwrap())
+            .unwrap()
+            .remove(0);
+    mwc["metadata"]["name"] = json!("certs-renew-e2e");
+    for w in mwc["webhooks"].as_array_mut().unwrap() {
+        w["clientConfig"]["caBundle"] = json!(old.ca_bundle());
+    }
+    apply_stdin(&mwc.to_string(), &kc);
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .env("KUBECONFIG", &kc)
+        .args([
+            "certs",
+            "--service-name",
+            "kafka-expose",
+            "--service-namespace",
+            ns,
+        ])
+        .args([
+            "--secret",
+            "kafka-expose-tls",
+            "--patch-webhook",
+            "certs-renew-e2e",
+        ])
+        .args(["--ca-propagation", "0s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("re-issued the certificate in Secret kafka-expose-tls"),
+        "{stderr}"
+    );
+    let get = |jsonpath: &str| {
+        run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+            "get",
+            "secret",
+            "-n",
+            ns,
+            "kafka-expose-tls",
+            "-o",
+            &format!("jsonpath={jsonpath}"),
+        ]))
+    };
+    let decode = |s: String| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let cert = decode(get("{.data.tls\\.crt}"));
+    let facts = kafka_expose::certs::inspect(&cert).unwrap().remove(0);
+    let year = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 300 * 86_400;
+    assert!(facts.not_after > year, "valid for a year again");
+    let cas = decode(get("{.data.ca\\.crt}"));
+    assert_eq!(
+        kafka_expose::certs::split_pem(&cas).len(),
+        2,
+        "the new CA, and the old one beside it"
+    );
+    assert!(cas.contains(&old.ca_pem), "the old CA is still trusted");
+    let bundle = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "get",
+        "mutatingwebhookconfiguration",
+        "certs-renew-e2e",
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ]));
+    assert_eq!(decode(bundle), cas, "the configuration trusts both");
+    run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "delete",
+        "mutatingwebhookconfiguration",
+        "certs-renew-e2e",
+    ]));
 }

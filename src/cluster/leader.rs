@@ -172,7 +172,7 @@ pub async fn run<F, Fut>(
                 _ = &mut shutdown => return,
             }
         }
-        info!(lease = %e.name, identity = %e.identity, "leading: reconciling");
+        info!(lease = %e.name, identity = %e.identity, "leading");
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
         let mut term = tokio::spawn(lead(Box::pin(async move {
             let _ = end_rx.await;

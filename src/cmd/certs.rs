@@ -17,6 +17,7 @@ pub fn run(args: CertsArgs) -> Result<ExitCode> {
         out,
         secret,
         patch_webhook,
+        renew,
     } = args;
     let dns = certs::dns_names(&service.service_name, &service.service_namespace);
     let bundle = if secret.is_none() && patch_webhook.is_none() {
@@ -41,12 +42,42 @@ pub fn run(args: CertsArgs) -> Result<ExitCode> {
         let bundle = runtime.block_on(async {
             let client = cluster_client().await.map_err(anyhow::Error::msg)?;
             let bundle = match &secret {
-                Some(name) => cluster::certs::ensure_secret(&client, &ns, name, &dns).await?,
+                Some(name) => {
+                    cluster::certs::ensure_secret(&client, &ns, name, &dns).await?;
+                    let policy = renew.policy();
+                    let done = cluster::certs::renew(
+                        &client,
+                        &ns,
+                        name,
+                        patch_webhook.as_deref(),
+                        false,
+                        &dns,
+                        &policy,
+                    )
+                    .await?;
+                    match done {
+                        cluster::certs::Renewal::Keep => {}
+                        cluster::certs::Renewal::Reissue(why) => {
+                            eprintln!("re-issued the certificate in Secret {name}: {why}")
+                        }
+                        cluster::certs::Renewal::DropOldCa => {
+                            eprintln!("dropped the previous CA from Secret {name}")
+                        }
+                    }
+                    cluster::certs::ensure_secret(&client, &ns, name, &dns).await?
+                }
                 None => certs::generate(&dns)?,
             };
             if let Some(cfg) = &patch_webhook {
-                cluster::certs::patch_ca_bundle(&client, cfg, &bundle.ca_bundle()).await?;
-                eprintln!("set the caBundle of MutatingWebhookConfiguration {cfg}");
+                if cluster::certs::patch_ca_bundle_if_present(&client, cfg, &bundle.ca_bundle())
+                    .await?
+                {
+                    eprintln!("set the caBundle of MutatingWebhookConfiguration {cfg}");
+                } else {
+                    eprintln!(
+                        "MutatingWebhookConfiguration {cfg} does not exist yet: its caBundle is set after install"
+                    );
+                }
             }
             anyhow::Ok(bundle)
         })?;

@@ -11,6 +11,7 @@ use super::cluster_client;
 use crate::certs;
 use crate::cli::ServeArgs;
 use crate::cluster::caches::LiveServices;
+use crate::cluster::certs::{LEASE as CERTS_LEASE, Renewer};
 use crate::cluster::{leader, own_image, reconciler};
 use crate::config::{Settings, default_patcher_image};
 use crate::names::LEASE;
@@ -33,6 +34,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         leader_elect,
         lb_pending_warning,
         shutdown_grace,
+        certs_secret,
+        certs_webhook,
+        certs_check_every,
+        renew,
         engine,
     } = args;
     telemetry::init(log_format);
@@ -85,6 +90,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                         patcher_image: injected_image(&client).await,
                         ..(*state.settings).clone()
                     });
+                }
+                if let (Some(secret), Some(webhook)) = (certs_secret.clone(), certs_webhook.clone()) {
+                    let renewer = Renewer {
+                        client: client.clone(),
+                        namespace: service.service_namespace.clone(),
+                        secret,
+                        webhook,
+                        dns: certs::dns_names(&service.service_name, &service.service_namespace),
+                        policy: renew.policy(),
+                        every: certs_check_every,
+                    };
+                    let election = leader_election(leader_elect, &service.service_namespace, None)
+                        .map(|e| leader::Election::new(&e.namespace, CERTS_LEASE, &e.identity));
+                    tokio::spawn(renewer.run(election, stopped(stop_rx.clone())));
                 }
                 state.services = Some(Arc::new(LiveServices(client.clone())));
                 let spawned = reconciler::spawn(

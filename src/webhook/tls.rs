@@ -106,6 +106,13 @@ impl CertStore {
     pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
         self.current.load().cert.clone()
     }
+
+    /// When the served certificate ends, in seconds since the epoch.
+    pub fn not_after(&self) -> Option<i64> {
+        let chain = self.current.load();
+        let (_, cert) = x509_parser::parse_x509_certificate(chain.cert.first()?).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
 }
 
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
@@ -144,6 +151,9 @@ pub async fn watch_files(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(t) = store.not_after() {
+        metrics.cert_expiry.set(t);
+    }
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -152,6 +162,9 @@ pub async fn watch_files(
         match store.reload() {
             Ok(true) => {
                 metrics.cert_reloads.inc();
+                if let Some(t) = store.not_after() {
+                    metrics.cert_expiry.set(t);
+                }
                 tracing::info!(cert = %store.cert_path.display(), "serving certificate reloaded");
             }
             Ok(false) => {}

@@ -103,6 +103,17 @@ pub struct Webhook {
     pub ca_bundle: String,
     /// Environment set over the defaults below (POD_NAME, POD_NAMESPACE, ...).
     pub env: Vec<(String, String)>,
+    /// Flags after the defaults.
+    pub args: Vec<String>,
+}
+
+/// What [`Webhook::start_with`] adds to a default start.
+#[derive(Default)]
+pub struct Extra {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    /// The pair to serve; a new one by default.
+    pub bundle: Option<certs::Bundle>,
 }
 
 impl Drop for Webhook {
@@ -127,7 +138,30 @@ impl Webhook {
         watch: Option<&str>,
         env: Vec<(String, String)>,
     ) -> Self {
-        let bundle = certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap();
+        Self::start_with(
+            tag,
+            kubeconfig,
+            dir,
+            watch,
+            Extra {
+                env,
+                ..Extra::default()
+            },
+        )
+    }
+
+    /// [`Webhook::start`], with more environment, more flags, and the pair to serve.
+    pub fn start_with(
+        tag: &str,
+        kubeconfig: PathBuf,
+        dir: PathBuf,
+        watch: Option<&str>,
+        extra: Extra,
+    ) -> Self {
+        let Extra { env, args, bundle } = extra;
+        let bundle = bundle.unwrap_or_else(|| {
+            certs::generate(&certs::dns_names("kafka-expose", "kafka-expose")).unwrap()
+        });
         certs::write(&dir, &bundle).unwrap();
         let mut w = Self {
             child: None,
@@ -138,6 +172,7 @@ impl Webhook {
             kubeconfig,
             ca_bundle: bundle.ca_bundle(),
             env,
+            args,
         };
         let _ = tag;
         w.spawn();
@@ -165,6 +200,7 @@ impl Webhook {
             )
             // Watching every namespace, as the install does: with the install's leader Lease.
             .args(self.watch.is_none().then_some("--leader-elect"))
+            .args(&self.args)
             .env("POD_NAMESPACE", "kafka-expose")
             .env("POD_NAME", format!("e2e-{}", self.port))
             .env("KUBECONFIG", &self.kubeconfig)
@@ -187,17 +223,22 @@ impl Webhook {
     }
 
     pub fn ready(&self) -> bool {
+        self.admin_get("/readyz").starts_with("HTTP/1.1 200")
+    }
+
+    /// The admin port's answer to `GET path`, status line and all; empty when unreachable.
+    pub fn admin_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin)) else {
-            return false;
+            return String::new();
         };
         let _ = write!(
             s,
-            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         );
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200")
+        out
     }
 
     pub fn stop(&mut self) {
