@@ -274,7 +274,7 @@ fn rbac_grants_exactly_the_documented_permissions_and_no_wildcard() {
     let roles = [
         plain
             .iter()
-            .find(|d| d["kind"] == "ClusterRole")
+            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kafka-expose")
             .unwrap()
             .clone(),
         chart
@@ -307,7 +307,11 @@ fn rbac_grants_exactly_the_documented_permissions_and_no_wildcard() {
     }
     let lease_rules = json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]);
     let leader_roles = [
-        plain.iter().find(|d| d["kind"] == "Role").unwrap().clone(),
+        plain
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "kafka-expose-leader")
+            .unwrap()
+            .clone(),
         chart
             .iter()
             .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "kx-kafka-expose-leader")
@@ -320,6 +324,30 @@ fn rbac_grants_exactly_the_documented_permissions_and_no_wildcard() {
             "the leader Lease, in its own namespace only"
         );
         assert_eq!(role["metadata"]["namespace"], "kafka-expose");
+    }
+    // The certificate renewal: its Secret and its webhook configuration, by name only.
+    for (docs, secret, mwc) in [
+        (&plain, "kafka-expose-tls", "kafka-expose"),
+        (&chart, "kx-kafka-expose-tls", "kx-kafka-expose"),
+    ] {
+        let named = |kind: &str| {
+            docs.iter()
+                .find(|d| {
+                    d["kind"] == kind
+                        && d["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|n| n.ends_with("-renewal"))
+                })
+                .unwrap_or_else(|| panic!("a {kind} for the renewal"))
+        };
+        assert_eq!(
+            named("Role")["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret], "verbs": ["get", "update"]}])
+        );
+        assert_eq!(
+            named("ClusterRole")["rules"],
+            json!([{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"], "resourceNames": [mwc], "verbs": ["get", "patch"]}])
+        );
     }
 }
 
