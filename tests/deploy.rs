@@ -917,7 +917,8 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     apply_stdin(
         &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                "metadata": {"name": "kafka-expose-tls", "namespace": ns},
+                "metadata": {"name": "kafka-expose-tls", "namespace": ns,
+                             "labels": {"app.kubernetes.io/managed-by": "kafka-expose"}},
                 "data": {"ca.crt": b64(&old.ca_pem), "tls.crt": b64(&old.cert_pem), "tls.key": b64(&old.key_pem)}})
         .to_string(),
         &kc,
@@ -983,6 +984,37 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
         "jsonpath={.webhooks[0].clientConfig.caBundle}",
     ]));
     assert_eq!(decode(bundle), cas, "the configuration trusts both");
+    // A Secret kafka-expose did not make is never renewed, even with a day left.
+    apply_stdin(
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": "theirs-tls", "namespace": ns},
+                "data": {"ca.crt": b64(&old.ca_pem), "tls.crt": b64(&old.cert_pem), "tls.key": b64(&old.key_pem)}})
+        .to_string(),
+        &kc,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .env("KUBECONFIG", &kc)
+        .args([
+            "certs",
+            "--service-name",
+            "kafka-expose",
+            "--service-namespace",
+            ns,
+        ])
+        .args(["--secret", "theirs-tls"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let theirs = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
+        "get",
+        "secret",
+        "-n",
+        ns,
+        "theirs-tls",
+        "-o",
+        "jsonpath={.data.tls\\.crt}",
+    ]));
+    assert_eq!(decode(theirs), old.cert_pem, "left as its owner made it");
     run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
         "delete",
         "mutatingwebhookconfiguration",

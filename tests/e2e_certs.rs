@@ -63,7 +63,8 @@ async fn the_server_renews_its_certificate_and_rolls_its_ca_over_with_no_failed_
     )
     .unwrap();
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": SECRET, "namespace": SYSTEM},
+        "metadata": {"name": SECRET, "namespace": SYSTEM,
+                     "labels": {"app.kubernetes.io/managed-by": "kafka-expose"}},
         "type": "kubernetes.io/tls",
         "data": {}
     }))

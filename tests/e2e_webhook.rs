@@ -1385,18 +1385,13 @@ async fn the_injected_init_container_runs_the_image_of_the_servers_own_pod() {
                 "kafka-expose.io/advertised-host": "node:InternalIP"}),
     )
     .await;
-    let pods = bound_pods(&c, ns, "kafka", 1).await;
-    let inits = pods[0]
-        .spec
-        .as_ref()
-        .unwrap()
-        .init_containers
-        .clone()
-        .unwrap();
-    let gate = inits
-        .iter()
-        .find(|i| i.name == "kafka-expose-gate")
-        .unwrap();
-    assert_eq!(gate.image.as_deref(), Some(mirror));
+    for p in bound_pods(&c, ns, "kafka", 3).await {
+        let inits = p.spec.as_ref().unwrap().init_containers.clone().unwrap();
+        let gate = inits
+            .iter()
+            .find(|i| i.name == "kafka-expose-gate")
+            .unwrap();
+        assert_eq!(gate.image.as_deref(), Some(mirror), "{}", p.name_any());
+    }
     k.abort();
 }

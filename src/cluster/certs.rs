@@ -179,6 +179,18 @@ pub async fn renew(
         ensure_secret(client, namespace, name, dns).await?;
         return Ok(Renewal::Keep);
     };
+    let made_here = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::MANAGED_BY))
+        .is_some_and(|v| v == labels::MANAGER);
+    if !made_here {
+        // kafka-expose never takes over an object it did not make: a Secret someone else
+        // provides is theirs to renew.
+        tracing::warn!(secret = %name, "not renewing: the Secret was not made by kafka-expose (no app.kubernetes.io/managed-by=kafka-expose)");
+        return Ok(Renewal::Keep);
+    }
     let stored = bundle_of(&secret, name)?;
     let rotated_at = secret
         .metadata
