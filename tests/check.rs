@@ -536,3 +536,41 @@ async fn scram_sha_256_and_512_authenticate_and_a_wrong_password_is_rejected() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn sasl_ssl_authenticates_inside_tls() {
+    let pair = kafka_expose::certs::generate(&["localhost".to_string()]).unwrap();
+    let dir = support::serve::scratch("check-sasl-ssl");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pair.ca_pem).unwrap();
+    let adv = shared(Vec::new());
+    let mut b = Behaviour::new(0, adv.clone());
+    b.tls = Some(kafka::server_tls(&pair.cert_pem, &pair.key_pem));
+    b.plain = Some(("alice".into(), "pw".into()));
+    let f0 = kafka::start(b).await;
+    *adv.lock().unwrap() = vec![(0, "localhost".into(), f0.port)];
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "check",
+            "--bootstrap",
+            &format!("localhost:{}", f0.port),
+            "-o",
+            "json",
+        ])
+        .args([
+            "--security-protocol",
+            "SASL_SSL",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ])
+        .args(["--sasl-username", "alice"])
+        .env("KAFKA_EXPOSE_SASL_PASSWORD", "pw")
+        .output()
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    let b0 = &json["targets"][0]["brokers"][0];
+    assert_eq!(b0["tls"]["names_host"], true, "{b0}");
+    assert_eq!(b0["identity"], "confirmed");
+}

@@ -430,7 +430,7 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
         .env("KUBECONFIG", &kc)
         .args(["apply", "-f"])
         .arg(&file));
-    let certs = || run(&mut certs_hook(&kc, ns, "certs-hook-e2e"));
+    let certs = || run(&mut certs_hook(&kc, ns, Some("certs-hook-e2e")));
     let first = certs();
     let second = certs();
     assert_eq!(first, second, "the Secret is made once and reused");
@@ -464,19 +464,20 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What the chart's certificate hook runs: the Secret `kafka-expose-tls` of `ns`, and the
-/// caBundle of `mwc`.
-fn certs_hook(kubeconfig: &str, ns: &str, mwc: &str) -> Command {
+/// What the chart's certificate hook runs, for `ns`: with `mwc`, on the Secret
+/// `kafka-expose-tls` and the caBundle of `mwc`; without, the Secret is for the caller to add.
+fn certs_hook(kubeconfig: &str, ns: &str, mwc: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-expose"));
-    cmd.env("KUBECONFIG", kubeconfig)
-        .args([
-            "certs",
-            "--service-name",
-            "kafka-expose",
-            "--service-namespace",
-            ns,
-        ])
-        .args(["--secret", "kafka-expose-tls", "--patch-webhook", mwc]);
+    cmd.env("KUBECONFIG", kubeconfig).args([
+        "certs",
+        "--service-name",
+        "kafka-expose",
+        "--service-namespace",
+        ns,
+    ]);
+    if let Some(mwc) = mwc {
+        cmd.args(["--secret", "kafka-expose-tls", "--patch-webhook", mwc]);
+    }
     cmd
 }
 
@@ -932,7 +933,7 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
         w["clientConfig"]["caBundle"] = json!(old.ca_bundle());
     }
     apply_stdin(&mwc.to_string(), &kc);
-    let out = certs_hook(&kc, ns, "certs-renew-e2e")
+    let out = certs_hook(&kc, ns, Some("certs-renew-e2e"))
         .args(["--ca-propagation", "0s"])
         .output()
         .unwrap();
@@ -992,15 +993,7 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
         .to_string(),
         &kc,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
-        .env("KUBECONFIG", &kc)
-        .args([
-            "certs",
-            "--service-name",
-            "kafka-expose",
-            "--service-namespace",
-            ns,
-        ])
+    let out = certs_hook(&kc, ns, None)
         .args(["--secret", "theirs-tls"])
         .output()
         .unwrap();
