@@ -176,6 +176,12 @@ pub async fn renew(
 ) -> Result<Renewal, SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let Some(secret) = api.get_opt(name).await? else {
+        if require_webhook {
+            // A running server serves the files it has; a pair made now would come from a CA
+            // nobody trusts. The install's hook (or `kafka-expose certs --secret`) makes it.
+            tracing::warn!(secret = %name, "not renewing: the Secret does not exist");
+            return Ok(Renewal::Keep);
+        }
         ensure_secret(client, namespace, name, dns).await?;
         return Ok(Renewal::Keep);
     };
