@@ -377,20 +377,22 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
         },
     )
     .await;
+    // The status is written in its own request after the Event: read until it is there.
     let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
-    let status = api
-        .get("kafka")
-        .await
-        .unwrap()
-        .annotations()
-        .get("kafka-expose.io/status")
-        .cloned();
-    assert!(
-        status
-            .as_deref()
-            .is_some_and(|s| s.starts_with("error: Service kafka-2-external (NodePort 30402)")),
-        "{status:?}"
-    );
+    eventually(Duration::from_secs(30), "the error status", || async {
+        let status = api
+            .get("kafka")
+            .await
+            .map_err(|e| e.to_string())?
+            .annotations()
+            .get("kafka-expose.io/status")
+            .cloned();
+        match status.as_deref() {
+            Some(s) if s.starts_with("error: Service kafka-2-external (NodePort 30402)") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     svc_api
         .delete("blocker", &DeleteParams::default())
         .await
