@@ -38,36 +38,42 @@ pub async fn cluster(
             "no workload in {namespace} is exposed by kafka-expose"
         ));
     }
-    let mut targets = Vec::new();
-    for wp in &workloads {
-        let servers: Result<Vec<Address>, String> = wp
-            .bootstrap
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(Address::parse)
-            .collect();
-        let mut target = match servers {
-            Ok(servers) if !servers.is_empty() => probe::probe(&servers, security, timeouts).await,
-            Ok(_) => unprobed(Problem::new(
-                "no-bootstrap",
-                "no bootstrap address is published yet (kafka-expose.io/bootstrap-servers): the reconciler writes it once the brokers' Services have addresses and the brokers run on nodes",
-            )),
-            Err(e) => unprobed(Problem::new(
-                "bad-bootstrap",
-                format!("the published bootstrap is not host:port,...: {e}"),
-            )),
-        };
-        target.workload = Some(wp.workload.clone());
-        let answered = target.bootstrap.answered_by.is_some();
-        path::join(&mut target, wp);
-        if !answered {
-            dial_services(&mut target, wp, security, timeouts).await;
-        }
-        targets.push(target);
-    }
+    // Every workload at once: each is bounded by the timeouts, so the run takes about as long
+    // as the slowest one.
+    let targets =
+        futures::future::join_all(workloads.iter().map(|wp| workload(wp, security, timeouts)))
+            .await;
     Ok(Report::new(targets))
+}
+
+/// One workload: its published bootstrap probed, joined with its cluster view.
+async fn workload(wp: &path::WorkloadPath, security: &Security, timeouts: Timeouts) -> Target {
+    let servers: Result<Vec<Address>, String> = wp
+        .bootstrap
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(Address::parse)
+        .collect();
+    let mut target = match servers {
+        Ok(servers) if !servers.is_empty() => probe::probe(&servers, security, timeouts).await,
+        Ok(_) => unprobed(Problem::new(
+            "no-bootstrap",
+            "no bootstrap address is published yet (kafka-expose.io/bootstrap-servers): the reconciler writes it once the brokers' Services have addresses and the brokers run on nodes",
+        )),
+        Err(e) => unprobed(Problem::new(
+            "bad-bootstrap",
+            format!("the published bootstrap is not host:port,...: {e}"),
+        )),
+    };
+    target.workload = Some(wp.workload.clone());
+    let answered = target.bootstrap.answered_by.is_some();
+    path::join(&mut target, wp);
+    if !answered {
+        dial_services(&mut target, wp, security, timeouts).await;
+    }
+    target
 }
 
 /// Without a broker list, each broker is dialled at the address its Service publishes, all at
