@@ -65,30 +65,47 @@ fn candidate<K: kube::Resource>(
 ) -> (WorkloadRef, BTreeMap<String, String>, u32) {
     let meta = w.meta();
     let labels = template.and_then(|m| m.labels.clone()).unwrap_or_default();
+    let template_annotations = template
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
     let reference = WorkloadRef {
         kind: kind.into(),
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
     };
-    let facts = exposure(&meta.annotations.clone().unwrap_or_default(), &labels);
+    let facts = exposure(
+        &meta.annotations.clone().unwrap_or_default(),
+        &template_annotations,
+        &labels,
+    );
     (reference, facts, replicas.unwrap_or(1).max(0) as u32)
 }
 
-/// The workload's exposure facts (`mode`, `bootstrap`), or nothing when it is not exposed.
+/// The workload's exposure facts (`mode`, `bootstrap`), or nothing when it is not exposed. The
+/// mode is the workload's own annotation, else its pod template's (where a policy's settings
+/// and the webhook's copies are).
 fn exposure(
     annotations: &BTreeMap<String, String>,
+    template_annotations: &BTreeMap<String, String>,
     template_labels: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let get = |k: &str| annotations.get(&format!("{PREFIX}{k}")).cloned();
-    let exposed = template_labels.contains_key(labels::EXPOSED)
-        || get(keys::EXPOSE).is_some()
-        || get(own::BOOTSTRAP_SERVERS).is_some();
+    let mode = get(keys::EXPOSE).or_else(|| {
+        template_annotations
+            .get(&format!("{PREFIX}{}", keys::EXPOSE))
+            .cloned()
+    });
+    let off = mode
+        .as_deref()
+        .is_some_and(|m| matches!(crate::config::values::expose(m), Ok(None)));
+    let exposed = !off
+        && (template_labels.contains_key(labels::EXPOSED)
+            || mode.is_some()
+            || get(own::BOOTSTRAP_SERVERS).is_some());
     let mut facts = BTreeMap::new();
     if exposed {
-        facts.insert(
-            "mode".into(),
-            get(keys::EXPOSE).unwrap_or_else(|| "nodeport".into()),
-        );
+        let mode = mode.map(|m| m.to_ascii_lowercase());
+        facts.insert("mode".into(), mode.unwrap_or_else(|| "nodeport".into()));
         if let Some(b) = get(own::BOOTSTRAP_SERVERS) {
             facts.insert("bootstrap".into(), b);
         }
@@ -265,4 +282,37 @@ where
         .await
         .map(|l| l.items)
         .map_err(|e| format!("listing {what} in {ns}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_policys_mode_in_the_template_counts_and_off_is_not_exposed() {
+        let by_policy = exposure(
+            &map(&[]),
+            &map(&[("kafka-expose.io/expose", "LoadBalancer")]),
+            &map(&[("kafka-expose.io/exposed", "true")]),
+        );
+        assert_eq!(
+            by_policy.get("mode").map(String::as_str),
+            Some("loadbalancer")
+        );
+        let off = exposure(
+            &map(&[("kafka-expose.io/expose", "off")]),
+            &map(&[]),
+            &map(&[]),
+        );
+        assert!(off.is_empty());
+        let plain = exposure(&map(&[("app", "kafka")]), &map(&[]), &map(&[]));
+        assert!(plain.is_empty(), "not exposed");
+    }
 }
