@@ -16,7 +16,7 @@ use super::report::{
 };
 use crate::check::client::{
     Address, AdvertisedBroker, ClusterMetadata, Connection, Identity as ClientIdentity, Security,
-    Timeouts,
+    Timeouts, host_port,
 };
 
 /// The outcome of the bootstrap and of each advertised broker, before any cluster view.
@@ -99,7 +99,7 @@ async fn broker(
 ) -> BrokerReport {
     let mut report = BrokerReport {
         node_id: Some(b.node_id),
-        advertised: Some(display_advertised(b)),
+        advertised: Some(host_port(&b.host, b.port)),
         rack: b.rack.clone(),
         ..BrokerReport::default()
     };
@@ -205,14 +205,6 @@ async fn dial(
             report.problem = Some(Problem::from(&f));
             None
         }
-    }
-}
-
-fn display_advertised(b: &AdvertisedBroker) -> String {
-    if b.host.contains(':') {
-        format!("[{}]:{}", b.host, b.port)
-    } else {
-        format!("{}:{}", b.host, b.port)
     }
 }
 

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
+use super::client::host_port;
 use super::path::{BrokerPath, ServiceHop, WorkloadPath};
 use super::report::WorkloadRef;
 use crate::cluster::caches::ingress;
@@ -243,9 +244,9 @@ async fn hop(
     }
     let external = match node_port {
         Some(np) if spec.type_.as_deref() != Some("LoadBalancer") || ingress.is_empty() => {
-            hosts.iter().map(|h| join_host(h, np)).collect()
+            hosts.iter().map(|h| host_port(h, np)).collect()
         }
-        _ => ingress.iter().map(|h| join_host(h, port)).collect(),
+        _ => ingress.iter().map(|h| host_port(h, port)).collect(),
     };
     Ok(ServiceHop {
         name,
@@ -257,14 +258,6 @@ async fn hop(
         not_ready_endpoints: not_ready,
         external,
     })
-}
-
-fn join_host(host: &str, port: i32) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 fn ready(p: &Pod) -> bool {

@@ -96,11 +96,16 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        f.write_str(&host_port(&self.host, self.port))
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets: how Kafka and Kubernetes write an address.
+pub fn host_port(host: &str, port: impl fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -198,10 +203,11 @@ impl Failure {
     }
 
     fn broker(what: &'static str, code: i16) -> Self {
-        let name = code
-            .err()
-            .map_or_else(|| format!("error code {code}"), |e| e.to_string());
-        Self::Broker { what, code, name }
+        Self::Broker {
+            what,
+            code,
+            name: error_name(code),
+        }
     }
 }
 
@@ -417,10 +423,16 @@ pub fn identity(code: i16, message: &str) -> Identity {
                 .into(),
         );
     }
-    let name = code
-        .err()
-        .map_or_else(|| format!("error code {code}"), |e| e.to_string());
-    Identity::Unknown(format!("DescribeConfigs answered {name}: {message}"))
+    Identity::Unknown(format!(
+        "DescribeConfigs answered {}: {message}",
+        error_name(code)
+    ))
+}
+
+/// A Kafka error code's name, as the protocol's error table gives it.
+fn error_name(code: i16) -> String {
+    code.err()
+        .map_or_else(|| format!("error code {code}"), |e| e.to_string())
 }
 
 /// The id in "Unexpected broker id, expected 3 or empty string, but received 1" (and the older

@@ -35,7 +35,6 @@ pub enum Trust {
 #[derive(Clone)]
 pub struct Tls {
     config: Arc<ClientConfig>,
-    provider: Arc<CryptoProvider>,
     /// False when verification is skipped.
     pub verifies: bool,
 }
@@ -94,7 +93,6 @@ impl Tls {
         };
         Ok(Self {
             config: Arc::new(config),
-            provider,
             verifies,
         })
     }
@@ -127,10 +125,6 @@ impl Tls {
             verified: self.verifies,
             presented,
         }
-    }
-
-    pub fn provider(&self) -> &CryptoProvider {
-        &self.provider
     }
 }
 
