@@ -153,6 +153,8 @@ async fn workload(
     let nodes: Api<Node> = Api::all(client.clone());
     let mut brokers = Vec::new();
     let mut all_hosts: Vec<String> = Vec::new();
+    // Brokers share nodes: each node's addresses are read once.
+    let mut node_cache: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for ordinal in ordinals {
         let svc = by_ordinal.get(&ordinal);
         let pod_name = svc
@@ -174,12 +176,23 @@ async fn workload(
             .and_then(|p| p.spec.as_ref()?.node_name.clone());
         let mut node_addresses = Vec::new();
         let mut hosts = Vec::new();
-        if let Some(n) = &node
-            && let Ok(Some(found)) = nodes.get_opt(n).await
-        {
-            for a in found.status.and_then(|s| s.addresses).unwrap_or_default() {
-                node_addresses.push(format!("{}={}", a.type_, a.address));
-                hosts.push(a.address);
+        if let Some(n) = &node {
+            if !node_cache.contains_key(n) {
+                let addresses = match nodes.get_opt(n).await {
+                    Ok(Some(found)) => found
+                        .status
+                        .and_then(|s| s.addresses)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| (a.type_, a.address))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                node_cache.insert(n.clone(), addresses);
+            }
+            for (type_, address) in node_cache.get(n).into_iter().flatten() {
+                node_addresses.push(format!("{type_}={address}"));
+                hosts.push(address.clone());
             }
         }
         if let Some(ip) = pod
