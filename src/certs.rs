@@ -50,36 +50,39 @@ pub struct CertFacts {
 pub fn inspect(pem: &str) -> Result<Vec<CertFacts>, CertError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let mut out = Vec::new();
-    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let der = der.map_err(|e| CertError::Parse(e.to_string()))?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der)
-            .map_err(|e| CertError::Parse(e.to_string()))?;
-        let mut names = Vec::new();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for n in &san.value.general_names {
-                match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
-                    x509_parser::extensions::GeneralName::IPAddress(ip) => {
-                        if let Ok(b) = <[u8; 4]>::try_from(*ip) {
-                            names.push(std::net::Ipv4Addr::from(b).to_string());
-                        } else if let Ok(b) = <[u8; 16]>::try_from(*ip) {
-                            names.push(std::net::Ipv6Addr::from(b).to_string());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        out.push(CertFacts {
-            not_after: cert.validity().not_after.timestamp(),
-            names,
-        });
-    }
+    let out = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|der| inspect_der(&der.map_err(|e| CertError::Parse(e.to_string()))?))
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
         return Err(CertError::Parse("no PEM certificate".into()));
     }
     Ok(out)
+}
+
+/// Reads one DER certificate.
+pub fn inspect_der(der: &[u8]) -> Result<CertFacts, CertError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => {
+                    if let Ok(b) = <[u8; 4]>::try_from(*ip) {
+                        names.push(std::net::Ipv4Addr::from(b).to_string());
+                    } else if let Ok(b) = <[u8; 16]>::try_from(*ip) {
+                        names.push(std::net::Ipv6Addr::from(b).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertFacts {
+        not_after: cert.validity().not_after.timestamp(),
+        names,
+    })
 }
 
 /// Splits a PEM bundle into its certificates' PEM texts.
@@ -146,13 +149,7 @@ pub fn generate(dns: &[String]) -> Result<Bundle, CertError> {
 
 /// [`generate`], valid for `validity`.
 pub fn generate_for(dns: &[String], validity: Validity) -> Result<Bundle, CertError> {
-    let now = rcgen::date_time_ymd(1970, 1, 1)
-        + std::time::Duration::from_secs(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
+    let now = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(unix_secs());
     let not_before = now - std::time::Duration::from_secs(3600);
     let not_after = now + validity.serving;
     let ca_key = KeyPair::generate()?;
@@ -215,16 +212,21 @@ pub fn write(dir: &Path, b: &Bundle) -> Result<(), CertError> {
     Ok(())
 }
 
+/// Seconds since the epoch, by this machine's clock.
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// How long before its end a dev certificate is made anew.
 const DEV_RENEW_BEFORE: i64 = 30 * 86_400;
 
 /// The dev certificates in `dir`: kept when all three files exist, name `dns` and have more than
 /// 30 days left; made otherwise. Returns whether they were made.
 pub fn ensure_dev(dir: &Path, dns: &[String]) -> Result<bool, CertError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = unix_secs() as i64;
     let usable = [CA_CERT, TLS_CERT, TLS_KEY]
         .iter()
         .all(|f| dir.join(f).is_file())

@@ -55,14 +55,17 @@ pub async fn ensure_secret(
     Ok(bundle)
 }
 
-/// Sets the `caBundle` of every webhook of a MutatingWebhookConfiguration.
+/// Sets the `caBundle` of every webhook of a MutatingWebhookConfiguration. False when the
+/// configuration does not exist (yet: a pre-install hook runs before it is made).
 pub async fn patch_ca_bundle(
     client: &kube::Client,
     config: &str,
     ca_bundle: &str,
-) -> Result<(), SecretError> {
+) -> Result<bool, SecretError> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let current = api.get(config).await?;
+    let Some(current) = api.get_opt(config).await? else {
+        return Ok(false);
+    };
     let ops: Vec<serde_json::Value> = (0..current.webhooks.map_or(0, |w| w.len()))
         .map(|i| {
             serde_json::json!({
@@ -76,7 +79,7 @@ pub async fn patch_ca_bundle(
         .map_err(|e| SecretError::Kube(kube::Error::SerdeError(e)))?;
     api.patch(config, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The annotation on the Secret that records when its CA was last rolled over (Unix seconds).
@@ -159,12 +162,15 @@ pub fn plan(
     Renewal::Keep
 }
 
-/// One renewal pass on Secret `name`: decides with [`plan`] and carries it out. A re-issue puts
-/// the new CA beside the current one in the webhook's `caBundle` first (when `webhook` is given
-/// and exists), waits for the API server to pick it up, and only then stores the new pair in the
-/// Secret, so that whichever certificate a replica serves meanwhile is trusted. With
-/// `require_webhook` (a running server) nothing is re-issued while the configuration is absent;
-/// without (the pre-install hook, before the configuration is made) the pair is re-issued alone.
+/// One renewal pass on Secret `name`: decides with [`plan`] and carries it out, and returns what
+/// it decided and the pair the Secret holds afterwards (none when there is no Secret). A
+/// re-issue puts the new CA beside the current one in the webhook's `caBundle` first (when
+/// `webhook` is given and exists), waits for the API server to pick it up, and only then stores
+/// the new pair in the Secret, so that whichever certificate a replica serves meanwhile is
+/// trusted. With `require_webhook` (a running server) nothing is re-issued while the
+/// configuration is absent; without (the pre-install hook, before the configuration is made) the
+/// pair is re-issued alone. A missing Secret is never made here: the hook makes it
+/// ([`ensure_secret`]), and a pair a running server made would come from a CA nobody trusts.
 pub async fn renew(
     client: &kube::Client,
     namespace: &str,
@@ -173,17 +179,11 @@ pub async fn renew(
     require_webhook: bool,
     dns: &[String],
     p: &RenewPolicy,
-) -> Result<Renewal, SecretError> {
+) -> Result<(Renewal, Option<Bundle>), SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let Some(secret) = api.get_opt(name).await? else {
-        if require_webhook {
-            // A running server serves the files it has; a pair made now would come from a CA
-            // nobody trusts. The install's hook (or `kafka-expose certs --secret`) makes it.
-            tracing::warn!(secret = %name, "not renewing: the Secret does not exist");
-            return Ok(Renewal::Keep);
-        }
-        ensure_secret(client, namespace, name, dns).await?;
-        return Ok(Renewal::Keep);
+        tracing::warn!(secret = %name, "not renewing: the Secret does not exist");
+        return Ok((Renewal::Keep, None));
     };
     let made_here = secret
         .metadata
@@ -195,7 +195,7 @@ pub async fn renew(
         // kafka-expose never takes over an object it did not make: a Secret someone else
         // provides is theirs to renew.
         tracing::warn!(secret = %name, "not renewing: the Secret was not made by kafka-expose (no app.kubernetes.io/managed-by=kafka-expose)");
-        return Ok(Renewal::Keep);
+        return Ok((Renewal::Keep, bundle_of(&secret, name).ok()));
     }
     let stored = bundle_of(&secret, name)?;
     let rotated_at = secret
@@ -204,63 +204,49 @@ pub async fn renew(
         .as_ref()
         .and_then(|a| a.get(ROTATED_AT))
         .and_then(|v| v.parse().ok());
-    let now = unix_now();
+    let now = crate::cluster::unix_now();
     let decision = plan(&stored, rotated_at, now, dns, p);
-    match &decision {
-        Renewal::Keep => {}
+    // The CA that signed the certificate served now: the first of the Secret's bundle.
+    let current_ca = crate::certs::split_pem(&stored.ca_pem)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let held = match &decision {
+        Renewal::Keep => stored,
         Renewal::Reissue(why) => {
             let fresh = crate::certs::generate_for(dns, p.validity)?;
-            let current_ca = crate::certs::split_pem(&stored.ca_pem)
-                .into_iter()
-                .next()
-                .unwrap_or_default();
-            let trusted = format!("{}{current_ca}", fresh.ca_pem);
+            let next = Bundle {
+                ca_pem: format!("{}{current_ca}", fresh.ca_pem),
+                ..fresh
+            };
             if let Some(cfg) = webhook {
-                if patch_ca_bundle_if_present(client, cfg, &b64(&trusted)).await? {
+                if patch_ca_bundle(client, cfg, &next.ca_bundle()).await? {
                     tokio::time::sleep(p.propagation).await;
                 } else if require_webhook {
                     // Serving from a CA the configuration cannot be told to trust would fail
                     // every admission: wait for it to exist.
                     tracing::warn!(secret = %name, webhook = %cfg, reason = %why, "not renewing yet: the webhook configuration does not exist");
-                    return Ok(Renewal::Keep);
+                    return Ok((Renewal::Keep, Some(stored)));
                 }
             }
-            let next = Bundle {
-                ca_pem: trusted,
-                ..fresh
-            };
             store(&api, secret, &next, Some(now)).await?;
             tracing::info!(secret = %name, reason = %why, "re-issued the webhook's certificate, with a new CA trusted beside the old one");
+            next
         }
         Renewal::DropOldCa => {
-            let current_ca = crate::certs::split_pem(&stored.ca_pem)
-                .into_iter()
-                .next()
-                .unwrap_or_default();
             let next = Bundle {
                 ca_pem: current_ca,
                 ..stored
             };
             store(&api, secret, &next, rotated_at).await?;
             if let Some(cfg) = webhook {
-                patch_ca_bundle_if_present(client, cfg, &next.ca_bundle()).await?;
+                patch_ca_bundle(client, cfg, &next.ca_bundle()).await?;
             }
             tracing::info!(secret = %name, "the CA roll-over is over: the old CA is no longer trusted");
+            next
         }
-    }
-    Ok(decision)
-}
-
-fn b64(pem: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(pem.as_bytes())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    };
+    Ok((decision, Some(held)))
 }
 
 fn bundle_of(secret: &Secret, name: &str) -> Result<Bundle, SecretError> {
@@ -314,21 +300,6 @@ fn secret_data(b: &Bundle) -> std::collections::BTreeMap<String, ByteString> {
         ),
     ]
     .into()
-}
-
-/// [`patch_ca_bundle`], or false when the configuration does not exist (yet: a pre-install hook
-/// runs before it is made).
-pub async fn patch_ca_bundle_if_present(
-    client: &kube::Client,
-    config: &str,
-    ca_bundle: &str,
-) -> Result<bool, SecretError> {
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    if api.get_opt(config).await?.is_none() {
-        return Ok(false);
-    }
-    patch_ca_bundle(client, config, ca_bundle).await?;
-    Ok(true)
 }
 
 /// What `serve` needs to keep its certificates' Secret renewed.
@@ -397,15 +368,13 @@ mod tests {
 
     fn policy() -> RenewPolicy {
         RenewPolicy {
-            renew_before: Duration::from_secs(30 * 86_400),
-            overlap: Duration::from_secs(600),
-            propagation: Duration::from_secs(0),
-            validity: Validity::default(),
+            propagation: Duration::ZERO,
+            ..RenewPolicy::default()
         }
     }
 
     fn now() -> i64 {
-        unix_now()
+        crate::cluster::unix_now()
     }
 
     #[test]

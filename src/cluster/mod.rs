@@ -21,3 +21,11 @@ pub mod own_image;
 pub mod policies;
 pub mod reconciler;
 pub mod status;
+
+/// Seconds since the epoch, as Kubernetes timestamps count them.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -41,8 +41,8 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::caches::{self, ServiceCache, ingress, scoped};
-use super::leader;
 use super::status::{self, Found, Next, RETRY_AFTER};
+use super::{leader, unix_now};
 use crate::config::{ExposeMode, Settings};
 use crate::engine::error_chain;
 use crate::engine::exposure::{Decision, Exposure, Skip};
@@ -425,14 +425,6 @@ async fn bootstrap_address(
             Ok(((!list.is_empty()).then(|| list.join(",")), None))
         }
     }
-}
-
-/// Seconds since the epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The node IPs of the workload's running broker pods, by pod name.

@@ -43,9 +43,9 @@ pub fn run(args: CertsArgs) -> Result<ExitCode> {
             let client = cluster_client().await.map_err(anyhow::Error::msg)?;
             let bundle = match &secret {
                 Some(name) => {
-                    cluster::certs::ensure_secret(&client, &ns, name, &dns).await?;
+                    let made = cluster::certs::ensure_secret(&client, &ns, name, &dns).await?;
                     let policy = renew.policy();
-                    let done = cluster::certs::renew(
+                    let (done, held) = cluster::certs::renew(
                         &client,
                         &ns,
                         name,
@@ -64,14 +64,12 @@ pub fn run(args: CertsArgs) -> Result<ExitCode> {
                             eprintln!("dropped the previous CA from Secret {name}")
                         }
                     }
-                    cluster::certs::ensure_secret(&client, &ns, name, &dns).await?
+                    held.unwrap_or(made)
                 }
                 None => certs::generate(&dns)?,
             };
             if let Some(cfg) = &patch_webhook {
-                if cluster::certs::patch_ca_bundle_if_present(&client, cfg, &bundle.ca_bundle())
-                    .await?
-                {
+                if cluster::certs::patch_ca_bundle(&client, cfg, &bundle.ca_bundle()).await? {
                     eprintln!("set the caBundle of MutatingWebhookConfiguration {cfg}");
                 } else {
                     eprintln!(

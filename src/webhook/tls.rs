@@ -110,8 +110,9 @@ impl CertStore {
     /// When the served certificate ends, in seconds since the epoch.
     pub fn not_after(&self) -> Option<i64> {
         let chain = self.current.load();
-        let (_, cert) = x509_parser::parse_x509_certificate(chain.cert.first()?).ok()?;
-        Some(cert.validity().not_after.timestamp())
+        crate::certs::inspect_der(chain.cert.first()?)
+            .ok()
+            .map(|c| c.not_after)
     }
 }
 

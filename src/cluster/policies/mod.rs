@@ -45,6 +45,7 @@ use found::Found;
 use status::{announce, status_of, write_status};
 
 use super::reconciler::Context;
+use super::unix_now;
 use crate::api::{KafkaExposePolicy, PolicyKind, PolicyMode};
 use crate::engine::error_chain;
 use crate::engine::patch::PatchBuilder;
@@ -878,12 +879,4 @@ async fn publish_once(
     if said.insert(key) {
         publish(ctx, f, type_, reason, note).await;
     }
-}
-
-/// Seconds since the epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
