@@ -54,6 +54,10 @@ async fn check(args: &[&str]) -> Run {
     }
 }
 
+fn bootstrap(r: &Run) -> &Value {
+    &r.json["targets"][0]["bootstrap"]
+}
+
 fn brokers(r: &Run) -> &Vec<Value> {
     r.json["targets"][0]["brokers"].as_array().unwrap()
 }
@@ -161,10 +165,7 @@ async fn every_broker_answering_as_itself_exits_zero_with_each_identity_confirme
         assert_eq!(b["identity"], "confirmed", "{b}");
         assert_eq!(b["answered_node_id"], id, "{b}");
     }
-    assert_eq!(
-        r.json["targets"][0]["bootstrap"]["cluster_id"],
-        "fake-cluster"
-    );
+    assert_eq!(bootstrap(&r)["cluster_id"], "fake-cluster");
     assert!(r.text.contains("as itself"), "{}", r.text);
 }
 
@@ -218,7 +219,7 @@ async fn a_bootstrap_that_refuses_connections_fails_with_no_broker_list() {
     let dead = port_nobody_listens_on();
     let r = check(&["--bootstrap", &format!("{LOCAL}:{dead}")]).await;
     assert_eq!(r.code, 1);
-    let boot = &r.json["targets"][0]["bootstrap"];
+    let boot = bootstrap(&r);
     assert_eq!(boot["problem"]["kind"], "connection-refused", "{boot}");
     assert!(brokers(&r).is_empty());
     assert!(
@@ -238,7 +239,7 @@ async fn the_next_bootstrap_address_is_tried_when_the_first_refuses() {
     ])
     .await;
     assert_eq!(r.code, 0, "{}", r.text);
-    let boot = &r.json["targets"][0]["bootstrap"];
+    let boot = bootstrap(&r);
     assert_eq!(boot["answered_by"], format!("{LOCAL}:{}", f0.port));
     assert_eq!(boot["failures"][0]["problem"]["kind"], "connection-refused");
 }
@@ -273,10 +274,7 @@ async fn a_broker_that_accepts_and_never_answers_ends_within_the_timeout() {
     ])
     .await;
     assert_eq!(r.code, 1);
-    assert_eq!(
-        r.json["targets"][0]["bootstrap"]["problem"]["kind"],
-        "request-timeout"
-    );
+    assert_eq!(bootstrap(&r)["problem"]["kind"], "request-timeout");
 }
 
 #[tokio::test]
@@ -422,10 +420,7 @@ async fn tls_with_a_certificate_for_another_name_fails_that_broker_and_says_whic
     ])
     .await;
     assert_eq!(r.code, 1);
-    assert_eq!(
-        r.json["targets"][0]["bootstrap"]["problem"]["kind"],
-        "tls-untrusted"
-    );
+    assert_eq!(bootstrap(&r)["problem"]["kind"], "tls-untrusted");
 }
 
 #[tokio::test]

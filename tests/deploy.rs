@@ -413,23 +413,8 @@ fn the_api_server_accepts_the_rendered_chart_and_the_plain_manifests() {
 fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
     let kc = kubeconfig();
     let ns = "e2e-certs-hook";
-    apply_stdin(
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
-        &kc,
-    );
-    let mut mwc =
-        read_documents(&std::fs::read_to_string(format!("{MANIFESTS}/webhook.yaml")).unwrap())
-            .unwrap()
-            .remove(0);
-    mwc["metadata"]["name"] = json!("certs-hook-e2e");
-    let dir = std::env::temp_dir().join(format!("kx-certs-hook-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("mwc.yaml");
-    std::fs::write(&file, serde_json::to_string(&mwc).unwrap()).unwrap();
-    run(Command::new(tool("kubectl"))
-        .env("KUBECONFIG", &kc)
-        .args(["apply", "-f"])
-        .arg(&file));
+    apply_namespace(ns, &kc);
+    apply_stdin(&manifests_webhook("certs-hook-e2e").to_string(), &kc);
     let certs = || run(&mut certs_hook(&kc, ns, Some("certs-hook-e2e")));
     let first = certs();
     let second = certs();
@@ -461,7 +446,6 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
         "mutatingwebhookconfiguration",
         "certs-hook-e2e",
     ]));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What the chart's certificate hook runs, for `ns`: with `mwc`, on the Secret
@@ -479,6 +463,24 @@ fn certs_hook(kubeconfig: &str, ns: &str, mwc: Option<&str>) -> Command {
         cmd.args(["--secret", "kafka-expose-tls", "--patch-webhook", mwc]);
     }
     cmd
+}
+
+/// The manifests' webhook configuration, named `name`.
+fn manifests_webhook(name: &str) -> Value {
+    let mut mwc =
+        read_documents(&std::fs::read_to_string(format!("{MANIFESTS}/webhook.yaml")).unwrap())
+            .unwrap()
+            .remove(0);
+    mwc["metadata"]["name"] = json!(name);
+    mwc
+}
+
+/// Namespace `ns`, applied.
+fn apply_namespace(ns: &str, kubeconfig: &str) {
+    apply_stdin(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
+        kubeconfig,
+    );
 }
 
 /// `kubectl apply -f -` of `text`.
@@ -901,10 +903,7 @@ fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
 fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
     let kc = kubeconfig();
     let ns = "e2e-certs-renew";
-    apply_stdin(
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
-        &kc,
-    );
+    apply_namespace(ns, &kc);
     let dns = kafka_expose::certs::dns_names("kafka-expose", ns);
     // A pair with a day left, as an install made a year ago holds.
     let old = kafka_expose::certs::generate_for(
@@ -924,11 +923,7 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
         .to_string(),
         &kc,
     );
-    let mut mwc =
-        read_documents(&std::fs::read_to_string(format!("{MANIFESTS}/webhook.yaml")).unwrap())
-            .unwrap()
-            .remove(0);
-    mwc["metadata"]["name"] = json!("certs-renew-e2e");
+    let mut mwc = manifests_webhook("certs-renew-e2e");
     for w in mwc["webhooks"].as_array_mut().unwrap() {
         w["clientConfig"]["caBundle"] = json!(old.ca_bundle());
     }

@@ -958,16 +958,7 @@ async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_wh
         |pod| pod != "kafka-2",
     );
     let r = start_reconciler(&c, ns);
-    create_sts(
-        &c,
-        ns,
-        &apache_sts(
-            ns,
-            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "31700", "kafka-expose.io/bootstrap-node-port": "31750"}),
-        ),
-    )
-    .await;
-    wait_services(&c, ns, &THREE_BROKERS).await;
+    expose_three_brokers(&c, ns, 31700).await;
     wait_bootstrap(&c, ns, "127.0.0.1:31750").await;
     // The real Endpoints controller: brokers 0 and 1 ready, broker 2 not.
     let eps: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(c.clone(), ns);

@@ -1356,15 +1356,18 @@ async fn the_injected_init_container_runs_the_image_of_the_servers_own_pod() {
         .create(&PostParams::default(), &own)
         .await
         .unwrap();
-    let wh = Webhook::start_with_env(
+    let wh = Webhook::start_with(
         tag,
         PathBuf::from(env()["KUBECONFIG"].clone()),
         scratch(tag),
         Some(ns),
-        vec![
-            ("POD_NAME".into(), "kx-server".into()),
-            ("POD_NAMESPACE".into(), ns.into()),
-        ],
+        support::serve::Extra {
+            env: vec![
+                ("POD_NAME".into(), "kx-server".into()),
+                ("POD_NAMESPACE".into(), ns.into()),
+            ],
+            ..Default::default()
+        },
     );
     wh.register(&c, tag).await;
     tagged_namespace(&c, ns, tag).await;

@@ -127,27 +127,7 @@ impl Webhook {
     /// one, so that two instances never race to create the same Service: on 1.20 a losing
     /// create can hold its NodePort for minutes.
     pub fn start(tag: &str, kubeconfig: PathBuf, dir: PathBuf, watch: Option<&str>) -> Self {
-        Self::start_with_env(tag, kubeconfig, dir, watch, Vec::new())
-    }
-
-    /// [`Webhook::start`], with `env` set over the server's default environment.
-    pub fn start_with_env(
-        tag: &str,
-        kubeconfig: PathBuf,
-        dir: PathBuf,
-        watch: Option<&str>,
-        env: Vec<(String, String)>,
-    ) -> Self {
-        Self::start_with(
-            tag,
-            kubeconfig,
-            dir,
-            watch,
-            Extra {
-                env,
-                ..Extra::default()
-            },
-        )
+        Self::start_with(tag, kubeconfig, dir, watch, Extra::default())
     }
 
     /// [`Webhook::start`], with more environment, more flags, and the pair to serve.
