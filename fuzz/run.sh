@@ -3,7 +3,7 @@
 # cargo-fuzz when it is missing. Not part of tests/run.sh: CI runs the same properties as bounded
 # property tests (tests/no_panics.rs) instead.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]      targets: properties annotations listeners decisions admission responses
+#   fuzz/run.sh [SECONDS] [TARGET...]      targets: properties annotations listeners decisions admission responses certificates
 #
 # Each target starts from the seeds in fuzz/seeds/<target> (fixture pods, workloads, reviews and
 # properties files) and keeps its corpus in fuzz/corpus/<target>. A finding is written to
@@ -14,7 +14,7 @@ seconds="${1:-600}"
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(properties annotations listeners decisions admission responses)
+  targets=(properties annotations listeners decisions admission responses certificates)
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz

@@ -286,3 +286,38 @@ proptest! {
         checks::kafka_response(&s);
     }
 }
+
+/// A real certificate's PEM, to mutate.
+fn certificate_pem() -> String {
+    kafka_expose::certs::generate(&kafka_expose::certs::dns_names(
+        "kafka-expose",
+        "kafka-expose",
+    ))
+    .unwrap()
+    .cert_pem
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever a Secret's ca.crt and tls.crt hold (noise, or a real certificate with bytes of
+    /// its base64 overwritten or cut), reading it and planning its renewal never panic.
+    #[test]
+    fn a_certificates_secret_of_any_content_is_read_and_planned(
+        noise in "\\PC{0,200}",
+        at in 0usize..600,
+        with in "[A-Za-z0-9+/=]{1,8}",
+        cut in 0usize..700,
+    ) {
+        checks::certificate_secret(&noise, &noise);
+        let pem = certificate_pem();
+        let mut bytes = pem.clone().into_bytes();
+        for (i, b) in with.bytes().enumerate() {
+            let j = (30 + at + i).min(bytes.len() - 30);
+            bytes[j] = b;
+        }
+        let mutated = String::from_utf8(bytes).unwrap();
+        checks::certificate_secret(&mutated, &mutated);
+        checks::certificate_secret(&pem, &pem[..cut.min(pem.len())]);
+    }
+}

@@ -210,3 +210,30 @@ pub fn kafka_response(data: &[u8]) {
         _ => decode::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate, v, id, frame, w).map(drop),
     };
 }
+
+/// A certificates' Secret as the cluster holds it (any text in ca.crt and tls.crt): reading it
+/// and deciding its renewal never panic, and a pair that cannot be read is re-issued.
+pub fn certificate_secret(ca: &str, cert: &str) {
+    use kafka_expose::cluster::certs::{RenewPolicy, Renewal, plan};
+    let _ = kafka_expose::certs::inspect(ca);
+    let _ = kafka_expose::certs::split_pem(ca);
+    let stored = kafka_expose::certs::Bundle {
+        ca_pem: ca.to_string(),
+        cert_pem: cert.to_string(),
+        key_pem: String::new(),
+    };
+    let wanted = kafka_expose::certs::dns_names("kafka-expose", "kafka-expose");
+    let decision = plan(
+        &stored,
+        Some(0),
+        1_700_000_000,
+        &wanted,
+        &RenewPolicy::default(),
+    );
+    if kafka_expose::certs::inspect(cert).is_err() {
+        assert!(
+            matches!(decision, Renewal::Reissue(_)),
+            "an unreadable pair is re-issued: {decision:?}"
+        );
+    }
+}
