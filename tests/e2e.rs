@@ -238,13 +238,22 @@ async fn annotating_creates_a_node_port_service_per_broker_and_a_bootstrap_owned
     let boot_port = node_port(&svcs[3]).unwrap();
     let want = format!("{HOST_IP}:{boot_port}");
     wait_bootstrap(&c, ns, &want).await;
-    let evs = events(&c, ns).await;
-    assert!(
-        evs.iter()
-            .any(|e| e.reason.as_deref() == Some("BootstrapAddress")
-                && e.note.as_deref().is_some_and(|n| n.contains(&want))),
-        "an Event carries the bootstrap address"
-    );
+    // The reconciler writes the annotation, then publishes the Event: read until it is there.
+    eventually(
+        Duration::from_secs(30),
+        "an Event carrying the bootstrap address",
+        || async {
+            let evs = events(&c, ns).await;
+            evs.iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("BootstrapAddress")
+                        && e.note.as_deref().is_some_and(|n| n.contains(&want))
+                })
+                .then_some(())
+                .ok_or_else(|| format!("{} Events, none with {want}", evs.len()))
+        },
+    )
+    .await;
     assert!(
         r.readiness.is_ready(),
         "readiness follows the synced caches"
