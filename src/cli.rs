@@ -146,6 +146,11 @@ pub struct EngineArgs {
     /// read, kafka-expose's own image at this version.
     #[arg(long, env = "KAFKA_EXPOSE_PATCHER_IMAGE")]
     pub patcher_image: Option<String>,
+    /// The most ports (listeners) one load balancer of this cluster's cloud takes (AWS NLB:
+    /// 50): a workload with `expose=shared-loadbalancer` and more brokers is refused, unless it
+    /// sets kafka-expose.io/load-balancer-max-ports itself.
+    #[arg(long, env = "KAFKA_EXPOSE_LOAD_BALANCER_MAX_PORTS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub load_balancer_max_ports: Option<u16>,
 }
 
 impl EngineArgs {
@@ -153,10 +158,12 @@ impl EngineArgs {
         let Self {
             node_port_range,
             patcher_image,
+            load_balancer_max_ports,
         } = self.clone();
         Settings {
             node_port_range,
             patcher_image: patcher_image.unwrap_or_else(default_patcher_image),
+            lb_max_ports: load_balancer_max_ports,
         }
     }
 }

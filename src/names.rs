@@ -27,9 +27,10 @@ pub mod keys {
     pub const CONTAINER: &str = "container";
     pub const ADAPTER: &str = "adapter";
     pub const ORDINAL: &str = "ordinal";
+    pub const LB_MAX_PORTS: &str = "load-balancer-max-ports";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -45,6 +46,7 @@ pub mod keys {
         CONTAINER,
         ADAPTER,
         ORDINAL,
+        LB_MAX_PORTS,
     ];
 }
 
@@ -105,8 +107,10 @@ pub mod labels {
     pub const WORKLOAD: &str = "kafka-expose.io/workload";
     /// The broker ordinal of a per-broker Service.
     pub const ORDINAL: &str = "kafka-expose.io/ordinal";
-    /// Marks the bootstrap Service (`bootstrap`).
+    /// Marks the bootstrap Service (`bootstrap`) and the shared load balancer ([`ROLE_SHARED`]).
     pub const ROLE: &str = "kafka-expose.io/role";
+    /// [`ROLE`]'s value on the one Service of `expose=shared-loadbalancer`.
+    pub const ROLE_SHARED: &str = "shared-loadbalancer";
     /// On a workload whose template carries an Enforce policy's settings: the policy's name.
     /// The policy controller finds the workloads to revert by it.
     pub const POLICY: &str = "kafka-expose.io/policy";
@@ -138,6 +142,33 @@ pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";
+
+/// The one LoadBalancer Service of `expose=shared-loadbalancer`.
+pub fn shared_service_name(workload: &str) -> String {
+    format!("{workload}-external")
+}
+
+/// The named container port broker `ordinal` carries with `expose=shared-loadbalancer`: the
+/// shared Service's port for that broker targets it, and no other broker has it, so that port's
+/// endpoints are that one broker. At most 15 characters (IANA service name rules): `kx-b` and up
+/// to 10 digits.
+pub fn broker_port_name(ordinal: u32) -> String {
+    format!("kx-b{ordinal}")
+}
+
+/// Whether a container port of this name is kafka-expose's own: [`PORT_NAME`] or a
+/// [`broker_port_name`].
+pub fn is_own_port_name(name: &str) -> bool {
+    name == PORT_NAME
+        || name
+            .strip_prefix("kx-b")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The shared Service's port for broker `ordinal`.
+pub fn shared_service_port_name(ordinal: u32) -> String {
+    format!("broker-{ordinal}")
+}
 
 /// The per-broker Service's name.
 pub fn broker_service_name(workload: &str, ordinal: u32) -> String {

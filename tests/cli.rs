@@ -186,6 +186,87 @@ fn explain_shows_a_node_address_and_what_supplies_it() {
 }
 
 #[test]
+fn explain_shows_the_one_shared_service_and_which_port_routes_to_which_broker() {
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=shared-loadbalancer",
+            "--set",
+            "port-base=9100",
+            "--explain",
+        ],
+        &fixture_text("apache-kafka-kraft.yaml"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for i in 0..3 {
+        let want = format!(
+            "via Service kafka-external LoadBalancer port {} (broker-{i}) -> pod kafka-{i} port kx-b{i}",
+            9100 + i
+        );
+        assert!(text.contains(&want), "{want}\n{text}");
+    }
+    assert!(
+        text.contains("one LoadBalancer Service kafka-external for 3 broker(s), ports 9100-9102"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bootstrap: <address>:9100,<address>:9101,<address>:9102"),
+        "{text}"
+    );
+
+    // The Services it would create: that one, and no other.
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=shared-loadbalancer",
+            "-o",
+            "json",
+        ],
+        &fixture_text("apache-kafka-kraft.yaml"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ours: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["kind"] == "Service"
+                && i["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kafka-expose"
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0]["spec"]["ports"].as_array().unwrap().len(), 3);
+
+    // Local traffic is refused with its reason.
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=shared-loadbalancer",
+            "--set",
+            "external-traffic-policy=Local",
+        ],
+        &fixture_text("apache-kafka-kraft.yaml"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("health check is per Service, not per port"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn malformed_yaml_is_a_clear_error_and_no_panic() {
     for input in [
         "kind: [unclosed\n",

@@ -446,3 +446,54 @@ fn a_listener_variable_without_a_value_member_gets_one_and_the_patch_applies() {
     );
     assert!(decide(&out).patch.is_empty());
 }
+
+#[test]
+fn a_shared_load_balancer_broker_waits_for_the_one_service_then_names_its_own_port() {
+    let mut pod = apache_pod("kafka-2");
+    pod["metadata"]["annotations"] = json!({
+        "kafka-expose.io/expose": "shared-loadbalancer",
+        "kafka-expose.io/port-base": "9100"
+    });
+    let d = decide(&pod);
+    match &d.outcome {
+        PodOutcome::WaitForAddress { service, message } => {
+            assert_eq!(service, "kafka-external");
+            assert!(message.contains("kafka/kafka-external"), "{message}");
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    assert!(d.patch.is_empty());
+    let lb = |svc: &str| (svc == "kafka-external").then(|| "203.0.113.9".to_string());
+    let d = decide_with(&pod, &lb);
+    let out = apply(&pod, &d);
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_HOST"), "203.0.113.9");
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "9102");
+    let ports = out["spec"]["containers"][0]["ports"].as_array().unwrap();
+    let mine: Vec<&Value> = ports
+        .iter()
+        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("kx-")))
+        .collect();
+    assert_eq!(
+        mine,
+        [&json!({"name": "kx-b2", "containerPort": 9094, "protocol": "TCP"})],
+        "one port, named for this broker alone, on the external listener's container port"
+    );
+    assert!(value_of(&out, "KAFKA_LISTENERS").contains("EXTERNAL://:9094"));
+    // Applied to its own output, nothing more.
+    assert!(decide_with(&out, &lb).patch.is_empty());
+}
+
+#[test]
+fn a_shared_load_balancer_broker_with_one_dns_name_is_not_held() {
+    let mut pod = apache_pod("kafka-1");
+    pod["metadata"]["annotations"] = json!({
+        "kafka-expose.io/expose": "shared-loadbalancer",
+        "kafka-expose.io/advertised-host": "static:kafka.example.com"
+    });
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(
+        value_of(&out, "KAFKA_EXPOSE_EXTERNAL_HOST"),
+        "kafka.example.com"
+    );
+    assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32401");
+}

@@ -191,3 +191,45 @@ fn services_that_others_made_are_never_twinned_or_taken_over() {
     );
     assert_eq!(plan.services.len(), 2);
 }
+
+#[test]
+fn a_shared_load_balancer_is_one_service_with_a_port_per_broker_targeting_its_named_port() {
+    let svcs = services(json!({
+        "kafka-expose.io/expose": "shared-loadbalancer",
+        "kafka-expose.io/port-base": "9100",
+        "kafka-expose.io/load-balancer-class": "example.com/vip",
+        "kafka-expose.io/load-balancer-source-ranges": "203.0.113.0/24",
+        "kafka-expose.io/service-annotations": "{\"external-dns.alpha.kubernetes.io/hostname\": \"{statefulset}.{namespace}.example.com\"}"
+    }));
+    assert_eq!(
+        svcs.len(),
+        1,
+        "no per-broker Services, no bootstrap Service"
+    );
+    let s = &svcs[0];
+    assert_eq!(s["metadata"]["name"], "kafka-external");
+    assert_eq!(
+        s["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"],
+        "kafka.streaming.example.com"
+    );
+    assert_eq!(
+        s["metadata"]["labels"]["kafka-expose.io/role"],
+        "shared-loadbalancer"
+    );
+    let spec = &s["spec"];
+    assert_eq!(spec["type"], "LoadBalancer");
+    assert_eq!(spec["externalTrafficPolicy"], "Cluster");
+    assert_eq!(spec["loadBalancerClass"], "example.com/vip");
+    assert_eq!(spec["loadBalancerSourceRanges"], json!(["203.0.113.0/24"]));
+    assert_eq!(
+        spec["selector"],
+        json!({"app": "kafka", "kafka-expose.io/exposed": "true"})
+    );
+    assert_eq!(
+        spec["ports"],
+        json!([
+            {"name": "broker-0", "protocol": "TCP", "port": 9100, "targetPort": "kx-b0"},
+            {"name": "broker-1", "protocol": "TCP", "port": 9101, "targetPort": "kx-b1"}
+        ])
+    );
+}

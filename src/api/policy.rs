@@ -113,7 +113,7 @@ pub struct PolicyExclude {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyExposure {
-    /// `nodeport`, `loadbalancer` or `hostport` (`off` exposes nothing).
+    /// `nodeport`, `loadbalancer`, `shared-loadbalancer` or `hostport` (`off` exposes nothing).
     pub expose: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_host: Option<String>,
@@ -140,7 +140,13 @@ pub struct PolicyExposure {
     pub load_balancer_source_ranges: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_class: Option<String>,
-    /// Annotations for each per-broker Service; values are templates (`{ordinal}`, `{pod}`…).
+    /// With `shared-loadbalancer`: the most ports (listeners) the load balancer takes (AWS NLB:
+    /// 50); a workload with more brokers is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub load_balancer_max_ports: Option<u16>,
+    /// Annotations for each per-broker Service, or the shared one; values are templates
+    /// (`{ordinal}`, `{pod}`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub service_annotations: BTreeMap<String, String>,
     /// The broker container's name, where detection needs it.
@@ -271,6 +277,10 @@ impl PolicyExposure {
                 .then(|| self.load_balancer_source_ranges.join(",")),
         );
         put(keys::LB_CLASS, self.load_balancer_class.clone());
+        put(
+            keys::LB_MAX_PORTS,
+            self.load_balancer_max_ports.map(|n| n.to_string()),
+        );
         put(
             keys::SERVICE_ANNOTATIONS,
             (!self.service_annotations.is_empty())
@@ -506,6 +516,7 @@ mod tests {
             external_traffic_policy: Some("Local".into()),
             load_balancer_source_ranges: vec!["10.0.0.0/8".into()],
             load_balancer_class: Some("c".into()),
+            load_balancer_max_ports: Some(50),
             service_annotations: [("a".to_string(), "b".to_string())].into(),
             container: Some("c".into()),
             adapter: Some("env".into()),

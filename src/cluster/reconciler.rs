@@ -49,7 +49,9 @@ use crate::engine::exposure::{Decision, Exposure, Skip};
 use crate::engine::services::{self, Routes};
 use crate::engine::workload::Workload;
 use crate::metrics::{Metrics, Readiness};
-use crate::names::{FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own};
+use crate::names::{
+    FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own, shared_service_name,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -241,9 +243,12 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         publish(&ctx, obj.as_ref(), EventType::Warning, "ServiceFailed", f).await;
     }
     if let Some(since) = v.lb_pending_too_long {
+        let waiting = match exposure.as_ref().map(|e| e.config.mode) {
+            Some(ExposeMode::SharedLoadBalancer) => shared_service_name(&w.name),
+            _ => bootstrap_service_name(&w.name),
+        };
         let note = format!(
-            "Service {} has had no LoadBalancer address for {}s",
-            bootstrap_service_name(&w.name),
+            "Service {waiting} has had no LoadBalancer address for {}s",
             since.as_secs()
         );
         publish(
@@ -375,6 +380,16 @@ async fn bootstrap_address(
     let bootstrap = applied
         .iter()
         .find(|s| s.metadata.name.as_deref() == Some(&bootstrap_name));
+    let pending = |svc: &Service| {
+        svc.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|Time(t)| {
+                let now = unix_now();
+                Duration::from_secs(now.saturating_sub(t.as_second()).max(0) as u64)
+            })
+            .unwrap_or_default()
+    };
     match cfg.mode {
         ExposeMode::LoadBalancer => {
             let Some(svc) = bootstrap else {
@@ -382,18 +397,24 @@ async fn bootstrap_address(
             };
             match ingress(svc) {
                 Some(addr) => Ok((Some(format!("{addr}:{}", cfg.advertised_port)), None)),
-                None => {
-                    let age = svc
-                        .metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .map(|Time(t)| {
-                            let now = unix_now();
-                            Duration::from_secs(now.saturating_sub(t.as_second()).max(0) as u64)
-                        })
-                        .unwrap_or_default();
-                    Ok((None, Some(age)))
+                None => Ok((None, Some(pending(svc)))),
+            }
+        }
+        ExposeMode::SharedLoadBalancer => {
+            let name = shared_service_name(&w.name);
+            let Some(svc) = applied
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(&name))
+            else {
+                return Ok((None, None));
+            };
+            match ingress(svc) {
+                Some(addr) => {
+                    let routes = services::routes(w, exposure);
+                    let list = services::shared_bootstrap(w, cfg, &routes, &addr);
+                    Ok((Some(list), None))
                 }
+                None => Ok((None, Some(pending(svc)))),
             }
         }
         ExposeMode::NodePort => {

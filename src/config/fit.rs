@@ -5,7 +5,72 @@
 //! every Service name must fit a DNS label.
 
 use super::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Problem, Settings};
-use crate::names::{broker_service_name, keys};
+use crate::names::{broker_service_name, full_key, keys, shared_service_name};
+
+/// The AWS annotation that picks a Network Load Balancer for a LoadBalancer Service, and its
+/// values that do (the in-tree provider's `nlb`, the AWS Load Balancer Controller's `external`
+/// and `nlb-ip`).
+const AWS_LB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
+const AWS_NLB_TYPES: [&str; 3] = ["nlb", "external", "nlb-ip"];
+/// The AWS Load Balancer Controller's class for Network Load Balancers.
+const AWS_NLB_CLASS: &str = "service.k8s.aws/nlb";
+/// Listeners per AWS Network Load Balancer (a default quota, raised on request).
+pub const AWS_NLB_LISTENERS: u16 = 50;
+
+/// The most ports the shared load balancer takes, and where that limit comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerCap {
+    pub max: u16,
+    /// The key and value to name in an error.
+    pub key: &'static str,
+    pub value: String,
+    /// Where the limit comes from, for people.
+    pub source: String,
+}
+
+/// The listener cap in force for `expose=shared-loadbalancer`: `load-balancer-max-ports` as
+/// set, else the server's `--load-balancer-max-ports`, else 50 when the Service asks AWS for a
+/// Network Load Balancer; none otherwise.
+pub fn listener_cap(cfg: &ExposeConfig, settings: &Settings) -> Option<ListenerCap> {
+    if let Some(max) = cfg.lb_max_ports {
+        return Some(ListenerCap {
+            max,
+            key: keys::LB_MAX_PORTS,
+            value: max.to_string(),
+            source: full_key(keys::LB_MAX_PORTS),
+        });
+    }
+    if let Some(max) = settings.lb_max_ports {
+        return Some(ListenerCap {
+            max,
+            key: keys::EXPOSE,
+            value: cfg.mode.as_str().into(),
+            source: "the server's --load-balancer-max-ports".into(),
+        });
+    }
+    let nlb_type = cfg
+        .service_annotations
+        .get(AWS_LB_TYPE)
+        .map(|t| t.as_str().trim().to_ascii_lowercase())
+        .filter(|t| AWS_NLB_TYPES.contains(&t.as_str()));
+    let nlb_class = cfg.lb_class.as_deref() == Some(AWS_NLB_CLASS);
+    if nlb_type.is_some() || nlb_class {
+        let why = match nlb_type {
+            Some(t) => format!("{AWS_LB_TYPE}: {t}"),
+            None => format!("loadBalancerClass {AWS_NLB_CLASS}"),
+        };
+        return Some(ListenerCap {
+            max: AWS_NLB_LISTENERS,
+            key: keys::EXPOSE,
+            value: cfg.mode.as_str().into(),
+            source: format!(
+                "an AWS Network Load Balancer ({why}) takes {AWS_NLB_LISTENERS} listeners; set {} if your quota is raised",
+                full_key(keys::LB_MAX_PORTS)
+            ),
+        });
+    }
+    None
+}
 
 /// The longest name a Service may have (a DNS-1035 label).
 pub const MAX_SERVICE_NAME: usize = 63;
@@ -88,15 +153,31 @@ pub fn check_against_workload(
             }
         }
     }
-    if cfg.mode == ExposeMode::HostPort && hi > u16::MAX as u32 {
+    let shared = cfg.mode == ExposeMode::SharedLoadBalancer;
+    if (cfg.mode == ExposeMode::HostPort || shared) && hi > u16::MAX as u32 {
         fail(
             keys::PORT_BASE,
             port_base.to_string(),
             format!("{} replicas need ports beyond 65535", facts.replicas),
         );
     }
+    if shared
+        && let Some(cap) = listener_cap(cfg, settings)
+        && n > cap.max as u32
+    {
+        fail(
+            cap.key,
+            cap.value.clone(),
+            format!(
+                "{n} brokers need {n} ports on the shared load balancer, over its limit of {} ({}); run at most {} brokers per workload, raise the cloud's quota and the limit, or use expose=loadbalancer",
+                cap.max, cap.source, cap.max
+            ),
+        );
+    }
+    // Behind one shared load balancer, one name may serve every broker.
     if let AdvertisedHost::Static(hosts) = &cfg.advertised_host
         && (hosts.len() as u32) < n
+        && !(shared && hosts.len() == 1)
     {
         fail(
             keys::ADVERTISED_HOST,
@@ -127,7 +208,11 @@ pub fn check_against_workload(
             );
         }
     }
-    let longest = broker_service_name(facts.name, last);
+    let longest = if shared {
+        shared_service_name(facts.name)
+    } else {
+        broker_service_name(facts.name, last)
+    };
     if longest.len() > MAX_SERVICE_NAME {
         fail(
             keys::EXPOSE,
@@ -256,5 +341,82 @@ mod tests {
         let e = e.to_string();
         assert!(e.contains("kafka-expose.io/ordinal"), "{e}");
         assert!(e.contains("must have 1 replica, not 2"), "{e}");
+    }
+
+    fn shared(pairs: &[(&str, &str)]) -> ExposeConfig {
+        let mut all = vec![("expose", "shared-loadbalancer")];
+        all.extend_from_slice(pairs);
+        expose(&all)
+    }
+
+    fn check(c: &ExposeConfig, replicas: u32, settings: &Settings) -> Result<(), String> {
+        check_against_workload(c, c.port_base_or_default(), &facts(replicas), settings)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_shared_load_balancer_over_its_listener_cap_is_refused_with_the_numbers() {
+        let s = Settings::default();
+        let c = shared(&[("load-balancer-max-ports", "5")]);
+        check(&c, 5, &s).unwrap();
+        let e = check(&c, 6, &s).unwrap_err();
+        assert!(
+            e.contains("kafka-expose.io/load-balancer-max-ports=\"5\""),
+            "{e}"
+        );
+        assert!(e.contains("6 brokers need 6 ports"), "{e}");
+        assert!(e.contains("over its limit of 5"), "{e}");
+
+        // The server's setting, for workloads that set none.
+        let capped = Settings {
+            lb_max_ports: Some(3),
+            ..Settings::default()
+        };
+        let e = check(&shared(&[]), 4, &capped).unwrap_err();
+        assert!(e.contains("the server's --load-balancer-max-ports"), "{e}");
+        check(&shared(&[("load-balancer-max-ports", "4")]), 4, &capped).unwrap();
+        // No cap known: any count that fits the port numbers.
+        check(&shared(&[]), 200, &s).unwrap();
+    }
+
+    #[test]
+    fn an_aws_network_load_balancer_is_capped_at_its_50_listeners() {
+        let s = Settings::default();
+        for c in [
+            shared(&[(
+                "service-annotations",
+                r#"{"service.beta.kubernetes.io/aws-load-balancer-type":"nlb"}"#,
+            )]),
+            shared(&[(
+                "service-annotations",
+                r#"{"service.beta.kubernetes.io/aws-load-balancer-type":"external"}"#,
+            )]),
+            shared(&[("load-balancer-class", "service.k8s.aws/nlb")]),
+        ] {
+            check(&c, 50, &s).unwrap();
+            let e = check(&c, 51, &s).unwrap_err();
+            assert!(e.contains("over its limit of 50"), "{e}");
+            assert!(e.contains("AWS Network Load Balancer"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_shared_load_balancers_ports_must_be_port_numbers_and_one_name_serves_all() {
+        let s = Settings::default();
+        let e = check(&shared(&[("port-base", "65534")]), 3, &s).unwrap_err();
+        assert!(e.contains("beyond 65535"), "{e}");
+        check(
+            &shared(&[("advertised-host", "static:kafka.example.com")]),
+            3,
+            &s,
+        )
+        .unwrap();
+        let e = check(
+            &shared(&[("advertised-host", "static:a.example.com,b.example.com")]),
+            3,
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("lists 2 hosts for 3 replicas"), "{e}");
     }
 }

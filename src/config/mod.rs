@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use crate::kafka::SecurityProtocol;
 use crate::names::{PREFIX, full_key, keys, own};
 
-pub use fit::{WorkloadFacts, check_against_workload};
+pub use fit::{ListenerCap, WorkloadFacts, check_against_workload, listener_cap};
 pub use problem::{ConfigError, Problem, Source};
 pub use settings::{DEFAULT_NODE_PORT_RANGE, NodePortRange, Settings, default_patcher_image};
 pub use template::{Placeholder, Template};
@@ -40,8 +40,12 @@ pub const DEFAULT_LISTENER_NAME: &str = "EXTERNAL";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExposeMode {
     NodePort,
+    /// A LoadBalancer Service per broker.
     LoadBalancer,
     HostPort,
+    /// One LoadBalancer Service for every broker of the workload, a port per broker: broker *n*
+    /// on `base + n`, routed by the named container port `kx-b<n>` that only broker *n* carries.
+    SharedLoadBalancer,
 }
 
 impl ExposeMode {
@@ -50,7 +54,19 @@ impl ExposeMode {
             Self::NodePort => "nodeport",
             Self::LoadBalancer => "loadbalancer",
             Self::HostPort => "hostport",
+            Self::SharedLoadBalancer => "shared-loadbalancer",
         }
+    }
+
+    /// Whether the brokers are reached through a cloud load balancer (their own or a shared
+    /// one).
+    pub fn is_load_balancer(self) -> bool {
+        matches!(self, Self::LoadBalancer | Self::SharedLoadBalancer)
+    }
+
+    /// Whether broker *n* advertises `port-base + n`.
+    pub fn has_port_per_broker(self) -> bool {
+        !matches!(self, Self::LoadBalancer)
     }
 }
 
@@ -165,8 +181,10 @@ pub struct ExposeConfig {
     pub external_traffic_policy: TrafficPolicy,
     pub lb_source_ranges: Vec<String>,
     pub lb_class: Option<String>,
-    /// Annotations for each per-broker Service; values are templates.
+    /// Annotations for each per-broker Service (or the shared one); values are templates.
     pub service_annotations: BTreeMap<String, Template>,
+    /// `load-balancer-max-ports`: the most ports (listeners) the shared load balancer takes.
+    pub lb_max_ports: Option<u16>,
     pub container: Option<String>,
     pub adapter: AdapterChoice,
     pub ordinal: Option<u32>,
@@ -291,9 +309,10 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
 
     let advertised_host = r
         .read(keys::ADVERTISED_HOST, |v| values::advertised_host(v, mode))
-        .unwrap_or(match mode {
-            ExposeMode::LoadBalancer => AdvertisedHost::LoadBalancer,
-            _ => AdvertisedHost::HostIp,
+        .unwrap_or(if mode.is_load_balancer() {
+            AdvertisedHost::LoadBalancer
+        } else {
+            AdvertisedHost::HostIp
         });
     let config = ExposeConfig {
         mode,
@@ -318,6 +337,7 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         service_annotations: r
             .read(keys::SERVICE_ANNOTATIONS, values::service_annotations)
             .unwrap_or_default(),
+        lb_max_ports: r.read(keys::LB_MAX_PORTS, values::max_ports),
         container: r.get(keys::CONTAINER).map(str::to_string),
         adapter: r
             .read(keys::ADAPTER, values::adapter)
@@ -325,10 +345,19 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         ordinal: r.read(keys::ORDINAL, values::ordinal),
     };
 
-    if mode != ExposeMode::LoadBalancer {
+    if !mode.is_load_balancer() {
         for key in [keys::LB_SOURCE_RANGES, keys::LB_CLASS] {
-            r.not_with(key, "applies only with kafka-expose.io/expose=loadbalancer");
+            r.not_with(
+                key,
+                "applies only with kafka-expose.io/expose=loadbalancer or shared-loadbalancer",
+            );
         }
+    }
+    if mode != ExposeMode::SharedLoadBalancer {
+        r.not_with(
+            keys::LB_MAX_PORTS,
+            "applies only with kafka-expose.io/expose=shared-loadbalancer, where the brokers share one load balancer's ports",
+        );
     }
     if mode != ExposeMode::NodePort {
         r.not_with(
@@ -341,6 +370,28 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
             keys::PORT_BASE,
             "does not apply with expose=loadbalancer, where every broker advertises kafka-expose.io/advertised-port",
         );
+    }
+    if mode == ExposeMode::SharedLoadBalancer {
+        r.not_with(
+            keys::ADVERTISED_PORT,
+            "does not apply with expose=shared-loadbalancer, where broker n advertises kafka-expose.io/port-base + n on the shared address",
+        );
+        if config.external_traffic_policy != TrafficPolicy::Cluster {
+            r.fail(
+                keys::EXTERNAL_TRAFFIC_POLICY,
+                "must be Cluster with expose=shared-loadbalancer: the cloud's health check is per Service, not per port, so with Local a node running any broker passes it and receives every broker's port, and traffic for a broker that is not on that node is dropped",
+            );
+        }
+        for (key, t) in &config.service_annotations {
+            if t.uses(Placeholder::Ordinal) || t.uses(Placeholder::Pod) {
+                r.fail(
+                    keys::SERVICE_ANNOTATIONS,
+                    format!(
+                        "the value of {key:?} uses {{ordinal}} or {{pod}}, but with expose=shared-loadbalancer the brokers share one Service; use {{statefulset}} and {{namespace}} only"
+                    ),
+                );
+            }
+        }
     }
     ConfigError::check(r.problems)?;
     Ok(Requested::Expose(config))
@@ -393,7 +444,10 @@ mod tests {
     fn an_unknown_mode_names_the_annotation_and_the_choices() {
         let e = errors(&[("expose", "ingress")]).to_string();
         assert!(e.contains("kafka-expose.io/expose=\"ingress\""), "{e}");
-        assert!(e.contains("nodeport, loadbalancer, hostport, off"), "{e}");
+        assert!(
+            e.contains("nodeport, loadbalancer, shared-loadbalancer, hostport, off"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -454,5 +508,70 @@ mod tests {
         ])
         .to_string();
         assert!(e.contains("10.0.0.0/33"), "{e}");
+    }
+
+    #[test]
+    fn a_shared_load_balancer_advertises_its_address_on_a_port_per_broker() {
+        let c = expose(&[("expose", "shared-loadbalancer")]);
+        assert_eq!(c.mode, ExposeMode::SharedLoadBalancer);
+        assert_eq!(c.advertised_host, AdvertisedHost::LoadBalancer);
+        assert_eq!(c.port_base_or_default(), DEFAULT_PORT_BASE);
+        // One DNS name for the shared address: no {ordinal} needed.
+        let c = expose(&[
+            ("expose", "shared-loadbalancer"),
+            ("advertised-host", "template:kafka.{namespace}.example.com"),
+            ("port-base", "9100"),
+            ("load-balancer-class", "example.com/vip"),
+            ("load-balancer-max-ports", "10"),
+        ]);
+        assert_eq!(c.port_base, Some(9100));
+        assert_eq!(c.lb_max_ports, Some(10));
+    }
+
+    #[test]
+    fn a_shared_load_balancer_refuses_local_traffic_and_per_broker_settings_with_reasons() {
+        let e = errors(&[
+            ("expose", "shared-loadbalancer"),
+            ("external-traffic-policy", "Local"),
+        ])
+        .to_string();
+        assert!(
+            e.contains("kafka-expose.io/external-traffic-policy=\"Local\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("health check is per Service, not per port"),
+            "{e}"
+        );
+        let e = errors(&[
+            ("expose", "shared-loadbalancer"),
+            ("advertised-port", "9094"),
+            ("advertised-host", "host-ip"),
+            (
+                "service-annotations",
+                r#"{"a.example/x":"kafka-{ordinal}"}"#,
+            ),
+            ("bootstrap-node-port", "31000"),
+        ]);
+        assert_eq!(e.problems.len(), 4, "{e}");
+        let e = e.to_string();
+        assert!(e.contains("broker n advertises"), "{e}");
+        assert!(e.contains("the load balancer's address"), "{e}");
+        assert!(e.contains("share one Service"), "{e}");
+        let e = errors(&[
+            ("expose", "loadbalancer"),
+            ("load-balancer-max-ports", "50"),
+        ])
+        .to_string();
+        assert!(
+            e.contains("only with kafka-expose.io/expose=shared-loadbalancer"),
+            "{e}"
+        );
+        let e = errors(&[
+            ("expose", "shared-loadbalancer"),
+            ("load-balancer-max-ports", "0"),
+        ])
+        .to_string();
+        assert!(e.contains("AWS NLB: 50"), "{e}");
     }
 }

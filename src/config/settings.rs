@@ -17,6 +17,9 @@ pub struct Settings {
     pub node_port_range: NodePortRange,
     /// Image of the properties adapter's init container: kafka-expose's own image by default.
     pub patcher_image: String,
+    /// The most ports (listeners) a shared load balancer takes in this cluster's cloud, for
+    /// workloads that do not set `load-balancer-max-ports`.
+    pub lb_max_ports: Option<u16>,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
         Self {
             node_port_range: DEFAULT_NODE_PORT_RANGE,
             patcher_image: default_patcher_image(),
+            lb_max_ports: None,
         }
     }
 }

@@ -83,6 +83,11 @@ impl Template {
             .collect()
     }
 
+    /// Whether the template uses placeholder `p`.
+    pub fn uses(&self, p: Placeholder) -> bool {
+        self.parts.contains(&Part::Slot(p))
+    }
+
     /// The literal text of the template, without its placeholders.
     pub(super) fn literal_text(&self) -> String {
         self.render(|_| String::new())

@@ -16,7 +16,8 @@ pub fn expose(v: &str) -> Result<Option<ExposeMode>, String> {
         "nodeport" => Ok(Some(ExposeMode::NodePort)),
         "loadbalancer" => Ok(Some(ExposeMode::LoadBalancer)),
         "hostport" => Ok(Some(ExposeMode::HostPort)),
-        _ => Err("allowed: nodeport, loadbalancer, hostport, off".into()),
+        "shared-loadbalancer" => Ok(Some(ExposeMode::SharedLoadBalancer)),
+        _ => Err("allowed: nodeport, loadbalancer, shared-loadbalancer, hostport, off".into()),
     }
 }
 
@@ -30,12 +31,16 @@ pub fn port(v: &str) -> Result<u16, String> {
 
 /// `advertised-host`, under the exposure `mode`.
 pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, String> {
+    let shared = mode == ExposeMode::SharedLoadBalancer;
     if v == "host-ip" {
+        if shared {
+            return Err(SHARED_HOSTS.into());
+        }
         return Ok(AdvertisedHost::HostIp);
     }
     if v == "loadbalancer" {
-        if mode != ExposeMode::LoadBalancer {
-            return Err("needs kafka-expose.io/expose=loadbalancer, where each broker has a LoadBalancer Service of its own".into());
+        if !mode.is_load_balancer() {
+            return Err("needs kafka-expose.io/expose=loadbalancer (a LoadBalancer Service per broker) or shared-loadbalancer (one for all)".into());
         }
         return Ok(AdvertisedHost::LoadBalancer);
     }
@@ -45,7 +50,9 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
         if t.trim().is_empty() || !text.chars().all(is_host_char) {
             return Err("the template must render to a DNS name or IP, e.g. template:kafka-{ordinal}.example.com".into());
         }
-        if !t.contains("{ordinal}") && !t.contains("{pod}") {
+        // Behind one shared load balancer every broker may advertise the same name: the port
+        // tells them apart.
+        if !shared && !t.contains("{ordinal}") && !t.contains("{pod}") {
             return Err("the template must differ per broker: use {ordinal} or {pod}, e.g. template:kafka-{ordinal}.example.com".into());
         }
         return Ok(AdvertisedHost::Template(tpl));
@@ -71,7 +78,7 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
                 }
             }
         }
-        if mode == ExposeMode::LoadBalancer {
+        if mode.is_load_balancer() {
             return Err("node: advertises the broker's node, which expose=nodeport or hostport reaches; a LoadBalancer has an address of its own".into());
         }
         return Ok(AdvertisedHost::Node(types));
@@ -87,6 +94,17 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
         return Ok(AdvertisedHost::Static(hosts));
     }
     Err("allowed: host-ip, node:<types, e.g. ExternalDNS,ExternalIP>, template:<name with {ordinal} {pod} {statefulset} {namespace}>, static:<host0>,<host1>,..., loadbalancer".into())
+}
+
+/// Why `host-ip` and `node:` do not go with a shared load balancer.
+const SHARED_HOSTS: &str = "with expose=shared-loadbalancer the brokers are reached at the load balancer's address: use loadbalancer (the default), or template:/static: with a DNS name for it";
+
+/// `load-balancer-max-ports`: how many ports (listeners) the shared load balancer takes.
+pub fn max_ports(v: &str) -> Result<u16, String> {
+    match v.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a whole number from 1, the most listeners the cloud's load balancer takes (AWS NLB: 50)".into()),
+    }
 }
 
 /// `listener-name`: a Kafka listener name that is not a protocol name.

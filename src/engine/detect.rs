@@ -22,7 +22,7 @@ use crate::config::{
     AdapterChoice, AdvertisedHost, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig,
 };
 use crate::kafka::external::{choose_protocol, tls_warning};
-use crate::names::{PORT_NAME, full_key, keys};
+use crate::names::{full_key, is_own_port_name, keys};
 
 /// The container that runs the broker.
 #[derive(Debug, Clone)]
@@ -405,7 +405,7 @@ fn container_port(
         .ports
         .iter()
         .flatten()
-        .filter(|p| p.name.as_deref() != Some(PORT_NAME))
+        .filter(|p| !p.name.as_deref().is_some_and(is_own_port_name))
         .filter_map(|p| {
             let port = u16::try_from(p.container_port).ok()?;
             Some((

@@ -36,8 +36,8 @@ use crate::config::{
 };
 use crate::kafka::SecurityProtocol;
 use crate::names::{
-    GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, PORT_NAME, PREFIX,
-    broker_service_name, envs, keys, labels, own,
+    GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, PORT_NAME, PREFIX, broker_port_name,
+    broker_service_name, envs, keys, labels, own, shared_service_name,
 };
 use crate::ptr;
 
@@ -143,7 +143,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
 
     let port = match cfg.mode {
         ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-        ExposeMode::NodePort | ExposeMode::HostPort => detection.port_base as u32 + ordinal.ordinal,
+        _ => detection.port_base as u32 + ordinal.ordinal,
     };
     let namespace = pod
         .metadata
@@ -194,6 +194,11 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     let c = detection.broker.container;
     let bind_port = detection.target.for_ordinal(ordinal.ordinal);
     let advertised = format!("{host}:{port}");
+    // Behind a shared load balancer the port's name routes: only this broker carries it.
+    let (port_name, named) = match cfg.mode {
+        ExposeMode::SharedLoadBalancer => (broker_port_name(ordinal.ordinal), true),
+        _ => (PORT_NAME.to_string(), false),
+    };
     match &detection.adapter {
         Adapter::Env(flavor) => {
             let protocol = detection.protocol.unwrap_or(SecurityProtocol::Plaintext);
@@ -208,7 +213,8 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             );
             env_ops(&mut b, bi, c, &base_env, &plan.changes);
             warnings.extend(plan.notes.into_iter().map(|n| format!("kafka-expose: {n}")));
-            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port), false);
+            let host_port = hostport(cfg, port);
+            container_port_op(&mut b, bi, c, &port_name, bind_port, host_port, named);
         }
         Adapter::Properties(target) => {
             let mut env = base_env.clone();
@@ -221,7 +227,8 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
             init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
-            container_port_op(&mut b, bi, c, bind_port, hostport(cfg, port), false);
+            let host_port = hostport(cfg, port);
+            container_port_op(&mut b, bi, c, &port_name, bind_port, host_port, named);
         }
         Adapter::Adopt(plan) => {
             // The chart advertises its own listener; a named port lets the bootstrap Service
@@ -230,7 +237,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             // nodeport-<i> on every broker), which differ per broker: the bootstrap Service needs
             // one name that every broker carries.
             if matches!(plan.target, TargetPort::PerOrdinal(_)) {
-                container_port_op(&mut b, bi, c, bind_port, None, true);
+                container_port_op(&mut b, bi, c, PORT_NAME, bind_port, None, true);
             }
         }
     }
@@ -362,19 +369,29 @@ fn external_host(
             Placeholder::Namespace => envs::reference(envs::NAMESPACE),
             Placeholder::StatefulSet => o.workload.clone(),
         }),
-        AdvertisedHost::Static(hosts) => match hosts.get(o.index as usize) {
-            Some(h) => h.clone(),
-            None => {
-                return Err(ConfigError::one(
-                    keys::ADVERTISED_HOST,
-                    &cfg.advertised_host.to_annotation(),
-                    format!("has no host for broker {} (index {})", o.ordinal, o.index),
-                ));
+        AdvertisedHost::Static(hosts) => {
+            // One name for every broker of a shared load balancer.
+            let shared = match hosts.as_slice() {
+                [one] if cfg.mode == ExposeMode::SharedLoadBalancer => Some(one),
+                _ => None,
+            };
+            match hosts.get(o.index as usize).or(shared) {
+                Some(h) => h.clone(),
+                None => {
+                    return Err(ConfigError::one(
+                        keys::ADVERTISED_HOST,
+                        &cfg.advertised_host.to_annotation(),
+                        format!("has no host for broker {} (index {})", o.ordinal, o.index),
+                    ));
+                }
             }
-        },
+        }
         AdvertisedHost::Node(types) => return Ok(ExternalHost::FromNode(types.clone())),
         AdvertisedHost::LoadBalancer => {
-            let service = broker_service_name(&o.workload, o.ordinal);
+            let service = match cfg.mode {
+                ExposeMode::SharedLoadBalancer => shared_service_name(&o.workload),
+                _ => broker_service_name(&o.workload, o.ordinal),
+            };
             match (ctx.lb_address)(&service) {
                 Some(addr) => addr,
                 None => return Ok(ExternalHost::Waiting(service)),
@@ -532,12 +549,14 @@ fn env_ops(
     }
 }
 
-/// Declares the external listener's container port (with its hostPort for `expose=hostport`).
-/// With `named`, the port gets kafka-expose's name even when the chart declares its number.
+/// Declares the external listener's container port as `name` (with its hostPort for
+/// `expose=hostport`). With `named`, the port gets that name even when the chart declares its
+/// number.
 fn container_port_op(
     b: &mut PatchBuilder,
     ci: usize,
     c: &Container,
+    name: &str,
     port: u32,
     host_port: Option<u32>,
     named: bool,
@@ -546,7 +565,7 @@ fn container_port_op(
         return;
     };
     let want = ContainerPort {
-        name: Some(PORT_NAME.into()),
+        name: Some(name.into()),
         container_port: port,
         host_port: host_port.and_then(|p| i32::try_from(p).ok()),
         protocol: Some("TCP".into()),
@@ -557,7 +576,7 @@ fn container_port_op(
     match ports {
         None => b.append_all(&path, false, vec![to_value(&want)]),
         Some(ps) => {
-            if let Some(j) = ps.iter().position(|p| p.name.as_deref() == Some(PORT_NAME)) {
+            if let Some(j) = ps.iter().position(|p| p.name.as_deref() == Some(name)) {
                 if ps[j] != want {
                     b.replace(ptr!("spec", "containers", ci, "ports", j), to_value(&want));
                 }

@@ -11,6 +11,13 @@
 //!
 //! `expose=hostport` needs no per-broker Service: each broker binds its node's port `base + i`.
 //! Only the bootstrap Service is planned there.
+//!
+//! `expose=shared-loadbalancer` plans one LoadBalancer Service, `<workload>-external`, over every
+//! broker, with a port per broker: `base + n`, targeting the named container port `kx-b<n>`. A
+//! Service's endpoints are resolved per port, and a pod without a port of the target's name is
+//! left out of that port's endpoints (the Endpoints and EndpointSlice controllers' `FindPort`),
+//! so each port reaches exactly the one broker the Pod webhook gave that name. The bootstrap is
+//! the same address with every broker's port: no second load balancer.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +31,8 @@ use super::exposure::Exposure;
 use super::workload::{Workload, WorkloadKind};
 use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder};
 use crate::names::{
-    PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_service_name, labels,
+    PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_port_name, broker_service_name,
+    labels, shared_service_name, shared_service_port_name,
 };
 
 /// The ports of one broker.
@@ -59,13 +67,17 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
             };
             let port = match cfg.mode {
                 ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-                ExposeMode::NodePort | ExposeMode::HostPort => d.port_base as u32 + ordinal,
+                _ => d.port_base as u32 + ordinal,
+            };
+            let service = match cfg.mode {
+                ExposeMode::SharedLoadBalancer => shared_service_name(&w.name),
+                _ => broker_service_name(&w.name, ordinal),
             };
             BrokerRoute {
                 ordinal,
                 index,
                 pod: format!("{}-{ordinal}", w.name),
-                service: broker_service_name(&w.name, ordinal),
+                service,
                 port,
                 target: d.target.for_ordinal(ordinal),
             }
@@ -99,7 +111,7 @@ pub fn describe_advertised(
             Placeholder::StatefulSet => w.name.clone(),
             Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
         }),
-        (AdvertisedHost::Static(h), _) => h.get(r.index as usize).cloned().unwrap_or_default(),
+        (AdvertisedHost::Static(h), _) => static_host(h, r.index),
         (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
         (AdvertisedHost::Node(types), _) => host_ip.map(str::to_string).unwrap_or_else(|| {
             format!("<{} of the node it lands on>", super::pod::type_list(types))
@@ -112,6 +124,44 @@ pub fn describe_advertised(
     format!("{name}://{host}:{}", r.port)
 }
 
+/// The external bootstrap of a shared load balancer whose address is `ingress`: every broker's
+/// advertised address, `<host>:<base + n>`. The host is the load balancer's address, or the
+/// names a `template:` or `static:` gives it.
+pub fn shared_bootstrap(
+    w: &Workload,
+    cfg: &ExposeConfig,
+    routes: &Routes,
+    ingress: &str,
+) -> String {
+    routes
+        .brokers
+        .iter()
+        .map(|r| {
+            let host = match &cfg.advertised_host {
+                AdvertisedHost::Template(t) => t.render(|p| match p {
+                    Placeholder::Ordinal => r.ordinal.to_string(),
+                    Placeholder::Pod => r.pod.clone(),
+                    Placeholder::StatefulSet => w.name.clone(),
+                    Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
+                }),
+                AdvertisedHost::Static(h) => static_host(h, r.index),
+                _ => ingress.to_string(),
+            };
+            crate::kafka::host_port(&host, r.port)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The host of broker `index` in a `static:` list: its own, or the one name a shared load
+/// balancer's brokers all advertise.
+pub fn static_host(hosts: &[String], index: u32) -> String {
+    match hosts {
+        [one] => one.clone(),
+        _ => hosts.get(index as usize).cloned().unwrap_or_default(),
+    }
+}
+
 /// The complete Services for an exposed workload.
 pub fn plan(w: &Workload, d: &Exposure<'_>) -> Vec<Service> {
     plan_routes(w, d, &routes(w, d))
@@ -121,6 +171,9 @@ pub fn plan(w: &Workload, d: &Exposure<'_>) -> Vec<Service> {
 fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> {
     let cfg = &d.config;
     let namespace = w.namespace.clone();
+    if cfg.mode == ExposeMode::SharedLoadBalancer {
+        return vec![shared(w, cfg, routes)];
+    }
     let mut out = Vec::new();
     if cfg.mode != ExposeMode::HostPort {
         for r in &routes.brokers {
@@ -193,6 +246,51 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
     out
 }
 
+/// The one LoadBalancer Service of `expose=shared-loadbalancer`: every broker selected, a port
+/// per broker targeting the container port only that broker carries.
+fn shared(w: &Workload, cfg: &ExposeConfig, routes: &Routes) -> Service {
+    let annotations: BTreeMap<String, String> = cfg
+        .service_annotations
+        .iter()
+        .map(|(k, t)| {
+            // {ordinal} and {pod} are refused with a shared Service; render them empty.
+            let v = t.render(|p| match p {
+                Placeholder::StatefulSet => w.name.clone(),
+                Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
+                Placeholder::Ordinal | Placeholder::Pod => String::new(),
+            });
+            (k.clone(), v)
+        })
+        .collect();
+    let mut own_labels = service_labels(w);
+    own_labels.insert(labels::ROLE.into(), labels::ROLE_SHARED.into());
+    let mut svc = service(
+        w,
+        cfg,
+        &shared_service_name(&w.name),
+        own_labels,
+        annotations,
+        pod_selector(w),
+        ServicePort::default(),
+    );
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.ports = Some(
+            routes
+                .brokers
+                .iter()
+                .map(|r| ServicePort {
+                    name: Some(shared_service_port_name(r.ordinal)),
+                    protocol: Some("TCP".into()),
+                    port: r.port as i32,
+                    target_port: Some(IntOrString::String(broker_port_name(r.ordinal))),
+                    ..ServicePort::default()
+                })
+                .collect(),
+        );
+    }
+    svc
+}
+
 /// The labels every broker pod of `w` carries: the workload's selector and the exposed label.
 fn pod_selector(w: &Workload) -> BTreeMap<String, String> {
     let mut s = w.selector.clone();
@@ -228,7 +326,7 @@ fn service(
     selector: BTreeMap<String, String>,
     port: ServicePort,
 ) -> Service {
-    let lb = cfg.mode == ExposeMode::LoadBalancer;
+    let lb = cfg.mode.is_load_balancer();
     Service {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -334,7 +432,12 @@ pub fn plan_around(
     let mut out = ServicePlan::default();
     for svc in plan_routes(w, d, routes) {
         let name = svc.metadata.name.clone().unwrap_or_default();
-        let broker = routes.brokers.iter().find(|r| r.service == name);
+        // A shared load balancer replaces per-broker Services, whoever made them.
+        let broker = routes
+            .brokers
+            .iter()
+            .find(|r| r.service == name)
+            .filter(|_| mode != ExposeMode::SharedLoadBalancer);
         if let Some(r) = broker {
             let serves = foreign.iter().find(|s| {
                 let kind = s.spec.as_ref().and_then(|x| x.type_.as_deref());
@@ -347,7 +450,7 @@ pub fn plan_around(
                                 .flat_map(|x| x.ports.iter().flatten())
                                 .any(|p| p.port as u32 == r.port)
                     }
-                    ExposeMode::HostPort => false,
+                    ExposeMode::HostPort | ExposeMode::SharedLoadBalancer => false,
                 };
                 matches!(kind, Some("NodePort" | "LoadBalancer"))
                     && on_port

@@ -15,3 +15,12 @@ pub mod listeners;
 pub mod properties;
 
 pub use listeners::SecurityProtocol;
+
+/// `host:port`, with an IPv6 host in brackets: how Kafka and Kubernetes write an address.
+pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

@@ -20,7 +20,7 @@ use crate::engine::exposure::Decision;
 use crate::engine::pod::{PodContext, PodOutcome, mutate_pod};
 use crate::engine::workload::{self, Workload, WorkloadKind, WorkloadOutcome};
 use crate::engine::{error_chain, services};
-use crate::names::{bootstrap_service_name, keys};
+use crate::names::{bootstrap_service_name, keys, shared_service_name};
 
 pub use read::{parse_set, read_documents};
 use read::{prepare, with_namespace};
@@ -258,22 +258,54 @@ fn workload(
             crate::names::GATE_CONTAINER
         ));
     }
-    report.bootstrap = Some(format!(
-        "Service {} ({}){}",
-        bootstrap_service_name(&w.name),
-        match (cfg.mode, cfg.bootstrap_node_port) {
-            (ExposeMode::NodePort, Some(p)) => format!("NodePort {p}"),
-            (ExposeMode::NodePort, None) => "NodePort allocated by Kubernetes".into(),
-            (ExposeMode::LoadBalancer, _) => format!("LoadBalancer port {}", cfg.advertised_port),
-            (ExposeMode::HostPort, _) =>
-                "ClusterIP; brokers are reached on their nodes' hostPorts".into(),
-        },
-        if w.uid.is_none() {
-            "; owner references are set once the workload has a uid"
+    let owners = if w.uid.is_none() {
+        "; owner references are set once the workload has a uid"
+    } else {
+        ""
+    };
+    report.bootstrap = Some(match cfg.mode {
+        ExposeMode::SharedLoadBalancer => {
+            let shared = shared_service_name(&w.name);
+            let list = services::shared_bootstrap(&w, cfg, &routes, "<address>");
+            let whose = if list.contains("<address>") {
+                format!(", where <address> is LoadBalancer {shared}'s")
+            } else {
+                String::new()
+            };
+            format!(
+                "{list}{whose} (every broker's port on the one load balancer; no bootstrap Service of its own){owners}"
+            )
+        }
+        mode => format!(
+            "Service {} ({}){owners}",
+            bootstrap_service_name(&w.name),
+            match (mode, cfg.bootstrap_node_port) {
+                (ExposeMode::NodePort, Some(p)) => format!("NodePort {p}"),
+                (ExposeMode::NodePort, None) => "NodePort allocated by Kubernetes".into(),
+                (ExposeMode::HostPort, _) =>
+                    "ClusterIP; brokers are reached on their nodes' hostPorts".into(),
+                _ => format!("LoadBalancer port {}", cfg.advertised_port),
+            },
+        ),
+    });
+    if cfg.mode == ExposeMode::SharedLoadBalancer {
+        let ports = || routes.brokers.iter().map(|r| r.port);
+        let range = match (ports().min(), ports().max()) {
+            (Some(lo), Some(hi)) if lo != hi => format!("ports {lo}-{hi}"),
+            (Some(p), _) => format!("port {p}"),
+            _ => "no ports".into(),
+        };
+        let wait = if cfg.advertised_host == crate::config::AdvertisedHost::LoadBalancer {
+            "; each broker is held until it has an address, and advertises it"
         } else {
             ""
-        }
-    ));
+        };
+        report.host_source = Some(format!(
+            "one LoadBalancer Service {} for {} broker(s), {range}, each port routed to one broker by its named container port{wait}",
+            shared_service_name(&w.name),
+            routes.brokers.len()
+        ));
+    }
     let ports = || routes.brokers.iter().map(|r| r.port);
     let claim = match cfg.mode {
         ExposeMode::NodePort => ports().min().zip(ports().max()),

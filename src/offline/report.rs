@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::Output;
 use crate::config::{ExposeConfig, ExposeMode};
 use crate::engine::services::BrokerRoute;
+use crate::names::{broker_port_name, shared_service_port_name};
 
 /// One broker of an exposed workload, for `--explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,15 @@ pub(super) fn describe_route(cfg: &ExposeConfig, r: &BrokerRoute) -> String {
         ExposeMode::HostPort => format!(
             "hostPort {} on its node -> pod {} port {}",
             r.port, r.pod, r.target
+        ),
+        ExposeMode::SharedLoadBalancer => format!(
+            "Service {} LoadBalancer port {} ({}) -> pod {} port {} ({}), which only this broker carries",
+            r.service,
+            r.port,
+            shared_service_port_name(r.ordinal),
+            r.pod,
+            broker_port_name(r.ordinal),
+            r.target
         ),
     }
 }

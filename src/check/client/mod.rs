@@ -100,14 +100,7 @@ impl fmt::Display for Address {
     }
 }
 
-/// `host:port`, with an IPv6 host in brackets: how Kafka and Kubernetes write an address.
-pub fn host_port(host: &str, port: impl fmt::Display) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
+pub use crate::kafka::host_port;
 
 /// Connect and request timeouts. Every wait of the client is under one of them.
 #[derive(Debug, Clone, Copy)]
