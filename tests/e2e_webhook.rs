@@ -24,7 +24,8 @@ use support::cluster::{
     client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed, node_with_addresses,
 };
 use support::serve::{
-    TAG, Webhook, apply_value, deploy_docs, install_rbac, scratch, tagged_namespace,
+    TAG, Webhook, apply_fixture, apply_value, deploy_docs, install_rbac, pods_of, scratch,
+    tagged_namespace,
 };
 use support::{Image, effective_config, listeners, node_ip};
 
@@ -46,61 +47,6 @@ fn ordinal_of(pod: &str) -> u32 {
 
 fn kubelet(c: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
     fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)))
-}
-
-/// Applies what a user would apply of a fixture, as the 1.20 API server serves it.
-async fn apply_fixture(c: &Client, ns: &str, file: &str, annotations: &Value) -> Vec<Value> {
-    let docs = support::fixture(file);
-    for d in &docs {
-        let kind = d["kind"].as_str().unwrap();
-        // policy/v1 PodDisruptionBudgets are not served by 1.20; NetworkPolicies and the chart's
-        // test Pod are beside the point.
-        if ![
-            "ServiceAccount",
-            "ConfigMap",
-            "Secret",
-            "Service",
-            "StatefulSet",
-        ]
-        .contains(&kind)
-        {
-            continue;
-        }
-        let mut d = d.clone();
-        d["metadata"]["namespace"] = json!(ns);
-        if kind == "StatefulSet" {
-            let ann = d["metadata"]
-                .as_object_mut()
-                .unwrap()
-                .entry("annotations")
-                .or_insert(json!({}));
-            if ann.is_null() {
-                *ann = json!({});
-            }
-            for (k, v) in annotations.as_object().unwrap() {
-                ann[k] = v.clone();
-            }
-        }
-        apply_value(c, &d).await;
-    }
-    docs
-}
-
-async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(c.clone(), ns);
-    let mut pods: Vec<Pod> = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| {
-            p.owner_references().iter().any(|o| o.name == sts)
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .collect();
-    pods.sort_by_key(|p| p.name_any());
-    pods
 }
 
 fn is_mutated(pod: &Pod) -> bool {

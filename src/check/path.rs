@@ -112,13 +112,17 @@ impl BrokerPath {
         let (host, port) = advertised.rsplit_once(':')?;
         let port: i32 = port.parse().ok()?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let wanted = s.node_port.unwrap_or(s.port);
+        let wanted = self.external_port()?;
         Some(port == wanted && host.parse::<IpAddr>().is_err() && !s.external.is_empty())
     }
 
-    /// The Service port the outside would use: its NodePort, or its port on the ingress.
+    /// The Service port the outside would use: its port on the LoadBalancer's address, else its
+    /// NodePort.
     fn external_port(&self) -> Option<i32> {
         let s = self.service.as_ref()?;
+        if s.type_ == "LoadBalancer" && !s.ingress.is_empty() {
+            return Some(s.port);
+        }
         Some(s.node_port.unwrap_or(s.port))
     }
 }

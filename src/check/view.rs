@@ -13,7 +13,7 @@ use super::client::host_port;
 use super::path::{BrokerPath, ServiceHop, WorkloadPath};
 use super::report::WorkloadRef;
 use crate::cluster::caches::ingress;
-use crate::names::{PREFIX, keys, labels, own};
+use crate::names::{PREFIX, keys, labels, own, shared_service_port_name};
 
 /// The exposed workloads of `namespace` (or the one named), each with its brokers' paths.
 pub async fn workloads(
@@ -131,20 +131,39 @@ async fn workload(
     );
     let mut by_ordinal: BTreeMap<u32, Service> = BTreeMap::new();
     let mut bootstrap: Option<Service> = None;
+    // `expose=shared-loadbalancer`: one Service, each broker on its own port of it.
+    let mut shared: Option<Service> = None;
     for s in services
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| format!("listing Services in {ns}: {e}"))?
         .items
     {
-        if s.labels().get(labels::ROLE).map(String::as_str) == Some("bootstrap") {
+        let role = s.labels().get(labels::ROLE).cloned();
+        if role.as_deref() == Some("bootstrap") {
             bootstrap = Some(s);
+        } else if role.as_deref() == Some(labels::ROLE_SHARED) {
+            shared = Some(s);
         } else if let Some(o) = s.labels().get(labels::ORDINAL).and_then(|o| o.parse().ok()) {
             by_ordinal.insert(o, s);
         }
     }
+    let shared_ordinals = shared.iter().flat_map(|s| {
+        s.spec
+            .iter()
+            .flat_map(|x| x.ports.iter().flatten())
+            .filter_map(|p| {
+                p.name
+                    .as_deref()?
+                    .strip_prefix("broker-")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
     let ordinals: Vec<u32> = (0..replicas)
         .chain(by_ordinal.keys().copied())
+        .chain(shared_ordinals)
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -202,9 +221,13 @@ async fn workload(
         {
             hosts.push(ip);
         }
-        let service = match svc {
-            Some(s) => Some(hop(s, &endpoints, &hosts).await?),
-            None => None,
+        let service = match (svc, &shared) {
+            (Some(s), _) => Some(hop(s, None, &endpoints, &hosts).await?),
+            (None, Some(s)) => {
+                let port = shared_service_port_name(ordinal);
+                Some(hop(s, Some(&port), &endpoints, &hosts).await?)
+            }
+            (None, None) => None,
         };
         for h in hosts {
             if !all_hosts.contains(&h) {
@@ -221,7 +244,7 @@ async fn workload(
         });
     }
     let bootstrap_service = match &bootstrap {
-        Some(s) => Some(hop(s, &endpoints, &all_hosts).await?),
+        Some(s) => Some(hop(s, None, &endpoints, &all_hosts).await?),
         None => None,
     };
     Ok(WorkloadPath {
@@ -233,14 +256,22 @@ async fn workload(
     })
 }
 
+/// The hop through Service `s`: through its port named `port_name`, or its first port; its
+/// endpoints are those of that port.
 async fn hop(
     s: &Service,
+    port_name: Option<&str>,
     endpoints: &Api<Endpoints>,
     hosts: &[String],
 ) -> Result<ServiceHop, String> {
     let name = s.name_any();
     let spec = s.spec.clone().unwrap_or_default();
-    let port = spec.ports.as_ref().and_then(|p| p.first()).cloned();
+    let port = spec.ports.as_ref().and_then(|ps| match port_name {
+        Some(n) => ps.iter().find(|p| p.name.as_deref() == Some(n)),
+        None => ps.first(),
+    });
+    let port = port.cloned();
+    let port_label = port.as_ref().and_then(|p| p.name.clone());
     let node_port = port.as_ref().and_then(|p| p.node_port);
     let port = port.map_or(0, |p| p.port);
     let ingress: Vec<String> = ingress(s).into_iter().collect();
@@ -251,6 +282,16 @@ async fn hop(
         .map_err(|e| format!("reading Endpoints {name}: {e}"))?
     {
         for subset in ep.subsets.unwrap_or_default() {
+            // Endpoints are resolved per port: a shared Service's port has its broker alone.
+            let serves = port_name.is_none()
+                || subset
+                    .ports
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name.is_some() && p.name == port_label);
+            if !serves {
+                continue;
+            }
             ready += subset.addresses.map_or(0, |a| a.len());
             not_ready += subset.not_ready_addresses.map_or(0, |a| a.len());
         }

@@ -218,7 +218,7 @@ pub fn fake_kubelet_ready(
                     if !running || is_ready != want {
                         let want = if want { "True" } else { "False" };
                         let status = json!({"status": {
-                            "phase": "Running", "hostIP": host_ip(&name), "podIP": "10.244.0.5",
+                            "phase": "Running", "hostIP": host_ip(&name), "podIP": pod_ip(&name),
                             "conditions": [{"type": "Ready", "status": want}, {"type": "ContainersReady", "status": want}]
                         }});
                         let _ = pods
@@ -230,6 +230,15 @@ pub fn fake_kubelet_ready(
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
+}
+
+/// The pod IP the stand-in kubelet gives a pod: distinct per ordinal (`10.244.1.<10 + n>` for a
+/// name ending in `-<n>`), so that Endpoints tell brokers apart.
+pub fn pod_ip(pod: &str) -> String {
+    match pod.rsplit('-').next().and_then(|n| n.parse::<u32>().ok()) {
+        Some(n) if n < 240 => format!("10.244.1.{}", 10 + n),
+        _ => "10.244.0.5".into(),
+    }
 }
 
 pub async fn managed(c: &Client, ns: &str) -> Vec<Service> {

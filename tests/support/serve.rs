@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kafka_expose::certs;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -311,4 +311,59 @@ pub async fn apply_crd(c: &Client) -> Api<kafka_expose::api::KafkaExposePolicy> 
     })
     .await;
     api
+}
+
+/// Applies what a user would apply of a fixture, as the 1.20 API server serves it.
+pub async fn apply_fixture(c: &Client, ns: &str, file: &str, annotations: &Value) -> Vec<Value> {
+    let docs = super::fixture(file);
+    for d in &docs {
+        let kind = d["kind"].as_str().unwrap();
+        // policy/v1 PodDisruptionBudgets are not served by 1.20; NetworkPolicies and the chart's
+        // test Pod are beside the point.
+        if ![
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "StatefulSet",
+        ]
+        .contains(&kind)
+        {
+            continue;
+        }
+        let mut d = d.clone();
+        d["metadata"]["namespace"] = json!(ns);
+        if kind == "StatefulSet" {
+            let ann = d["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .entry("annotations")
+                .or_insert(json!({}));
+            if ann.is_null() {
+                *ann = json!({});
+            }
+            for (k, v) in annotations.as_object().unwrap() {
+                ann[k] = v.clone();
+            }
+        }
+        apply_value(c, &d).await;
+    }
+    docs
+}
+
+pub async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let mut pods: Vec<Pod> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.owner_references().iter().any(|o| o.name == sts)
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    pods.sort_by_key(|p| p.name_any());
+    pods
 }

@@ -1,0 +1,392 @@
+//! `expose=shared-loadbalancer` on the real control plane: one LoadBalancer Service for every
+//! broker, a port per broker, and the real controller-manager's Endpoints and EndpointSlices
+//! routing each port to exactly one broker.
+//!
+//! `kafka-expose serve` runs as a process with the install's RBAC, registered with the API server,
+//! so the StatefulSet controller's pods are mutated by the real Pod webhook. The stand-in kubelet
+//! gives each pod its own pod IP (`support::cluster::pod_ip`). The suite runs alone in its binary:
+//! a LoadBalancer Service takes NodePorts at random on 1.20, which could land on another suite's
+//! fixed ones.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use support::cluster::{client, env, eventually, fake_kubelet_with, pod_ip};
+use support::kafka::{self, Behaviour};
+use support::serve::{Webhook, apply_fixture, install_rbac, pods_of, scratch, tagged_namespace};
+use support::{Image, effective_config, listeners, node_ip};
+
+const CHART: &str = "bitnami-32.4.4.yaml";
+const STS: &str = "my-kafka-controller";
+const SHARED: &str = "my-kafka-controller-external";
+const BASE: u32 = 9100;
+/// The address the test gives the load balancer, as a cloud controller would: loopback, where
+/// stand-in brokers answer `kafka-expose check` on each broker's port.
+const INGRESS: &str = "127.0.0.1";
+
+fn ordinal_of(pod: &str) -> u32 {
+    pod.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Port name → the IPs it routes to, as the Endpoints object holds them (ready addresses).
+async fn endpoints_routes(c: &Client, ns: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let api: Api<Endpoints> = Api::namespaced(c.clone(), ns);
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let Ok(Some(ep)) = api.get_opt(SHARED).await else {
+        return out;
+    };
+    for subset in ep.subsets.unwrap_or_default() {
+        let ips: Vec<String> = subset
+            .addresses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.ip)
+            .collect();
+        for p in subset.ports.unwrap_or_default() {
+            out.entry(p.name.unwrap_or_default())
+                .or_default()
+                .extend(ips.iter().cloned());
+        }
+    }
+    out
+}
+
+/// Port name → the IPs it routes to, across the Service's EndpointSlices (discovery.k8s.io
+/// v1beta1 on 1.20; ready endpoints).
+async fn slice_routes(c: &Client, ns: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let gvk = GroupVersionKind::gvk("discovery.k8s.io", "v1beta1", "EndpointSlice");
+    let api: Api<DynamicObject> = Api::namespaced_with(c.clone(), ns, &ApiResource::from_gvk(&gvk));
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={SHARED}"));
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let Ok(list) = api.list(&params).await else {
+        return out;
+    };
+    for slice in list.items {
+        let ips: Vec<String> = slice.data["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["conditions"]["ready"] != json!(false))
+            .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        for p in slice.data["ports"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or_default().to_string();
+            out.entry(name).or_default().extend(ips.iter().cloned());
+        }
+    }
+    out
+}
+
+/// What the Endpoints and the EndpointSlices must both hold for brokers `0..n`: port
+/// `broker-i` routing to pod `i`'s IP alone.
+fn wanted(n: u32) -> BTreeMap<String, BTreeSet<String>> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("broker-{i}"),
+                BTreeSet::from([pod_ip(&format!("{STS}-{i}"))]),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the shared Service has exactly the ports of brokers `0..n`, and both the
+/// Endpoints and the EndpointSlices route each to its own broker alone.
+async fn wait_routed(c: &Client, ns: &str, n: u32) -> Service {
+    let svcs: Api<Service> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(120),
+        &format!("{n} ports, each routed to its own broker"),
+        || async {
+            let svc = svcs.get(SHARED).await.map_err(|e| e.to_string())?;
+            let ports: Vec<(String, i32, String)> = svc
+                .spec
+                .iter()
+                .flat_map(|s| s.ports.iter().flatten())
+                .map(|p| {
+                    let target = match &p.target_port {
+                        Some(
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s),
+                        ) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    (p.name.clone().unwrap_or_default(), p.port, target)
+                })
+                .collect();
+            let want_ports: Vec<(String, i32, String)> = (0..n)
+                .map(|i| (format!("broker-{i}"), (BASE + i) as i32, format!("kx-b{i}")))
+                .collect();
+            let (ep, slices) = (endpoints_routes(c, ns).await, slice_routes(c, ns).await);
+            if ports == want_ports && ep == wanted(n) && slices == wanted(n) {
+                Ok(svc)
+            } else {
+                Err(format!(
+                    "ports {ports:?}\nEndpoints {ep:?}\nEndpointSlices {slices:?}"
+                ))
+            }
+        },
+    )
+    .await
+}
+
+async fn running_brokers(c: &Client, ns: &str, n: usize) -> Vec<Pod> {
+    eventually(
+        Duration::from_secs(120),
+        &format!("{n} running brokers"),
+        || async {
+            let pods = pods_of(c, ns, STS).await;
+            let running = pods
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+                .count();
+            if pods.len() == n && running == n {
+                Ok(pods)
+            } else {
+                Err(format!("{} pods, {running} running", pods.len()))
+            }
+        },
+    )
+    .await
+}
+
+async fn scale(c: &Client, ns: &str, replicas: i32) -> Result<(), String> {
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .patch(
+            STS,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn bootstrap(c: &Client, ns: &str) -> Option<String> {
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .get(STS)
+        .await
+        .ok()?
+        .annotations()
+        .get("kafka-expose.io/bootstrap-servers")
+        .cloned()
+}
+
+async fn webhook(c: &Client, tag: &str, ns: &str) -> Webhook {
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(c, &dir).await;
+    let wh = Webhook::start(tag, kubeconfig, dir, Some(ns));
+    wh.register(c, tag).await;
+    tagged_namespace(c, ns, tag).await;
+    wh
+}
+
+#[tokio::test]
+async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() {
+    let c = client().await;
+    let ns = "e2e-shared-lb";
+    let wh = webhook(&c, "shared", ns).await;
+    let kubelet = fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)));
+    let annotations = json!({
+        "kafka-expose.io/expose": "shared-loadbalancer",
+        "kafka-expose.io/port-base": BASE.to_string(),
+    });
+    let docs = apply_fixture(&c, ns, CHART, &annotations).await;
+
+    // Until the Service has an address the Pod webhook holds every broker, and the StatefulSet
+    // controller says why.
+    let svcs: Api<Service> = Api::namespaced(c.clone(), ns);
+    eventually(Duration::from_secs(60), "the shared Service", || async {
+        svcs.get(SHARED)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), ns);
+    let held = eventually(Duration::from_secs(60), "a held broker", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .filter_map(|e| e.message)
+            .find(|m| m.contains(&format!("waits for LoadBalancer Service {ns}/{SHARED}")))
+            .ok_or_else(|| "no FailedCreate Event yet".to_string())
+    })
+    .await;
+    assert!(held.contains("to get an address"), "{held}");
+    assert!(
+        pods_of(&c, ns, STS).await.is_empty(),
+        "no broker before the address"
+    );
+
+    // A cloud controller would give the Service its address; the test does.
+    svcs.patch_status(
+        SHARED,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": INGRESS}]}}})),
+    )
+    .await
+    .unwrap();
+
+    let pods = running_brokers(&c, ns, 3).await;
+    let svc = wait_routed(&c, ns, 3).await;
+    let spec = svc.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let managed = support::cluster::managed(&c, ns).await;
+    assert_eq!(
+        support::cluster::names(&managed),
+        [SHARED],
+        "one Service: no per-broker Services, no bootstrap Service"
+    );
+
+    // Each broker advertises the shared address on its own port, as it would really run.
+    for pod in &pods {
+        let i = ordinal_of(&pod.name_any());
+        let pod_json = serde_json::to_value(pod).unwrap();
+        let eff = effective_config(&docs, &pod_json, "kafka", i, Image::BitnamiFile);
+        let adv = listeners(eff.get("advertised.listeners"));
+        let want = (
+            "EXTERNAL".to_string(),
+            INGRESS.to_string(),
+            (BASE + i).to_string(),
+        );
+        assert!(
+            adv.contains(&want),
+            "{} advertises {want:?}; got {adv:?}",
+            pod.name_any()
+        );
+    }
+    let want_bootstrap = |n: u32| {
+        (0..n)
+            .map(|i| format!("{INGRESS}:{}", BASE + i))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the published bootstrap",
+        || async {
+            match bootstrap(&c, ns).await {
+                Some(b) if b == want_bootstrap(3) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    // Scaling up adds ports 3 and 4, routed to pods 3 and 4; the bootstrap follows.
+    scale(&c, ns, 5).await.unwrap();
+    running_brokers(&c, ns, 5).await;
+    wait_routed(&c, ns, 5).await;
+    eventually(Duration::from_secs(60), "the bootstrap of five", || async {
+        match bootstrap(&c, ns).await {
+            Some(b) if b == want_bootstrap(5) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Scaling down removes them again.
+    scale(&c, ns, 3).await.unwrap();
+    running_brokers(&c, ns, 3).await;
+    wait_routed(&c, ns, 3).await;
+
+    // `kafka-expose check`, as a user runs it, joins each broker to its port of the one Service
+    // and that port's endpoints: the broker's own pod alone.
+    let adv = std::sync::Arc::new(std::sync::Mutex::new(
+        (0..3)
+            .map(|i| (i as i32, INGRESS.to_string(), (BASE + i) as u16))
+            .collect::<Vec<_>>(),
+    ));
+    let mut brokers = Vec::new();
+    for i in 0..3 {
+        let port = (BASE + i) as u16;
+        let listener = tokio::net::TcpListener::bind((INGRESS, port))
+            .await
+            .unwrap_or_else(|e| panic!("loopback port {port}: {e}"));
+        brokers.push(kafka::start_on(
+            listener,
+            Behaviour::new(i as i32, adv.clone()),
+        ));
+    }
+    let out = tokio::process::Command::new(support::serve::BIN)
+        .args(["check", "-n", ns, STS, "-o", "json"])
+        .env("KUBECONFIG", env()["KUBECONFIG"].clone())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = report["targets"][0]["brokers"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{report}");
+    for (i, b) in rows.iter().enumerate() {
+        let svc = &b["cluster"]["service"];
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["cluster"]["pod"], format!("{STS}-{i}"));
+        assert_eq!(svc["name"], SHARED);
+        assert_eq!(svc["port"], BASE as i64 + i as i64);
+        assert_eq!(svc["ready_endpoints"], 1, "{b}");
+        assert_eq!(svc["not_ready_endpoints"], 0, "{b}");
+    }
+
+    // Bad settings are refused where they are applied, with their reasons.
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let local = sts
+        .patch(
+            STS,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kafka-expose.io/external-traffic-policy": "Local"}}}),
+            ),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        local.contains("health check is per Service, not per port"),
+        "{local}"
+    );
+    sts.patch(
+        STS,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"kafka-expose.io/load-balancer-max-ports": "4"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let over = scale(&c, ns, 5).await.unwrap_err();
+    assert!(over.contains("5 brokers need 5 ports"), "{over}");
+    assert!(over.contains("over its limit of 4"), "{over}");
+    assert_eq!(
+        sts.get(STS).await.unwrap().spec.replicas,
+        Some(3),
+        "the refused change is not stored"
+    );
+
+    kubelet.abort();
+    let log = wh.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
