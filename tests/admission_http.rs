@@ -153,6 +153,33 @@ async fn an_invalid_workload_is_denied_with_the_engines_message() {
 }
 
 #[tokio::test]
+async fn an_update_that_leaves_a_stored_invalid_workload_as_it_was_is_not_blocked() {
+    // Scaled past the NodePort range through the scale subresource, which no webhook sees.
+    let mut old = apache_sts();
+    old["metadata"]["annotations"]["kafka-expose.io/port-base"] = json!("32766");
+    old["spec"]["replicas"] = json!(5);
+    // The reconciler writes its status; a user adds a label.
+    let mut new = old.clone();
+    new["metadata"]["annotations"]["kafka-expose.io/status"] = json!("invalid-configuration");
+    new["metadata"]["labels"] = json!({"team": "streaming"});
+    let mut r = review("u2", "apps", "StatefulSet", "UPDATE", &new);
+    r["request"]["oldObject"] = old.clone();
+    let (resp, patch) = admit(state(), &r).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(patch.is_none());
+    let warning = resp["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("port-base=\"32766\""), "{warning}");
+    assert!(warning.contains("stored so already"), "{warning}");
+
+    // A change that makes it invalid in another way is refused.
+    new["spec"]["replicas"] = json!(6);
+    let mut r = review("u3", "apps", "StatefulSet", "UPDATE", &new);
+    r["request"]["oldObject"] = old;
+    let (resp, _) = admit(state(), &r).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+}
+
+#[tokio::test]
 async fn unknown_kinds_deletes_subresources_and_connects_are_allowed_untouched() {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "annotations": {"kafka-expose.io/expose": "nodeport"}}});
     let (resp, patch) = admit(state(), &review("u", "", "ConfigMap", "CREATE", &cm)).await;

@@ -597,6 +597,8 @@ fn placement_values() -> Vec<String> {
         "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy:3128",
         "--set",
         "patcherImage=mirror.example/kx:1",
+        "--set",
+        "loadBalancerMaxPorts=50",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -660,6 +662,7 @@ fn every_placement_and_supply_value_lands_on_the_server_and_the_hook_jobs() {
         args.contains(&"--patcher-image=mirror.example/kx:1"),
         "{args:?}"
     );
+    assert!(args.contains(&"--load-balancer-max-ports=50"), "{args:?}");
     assert!(
         c["env"]
             .as_array()
@@ -683,6 +686,7 @@ fn every_placement_and_supply_value_lands_on_the_server_and_the_hook_jobs() {
     let args =
         find(&plain, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(!args.contains("--patcher-image"), "{args}");
+    assert!(!args.contains("--load-balancer-max-ports"), "{args}");
 }
 
 #[test]

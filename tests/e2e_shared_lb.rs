@@ -386,6 +386,57 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
         "the refused change is not stored"
     );
 
+    // `kubectl scale` goes through the scale subresource, which no workload webhook sees: the
+    // reconciler says so on the workload, and the Service keeps the ports it had.
+    sts.patch_scale(
+        STS,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    let note = eventually(
+        Duration::from_secs(60),
+        "the reconciler's refusal",
+        || async {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("InvalidConfiguration"))
+                .filter_map(|e| e.message)
+                .find(|m| m.contains("over its limit of 4"))
+                .ok_or_else(|| "no InvalidConfiguration Event yet".to_string())
+        },
+    )
+    .await;
+    assert!(note.contains("5 brokers need 5 ports"), "{note}");
+    let ports = svcs.get(SHARED).await.unwrap().spec.unwrap().ports.unwrap();
+    assert_eq!(ports.len(), 3, "the Service keeps the ports it had");
+    eventually(Duration::from_secs(30), "the status", || async {
+        let status = sts
+            .get(STS)
+            .await
+            .map_err(|e| e.to_string())?
+            .annotations()
+            .get("kafka-expose.io/status")
+            .cloned();
+        match status.as_deref() {
+            Some("invalid-configuration") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    sts.patch_scale(
+        STS,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+
     kubelet.abort();
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");

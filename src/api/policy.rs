@@ -503,6 +503,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_load_balancer_policy_validates_and_refuses_local_traffic_by_field() {
+        let s = spec(
+            "mode: Enforce\nexposure: {expose: shared-loadbalancer, portBase: 9100, loadBalancerMaxPorts: 50}\n",
+        );
+        validate(&s, DEFAULT_NODE_PORT_RANGE).unwrap();
+        assert_eq!(
+            s.exposure
+                .to_annotations()
+                .get(keys::LB_MAX_PORTS)
+                .map(String::as_str),
+            Some("50")
+        );
+        let e = validate(
+            &spec("mode: Enforce\nexposure: {expose: shared-loadbalancer, externalTrafficPolicy: Local}\n"),
+            DEFAULT_NODE_PORT_RANGE,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("spec.exposure.externalTrafficPolicy=\"Local\""),
+            "{e}"
+        );
+        assert!(e.contains("per Service, not per port"), "{e}");
+    }
+
+    #[test]
     fn every_annotation_key_has_a_policy_field_but_the_per_workload_ordinal() {
         let full = PolicyExposure {
             expose: "loadbalancer".into(),

@@ -272,12 +272,35 @@ pub fn decide_workload<T: Resource + Clone>(
             dec.adapter = adapter;
             dec
         }
-        // An invalid configuration is refused where the user applies it.
-        Err(e @ EngineError::Config(_)) => Decision {
-            response: AdmissionResponse::from(req).deny(e.to_string()),
-            outcome: "denied",
-            adapter: "",
-        },
+        // An invalid configuration is refused where the user applies it, unless the workload
+        // is stored so already (scaled through the scale subresource, which this webhook does
+        // not see, or from before kafka-expose): then an update that leaves it as it was (the
+        // reconciler's status, a label) is not blocked.
+        Err(e @ EngineError::Config(_)) => {
+            let message = e.to_string();
+            let already = matches!(req.operation, Operation::Update)
+                && req.old_object.clone().is_some_and(|old| {
+                    let mut old = read(old);
+                    old.policy = w.policy.clone();
+                    engine_workload(&old, settings).is_err_and(|o| o.to_string() == message)
+                });
+            if already {
+                let mut response = AdmissionResponse::from(req);
+                response.warnings = Some(vec![format!(
+                    "{message}; the workload was stored so already and this update leaves it so: allowed unchanged"
+                )]);
+                return Decision {
+                    response,
+                    outcome: "allowed",
+                    adapter: "",
+                };
+            }
+            Decision {
+                response: AdmissionResponse::from(req).deny(message),
+                outcome: "denied",
+                adapter: "",
+            }
+        }
         Err(e) => engine_error(req, e, FailureMode::Open, false),
     }
 }
