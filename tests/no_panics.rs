@@ -75,6 +75,7 @@ fn annotation_value() -> impl Strategy<Value = String> {
         Just("nodeport".to_string()),
         Just("loadbalancer".to_string()),
         Just("hostport".to_string()),
+        Just("shared-loadbalancer".to_string()),
         Just("off".to_string()),
         Just("host-ip".to_string()),
         Just("template:k-{ordinal}.example.com".to_string()),
