@@ -184,6 +184,25 @@ async fn bootstrap(c: &Client, ns: &str) -> Option<String> {
         .cloned()
 }
 
+/// Waits until the workload publishes every broker's port of `0..n` on the shared address.
+async fn wait_bootstrap(c: &Client, ns: &str, n: u32) {
+    let want = (0..n)
+        .map(|i| format!("{INGRESS}:{}", BASE + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    eventually(
+        Duration::from_secs(60),
+        &format!("the bootstrap of {n}"),
+        || async {
+            match bootstrap(c, ns).await {
+                Some(b) if b == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 async fn webhook(c: &Client, tag: &str, ns: &str) -> Webhook {
     let dir = scratch(tag);
     let kubeconfig = install_rbac(c, &dir).await;
@@ -272,35 +291,13 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
             pod.name_any()
         );
     }
-    let want_bootstrap = |n: u32| {
-        (0..n)
-            .map(|i| format!("{INGRESS}:{}", BASE + i))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    eventually(
-        Duration::from_secs(60),
-        "the published bootstrap",
-        || async {
-            match bootstrap(&c, ns).await {
-                Some(b) if b == want_bootstrap(3) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_bootstrap(&c, ns, 3).await;
 
     // Scaling up adds ports 3 and 4, routed to pods 3 and 4; the bootstrap follows.
     scale(&c, ns, 5).await.unwrap();
     running_brokers(&c, ns, 5).await;
     wait_routed(&c, ns, 5).await;
-    eventually(Duration::from_secs(60), "the bootstrap of five", || async {
-        match bootstrap(&c, ns).await {
-            Some(b) if b == want_bootstrap(5) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    wait_bootstrap(&c, ns, 5).await;
 
     // Scaling down removes them again.
     scale(&c, ns, 3).await.unwrap();

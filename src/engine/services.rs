@@ -29,7 +29,7 @@ use super::adapters::Adapter;
 use super::adapters::adopt::TargetPort;
 use super::exposure::Exposure;
 use super::workload::{Workload, WorkloadKind};
-use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder};
+use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder, Template};
 use crate::names::{
     PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_port_name, broker_service_name,
     labels, shared_service_name, shared_service_port_name,
@@ -105,12 +105,7 @@ pub fn describe_advertised(
     let host = match (&cfg.advertised_host, adapter) {
         (_, Adapter::Adopt(plan)) => plan.host.clone(),
         (AdvertisedHost::HostIp, _) => host_ip.unwrap_or("<its node's IP>").into(),
-        (AdvertisedHost::Template(t), _) => t.render(|p| match p {
-            Placeholder::Ordinal => r.ordinal.to_string(),
-            Placeholder::Pod => r.pod.clone(),
-            Placeholder::StatefulSet => w.name.clone(),
-            Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
-        }),
+        (AdvertisedHost::Template(t), _) => render(t, w, Some(r)),
         (AdvertisedHost::Static(h), _) => static_host(h, r.index),
         (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
         (AdvertisedHost::Node(types), _) => host_ip.map(str::to_string).unwrap_or_else(|| {
@@ -138,12 +133,7 @@ pub fn shared_bootstrap(
         .iter()
         .map(|r| {
             let host = match &cfg.advertised_host {
-                AdvertisedHost::Template(t) => t.render(|p| match p {
-                    Placeholder::Ordinal => r.ordinal.to_string(),
-                    Placeholder::Pod => r.pod.clone(),
-                    Placeholder::StatefulSet => w.name.clone(),
-                    Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
-                }),
+                AdvertisedHost::Template(t) => render(t, w, Some(r)),
                 AdvertisedHost::Static(h) => static_host(h, r.index),
                 _ => ingress.to_string(),
             };
@@ -151,6 +141,18 @@ pub fn shared_bootstrap(
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Renders `t` for workload `w` and, where there is one, broker `r` (without one, `{ordinal}` and
+/// `{pod}` render empty).
+fn render(t: &Template, w: &Workload, r: Option<&BrokerRoute>) -> String {
+    t.render(|p| match (p, r) {
+        (Placeholder::Ordinal, Some(r)) => r.ordinal.to_string(),
+        (Placeholder::Pod, Some(r)) => r.pod.clone(),
+        (Placeholder::Ordinal | Placeholder::Pod, None) => String::new(),
+        (Placeholder::StatefulSet, _) => w.name.clone(),
+        (Placeholder::Namespace, _) => w.namespace.clone().unwrap_or_default(),
+    })
 }
 
 /// The host of broker `index` in a `static:` list: its own, or the one name a shared load
@@ -170,7 +172,6 @@ pub fn plan(w: &Workload, d: &Exposure<'_>) -> Vec<Service> {
 /// The complete Services for an exposed workload whose routes are known.
 fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> {
     let cfg = &d.config;
-    let namespace = w.namespace.clone();
     if cfg.mode == ExposeMode::SharedLoadBalancer {
         return vec![shared(w, cfg, routes)];
     }
@@ -187,15 +188,7 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
             let annotations: BTreeMap<String, String> = cfg
                 .service_annotations
                 .iter()
-                .map(|(k, t)| {
-                    let v = t.render(|p| match p {
-                        Placeholder::Ordinal => r.ordinal.to_string(),
-                        Placeholder::Pod => r.pod.clone(),
-                        Placeholder::StatefulSet => w.name.clone(),
-                        Placeholder::Namespace => namespace.clone().unwrap_or_default(),
-                    });
-                    (k.clone(), v)
-                })
+                .map(|(k, t)| (k.clone(), render(t, w, Some(r))))
                 .collect();
             let mut own_labels = service_labels(w);
             own_labels.insert(labels::ORDINAL.into(), r.ordinal.to_string());
@@ -253,13 +246,8 @@ fn shared(w: &Workload, cfg: &ExposeConfig, routes: &Routes) -> Service {
         .service_annotations
         .iter()
         .map(|(k, t)| {
-            // {ordinal} and {pod} are refused with a shared Service; render them empty.
-            let v = t.render(|p| match p {
-                Placeholder::StatefulSet => w.name.clone(),
-                Placeholder::Namespace => w.namespace.clone().unwrap_or_default(),
-                Placeholder::Ordinal | Placeholder::Pod => String::new(),
-            });
-            (k.clone(), v)
+            // {ordinal} and {pod} are refused with a shared Service.
+            (k.clone(), render(t, w, None))
         })
         .collect();
     let mut own_labels = service_labels(w);
