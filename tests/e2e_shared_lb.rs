@@ -438,3 +438,144 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// The names of the managed Services of `ns`.
+async fn managed_names(c: &Client, ns: &str) -> Vec<String> {
+    support::cluster::names(&support::cluster::managed(c, ns).await)
+}
+
+#[tokio::test]
+async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_every_broker_has_rolled()
+ {
+    let c = client().await;
+    let ns = "e2e-shared-switch";
+    let wh = webhook(&c, "switch", ns).await;
+    let kubelet = fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)));
+    let per_broker = json!({
+        "kafka-expose.io/expose": "loadbalancer",
+        "kafka-expose.io/advertised-host": "template:kafka-{ordinal}.example.com",
+    });
+    apply_fixture(&c, ns, "apache-kafka-kraft.yaml", &per_broker).await;
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    // Brokers roll when their pods are deleted, so the test decides when each one has rolled.
+    sts.patch(
+        "kafka",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let old = [
+        "kafka-0-external",
+        "kafka-1-external",
+        "kafka-2-external",
+        "kafka-external-bootstrap",
+    ];
+    eventually(
+        Duration::from_secs(60),
+        "the per-broker Services",
+        || async {
+            let names = managed_names(&c, ns).await;
+            if names == old {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+    .await;
+    let pods = |c: Client| async move {
+        eventually(
+            Duration::from_secs(120),
+            "three running brokers",
+            || async {
+                let p = pods_of(&c, ns, "kafka").await;
+                let running = p
+                    .iter()
+                    .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+                    .count();
+                if p.len() == 3 && running == 3 {
+                    Ok(p)
+                } else {
+                    Err(format!("{} pods, {running} running", p.len()))
+                }
+            },
+        )
+        .await
+    };
+    pods(c.clone()).await;
+
+    sts.patch(
+        "kafka",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {
+            "kafka-expose.io/expose": "shared-loadbalancer",
+            "kafka-expose.io/advertised-host": "static:kafka.example.com",
+        }}})),
+    )
+    .await
+    .unwrap();
+    // The shared Service comes at once; the per-broker ones stay while any broker still
+    // advertises one of them.
+    let mut both: Vec<String> = old.iter().map(|s| s.to_string()).collect();
+    both.insert(3, "kafka-external".into());
+    eventually(
+        Duration::from_secs(60),
+        "the shared Service beside the old ones",
+        || async {
+            let names = managed_names(&c, ns).await;
+            if names == both {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+    .await;
+    let pod_api: Api<Pod> = Api::namespaced(c.clone(), ns);
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            managed_names(&c, ns).await,
+            both,
+            "the old Services stay while broker {i} and later run the old configuration"
+        );
+        pod_api
+            .delete(&format!("kafka-{i}"), &Default::default())
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(60), "the broker back", || async {
+            let p = pod_api
+                .get(&format!("kafka-{i}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ports: Vec<String> = p
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| p.name.clone())
+                .collect();
+            if ports.contains(&format!("kx-b{i}")) {
+                Ok(())
+            } else {
+                Err(format!("{ports:?}"))
+            }
+        })
+        .await;
+    }
+    eventually(Duration::from_secs(60), "the old Services gone", || async {
+        let names = managed_names(&c, ns).await;
+        if names == ["kafka-external"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    kubelet.abort();
+    let log = wh.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

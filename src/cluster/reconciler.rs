@@ -9,7 +9,9 @@
 //! - applies every planned Service with server-side apply, field manager `kafka-expose`, so that
 //!   several instances converge on the same objects without fighting;
 //! - deletes the managed Services of this workload that are no longer planned (scale-down,
-//!   `expose=off`, annotation removed) and never a Service without the managed-by label;
+//!   `expose=off`, annotation removed, another mode) and never a Service without the managed-by
+//!   label; while a broker pod still carries an earlier configuration, and so may advertise such a
+//!   Service's address, they are kept until it has rolled (make before break);
 //! - publishes the external bootstrap address in `kafka-expose.io/bootstrap-servers` and an
 //!   Event, and a short `kafka-expose.io/status`;
 //! - turns each failure (a NodePort taken by another Service, a forbidden call, a LoadBalancer
@@ -220,7 +222,7 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         }
         None => services::ServicePlan::default(),
     };
-    let (applied, mut failures) = apply(&ctx, &w, &ns, &plan.services).await;
+    let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
 
     let found = match &exposure {
@@ -281,6 +283,10 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             first: first.clone(),
         });
     }
+    if kept > 0 {
+        // Pods rolling do not trigger the workload's watch by themselves: look again soon.
+        return Ok(Action::requeue(status::PENDING_RECHECK));
+    }
     Ok(action(v.next))
 }
 
@@ -292,13 +298,14 @@ fn action(next: Next) -> Action {
 }
 
 /// Applies every desired Service by server-side apply and deletes this workload's managed
-/// Services that are no longer desired. Returns the Services as applied, and a line per failure.
+/// Services that are no longer desired, once no broker runs an earlier configuration. Returns
+/// the Services as applied, a line per failure, and how many Services it kept for now.
 async fn apply(
     ctx: &Context,
     w: &Workload,
     ns: &str,
     desired: &[Service],
-) -> (Vec<Service>, Vec<String>) {
+) -> (Vec<Service>, Vec<String>, usize) {
     let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     let existing = ctx.services.of_workload(ns, &w.name);
     let wanted: BTreeSet<String> = desired
@@ -340,11 +347,35 @@ async fn apply(
             }
         }
     }
-    for old in &existing {
-        let name = old.name_any();
-        if wanted.contains(&name) {
-            continue;
+    let stale: Vec<String> = existing
+        .iter()
+        .map(|s| s.name_any())
+        .filter(|name| !wanted.contains(name))
+        .collect();
+    // Make before break: while a broker still runs an earlier configuration it advertises the
+    // address of a Service no longer planned (expose=loadbalancer switched to
+    // shared-loadbalancer, or exposure turned off), so those Services stay until every broker
+    // has rolled.
+    let mut kept = 0;
+    if !stale.is_empty() {
+        match previous_configuration(ctx, w, ns).await {
+            Ok(Some(pod)) => {
+                info!(
+                    services = ?stale,
+                    pod = %pod,
+                    "keeping Services no longer planned until every broker runs the new configuration"
+                );
+                kept = stale.len();
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!(
+                "reading the brokers' configuration before deleting Services: {}",
+                api_message(&e)
+            )),
         }
+    }
+    for name in stale.iter().filter(|_| kept == 0) {
+        let name = name.clone();
         match svc_api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => info!(service = %name, "deleted a Service no longer planned"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -356,7 +387,38 @@ async fn apply(
     }
     let managed = ctx.services.store.state().len();
     ctx.metrics.managed_services.set(managed as i64);
-    (applied, failures)
+    (applied, failures, kept)
+}
+
+/// The name of a pod of `w` that carries another configuration than its template (the
+/// `kafka-expose.io/config-hash` the workload webhook writes), if there is one: the workload is
+/// rolling, or waits for its pods to be deleted (`OnDelete`).
+async fn previous_configuration(
+    ctx: &Context,
+    w: &Workload,
+    ns: &str,
+) -> kube::Result<Option<String>> {
+    let key = format!("{PREFIX}{}", own::CONFIG_HASH);
+    let hash = |m: Option<&BTreeMap<String, String>>| m.and_then(|a| a.get(&key)).cloned();
+    let want = hash(w.template_annotations());
+    let pods: Api<PartialObjectMeta<Pod>> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods
+        .list_metadata(&ListParams::default().labels(&selector(w)))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .find(|p| hash(p.metadata.annotations.as_ref()) != want)
+        .map(|p| p.name_any()))
+}
+
+/// The workload's label selector, as a list call takes it.
+fn selector(w: &Workload) -> String {
+    w.selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The message of an API error, or the error itself.
@@ -455,14 +517,8 @@ pub(crate) async fn broker_host_ips(
     ns: &str,
 ) -> Result<BTreeMap<String, String>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = w
-        .selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let list = pods
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&selector(w)))
         .await
         .map_err(Error::Kube)?;
     Ok(list

@@ -160,7 +160,7 @@ impl Workload {
         }
     }
 
-    fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
+    pub fn template_annotations(&self) -> Option<&BTreeMap<String, String>> {
         self.template.metadata.as_ref()?.annotations.as_ref()
     }
 
