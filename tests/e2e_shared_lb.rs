@@ -579,3 +579,68 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[tokio::test]
+async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a_conflict_not_a_takeover()
+ {
+    let c = client().await;
+    let ns = "e2e-shared-names";
+    let _wh = webhook(&c, "names", ns).await;
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let make = |name: &str, expose: &str| {
+        let mut doc = support::statefulset("apache-kafka-kraft.yaml");
+        doc["metadata"]["name"] = json!(name);
+        doc["metadata"]["namespace"] = json!(ns);
+        doc["metadata"]["annotations"] = json!({"kafka-expose.io/expose": expose});
+        doc["spec"]["replicas"] = json!(1);
+        serde_json::from_value::<StatefulSet>(doc).unwrap()
+    };
+    // Workload kafka's broker 0 gets kafka-0-external ...
+    sts.create(&Default::default(), &make("kafka", "loadbalancer"))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), "kafka-0-external", || async {
+        let names = managed_names(&c, ns).await;
+        if names.contains(&"kafka-0-external".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    // ... which is the shared Service's name of a workload named kafka-0.
+    sts.create(&Default::default(), &make("kafka-0", "shared-loadbalancer"))
+        .await
+        .unwrap();
+    let status = eventually(Duration::from_secs(60), "kafka-0's status", || async {
+        let s = sts.get("kafka-0").await.map_err(|e| e.to_string())?;
+        match s.annotations().get("kafka-expose.io/status") {
+            Some(v) if v.starts_with("error:") => Ok(v.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        status.contains("made by kafka-expose for workload kafka"),
+        "{status}"
+    );
+    let svc: Service = Api::namespaced(c.clone(), ns)
+        .get("kafka-0-external")
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.labels()
+            .get("kafka-expose.io/workload")
+            .map(String::as_str),
+        Some("kafka"),
+        "left to the workload that made it"
+    );
+    assert_eq!(
+        svc.spec
+            .unwrap()
+            .selector
+            .unwrap()
+            .get("statefulset.kubernetes.io/pod-name"),
+        Some(&"kafka-0".to_string())
+    );
+}

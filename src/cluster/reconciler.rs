@@ -222,6 +222,28 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         }
         None => services::ServicePlan::default(),
     };
+    let mut plan = plan;
+    // kafka-expose's own Services of another workload are not in the list above: a planned name
+    // one of them holds (`<a>-external` of a shared load balancer is `<b>-<i>-external` of a
+    // workload `b` when `a` is `b-<i>`) is a conflict too, never taken over.
+    plan.services.retain(|svc| {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let other = ctx
+            .services
+            .store
+            .get(&reflector::ObjectRef::new(&name).within(&ns))
+            .and_then(|s| s.labels().get(labels::WORKLOAD).cloned())
+            .filter(|owner| *owner != w.name);
+        match other {
+            Some(owner) => {
+                plan.conflicts.push(format!(
+                    "Service {name}: it exists, made by kafka-expose for workload {owner}; it is not taken over"
+                ));
+                false
+            }
+            None => true,
+        }
+    });
     let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
 
