@@ -142,12 +142,12 @@ async fn wait_routed(c: &Client, ns: &str, n: u32) -> Service {
     .await
 }
 
-async fn running_brokers(c: &Client, ns: &str, n: usize) -> Vec<Pod> {
+async fn running_brokers(c: &Client, ns: &str, sts: &str, n: usize) -> Vec<Pod> {
     eventually(
         Duration::from_secs(120),
         &format!("{n} running brokers"),
         || async {
-            let pods = pods_of(c, ns, STS).await;
+            let pods = pods_of(c, ns, sts).await;
             let running = pods
                 .iter()
                 .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
@@ -172,6 +172,17 @@ async fn scale(c: &Client, ns: &str, replicas: i32) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Scales as `kubectl scale` does: through the scale subresource, which no workload webhook sees.
+async fn kubectl_scale(sts: &Api<StatefulSet>, replicas: i32) {
+    sts.patch_scale(
+        STS,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .unwrap();
 }
 
 async fn bootstrap(c: &Client, ns: &str) -> Option<String> {
@@ -262,7 +273,7 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
     .await
     .unwrap();
 
-    let pods = running_brokers(&c, ns, 3).await;
+    let pods = running_brokers(&c, ns, STS, 3).await;
     let svc = wait_routed(&c, ns, 3).await;
     let spec = svc.spec.as_ref().unwrap();
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
@@ -295,13 +306,13 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
 
     // Scaling up adds ports 3 and 4, routed to pods 3 and 4; the bootstrap follows.
     scale(&c, ns, 5).await.unwrap();
-    running_brokers(&c, ns, 5).await;
+    running_brokers(&c, ns, STS, 5).await;
     wait_routed(&c, ns, 5).await;
     wait_bootstrap(&c, ns, 5).await;
 
     // Scaling down removes them again.
     scale(&c, ns, 3).await.unwrap();
-    running_brokers(&c, ns, 3).await;
+    running_brokers(&c, ns, STS, 3).await;
     wait_routed(&c, ns, 3).await;
 
     // `kafka-expose check`, as a user runs it, joins each broker to its port of the one Service
@@ -385,13 +396,7 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
 
     // `kubectl scale` goes through the scale subresource, which no workload webhook sees: the
     // reconciler says so on the workload, and the Service keeps the ports it had.
-    sts.patch_scale(
-        STS,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 5}})),
-    )
-    .await
-    .unwrap();
+    kubectl_scale(&sts, 5).await;
     let note = eventually(
         Duration::from_secs(60),
         "the reconciler's refusal",
@@ -426,13 +431,7 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
         }
     })
     .await;
-    sts.patch_scale(
-        STS,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 3}})),
-    )
-    .await
-    .unwrap();
+    kubectl_scale(&sts, 3).await;
 
     kubelet.abort();
     let log = wh.log();
@@ -442,6 +441,24 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
 /// The names of the managed Services of `ns`.
 async fn managed_names(c: &Client, ns: &str) -> Vec<String> {
     support::cluster::names(&support::cluster::managed(c, ns).await)
+}
+
+/// Waits until the managed Services of `ns` are exactly `want`, by name.
+async fn wait_managed<S: AsRef<str>>(c: &Client, ns: &str, want: &[S]) {
+    let want: Vec<String> = want.iter().map(|s| s.as_ref().to_string()).collect();
+    eventually(
+        Duration::from_secs(60),
+        &format!("the managed Services {want:?}"),
+        || async {
+            let names = managed_names(c, ns).await;
+            if names == want {
+                Ok(())
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -473,39 +490,8 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
         "kafka-2-external",
         "kafka-external-bootstrap",
     ];
-    eventually(
-        Duration::from_secs(60),
-        "the per-broker Services",
-        || async {
-            let names = managed_names(&c, ns).await;
-            if names == old {
-                Ok(())
-            } else {
-                Err(format!("{names:?}"))
-            }
-        },
-    )
-    .await;
-    let pods = |c: Client| async move {
-        eventually(
-            Duration::from_secs(120),
-            "three running brokers",
-            || async {
-                let p = pods_of(&c, ns, "kafka").await;
-                let running = p
-                    .iter()
-                    .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
-                    .count();
-                if p.len() == 3 && running == 3 {
-                    Ok(p)
-                } else {
-                    Err(format!("{} pods, {running} running", p.len()))
-                }
-            },
-        )
-        .await
-    };
-    pods(c.clone()).await;
+    wait_managed(&c, ns, &old).await;
+    running_brokers(&c, ns, "kafka", 3).await;
 
     sts.patch(
         "kafka",
@@ -521,19 +507,7 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
     // advertises one of them.
     let mut both: Vec<String> = old.iter().map(|s| s.to_string()).collect();
     both.insert(3, "kafka-external".into());
-    eventually(
-        Duration::from_secs(60),
-        "the shared Service beside the old ones",
-        || async {
-            let names = managed_names(&c, ns).await;
-            if names == both {
-                Ok(())
-            } else {
-                Err(format!("{names:?}"))
-            }
-        },
-    )
-    .await;
+    wait_managed(&c, ns, &both).await;
     let pod_api: Api<Pod> = Api::namespaced(c.clone(), ns);
     for i in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -566,15 +540,7 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
         })
         .await;
     }
-    eventually(Duration::from_secs(60), "the old Services gone", || async {
-        let names = managed_names(&c, ns).await;
-        if names == ["kafka-external"] {
-            Ok(())
-        } else {
-            Err(format!("{names:?}"))
-        }
-    })
-    .await;
+    wait_managed(&c, ns, &["kafka-external"]).await;
     kubelet.abort();
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
