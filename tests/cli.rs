@@ -245,6 +245,25 @@ fn explain_shows_the_one_shared_service_and_which_port_routes_to_which_broker() 
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_eq!(ours[0]["spec"]["ports"].as_array().unwrap().len(), 3);
 
+    // A TLS listener's warning names the one address the certificates must carry.
+    let out = run_with_stdin(
+        &[
+            "mutate",
+            "-f",
+            "-",
+            "--set",
+            "expose=shared-loadbalancer",
+            "--explain",
+        ],
+        &fixture_text("bitnami-32.4.4-ssl.yaml"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("The brokers advertise the address of their one shared LoadBalancer"),
+        "{text}"
+    );
+
     // Local traffic is refused with its reason.
     let out = run_with_stdin(
         &[

@@ -287,6 +287,11 @@ fn advertised_hosts(cfg: &ExposeConfig) -> String {
         AdvertisedHost::HostIp => "their nodes' IP addresses".into(),
         AdvertisedHost::Template(t) => format!("names like {}", t.as_str()),
         AdvertisedHost::Static(hosts) => hosts.join(", "),
+        AdvertisedHost::LoadBalancer
+            if cfg.mode == crate::config::ExposeMode::SharedLoadBalancer =>
+        {
+            "the address of their one shared LoadBalancer, each on its own port".into()
+        }
         AdvertisedHost::LoadBalancer => "their LoadBalancers' addresses".into(),
         AdvertisedHost::Node(types) => format!(
             "their nodes' {} addresses (put on each pod when it is bound to its node, by kafka-expose's binding webhook or else its reconciler)",
