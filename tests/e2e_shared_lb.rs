@@ -347,6 +347,10 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // The shared Service is the bootstrap's too: every broker ready behind it.
+    let boot = &report["targets"][0]["bootstrap"]["service"];
+    assert_eq!(boot["name"], SHARED, "{report}");
+    assert_eq!(boot["ready_endpoints"], 3, "{report}");
     let rows = report["targets"][0]["brokers"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{report}");
     for (i, b) in rows.iter().enumerate() {

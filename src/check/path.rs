@@ -265,6 +265,12 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
     if svc.ready_endpoints == 0 {
         let why = match path.pod_ready {
             Some(false) => format!("pod {} is not Ready", path.pod),
+            // A shared load balancer's port reaches a broker by its named container port.
+            _ if mode == "shared-loadbalancer" => format!(
+                "pod {} lacks the container port {} that this port targets (made before the workload was exposed, or while the Pod webhook was away: delete the pod to have it made again)",
+                path.pod,
+                crate::names::broker_port_name(path.ordinal)
+            ),
             _ => format!("the Service does not select pod {}", path.pod),
         };
         return Some(Problem::new(
@@ -361,6 +367,26 @@ mod tests {
         let d = diagnose(&r, "nodeport").unwrap();
         assert_eq!(d.kind, "no-ready-endpoint");
         assert!(d.message.contains("kafka-1 is not Ready"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_shared_load_balancers_port_without_its_broker_names_the_missing_container_port() {
+        let mut p = path(0, "203.0.113.7:32401");
+        p.pod_ready = Some(true);
+        if let Some(svc) = p.service.as_mut() {
+            svc.name = "kafka-external".into();
+            svc.type_ = "LoadBalancer".into();
+            svc.ingress = vec!["203.0.113.7".into()];
+            svc.not_ready_endpoints = 0;
+        }
+        let r = failed("connection-refused", "203.0.113.7:32401", p);
+        let d = diagnose(&r, "shared-loadbalancer").unwrap();
+        assert_eq!(d.kind, "no-ready-endpoint");
+        assert!(
+            d.message.contains("lacks the container port kx-b1"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

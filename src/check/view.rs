@@ -243,7 +243,8 @@ async fn workload(
             service,
         });
     }
-    let bootstrap_service = match &bootstrap {
+    // A shared load balancer is its own bootstrap: every broker's port on one address.
+    let bootstrap_service = match bootstrap.as_ref().or(shared.as_ref()) {
         Some(s) => Some(hop(s, None, &endpoints, &all_hosts).await?),
         None => None,
     };
