@@ -363,6 +363,24 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
         assert_eq!(svc["not_ready_endpoints"], 0, "{b}");
     }
 
+    // The same, for people.
+    let out = tokio::process::Command::new(support::serve::BIN)
+        .args(["check", "-n", ns, STS])
+        .env("KUBECONFIG", env()["KUBECONFIG"].clone())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("kafka-expose check -n {ns} {STS}\n{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for i in 0..3 {
+        let row = format!(
+            "Service {SHARED} LoadBalancer {INGRESS}:{}, 1 ready endpoint(s), 0 not ready; pod {STS}-{i} (Ready)",
+            BASE + i
+        );
+        assert!(text.contains(&row), "{row}\n{text}");
+    }
+
     // Bad settings are refused where they are applied, with their reasons.
     let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
     let local = sts
