@@ -167,8 +167,15 @@ pub fn is_own_port_name(name: &str) -> bool {
 
 /// The shared Service's port for broker `ordinal`.
 pub fn shared_service_port_name(ordinal: u32) -> String {
-    format!("broker-{ordinal}")
+    format!("{SHARED_PORT_PREFIX}{ordinal}")
 }
+
+/// The broker a shared Service's port is for: the inverse of [`shared_service_port_name`].
+pub fn shared_service_port_ordinal(name: &str) -> Option<u32> {
+    name.strip_prefix(SHARED_PORT_PREFIX)?.parse().ok()
+}
+
+const SHARED_PORT_PREFIX: &str = "broker-";
 
 /// The per-broker Service's name.
 pub fn broker_service_name(workload: &str, ordinal: u32) -> String {

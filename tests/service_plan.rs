@@ -193,6 +193,40 @@ fn services_that_others_made_are_never_twinned_or_taken_over() {
 }
 
 #[test]
+fn a_service_kafka_expose_made_for_another_workload_is_not_taken_over_but_its_own_are_replanned() {
+    let w = workload(json!({"kafka-expose.io/expose": "nodeport"}));
+    let Decision::Expose(e) = w.exposure(&Settings::default()).unwrap() else {
+        panic!("not exposed");
+    };
+    let managed = |name: &str, workload: &str| -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "streaming", "labels": {
+                "app.kubernetes.io/managed-by": "kafka-expose", "kafka-expose.io/workload": workload}},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "other"}, "ports": [{"port": 9094}]}
+        }))
+        .unwrap()
+    };
+    // Workload kafka-1's shared Service holds the name of this workload's broker 1 Service.
+    let existing = vec![
+        managed("kafka-1-external", "kafka-1"),
+        managed("kafka-0-external", "kafka"),
+    ];
+    let plan = services::plan_around(&w, &e, &services::routes(&w, &e), &existing);
+    let names: Vec<&str> = plan
+        .services
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["kafka-0-external", "kafka-external-bootstrap"]);
+    assert_eq!(
+        plan.conflicts,
+        [
+            "Service kafka-1-external: it exists, made by kafka-expose for workload kafka-1; kafka-expose does not take it over"
+        ]
+    );
+}
+
+#[test]
 fn a_shared_load_balancer_is_one_service_with_a_port_per_broker_targeting_its_named_port() {
     let svcs = services(json!({
         "kafka-expose.io/expose": "shared-loadbalancer",

@@ -13,7 +13,9 @@ use super::client::host_port;
 use super::path::{BrokerPath, ServiceHop, WorkloadPath};
 use super::report::WorkloadRef;
 use crate::cluster::caches::ingress;
-use crate::names::{PREFIX, keys, labels, own, shared_service_port_name};
+use crate::names::{
+    PREFIX, keys, labels, own, shared_service_port_name, shared_service_port_ordinal,
+};
 
 /// The exposed workloads of `namespace` (or the one named), each with its brokers' paths.
 pub async fn workloads(
@@ -152,13 +154,7 @@ async fn workload(
         s.spec
             .iter()
             .flat_map(|x| x.ports.iter().flatten())
-            .filter_map(|p| {
-                p.name
-                    .as_deref()?
-                    .strip_prefix("broker-")?
-                    .parse::<u32>()
-                    .ok()
-            })
+            .filter_map(|p| shared_service_port_ordinal(p.name.as_deref()?))
             .collect::<Vec<_>>()
     });
     let ordinals: Vec<u32> = (0..replicas)

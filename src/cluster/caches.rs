@@ -37,6 +37,18 @@ impl ServiceCache {
             .state_filter(|s| Self::belongs(s, namespace, name))
     }
 
+    /// The managed Services in `namespace` of workloads other than `name`.
+    pub fn of_other_workloads(&self, namespace: &str, name: &str) -> Vec<Service> {
+        self.store
+            .state_filter(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && !Self::belongs(s, namespace, name)
+            })
+            .into_iter()
+            .map(|s| (*s).clone())
+            .collect()
+    }
+
     /// Whether workload `name` in `namespace` has a managed Service.
     pub fn has_any(&self, namespace: &str, name: &str) -> bool {
         self.store

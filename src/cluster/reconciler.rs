@@ -213,37 +213,17 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
     };
     let plan = match &exposure {
         Some(e) => {
-            // The Services others made in the namespace: a chart's own per-broker Services are
-            // respected, never twinned or taken over.
-            let existing = caches::others_services(ctx.client.clone(), &ns)
+            // The Services others made in the namespace, and kafka-expose's for other workloads:
+            // a chart's own per-broker Services are respected, never twinned, and no Service is
+            // taken over (a shared `<a>-external` is `<b>-<i>-external` when `a` is `b-<i>`).
+            let mut existing = caches::others_services(ctx.client.clone(), &ns)
                 .await
                 .map_err(Error::Kube)?;
+            existing.extend(ctx.services.of_other_workloads(&ns, &w.name));
             services::plan_around(&w, e, &services::routes(&w, e), &existing)
         }
         None => services::ServicePlan::default(),
     };
-    let mut plan = plan;
-    // kafka-expose's own Services of another workload are not in the list above: a planned name
-    // one of them holds (`<a>-external` of a shared load balancer is `<b>-<i>-external` of a
-    // workload `b` when `a` is `b-<i>`) is a conflict too, never taken over.
-    plan.services.retain(|svc| {
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let other = ctx
-            .services
-            .store
-            .get(&reflector::ObjectRef::new(&name).within(&ns))
-            .and_then(|s| s.labels().get(labels::WORKLOAD).cloned())
-            .filter(|owner| *owner != w.name);
-        match other {
-            Some(owner) => {
-                plan.conflicts.push(format!(
-                    "Service {name}: it exists, made by kafka-expose for workload {owner}; it is not taken over"
-                ));
-                false
-            }
-            None => true,
-        }
-    });
     let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
 
@@ -397,8 +377,7 @@ async fn apply(
         }
     }
     for name in stale.iter().filter(|_| kept == 0) {
-        let name = name.clone();
-        match svc_api.delete(&name, &DeleteParams::default()).await {
+        match svc_api.delete(name, &DeleteParams::default()).await {
             Ok(_) => info!(service = %name, "deleted a Service no longer planned"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => failures.push(format!(

@@ -5,7 +5,7 @@
 //! every Service name must fit a DNS label.
 
 use super::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Problem, Settings};
-use crate::names::{broker_service_name, full_key, keys, shared_service_name};
+use crate::names::{full_key, keys};
 
 /// The AWS annotation that picks a Network Load Balancer for a LoadBalancer Service, and its
 /// values that do (the in-tree provider's `nlb`, the AWS Load Balancer Controller's `external`
@@ -208,11 +208,7 @@ pub fn check_against_workload(
             );
         }
     }
-    let longest = if shared {
-        shared_service_name(facts.name)
-    } else {
-        broker_service_name(facts.name, last)
-    };
+    let longest = cfg.broker_service(facts.name, last);
     if longest.len() > MAX_SERVICE_NAME {
         fail(
             keys::EXPOSE,

@@ -20,7 +20,7 @@ pub mod values;
 use std::collections::BTreeMap;
 
 use crate::kafka::SecurityProtocol;
-use crate::names::{PREFIX, full_key, keys, own};
+use crate::names::{PREFIX, broker_service_name, full_key, keys, own, shared_service_name};
 
 pub use fit::{ListenerCap, WorkloadFacts, check_against_workload, listener_cap};
 pub use problem::{ConfigError, Problem, Source};
@@ -194,6 +194,33 @@ impl ExposeConfig {
     /// The port base in force: as set, else the default.
     pub fn port_base_or_default(&self) -> u16 {
         self.port_base.unwrap_or(DEFAULT_PORT_BASE)
+    }
+
+    /// The port broker `ordinal` advertises, with `port_base` the base in force: `advertised-port`
+    /// behind a load balancer of its own, else `port_base + ordinal`.
+    pub fn broker_port(&self, port_base: u16, ordinal: u32) -> u32 {
+        match self.mode {
+            ExposeMode::LoadBalancer => self.advertised_port as u32,
+            _ => port_base as u32 + ordinal,
+        }
+    }
+
+    /// The Service that reaches broker `ordinal` of `workload`: its own, or the one shared load
+    /// balancer.
+    pub fn broker_service(&self, workload: &str, ordinal: u32) -> String {
+        match self.mode {
+            ExposeMode::SharedLoadBalancer => shared_service_name(workload),
+            _ => broker_service_name(workload, ordinal),
+        }
+    }
+
+    /// The host of broker `index` in a `static:` list: its own, or behind a shared load balancer
+    /// the one name every broker may advertise.
+    pub fn static_host<'a>(&self, hosts: &'a [String], index: u32) -> Option<&'a str> {
+        match hosts {
+            [one] if self.mode == ExposeMode::SharedLoadBalancer => Some(one),
+            _ => hosts.get(index as usize).map(String::as_str),
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::config::{
 use crate::kafka::SecurityProtocol;
 use crate::names::{
     GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, PORT_NAME, PREFIX, broker_port_name,
-    broker_service_name, envs, keys, labels, own, shared_service_name,
+    envs, keys, labels, own,
 };
 use crate::ptr;
 
@@ -141,10 +141,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     let ordinal = ordinal(pod, cfg, &ann)?;
     let mut warnings = Vec::new();
 
-    let port = match cfg.mode {
-        ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-        _ => detection.port_base as u32 + ordinal.ordinal,
-    };
+    let port = cfg.broker_port(detection.port_base, ordinal.ordinal);
     let namespace = pod
         .metadata
         .namespace
@@ -369,29 +366,19 @@ fn external_host(
             Placeholder::Namespace => envs::reference(envs::NAMESPACE),
             Placeholder::StatefulSet => o.workload.clone(),
         }),
-        AdvertisedHost::Static(hosts) => {
-            // One name for every broker of a shared load balancer.
-            let shared = match hosts.as_slice() {
-                [one] if cfg.mode == ExposeMode::SharedLoadBalancer => Some(one),
-                _ => None,
-            };
-            match hosts.get(o.index as usize).or(shared) {
-                Some(h) => h.clone(),
-                None => {
-                    return Err(ConfigError::one(
-                        keys::ADVERTISED_HOST,
-                        &cfg.advertised_host.to_annotation(),
-                        format!("has no host for broker {} (index {})", o.ordinal, o.index),
-                    ));
-                }
+        AdvertisedHost::Static(hosts) => match cfg.static_host(hosts, o.index) {
+            Some(h) => h.to_string(),
+            None => {
+                return Err(ConfigError::one(
+                    keys::ADVERTISED_HOST,
+                    &cfg.advertised_host.to_annotation(),
+                    format!("has no host for broker {} (index {})", o.ordinal, o.index),
+                ));
             }
-        }
+        },
         AdvertisedHost::Node(types) => return Ok(ExternalHost::FromNode(types.clone())),
         AdvertisedHost::LoadBalancer => {
-            let service = match cfg.mode {
-                ExposeMode::SharedLoadBalancer => shared_service_name(&o.workload),
-                _ => broker_service_name(&o.workload, o.ordinal),
-            };
+            let service = cfg.broker_service(&o.workload, o.ordinal);
             match (ctx.lb_address)(&service) {
                 Some(addr) => addr,
                 None => return Ok(ExternalHost::Waiting(service)),

@@ -31,8 +31,8 @@ use super::exposure::Exposure;
 use super::workload::{Workload, WorkloadKind};
 use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder, Template};
 use crate::names::{
-    PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_port_name, broker_service_name,
-    labels, shared_service_name, shared_service_port_name,
+    PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_port_name, labels,
+    shared_service_name, shared_service_port_name,
 };
 
 /// The ports of one broker.
@@ -65,20 +65,12 @@ pub fn routes(w: &Workload, d: &Exposure<'_>) -> Routes {
                 WorkloadKind::StatefulSet => w.ordinals_start + index,
                 WorkloadKind::Deployment => cfg.ordinal.unwrap_or(0),
             };
-            let port = match cfg.mode {
-                ExposeMode::LoadBalancer => cfg.advertised_port as u32,
-                _ => d.port_base as u32 + ordinal,
-            };
-            let service = match cfg.mode {
-                ExposeMode::SharedLoadBalancer => shared_service_name(&w.name),
-                _ => broker_service_name(&w.name, ordinal),
-            };
             BrokerRoute {
                 ordinal,
                 index,
                 pod: format!("{}-{ordinal}", w.name),
-                service,
-                port,
+                service: cfg.broker_service(&w.name, ordinal),
+                port: cfg.broker_port(d.port_base, ordinal),
                 target: d.target.for_ordinal(ordinal),
             }
         })
@@ -106,7 +98,7 @@ pub fn describe_advertised(
         (_, Adapter::Adopt(plan)) => plan.host.clone(),
         (AdvertisedHost::HostIp, _) => host_ip.unwrap_or("<its node's IP>").into(),
         (AdvertisedHost::Template(t), _) => render(t, w, Some(r)),
-        (AdvertisedHost::Static(h), _) => static_host(h, r.index),
+        (AdvertisedHost::Static(h), _) => cfg.static_host(h, r.index).unwrap_or_default().into(),
         (AdvertisedHost::LoadBalancer, _) => format!("<the address of LoadBalancer {}>", r.service),
         (AdvertisedHost::Node(types), _) => host_ip.map(str::to_string).unwrap_or_else(|| {
             format!("<{} of the node it lands on>", super::pod::type_list(types))
@@ -134,7 +126,7 @@ pub fn shared_bootstrap(
         .map(|r| {
             let host = match &cfg.advertised_host {
                 AdvertisedHost::Template(t) => render(t, w, Some(r)),
-                AdvertisedHost::Static(h) => static_host(h, r.index),
+                AdvertisedHost::Static(h) => cfg.static_host(h, r.index).unwrap_or_default().into(),
                 _ => ingress.to_string(),
             };
             crate::kafka::host_port(&host, r.port)
@@ -153,15 +145,6 @@ fn render(t: &Template, w: &Workload, r: Option<&BrokerRoute>) -> String {
         (Placeholder::StatefulSet, _) => w.name.clone(),
         (Placeholder::Namespace, _) => w.namespace.clone().unwrap_or_default(),
     })
-}
-
-/// The host of broker `index` in a `static:` list: its own, or the one name a shared load
-/// balancer's brokers all advertise.
-pub fn static_host(hosts: &[String], index: u32) -> String {
-    match hosts {
-        [one] => one.clone(),
-        _ => hosts.get(index as usize).cloned().unwrap_or_default(),
-    }
 }
 
 /// The complete Services for an exposed workload.
@@ -369,14 +352,26 @@ pub fn is_managed(s: &Service) -> bool {
         == Some(labels::MANAGER)
 }
 
-/// Who made a Service, for people: its managed-by label, else its first field manager.
+/// Whether `s` is one of the Services kafka-expose manages for workload `w`.
+fn is_own(s: &Service, w: &Workload) -> bool {
+    is_managed(s)
+        && s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::WORKLOAD))
+            .is_some_and(|name| *name == w.name)
+}
+
+/// Who made a Service, for people: kafka-expose and the workload it made it for, else its
+/// managed-by label, else its first field manager.
 fn maker(s: &Service) -> String {
-    let label = s
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(labels::MANAGED_BY))
-        .cloned();
+    let own = s.metadata.labels.as_ref();
+    if is_managed(s)
+        && let Some(owner) = own.and_then(|l| l.get(labels::WORKLOAD))
+    {
+        return format!("{} for workload {owner}", labels::MANAGER);
+    }
+    let label = own.and_then(|l| l.get(labels::MANAGED_BY)).cloned();
     let manager = || s.metadata.managed_fields.as_ref()?.first()?.manager.clone();
     label
         .or_else(manager)
@@ -401,11 +396,11 @@ fn node_ports(s: &Service) -> impl Iterator<Item = u32> + '_ {
         .filter_map(|p| u32::try_from(p.node_port?).ok())
 }
 
-/// The Services an exposed workload needs, given the Services others already made in its
-/// namespace (`existing`; kafka-expose's own are ignored there). A broker that another NodePort
-/// or LoadBalancer Service already routes to, on the port it advertises, gets no Service of
-/// kafka-expose's; a planned Service whose name or NodePort another owner holds is left out and
-/// reported, never taken over.
+/// The Services an exposed workload needs, given the Services already in its namespace
+/// (`existing`: others' and kafka-expose's for other workloads; the workload's own are ignored
+/// there). A broker that another NodePort or LoadBalancer Service already routes to, on the port
+/// it advertises, gets no Service of kafka-expose's; a planned Service whose name or NodePort
+/// another owner (or another workload) holds is left out and reported, never taken over.
 pub fn plan_around(
     w: &Workload,
     d: &Exposure<'_>,
@@ -414,7 +409,7 @@ pub fn plan_around(
 ) -> ServicePlan {
     let foreign: Vec<&Service> = existing
         .iter()
-        .filter(|s| !is_managed(s) && s.metadata.namespace == w.namespace)
+        .filter(|s| !is_own(s, w) && s.metadata.namespace == w.namespace)
         .collect();
     let mode = d.config.mode;
     let mut out = ServicePlan::default();
