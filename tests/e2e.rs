@@ -25,6 +25,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::cluster::{
     HOST_IP, client, env, eventually, fake_kubelet, fresh_namespace, managed, names, node_port,
+    wait_status,
 };
 
 /// The API server restart test takes this for writing; every other test for reading.
@@ -386,20 +387,8 @@ async fn a_node_port_held_by_another_service_is_reported_and_heals_once_freed() 
         },
     )
     .await;
-    // The status is written in its own request after the Event: read until it is there.
-    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
-    eventually(Duration::from_secs(30), "the error status", || async {
-        let status = api
-            .get("kafka")
-            .await
-            .map_err(|e| e.to_string())?
-            .annotations()
-            .get("kafka-expose.io/status")
-            .cloned();
-        match status.as_deref() {
-            Some(s) if s.starts_with("error: Service kafka-2-external (NodePort 30402)") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.starts_with("error: Service kafka-2-external (NodePort 30402)")
     })
     .await;
     svc_api

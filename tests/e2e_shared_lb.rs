@@ -20,7 +20,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use support::cluster::{client, env, eventually, fake_kubelet_with, pod_ip};
+use support::cluster::{client, env, eventually, fake_kubelet_with, pod_ip, wait_status};
 use support::kafka::{self, Behaviour};
 use support::serve::{Webhook, apply_fixture, install_rbac, pods_of, scratch, tagged_namespace};
 use support::{Image, effective_config, listeners, node_ip};
@@ -211,6 +211,30 @@ async fn wait_bootstrap(c: &Client, ns: &str, n: u32) {
             }
         },
     )
+    .await;
+}
+
+/// Stops the server and deletes the namespace's Services. LoadBalancer Services take NodePorts
+/// at random, which a later suite on the same control plane may have pinned (a bootstrap on
+/// 31095): none is left holding one.
+async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
+    wh.stop();
+    let api: Api<Service> = Api::namespaced(c.clone(), ns);
+    for s in api.list(&ListParams::default()).await.unwrap().items {
+        let _ = api.delete(&s.name_any(), &Default::default()).await;
+    }
+    eventually(Duration::from_secs(30), "the Services gone", || async {
+        let left = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", support::cluster::names(&left)))
+        }
+    })
     .await;
 }
 
@@ -439,18 +463,8 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
     assert!(note.contains("5 brokers need 5 ports"), "{note}");
     let ports = svcs.get(SHARED).await.unwrap().spec.unwrap().ports.unwrap();
     assert_eq!(ports.len(), 3, "the Service keeps the ports it had");
-    eventually(Duration::from_secs(30), "the status", || async {
-        let status = sts
-            .get(STS)
-            .await
-            .map_err(|e| e.to_string())?
-            .annotations()
-            .get("kafka-expose.io/status")
-            .cloned();
-        match status.as_deref() {
-            Some("invalid-configuration") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
+    wait_status(&c, ns, STS, Duration::from_secs(30), |s| {
+        s == "invalid-configuration"
     })
     .await;
     kubectl_scale(&sts, 3).await;
@@ -458,6 +472,7 @@ async fn one_load_balancer_routes_each_port_to_its_own_broker_through_scaling() 
     kubelet.abort();
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
+    release_node_ports(&c, ns, wh).await;
 }
 
 /// The names of the managed Services of `ns`.
@@ -566,6 +581,7 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
     kubelet.abort();
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
+    release_node_ports(&c, ns, wh).await;
 }
 
 #[tokio::test]
@@ -573,7 +589,7 @@ async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a
  {
     let c = client().await;
     let ns = "e2e-shared-names";
-    let _wh = webhook(&c, "names", ns).await;
+    let wh = webhook(&c, "names", ns).await;
     let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
     let make = |name: &str, expose: &str| {
         let mut doc = support::statefulset("apache-kafka-kraft.yaml");
@@ -600,12 +616,8 @@ async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a
     sts.create(&Default::default(), &make("kafka-0", "shared-loadbalancer"))
         .await
         .unwrap();
-    let status = eventually(Duration::from_secs(60), "kafka-0's status", || async {
-        let s = sts.get("kafka-0").await.map_err(|e| e.to_string())?;
-        match s.annotations().get("kafka-expose.io/status") {
-            Some(v) if v.starts_with("error:") => Ok(v.clone()),
-            other => Err(format!("{other:?}")),
-        }
+    let status = wait_status(&c, ns, "kafka-0", Duration::from_secs(60), |s| {
+        s.starts_with("error:")
     })
     .await;
     assert!(
@@ -631,4 +643,5 @@ async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a
             .get("statefulset.kubernetes.io/pod-name"),
         Some(&"kafka-0".to_string())
     );
+    release_node_ports(&c, ns, wh).await;
 }

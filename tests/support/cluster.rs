@@ -260,6 +260,32 @@ pub fn node_port(s: &Service) -> Option<i32> {
     s.spec.as_ref()?.ports.as_ref()?.first()?.node_port
 }
 
+/// Waits until StatefulSet `name`'s `kafka-expose.io/status` is one `accept` takes, and returns
+/// it. The reconciler writes it in its own request, after its Events.
+pub async fn wait_status(
+    c: &Client,
+    ns: &str,
+    name: &str,
+    limit: Duration,
+    accept: impl Fn(&str) -> bool,
+) -> String {
+    let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(c.clone(), ns);
+    eventually(limit, &format!("the status of {name}"), || async {
+        let status = api
+            .get(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .annotations()
+            .get("kafka-expose.io/status")
+            .cloned();
+        match status {
+            Some(s) if accept(&s) => Ok(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 /// Polls `check` until it returns `Some`, or fails after `limit` with the last state.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
