@@ -174,10 +174,9 @@ pub fn check_against_workload(
             ),
         );
     }
-    // Behind one shared load balancer, one name may serve every broker.
+    // Every broker needs a host (behind one shared load balancer, one name may serve all).
     if let AdvertisedHost::Static(hosts) = &cfg.advertised_host
-        && (hosts.len() as u32) < n
-        && !(shared && hosts.len() == 1)
+        && cfg.static_host(hosts, n - 1).is_none()
     {
         fail(
             keys::ADVERTISED_HOST,

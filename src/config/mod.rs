@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use crate::kafka::SecurityProtocol;
 use crate::names::{PREFIX, broker_service_name, full_key, keys, own, shared_service_name};
 
-pub use fit::{ListenerCap, WorkloadFacts, check_against_workload, listener_cap};
+pub use fit::{WorkloadFacts, check_against_workload};
 pub use problem::{ConfigError, Problem, Source};
 pub use settings::{DEFAULT_NODE_PORT_RANGE, NodePortRange, Settings, default_patcher_image};
 pub use template::{Placeholder, Template};
@@ -62,11 +62,6 @@ impl ExposeMode {
     /// one).
     pub fn is_load_balancer(self) -> bool {
         matches!(self, Self::LoadBalancer | Self::SharedLoadBalancer)
-    }
-
-    /// Whether broker *n* advertises `port-base + n`.
-    pub fn has_port_per_broker(self) -> bool {
-        !matches!(self, Self::LoadBalancer)
     }
 }
 
