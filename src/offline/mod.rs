@@ -263,9 +263,24 @@ fn workload(
     } else {
         ""
     };
+    let ports = || routes.brokers.iter().map(|r| r.port);
     report.bootstrap = Some(match cfg.mode {
         ExposeMode::SharedLoadBalancer => {
             let shared = shared_service_name(&w.name);
+            let range = match (ports().min(), ports().max()) {
+                (Some(lo), Some(hi)) if lo != hi => format!("ports {lo}-{hi}"),
+                (Some(p), _) => format!("port {p}"),
+                _ => "no ports".into(),
+            };
+            let wait = if cfg.advertised_host == crate::config::AdvertisedHost::LoadBalancer {
+                "; each broker is held until it has an address, and advertises it"
+            } else {
+                ""
+            };
+            report.host_source = Some(format!(
+                "one LoadBalancer Service {shared} for {} broker(s), {range}, each port routed to one broker by its named container port{wait}",
+                routes.brokers.len()
+            ));
             let list = services::shared_bootstrap(&w, cfg, &routes, "<address>");
             let whose = if list.contains("<address>") {
                 format!(", where <address> is LoadBalancer {shared}'s")
@@ -288,25 +303,6 @@ fn workload(
             },
         ),
     });
-    if cfg.mode == ExposeMode::SharedLoadBalancer {
-        let ports = || routes.brokers.iter().map(|r| r.port);
-        let range = match (ports().min(), ports().max()) {
-            (Some(lo), Some(hi)) if lo != hi => format!("ports {lo}-{hi}"),
-            (Some(p), _) => format!("port {p}"),
-            _ => "no ports".into(),
-        };
-        let wait = if cfg.advertised_host == crate::config::AdvertisedHost::LoadBalancer {
-            "; each broker is held until it has an address, and advertises it"
-        } else {
-            ""
-        };
-        report.host_source = Some(format!(
-            "one LoadBalancer Service {} for {} broker(s), {range}, each port routed to one broker by its named container port{wait}",
-            shared_service_name(&w.name),
-            routes.brokers.len()
-        ));
-    }
-    let ports = || routes.brokers.iter().map(|r| r.port);
     let claim = match cfg.mode {
         ExposeMode::NodePort => ports().min().zip(ports().max()),
         _ => None,
