@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use kafka_expose::cluster::caches::ServiceCache;
-use kafka_expose::cluster::{leader, reconciler};
+use kafka_expose::cluster::{leader, runtime};
 use kafka_expose::config::Settings;
 use kafka_expose::metrics::{Metrics, Readiness};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -51,14 +51,15 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
     readiness.set_listening();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = Arc::new(Metrics::default());
-    let reconciler::Spawned { caches, task } = reconciler::spawn(
+    let runtime::Spawned { caches, task } = runtime::spawn(
         c.clone(),
         Arc::new(Settings::default()),
         metrics.clone(),
         readiness.clone(),
-        reconciler::Options {
+        runtime::Options {
             namespace: Some(ns.to_string()),
             lb_pending_warning: Duration::from_secs(300),
+            periods: runtime::Periods::default(),
         },
         lease,
         async move {
@@ -458,32 +459,74 @@ async fn two_instances_converge_and_then_leave_the_services_alone() {
     let a = start_reconciler(&c, ns);
     let b = start_reconciler(&c, ns);
     expose_three_brokers(&c, ns, 30600).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sts_api = Api::<StatefulSet>::namespaced(c.clone(), ns);
+    // Converged once the status annotation is written (by either instance).
+    eventually(Duration::from_secs(30), "the status annotation", || async {
+        let s = sts_api.get("kafka").await.map_err(|e| e.to_string())?;
+        s.annotations()
+            .get("kafka-expose.io/status")
+            .map(|_| ())
+            .ok_or_else(|| "no status yet".to_string())
+    })
+    .await;
     let versions = |svcs: Vec<Service>| -> Vec<(String, Option<String>)> {
         svcs.into_iter()
             .map(|s| (s.name_any(), s.resource_version()))
             .collect()
     };
+    // What kafka-expose writes on the workload: its annotations, and its field manager's
+    // entries. The StatefulSet controller's own status writes move the resourceVersion, so that
+    // is not what is compared.
+    let ours = |s: &StatefulSet| {
+        let mut ann = s.annotations().clone();
+        ann.remove("e2e/poke");
+        let entries: Vec<String> = s
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.manager.as_deref() == Some("kafka-expose"))
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        (ann, entries)
+    };
     let before = versions(managed(&c, ns).await);
-    let sts_before = Api::<StatefulSet>::namespaced(c.clone(), ns)
-        .get("kafka")
-        .await
-        .unwrap()
-        .resource_version();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    let sts_before = ours(&sts_api.get("kafka").await.unwrap());
+    // Each instance reconciles the workload again, twice: a reconciliation of one object never
+    // overlaps the next, so once the second round has started, whatever the first wrote is
+    // stored. Nothing may have been.
+    for round in 0..2 {
+        let counts = (
+            a.metrics.reconciliations.get(),
+            b.metrics.reconciliations.get(),
+        );
+        annotate(&c, ns, "kafka", json!({"e2e/poke": round.to_string()})).await;
+        eventually(
+            Duration::from_secs(30),
+            "both instances reconcile again",
+            || async {
+                let now = (
+                    a.metrics.reconciliations.get(),
+                    b.metrics.reconciliations.get(),
+                );
+                if now.0 > counts.0 && now.1 > counts.1 {
+                    Ok(())
+                } else {
+                    Err(format!("{counts:?} -> {now:?}"))
+                }
+            },
+        )
+        .await;
+    }
     assert_eq!(
         versions(managed(&c, ns).await),
         before,
         "no flapping between instances"
     );
-    let sts_after = Api::<StatefulSet>::namespaced(c.clone(), ns)
-        .get("kafka")
-        .await
-        .unwrap()
-        .resource_version();
     assert_eq!(
-        sts_after, sts_before,
-        "the workload's annotations are not rewritten either"
+        ours(&sts_api.get("kafka").await.unwrap()),
+        sts_before,
+        "the workload's annotations and kafka-expose's fields are not rewritten either"
     );
     a.shutdown().await;
     b.shutdown().await;

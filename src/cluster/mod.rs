@@ -1,5 +1,7 @@
 //! Everything that talks to the API server, each part with its decisions pulled out as pure
-//! functions beside it:
+//! functions beside it. [`runtime`] starts them all; [`context`] is what the leader's
+//! controllers share, and [`events`] the one Event announcer. No module here imports
+//! [`runtime`] or another controller (`tests/layers.rs` holds that):
 //! - [`reconciler`]: kube-runtime Controllers applying the Service plan; [`status`] decides the
 //!   status, Events and requeue from what a reconciliation found;
 //! - [`leader`]: the reconciler's leader Lease; [`leader::claim`] decides whether to claim or
@@ -15,11 +17,14 @@
 
 pub mod caches;
 pub mod certs;
+pub mod context;
+pub mod events;
 pub mod leader;
 pub mod nodes;
 pub mod own_image;
 pub mod policies;
 pub mod reconciler;
+pub mod runtime;
 pub mod status;
 
 /// Seconds since the epoch, as Kubernetes timestamps count them.

@@ -8,23 +8,20 @@
 //! `advertised.listeners` without a restart, so the Event says to restart that broker; nothing is
 //! restarted automatically.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::caches::BindingCache;
-use super::reconciler::Context;
+use super::context::Context;
+use super::events::Note;
 use crate::engine::binding::{BindingFacts, BindingOutcome, for_broker};
 use crate::names::{FIELD_MANAGER, PREFIX, own};
-
-/// How often the cached broker pods are checked.
-const INTERVAL: Duration = Duration::from_secs(2);
 
 /// What to do about one broker pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,25 +59,26 @@ pub fn step(facts: &dyn BindingFacts, pod: &Pod) -> Step {
 }
 
 /// Runs until `shutdown`.
+/// Checks the cached broker pods every `every`, until `shutdown`.
 pub async fn run(
     ctx: std::sync::Arc<Context>,
     cache: BindingCache,
+    every: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let mut shutdown = Box::pin(shutdown);
-    let mut said: HashSet<String> = HashSet::new();
     loop {
         for pod in cache.pods.state() {
-            handle(&ctx, &cache, &pod, &mut said).await;
+            handle(&ctx, &cache, &pod).await;
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }
 
-async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod, said: &mut HashSet<String>) {
+async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod) {
     let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
     match step(cache, pod) {
         Step::Nothing => {}
@@ -103,30 +101,14 @@ async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod, said: &mut HashS
         Step::Missing(outcome) => {
             if let Some(why) = outcome.explain() {
                 let note = format!("broker pod {name}: {why}");
-                publish_once(
-                    ctx,
-                    said,
-                    pod,
-                    EventType::Warning,
-                    "NodeAddressMissing",
-                    &note,
-                )
-                .await;
+                publish_once(ctx, pod, EventType::Warning, "NodeAddressMissing", &note).await;
             }
         }
         Step::Changed { advertised, now } => {
             let note = format!(
                 "broker pod {name} advertises {advertised}, but its node's address is now {now}. Kafka cannot change advertised.listeners without a restart: delete the pod (kubectl delete pod -n {ns} {name}) when it suits, and it comes back advertising {now}"
             );
-            publish_once(
-                ctx,
-                said,
-                pod,
-                EventType::Warning,
-                "NodeAddressChanged",
-                &note,
-            )
-            .await;
+            publish_once(ctx, pod, EventType::Warning, "NodeAddressChanged", &note).await;
         }
     }
 }
@@ -152,28 +134,18 @@ fn workload_ref(pod: &Pod) -> ObjectReference {
     }
 }
 
-async fn publish_once(
-    ctx: &Context,
-    said: &mut HashSet<String>,
-    pod: &Pod,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let key = format!("{}\u{0}{reason}\u{0}{note}", pod.uid().unwrap_or_default());
-    if !said.insert(key) {
-        return;
-    }
-    warn!(pod = %pod.name_any(), reason, "{note}");
-    let event = Event {
+/// Says `note` once per pod, on the pod's workload (with the pod as the Event's second object).
+async fn publish_once(ctx: &Context, pod: &Pod, type_: EventType, reason: &str, note: &str) {
+    let n = Note {
         type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Bind".into(),
+        reason,
+        note,
+        action: "Bind",
         secondary: Some(pod.object_ref(&())),
     };
-    if let Err(e) = ctx.recorder.publish(&event, &workload_ref(pod)).await {
-        warn!(error = %e, reason, "could not publish an Event");
+    let uid = pod.uid().unwrap_or_default();
+    if ctx.events.publish_once(&uid, &workload_ref(pod), n).await {
+        warn!(pod = %pod.name_any(), reason, "{note}");
     }
 }
 

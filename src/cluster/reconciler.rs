@@ -34,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -43,49 +43,18 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::caches::{self, ServiceCache, ingress, scoped};
+use super::context::{Context, Error, Result, selector};
+use super::events::Note;
 use super::status::{self, Found, Next, RETRY_AFTER};
-use super::{leader, unix_now};
-use crate::config::{ExposeMode, Settings};
+use super::unix_now;
+use crate::config::ExposeMode;
 use crate::engine::error_chain;
 use crate::engine::exposure::{Decision, Exposure, Skip};
 use crate::engine::services::{self, Routes};
 use crate::engine::workload::Workload;
-use crate::metrics::{Metrics, Readiness};
 use crate::names::{
     FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own, shared_service_name,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API call failed: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("{failed} of the workload's Services could not be applied: {first}")]
-    Services { failed: usize, first: String },
-}
-
-impl Error {
-    /// A short, stable label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Kube(_) => "api",
-            Self::Services { .. } => "service_apply",
-        }
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What every reconciliation shares.
-pub struct Context {
-    pub client: Client,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    /// The managed Services, as the watch last saw them.
-    pub services: ServiceCache,
-    /// How long a LoadBalancer may stay without an address before a Warning Event.
-    pub lb_pending_warning: Duration,
-}
 
 /// The workload kinds the reconciler serves.
 pub trait Exposable:
@@ -413,15 +382,6 @@ async fn previous_configuration(
         .map(|p| p.name_any()))
 }
 
-/// The workload's label selector, as a list call takes it.
-fn selector(w: &Workload) -> String {
-    w.selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The message of an API error, or the error itself.
 fn api_message(e: &kube::Error) -> String {
     match e {
@@ -486,7 +446,7 @@ async fn bootstrap_address(
             else {
                 return Ok((None, None));
             };
-            let ips = broker_host_ips(ctx, w, ns).await?;
+            let ips = ctx.broker_host_ips(w, ns).await?;
             if ips.is_empty() {
                 return Ok((None, None));
             }
@@ -499,7 +459,7 @@ async fn bootstrap_address(
             Ok((Some(list.join(",")), None))
         }
         ExposeMode::HostPort => {
-            let ips = broker_host_ips(ctx, w, ns).await?;
+            let ips = ctx.broker_host_ips(w, ns).await?;
             let routes: Routes = services::routes(w, exposure);
             let list: Vec<String> = routes
                 .brokers
@@ -509,32 +469,6 @@ async fn bootstrap_address(
             Ok(((!list.is_empty()).then(|| list.join(",")), None))
         }
     }
-}
-
-/// The node IPs of the workload's running broker pods, by pod name.
-pub(crate) async fn broker_host_ips(
-    ctx: &Context,
-    w: &Workload,
-    ns: &str,
-) -> Result<BTreeMap<String, String>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&selector(w)))
-        .await
-        .map_err(Error::Kube)?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|p| {
-            let ip = p
-                .status
-                .as_ref()?
-                .host_ip
-                .clone()
-                .filter(|ip| !ip.is_empty())?;
-            Some((p.name_any(), ip))
-        })
-        .collect())
 }
 
 /// Sets or removes the status and bootstrap annotations, when they differ from the workload's.
@@ -559,27 +493,27 @@ async fn annotate<K: Exposable>(ctx: &Context, obj: &K, v: &status::Verdict) -> 
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"annotations": changes}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    // Under kafka-expose's field manager, like every other write it makes: the workload's
+    // managedFields then say which annotations are kafka-expose's.
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(&obj.name_any(), &params, &Patch::Merge(&patch))
+        .await
+        .map_err(Error::Kube)?;
     Ok(())
 }
 
 async fn publish<K: Exposable>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
+    let n = Note {
         type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
+        reason,
+        note,
+        action: "Reconcile",
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(error = %e, reason, "could not publish an Event");
-    }
+    ctx.events.publish(&obj.object_ref(&()), n).await;
 }
 
 fn error_policy<K: Exposable>(
@@ -658,127 +592,30 @@ fn controller<K: Exposable>(
     (controller, reader)
 }
 
-/// What the reconciler needs besides the client.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Watch one namespace only; all by default.
-    pub namespace: Option<String>,
-    pub lb_pending_warning: Duration,
-}
-
 async fn log_result<T>(r: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>) {
     if let Err(e) = r {
         warn!(error = %e, "controller");
     }
 }
 
-/// Starts the reconciler's part of `serve`: the managed-Service cache on every replica (readiness
-/// waits for it to sync; the webhook reads LoadBalancer addresses from it), and reconciliation,
-/// only while holding the leader Lease when `election` is given. Everything stops when `shutdown`
-/// resolves. Returns the caches (managed Services, policies and namespace labels) and the
-/// reconciliation's task.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn(
-    client: Client,
-    settings: Arc<Settings>,
-    metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
-    options: Options,
-    election: Option<leader::Election>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Spawned {
-    let shutdown: leader::Stop = Box::pin(shutdown);
-    let shutdown = futures::future::FutureExt::shared(shutdown);
-    readiness.require_sync();
-    let policies = super::policies::watch(&client, readiness.clone(), shutdown.clone());
-    let bindings = caches::watch_bindings(&client, options.namespace.as_deref(), shutdown.clone());
-    let (store, stream) = caches::service_store(client.clone(), options.namespace.as_deref());
-    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(caches::feed_services(
-        store.clone(),
-        stream,
-        readiness,
-        synced_tx,
-        shutdown.clone(),
-    ));
-    let cache = ServiceCache {
-        store,
-        synced: synced_rx,
-    };
-    let caches = Caches {
-        services: cache,
-        policies,
-        bindings,
-    };
-    let (lead_client, shared) = (client.clone(), caches.clone());
-    let lead = move |stop: leader::Stop| {
-        run(
-            lead_client.clone(),
-            settings.clone(),
-            metrics.clone(),
-            options.clone(),
-            shared.clone(),
-            stop,
-        )
-    };
-    let task = match election {
-        Some(e) => tokio::spawn(leader::run(client, e, shutdown, lead)),
-        None => tokio::spawn(lead(Box::pin(shutdown))),
-    };
-    Spawned { caches, task }
-}
-
-/// What [`spawn`] starts: the caches every replica keeps, and the reconciliation's task.
-pub struct Spawned {
-    pub caches: Caches,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-/// The caches every replica keeps: the webhook reads them, and the leader reconciles from them.
-#[derive(Clone)]
-pub struct Caches {
-    pub services: ServiceCache,
-    pub policies: super::policies::PolicyStores,
-    pub bindings: caches::BindingCache,
-}
-
-/// Runs the reconciler until `shutdown` resolves. `services` is the managed-Service cache, fed
-/// by [`caches::feed_services`].
-async fn run(
-    client: Client,
-    settings: Arc<Settings>,
-    metrics: Arc<Metrics>,
-    options: Options,
-    caches: Caches,
+/// Runs the workload controllers (StatefulSets and Deployments, in `namespace` or all) until
+/// `shutdown`. Which workloads are held depends on which have managed Services, so the
+/// managed-Service cache is waited for first.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let Caches {
-        services,
-        policies: stores,
-        bindings,
-    } = caches;
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        settings,
-        metrics,
-        recorder: Recorder::new(client.clone(), reporter),
-        services,
-        lb_pending_warning: options.lb_pending_warning,
-    });
-    let ns = options.namespace.as_deref();
     let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
-    // Which workloads have managed Services decides which are held: know it first.
     let mut synced = ctx.services.synced.clone();
     tokio::select! {
         _ = synced.wait_for(|s| *s) => {}
         _ = shutdown.clone() => return,
     }
+    let ns = namespace.as_deref();
+    let client = ctx.client.clone();
     let lists = ctx.metrics.workload_lists_synced.clone();
     let (sts, sts_store) =
         controller::<StatefulSet>(&client, ns, ctx.services.clone(), lists.clone());
@@ -796,18 +633,8 @@ async fn run(
         }
     };
     let gauge = futures::future::FutureExt::fuse(Box::pin(gauge));
-    let policy_ctx = ctx.clone();
-    let policy_stop = shutdown.clone();
-    let scope = ns.map(str::to_string);
-    let policies = async move {
-        if super::policies::served(&policy_ctx.client).await {
-            super::policies::run(policy_ctx, stores, scope, policy_stop).await;
-        }
-    };
-    let node_fallback = super::nodes::run(ctx.clone(), bindings, shutdown.clone());
     let work = async {
         tokio::join!(
-            node_fallback,
             sts.run(
                 reconcile::<StatefulSet>,
                 error_policy::<StatefulSet>,
@@ -816,7 +643,6 @@ async fn run(
             .for_each(log_result),
             dep.run(reconcile::<Deployment>, error_policy::<Deployment>, ctx)
                 .for_each(log_result),
-            policies,
         )
     };
     // The gauge runs as long as the controllers do.

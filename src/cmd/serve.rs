@@ -1,6 +1,6 @@
 //! `kafka-expose serve`: the webhook over HTTPS and its admin port, and, with cluster
-//! credentials, the reconciler (under the leader Lease when asked), sharing its Service cache
-//! with the webhook. SIGTERM drains both.
+//! credentials, the cluster runtime ([`crate::cluster::runtime`]: the caches the webhook reads,
+//! and the leader's controllers). This file only wires flags to them. SIGTERM drains both.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,10 +11,7 @@ use super::cluster_client;
 use crate::certs;
 use crate::cli::ServeArgs;
 use crate::cluster::caches::LiveServices;
-use crate::cluster::certs::{LEASE as CERTS_LEASE, Renewer};
-use crate::cluster::{leader, own_image, reconciler};
-use crate::config::{Settings, default_patcher_image};
-use crate::names::LEASE;
+use crate::cluster::runtime;
 use crate::telemetry;
 use crate::webhook::server::{self, ServeConfig};
 use crate::webhook::{AppState, tls};
@@ -79,49 +76,35 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         };
         let reconciler = match cluster_client().await {
             Ok(client) => {
-                let election =
-                    leader_election(leader_elect, &service.service_namespace, watch_namespace.as_deref());
-                match &election {
-                    Some(e) => tracing::info!(lease = %e.name, namespace = %e.namespace, "cluster credentials found: reconciling while holding the leader Lease"),
-                    None => tracing::info!("cluster credentials found: running the reconciler"),
-                }
-                if engine.patcher_image.is_none() {
-                    state.settings = Arc::new(Settings {
-                        patcher_image: injected_image(&client).await,
-                        ..(*state.settings).clone()
-                    });
-                }
-                if let (Some(secret), Some(webhook)) = (certs_secret.clone(), certs_webhook.clone()) {
-                    let renewer = Renewer {
-                        client: client.clone(),
-                        namespace: service.service_namespace.clone(),
-                        secret,
-                        webhook,
-                        dns: certs::dns_names(&service.service_name, &service.service_namespace),
-                        policy: renew.policy(),
-                        every: certs_check_every,
-                    };
-                    let election = leader_election(leader_elect, &service.service_namespace, None)
-                        .map(|e| leader::Election::new(&e.namespace, CERTS_LEASE, &e.identity));
-                    tokio::spawn(renewer.run(election, stopped(stop_rx.clone())));
-                }
+                let runtime_cfg = runtime::Config {
+                    options: runtime::Options {
+                        namespace: watch_namespace.clone(),
+                        lb_pending_warning,
+                        periods: runtime::Periods::default(),
+                    },
+                    leader_elect,
+                    service_name: service.service_name.clone(),
+                    service_namespace: service.service_namespace.clone(),
+                    certs: certs_secret.clone().zip(certs_webhook.clone()),
+                    renew: renew.policy(),
+                    certs_check_every,
+                    patcher_image_set: engine.patcher_image.is_some(),
+                };
                 state.services = Some(Arc::new(LiveServices(client.clone())));
-                let spawned = reconciler::spawn(
+                let started = runtime::start(
                     client,
+                    runtime_cfg,
                     state.settings.clone(),
                     state.metrics.clone(),
                     state.readiness.clone(),
-                    reconciler::Options {
-                        namespace: watch_namespace.clone(),
-                        lb_pending_warning,
-                    },
-                    election,
                     stopped(stop_rx.clone()),
-                );
-                state.lb_addresses = Arc::new(spawned.caches.services);
-                state.policies = Some(Arc::new(spawned.caches.policies));
-                state.bindings = Some(Arc::new(spawned.caches.bindings));
-                Some(spawned.task)
+                )
+                .await;
+                state.settings = started.settings;
+                state.lb_addresses = Arc::new(started.caches.services);
+                state.policies = Some(Arc::new(started.caches.policies));
+                state.bindings = Some(Arc::new(started.caches.bindings));
+                Some(started.task)
             }
             Err(why) => {
                 tracing::info!(%why, "no cluster credentials: serving the webhook alone, without the reconciler");
@@ -135,48 +118,4 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The image of this server's own pod, for the init containers it injects; the build's default
-/// image, with the reason logged, when the pod cannot be read.
-async fn injected_image(client: &kube::Client) -> String {
-    let (Ok(ns), Ok(name)) = (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) else {
-        let image = default_patcher_image();
-        tracing::info!(%image, "not in a pod (no POD_NAME, POD_NAMESPACE): injecting the default image");
-        return image;
-    };
-    match own_image::read(client, &ns, &name).await {
-        Ok(image) => {
-            tracing::info!(%image, pod = %name, "injecting the image this server runs as");
-            image
-        }
-        Err(why) => {
-            let image = default_patcher_image();
-            tracing::warn!(%why, %image, "cannot read this server's own image: injecting the default; set --patcher-image to choose");
-            image
-        }
-    }
-}
-
-/// The leader Lease, when asked for: in the pod's namespace (`POD_NAMESPACE`, else the webhook
-/// Service's), named for what the reconciler watches, held under the pod's name.
-fn leader_election(
-    enabled: bool,
-    service_namespace: &str,
-    watch: Option<&str>,
-) -> Option<leader::Election> {
-    if !enabled {
-        return None;
-    }
-    let namespace =
-        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| service_namespace.to_string());
-    let name = match watch {
-        Some(ns) => format!("{LEASE}-{ns}"),
-        None => LEASE.to_string(),
-    };
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    Some(leader::Election::new(&namespace, &name, &identity))
 }

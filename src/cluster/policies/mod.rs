@@ -22,16 +22,15 @@
 //! Beside this file: [`found`], a workload as read (its strategy and rollout progress), and
 //! [`status`], what each policy's status says and what its workloads are told.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -44,7 +43,8 @@ mod status;
 use found::Found;
 use status::{announce, status_of, write_status};
 
-use super::reconciler::Context;
+use super::context::{Context, Periods};
+use super::events::Note;
 use super::unix_now;
 use crate::api::{KafkaExposePolicy, PolicyKind, PolicyMode};
 use crate::engine::error_chain;
@@ -57,11 +57,6 @@ use crate::ptr;
 
 /// The finalizer every policy carries, so that deleting it reverts its workloads first.
 pub const FINALIZER: &str = "kafka-expose.io/revert";
-
-/// Passes while a rollout moves: the next workload starts within this of the last one's end.
-const ACTIVE_INTERVAL: Duration = Duration::from_secs(3);
-/// Passes otherwise (a policy's change wakes the loop at once).
-const IDLE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The policies and the namespaces' labels, as their watches last saw them.
 #[derive(Clone)]
@@ -192,22 +187,24 @@ pub async fn served(client: &Client) -> bool {
     }
 }
 
-/// Runs passes until `shutdown`.
+/// Runs passes until `shutdown`: every `periods.policy_active` while a rollout moves, else every
+/// `periods.policy_idle` or at a policy's change.
 pub async fn run(
     ctx: Arc<Context>,
     stores: PolicyStores,
     scope: Option<String>,
+    periods: Periods,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let mut shutdown = Box::pin(shutdown);
-    let mut said = HashSet::new();
     info!("policy controller started");
     loop {
-        let next = match pass(&ctx, &stores, scope.as_deref(), &mut said).await {
-            Ok(next) => next,
+        let next = match pass(&ctx, &stores, scope.as_deref()).await {
+            Ok(true) => periods.policy_active,
+            Ok(false) => periods.policy_idle,
             Err(e) => {
                 warn!(error = %error_chain(&e), "policy pass failed; retrying");
-                ACTIVE_INTERVAL
+                periods.policy_active
             }
         };
         tokio::select! {
@@ -215,7 +212,7 @@ pub async fn run(
             _ = tokio::time::sleep(next) => {}
             _ = stores.changed.notified() => {
                 // Let a burst of policy writes settle into one pass.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(periods.policy_settle).await;
             }
         }
     }
@@ -257,13 +254,12 @@ impl Item {
     }
 }
 
-/// One pass over every policy. Returns when the next pass is due.
+/// One pass over every policy. Returns whether a rollout moves (the next pass is due soon).
 async fn pass(
     ctx: &Context,
     stores: &PolicyStores,
     scope: Option<&str>,
-    said: &mut HashSet<String>,
-) -> Result<Duration, kube::Error> {
+) -> Result<bool, kube::Error> {
     let all: Vec<KafkaExposePolicy> = stores
         .policies
         .state()
@@ -279,7 +275,7 @@ async fn pass(
     }
     let found = candidates(ctx, stores, &live, scope).await?;
     if all.is_empty() && found.is_empty() {
-        return Ok(IDLE_INTERVAL);
+        return Ok(false);
     }
     let now = unix_now();
     let mut items = Vec::new();
@@ -378,7 +374,6 @@ async fn pass(
                 );
                 publish_once(
                     ctx,
-                    said,
                     &item.found,
                     EventType::Warning,
                     "RolloutStalled",
@@ -392,7 +387,7 @@ async fn pass(
 
     // Events for what each workload is told once, and each policy's status.
     for item in &items {
-        announce(ctx, said, &all, item).await;
+        announce(ctx, item).await;
     }
     for p in &all {
         let s = steps.get(&p.name_any()).cloned().unwrap_or_default();
@@ -411,7 +406,7 @@ async fn pass(
         let status = status_of(ctx, p, &items, &s).await;
         write_status(&policy_api, p, status).await?;
     }
-    Ok(if busy { ACTIVE_INTERVAL } else { IDLE_INTERVAL })
+    Ok(busy)
 }
 
 /// The workloads any policy may concern, read in full: those the live policies' namespaces and
@@ -851,32 +846,25 @@ async fn send_policy_patch(
 }
 
 async fn publish(ctx: &Context, f: &Found, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Policy".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &f.object_ref()).await {
-        warn!(error = %e, reason, "could not publish an Event");
-    }
+    ctx.events
+        .publish(&f.object_ref(), note_of(type_, reason, note))
+        .await;
 }
 
-/// Publishes an Event once per workload, reason and message for this leader's life.
-async fn publish_once(
-    ctx: &Context,
-    said: &mut HashSet<String>,
-    f: &Found,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let key = format!(
-        "{}\u{0}{reason}\u{0}{note}",
-        f.meta().uid.clone().unwrap_or_default()
-    );
-    if said.insert(key) {
-        publish(ctx, f, type_, reason, note).await;
+/// Publishes an Event once per workload, reason and message (within the announcer's memory).
+async fn publish_once(ctx: &Context, f: &Found, type_: EventType, reason: &str, note: &str) {
+    let uid = f.meta().uid.clone().unwrap_or_default();
+    ctx.events
+        .publish_once(&uid, &f.object_ref(), note_of(type_, reason, note))
+        .await;
+}
+
+fn note_of<'a>(type_: EventType, reason: &'a str, note: &'a str) -> Note<'a> {
+    Note {
+        type_,
+        reason,
+        note,
+        action: "Policy",
+        secondary: None,
     }
 }

@@ -1,7 +1,7 @@
 //! What a policy's status says, and what its workloads are told: the status of each matched
 //! workload, the conditions, the previews of addresses, and the Events said once.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -20,16 +20,11 @@ use crate::engine::services;
 use crate::engine::workload::{PolicyLayer, Stamp, Workload};
 use crate::names::{PREFIX, own};
 
-use crate::cluster::reconciler::Context;
+use crate::cluster::context::Context;
 
 /// The Events a workload is told once per distinct message: what an Audit policy would do, a
 /// conflict, an exhausted pool, settings that do not parse, a paused or `OnDelete` workload.
-pub(super) async fn announce(
-    ctx: &Context,
-    said: &mut HashSet<String>,
-    all: &[KafkaExposePolicy],
-    item: &Item,
-) {
+pub(super) async fn announce(ctx: &Context, item: &Item) {
     for a in &item.resolution.audits {
         let mut w = item.found.workload();
         w.policy = PolicyLayer::Set(Stamp {
@@ -55,15 +50,7 @@ pub(super) async fn announce(
                 a.overridden.join(", ")
             ));
         }
-        publish_once(
-            ctx,
-            said,
-            &item.found,
-            EventType::Normal,
-            "PolicyAudit",
-            &note,
-        )
-        .await;
+        publish_once(ctx, &item.found, EventType::Normal, "PolicyAudit", &note).await;
     }
     if let Live::Policy(a) = &item.resolution.live
         && !a.tied_with.is_empty()
@@ -76,7 +63,6 @@ pub(super) async fn announce(
         );
         publish_once(
             ctx,
-            said,
             &item.found,
             EventType::Warning,
             "PolicyConflict",
@@ -89,7 +75,7 @@ pub(super) async fn announce(
             "policy {}: {why}",
             item.owner.as_deref().unwrap_or_default()
         );
-        publish_once(ctx, said, &item.found, EventType::Warning, reason, &note).await;
+        publish_once(ctx, &item.found, EventType::Warning, reason, &note).await;
     }
     let owner = item.owner.as_deref().unwrap_or_default();
     let told = match item.found.strategy() {
@@ -109,9 +95,8 @@ pub(super) async fn announce(
     };
     if let Some((reason, what)) = told {
         let note = format!("policy {owner}: {what}");
-        publish_once(ctx, said, &item.found, EventType::Normal, reason, &note).await;
+        publish_once(ctx, &item.found, EventType::Normal, reason, &note).await;
     }
-    let _ = all;
 }
 
 /// The bootstrap and per-broker addresses a workload gets (or would) with `w`'s settings, and
@@ -130,9 +115,7 @@ pub(super) async fn preview(
         item.host_ips
             .get_or_init(|| async {
                 let ns = item.found.meta().namespace.clone().unwrap_or_default();
-                crate::cluster::reconciler::broker_host_ips(ctx, w, &ns)
-                    .await
-                    .unwrap_or_default()
+                ctx.broker_host_ips(w, &ns).await.unwrap_or_default()
             })
             .await
     } else {

@@ -1,0 +1,111 @@
+//! What the leader's controllers share (the workload reconciler, the policy controller and the
+//! node-address fallback): the client, the settings, the caches, the Event announcer; and the
+//! cluster layer's one error type.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use super::caches::ServiceCache;
+use super::events::Announcer;
+use crate::config::Settings;
+use crate::engine::workload::Workload;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("{failed} of the workload's Services could not be applied: {first}")]
+    Services { failed: usize, first: String },
+}
+
+impl Error {
+    /// A short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "api",
+            Self::Services { .. } => "service_apply",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How often the leader's loops look again. The defaults suit a cluster; the tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Periods {
+    /// Policy passes while a rollout moves: the next workload starts within this of the last
+    /// one's end.
+    pub policy_active: Duration,
+    /// Policy passes otherwise (a policy's change wakes the loop at once).
+    pub policy_idle: Duration,
+    /// How long a burst of policy writes settles before the pass it wakes.
+    pub policy_settle: Duration,
+    /// How often the cached broker pods are checked for a missing node address.
+    pub node_fallback: Duration,
+}
+
+impl Default for Periods {
+    fn default() -> Self {
+        Self {
+            policy_active: Duration::from_secs(3),
+            policy_idle: Duration::from_secs(30),
+            policy_settle: Duration::from_millis(200),
+            node_fallback: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What every controller on the leader shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub events: Announcer,
+    /// The managed Services, as the watch last saw them.
+    pub services: ServiceCache,
+    /// How long a LoadBalancer may stay without an address before a Warning Event.
+    pub lb_pending_warning: Duration,
+}
+
+impl Context {
+    /// The node IPs of the workload's running broker pods, by pod name.
+    pub async fn broker_host_ips(
+        &self,
+        w: &Workload,
+        ns: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let list = pods
+            .list(&ListParams::default().labels(&selector(w)))
+            .await
+            .map_err(Error::Kube)?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|p| {
+                let ip = p
+                    .status
+                    .as_ref()?
+                    .host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())?;
+                Some((p.name_any(), ip))
+            })
+            .collect())
+    }
+}
+
+/// The workload's label selector, as a list call takes it.
+pub fn selector(w: &Workload) -> String {
+    w.selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
