@@ -47,6 +47,17 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of a request to the API server, as its audit log names them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// Which client made it: `serve`, or a part given a client of its own (`policies`).
+    pub component: String,
+    /// `list`, `watch`, `get`, `create`, `update`, `patch`, `delete`, …
+    pub verb: String,
+    /// The resource, with its subresource (`kafkaexposepolicies/status`).
+    pub resource: String,
+}
+
 /// Every metric kafka-expose exposes.
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +82,10 @@ pub struct Metrics {
     pub cert_reload_errors: Counter,
     /// When the served certificate ends, in seconds since the epoch.
     pub cert_expiry: Gauge,
+    /// Requests made to the API server, by verb and resource.
+    pub api_requests: Family<ApiRequestLabels, Counter>,
+    /// Passes of the policy controller.
+    pub policy_passes: Counter,
 }
 
 impl Default for Metrics {
@@ -125,6 +140,18 @@ impl Default for Metrics {
         let workload_lists_synced = Gauge::default();
         let full_reads = Family::<FullReadLabels, Counter>::default();
         let fast_path = Counter::default();
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        let policy_passes = Counter::default();
+        registry.register(
+            "api_requests",
+            "Requests made to the Kubernetes API server, by verb and resource",
+            api_requests.clone(),
+        );
+        registry.register(
+            "policy_passes",
+            "Passes of the policy controller over every policy",
+            policy_passes.clone(),
+        );
         registry.register(
             "workloads_held",
             "Workloads the reconciler holds, as metadata stripped to kafka-expose's keys: those with a kafka-expose key or managed Services",
@@ -176,6 +203,8 @@ impl Default for Metrics {
             cert_reloads,
             cert_reload_errors,
             cert_expiry,
+            api_requests,
+            policy_passes,
         }
     }
 }
@@ -214,6 +243,36 @@ impl Metrics {
                 candidate: candidate.to_string(),
             })
             .inc();
+    }
+
+    /// The API requests made so far, by `(component, verb, resource)`.
+    pub fn api_requests_so_far(&self) -> std::collections::BTreeMap<(String, String, String), u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let text = self.render();
+        // The family keeps no list of its labels: read them back from the rendered metric.
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("kafka_expose_api_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let field = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            };
+            if let (Some(component), Some(verb), Some(resource), Ok(n)) = (
+                field("component"),
+                field("verb"),
+                field("resource"),
+                value.trim().parse::<u64>(),
+            ) {
+                out.insert((component, verb, resource), n);
+            }
+        }
+        out
     }
 
     /// Full reads so far: `(of candidates, of others)`.

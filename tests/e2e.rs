@@ -60,6 +60,7 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
             namespace: Some(ns.to_string()),
             lb_pending_warning: Duration::from_secs(300),
             periods: runtime::Periods::default(),
+            policy_client: None,
         },
         lease,
         async move {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
-use kafka_expose::api::{KafkaExposePolicy, KafkaExposePolicyStatus};
+use kafka_expose::api::{KafkaExposePolicy, KafkaExposePolicyStatus, WorkloadState};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -322,7 +322,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
     assert_eq!(listed, PROD, "the prod workloads, and not the dev one");
     let mut bases = BTreeSet::new();
     for w in &audit.workloads {
-        assert_eq!(w.state, "Matched", "{w:?}");
+        assert_eq!(w.state, WorkloadState::Matched, "{w:?}");
         assert!(
             w.reason.as_deref().unwrap_or_default().contains("env=prod"),
             "{w:?}"
@@ -413,7 +413,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
         enforced
             .workloads
             .iter()
-            .all(|w| w.state == "UpToDate" && w.bootstrap.is_some()),
+            .all(|w| w.state == WorkloadState::UpToDate && w.bootstrap.is_some()),
         "{enforced:?}"
     );
     stop.store(true, Ordering::SeqCst);
@@ -506,7 +506,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
     .await;
     let s = status(&api, "e2e-prod").await;
     let b = s.workloads.iter().find(|w| w.namespace == "pol-b").unwrap();
-    assert_eq!(b.state, "Superseded", "{s:?}");
+    assert_eq!(b.state, WorkloadState::Superseded, "{s:?}");
     api.create(&PostParams::default(), &policy("e2e-tie", high))
         .await
         .unwrap();
@@ -587,7 +587,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
             .find(|w| w.namespace == "pol-od")
             .cloned();
         match w {
-            Some(w) if w.state == "WaitingForRestart" => Ok(w),
+            Some(w) if w.state == WorkloadState::WaitingForRestart => Ok(w),
             other => Err(format!("{other:?}")),
         }
     })

@@ -6,7 +6,8 @@ pub mod policy;
 
 pub use policy::{
     KafkaExposePolicy, KafkaExposePolicySpec, KafkaExposePolicyStatus, PolicyExclude,
-    PolicyExposure, PolicyKind, PolicyMatch, PolicyMode, PortPool, Rollout, WorkloadStatus,
+    PolicyExposure, PolicyKind, PolicyMatch, PolicyMode, PortPool, Rollout, WorkloadState,
+    WorkloadStatus,
 };
 
 use kube::CustomResourceExt;

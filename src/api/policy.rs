@@ -219,15 +219,17 @@ pub struct KafkaExposePolicyStatus {
 }
 
 /// One matched workload in a policy's status.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadStatus {
     pub namespace: String,
     pub name: String,
     pub kind: String,
-    /// `Matched` (audit), `Pending`, `Rolling`, `UpToDate`, `WaitingForRestart`, `Stalled`,
-    /// `Skipped`, `Conflict`, `PoolExhausted`.
-    pub state: String,
+    /// `Matched` (an Audit policy: nothing is changed), `Pending`, `Rolling`, `UpToDate`,
+    /// `WaitingForRestart`, `Stalled`, `Skipped` (a paused Deployment), `PoolExhausted`,
+    /// `Invalid`, `Kept` (enforced earlier, the policy now in Audit), `Reverting`, `Superseded`
+    /// (another policy applies), `Excluded`.
+    pub state: WorkloadState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
     /// The addresses each broker advertises (or would).
@@ -238,6 +240,103 @@ pub struct WorkloadStatus {
     pub overridden: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Where a matched workload stands with one policy. Serialized as the variant's name.
+// The variants' meanings are in `WorkloadStatus::state`'s description, which the CRD carries; a
+// doc comment on each would turn the schema into a `oneOf` the API server does not take.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum WorkloadState {
+    // An Audit policy matches: what it would give is previewed, nothing is changed.
+    Matched,
+    // The template is to change, and waits for a rollout slot (or its first pass).
+    Pending,
+    // Its template changed, and its controller rolls the brokers.
+    Rolling,
+    // Its brokers run the policy's settings.
+    UpToDate,
+    // `OnDelete`: the template carries the settings; each broker takes them when deleted.
+    WaitingForRestart,
+    // Rolling past the policy's progress deadline.
+    Stalled,
+    // A paused Deployment: its template is left alone until it is resumed.
+    Skipped,
+    // The policy's port pool has no block left for it.
+    PoolExhausted,
+    // The settings it would get do not make a valid configuration.
+    Invalid,
+    // Enforced earlier; the policy is now in Audit mode, so its brokers keep their settings.
+    Kept,
+    // No longer selected (or excluded): what the policy set is being removed.
+    Reverting,
+    // Another policy applies: a higher priority, or a tie the smaller name wins.
+    Superseded,
+    // Selected, but excluded (by the namespace's label, or the workload's own `expose: off`).
+    Excluded,
+}
+
+impl WorkloadState {
+    /// Every state, in the order the description lists them.
+    pub const ALL: [Self; 13] = [
+        Self::Matched,
+        Self::Pending,
+        Self::Rolling,
+        Self::UpToDate,
+        Self::WaitingForRestart,
+        Self::Stalled,
+        Self::Skipped,
+        Self::PoolExhausted,
+        Self::Invalid,
+        Self::Kept,
+        Self::Reverting,
+        Self::Superseded,
+        Self::Excluded,
+    ];
+
+    /// The name the status carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Matched => "Matched",
+            Self::Pending => "Pending",
+            Self::Rolling => "Rolling",
+            Self::UpToDate => "UpToDate",
+            Self::WaitingForRestart => "WaitingForRestart",
+            Self::Stalled => "Stalled",
+            Self::Skipped => "Skipped",
+            Self::PoolExhausted => "PoolExhausted",
+            Self::Invalid => "Invalid",
+            Self::Kept => "Kept",
+            Self::Reverting => "Reverting",
+            Self::Superseded => "Superseded",
+            Self::Excluded => "Excluded",
+        }
+    }
+
+    /// Whether the policy's settings are in force on its brokers (counted in `upToDate`).
+    pub fn is_up_to_date(self) -> bool {
+        matches!(self, Self::UpToDate | Self::Kept)
+    }
+
+    /// Whether a change is still to reach its brokers (counted in `pending`).
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            Self::Pending | Self::Rolling | Self::Stalled | Self::WaitingForRestart
+        )
+    }
+
+    /// Whether the policy still counts the workload as matched (all but `Reverting`).
+    pub fn is_matched(self) -> bool {
+        self != Self::Reverting
+    }
+}
+
+impl std::fmt::Display for WorkloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl PolicyExposure {

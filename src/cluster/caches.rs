@@ -271,3 +271,143 @@ pub fn watch_bindings(
     });
     BindingCache { pods, nodes }
 }
+
+/// Every NodePort in use in the cluster, from a watch of all Services stripped to their ports'
+/// `nodePort`: what a policy's port pool allocates around. Started by the policy controller only
+/// once a policy has a pool, so a cluster without one pays nothing for it.
+#[derive(Clone)]
+pub struct NodePortCache {
+    store: Store<Service>,
+    synced: tokio::sync::watch::Receiver<bool>,
+}
+
+impl NodePortCache {
+    /// The NodePorts the Services hold, as the watch last saw them.
+    pub fn in_use(&self) -> std::collections::BTreeSet<u16> {
+        node_ports(self.store.state().iter().map(|s| s.as_ref()))
+    }
+
+    /// Whether the watch holds its first list.
+    pub fn synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Waits until it holds its first list.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// The NodePorts of `services`.
+pub fn node_ports<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+) -> std::collections::BTreeSet<u16> {
+    services
+        .into_iter()
+        .filter_map(|s| s.spec.as_ref()?.ports.as_ref())
+        .flatten()
+        .filter_map(|p| u16::try_from(p.node_port?).ok())
+        .collect()
+}
+
+/// Keeps of a Service only its identity and its ports' NodePorts.
+fn strip_to_node_ports(s: &mut Service) {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    let ports: Vec<ServicePort> = s
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(ServicePort {
+                node_port: Some(p.node_port?),
+                port: p.port,
+                ..Default::default()
+            })
+        })
+        .collect();
+    s.metadata = kube::api::ObjectMeta {
+        name: s.metadata.name.take(),
+        namespace: s.metadata.namespace.take(),
+        resource_version: s.metadata.resource_version.take(),
+        ..Default::default()
+    };
+    s.spec = (!ports.is_empty()).then(|| ServiceSpec {
+        ports: Some(ports),
+        ..Default::default()
+    });
+    s.status = None;
+}
+
+/// Starts the watch of [`NodePortCache`] over every namespace (NodePorts are the cluster's);
+/// it runs until `shutdown`.
+pub fn watch_node_ports(
+    client: &Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> NodePortCache {
+    let (store, writer) = reflector::store();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stream = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(strip_to_node_ports)
+    .reflect(writer)
+    .for_each(move |e| {
+        match e {
+            Ok(watcher::Event::InitDone) => {
+                let _ = tx.send(true);
+            }
+            Err(e) => warn!(error = %e, "Service NodePort watch failed; retrying"),
+            Ok(_) => {}
+        }
+        std::future::ready(())
+    });
+    tokio::spawn(async move {
+        futures::future::select(Box::pin(stream), Box::pin(shutdown)).await;
+    });
+    NodePortCache { store, synced: rx }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_service_is_kept_as_its_node_ports_alone() {
+        let mut s: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "9",
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+                         "labels": {"app": "web"}},
+            "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [
+                {"name": "http", "port": 80, "nodePort": 30080},
+                {"name": "admin", "port": 81}
+            ]},
+            "status": {"loadBalancer": {}}
+        }))
+        .unwrap();
+        strip_to_node_ports(&mut s);
+        let mut kept = serde_json::to_value(&s).unwrap();
+        kept.as_object_mut()
+            .unwrap()
+            .retain(|k, _| k != "apiVersion" && k != "kind");
+        assert_eq!(
+            kept,
+            json!({"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "9"},
+                   "spec": {"ports": [{"port": 80, "nodePort": 30080}]}})
+        );
+        assert_eq!(node_ports([&s]), [30080].into());
+        let mut cluster_ip: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"ports": [{"port": 5432}]}
+        }))
+        .unwrap();
+        strip_to_node_ports(&mut cluster_ip);
+        assert!(cluster_ip.spec.is_none());
+        assert!(node_ports([&cluster_ip]).is_empty());
+    }
+}

@@ -24,6 +24,7 @@ pub mod nodes;
 pub mod own_image;
 pub mod policies;
 pub mod reconciler;
+pub mod requests;
 pub mod runtime;
 pub mod status;
 

@@ -50,7 +50,7 @@ use super::unix_now;
 use crate::config::ExposeMode;
 use crate::engine::error_chain;
 use crate::engine::exposure::{Decision, Exposure, Skip};
-use crate::engine::services::{self, Routes};
+use crate::engine::services;
 use crate::engine::workload::Workload;
 use crate::names::{
     FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own, shared_service_name,
@@ -391,6 +391,7 @@ fn api_message(e: &kube::Error) -> String {
 }
 
 /// The external bootstrap address, if known, and how long a LoadBalancer has waited for one.
+/// The list itself is [`services::bootstrap_list`], which a policy's preview shares.
 async fn bootstrap_address(
     ctx: &Context,
     w: &Workload,
@@ -399,10 +400,11 @@ async fn bootstrap_address(
     ns: &str,
 ) -> Result<(Option<String>, Option<Duration>)> {
     let cfg = &exposure.config;
-    let bootstrap_name = bootstrap_service_name(&w.name);
-    let bootstrap = applied
-        .iter()
-        .find(|s| s.metadata.name.as_deref() == Some(&bootstrap_name));
+    let named = |name: String| {
+        applied
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(&name))
+    };
     let pending = |svc: &Service| {
         svc.metadata
             .creation_timestamp
@@ -413,60 +415,47 @@ async fn bootstrap_address(
             })
             .unwrap_or_default()
     };
+    let no_ips = BTreeMap::new();
+    let facts = |host_ips, lb_address, bootstrap_node_port| services::BootstrapFacts {
+        host_ips,
+        lb_address,
+        bootstrap_node_port,
+    };
     match cfg.mode {
-        ExposeMode::LoadBalancer => {
-            let Some(svc) = bootstrap else {
+        ExposeMode::LoadBalancer | ExposeMode::SharedLoadBalancer => {
+            let name = match cfg.mode {
+                ExposeMode::SharedLoadBalancer => shared_service_name(&w.name),
+                _ => bootstrap_service_name(&w.name),
+            };
+            let Some(svc) = named(name) else {
                 return Ok((None, None));
             };
             match ingress(svc) {
-                Some(addr) => Ok((Some(format!("{addr}:{}", cfg.advertised_port)), None)),
-                None => Ok((None, Some(pending(svc)))),
-            }
-        }
-        ExposeMode::SharedLoadBalancer => {
-            let name = shared_service_name(&w.name);
-            let Some(svc) = applied
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(&name))
-            else {
-                return Ok((None, None));
-            };
-            match ingress(svc) {
-                Some(addr) => {
-                    let routes = services::routes(w, exposure);
-                    let list = services::shared_bootstrap(w, cfg, &routes, &addr);
-                    Ok((Some(list), None))
-                }
+                Some(addr) => Ok((
+                    services::bootstrap_list(w, exposure, facts(&no_ips, Some(&addr), None)),
+                    None,
+                )),
                 None => Ok((None, Some(pending(svc)))),
             }
         }
         ExposeMode::NodePort => {
-            let Some(port) =
-                bootstrap.and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first()?.node_port)
+            let Some(port) = named(bootstrap_service_name(&w.name))
+                .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first()?.node_port)
             else {
                 return Ok((None, None));
             };
             let ips = ctx.broker_host_ips(w, ns).await?;
-            if ips.is_empty() {
-                return Ok((None, None));
-            }
-            let list: Vec<String> = ips
-                .values()
-                .map(|ip| format!("{ip}:{port}"))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            Ok((Some(list.join(",")), None))
+            Ok((
+                services::bootstrap_list(w, exposure, facts(&ips, None, Some(port))),
+                None,
+            ))
         }
         ExposeMode::HostPort => {
             let ips = ctx.broker_host_ips(w, ns).await?;
-            let routes: Routes = services::routes(w, exposure);
-            let list: Vec<String> = routes
-                .brokers
-                .iter()
-                .filter_map(|r| Some(format!("{}:{}", ips.get(&r.pod)?, r.port)))
-                .collect();
-            Ok(((!list.is_empty()).then(|| list.join(",")), None))
+            Ok((
+                services::bootstrap_list(w, exposure, facts(&ips, None, None)),
+                None,
+            ))
         }
     }
 }

@@ -14,3 +14,12 @@ pub async fn cluster_client() -> Result<kube::Client, String> {
     let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
+
+/// [`cluster_client`], its requests counted in `metrics` (`serve`'s client).
+pub async fn counted_cluster_client(
+    metrics: &crate::metrics::Metrics,
+) -> Result<kube::Client, String> {
+    let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+    crate::cluster::requests::counted_client(config, metrics.api_requests.clone(), "serve")
+        .map_err(|e| e.to_string())
+}

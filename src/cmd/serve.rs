@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::cluster_client;
+use super::counted_cluster_client;
 use crate::certs;
 use crate::cli::ServeArgs;
 use crate::cluster::caches::LiveServices;
@@ -74,13 +74,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let reconciler = match cluster_client().await {
+        let reconciler = match counted_cluster_client(&state.metrics).await {
             Ok(client) => {
                 let runtime_cfg = runtime::Config {
                     options: runtime::Options {
                         namespace: watch_namespace.clone(),
                         lb_pending_warning,
                         periods: runtime::Periods::default(),
+                        policy_client: None,
                     },
                     leader_elect,
                     service_name: service.service_name.clone(),

@@ -19,7 +19,7 @@
 //! so each port reaches exactly the one broker the Pod webhook gave that name. The bootstrap is
 //! the same address with every broker's port: no second load balancer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -109,6 +109,48 @@ pub fn describe_advertised(
         _ => cfg.listener_name.clone(),
     };
     format!("{name}://{host}:{}", r.port)
+}
+
+/// What is known of the cluster when a bootstrap list is made.
+#[derive(Debug, Clone, Copy)]
+pub struct BootstrapFacts<'a> {
+    /// The node IPs of the brokers' running pods, by pod name.
+    pub host_ips: &'a BTreeMap<String, String>,
+    /// The LoadBalancer address of the bootstrap Service (or the shared one), once it has one.
+    pub lb_address: Option<&'a str>,
+    /// The bootstrap Service's NodePort.
+    pub bootstrap_node_port: Option<i32>,
+}
+
+/// The external bootstrap list of workload `w` exposed as `e`, from what is known of the
+/// cluster; `None` while a part of it is not known. The one answer for the address the
+/// reconciler publishes and the one a policy's status previews.
+pub fn bootstrap_list(w: &Workload, e: &Exposure<'_>, facts: BootstrapFacts<'_>) -> Option<String> {
+    let cfg = &e.config;
+    let list = match cfg.mode {
+        ExposeMode::LoadBalancer => format!("{}:{}", facts.lb_address?, cfg.advertised_port),
+        ExposeMode::SharedLoadBalancer => {
+            shared_bootstrap(w, cfg, &routes(w, e), facts.lb_address?)
+        }
+        ExposeMode::NodePort => {
+            let port = facts.bootstrap_node_port?;
+            facts
+                .host_ips
+                .values()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|ip| format!("{ip}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        ExposeMode::HostPort => routes(w, e)
+            .brokers
+            .iter()
+            .filter_map(|r| Some(format!("{}:{}", facts.host_ips.get(&r.pod)?, r.port)))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    (!list.is_empty()).then_some(list)
 }
 
 /// The external bootstrap of a shared load balancer whose address is `ingress`: every broker's

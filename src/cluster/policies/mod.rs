@@ -1,58 +1,69 @@
 //! The policy controller: applies `KafkaExposePolicy` objects to the workloads they select, one
 //! paced pass at a time, on the leader only.
 //!
-//! Each pass reads everything it decides from the cluster (so a new leader resumes where the
-//! old one stopped):
+//! Each pass decides from the cluster's state (so a new leader resumes where the old one
+//! stopped), read from watches, so that an idle pass makes no request:
 //! - the policies and the namespaces' labels, from two watches (the namespaces as metadata);
-//! - the workloads a policy may select: listed as metadata, per namespace the policy's
-//!   `namespaceSelector` takes and by its `selector` (done by the API server), then read in full
-//!   only for those that match; and every workload carrying a policy's stamp or rollout mark
-//!   (labels `kafka-expose.io/policy`, `kafka-expose.io/rolling`), whatever matches now.
+//! - the workloads, from metadata watches started with the first policy ([`candidates`]): those
+//!   a live policy selects, and those carrying a policy's stamp or rollout mark (labels
+//!   `kafka-expose.io/policy`, `kafka-expose.io/rolling`), are read in full once per
+//!   resourceVersion;
+//! - the NodePorts in use, from a watch of the Services, started with the first port pool.
 //!
-//! Then, per workload, [`policy::resolve`] (the precedence the webhook shares) gives the settings
-//! in force; [`rollout::pace`] decides, per policy, which templates change now; and each change
-//! is [`workload::plan`] with the policy's stamp (or its removal) sent as a JSON Patch under
-//! the field manager `kafka-expose`, guarded by the workload's resourceVersion. The workload's
-//! own update strategy then rolls its pods, the Pod webhook mutates them, and the reconciler
-//! makes their Services: exactly as for an annotated workload.
+//! Then, per workload ([`item::Item`]), [`policy::resolve`] (the precedence the webhook shares)
+//! gives the settings in force; [`decide::decide_layers`] decides what each template is to carry
+//! and allocates pool blocks; [`rollout::pace`] decides, per policy, which templates change now;
+//! and each change is [`workload::plan`] with the policy's stamp (or its removal) sent as a JSON
+//! Patch under the field manager `kafka-expose`, guarded by the workload's resourceVersion. The
+//! workload's own update strategy then rolls its pods, the Pod webhook mutates them, and the
+//! reconciler makes their Services: exactly as for an annotated workload.
 //!
 //! Every policy carries the finalizer `kafka-expose.io/revert`. A deleted policy's workloads are
 //! reverted at its pace, and the finalizer goes once none carries its stamp.
 //!
-//! Beside this file: [`found`], a workload as read (its strategy and rollout progress), and
-//! [`status`], what each policy's status says and what its workloads are told.
+//! Beside this file, all pure but [`candidates`]' reads: [`found`], a workload as read (its
+//! strategy and rollout progress); [`item`]; [`decide`]; and [`status`], each policy's status
+//! (the workload states and the conditions) and what its workloads are told.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+mod candidates;
+mod decide;
 mod found;
+mod item;
 mod status;
+#[cfg(test)]
+mod tests;
 
+use candidates::{FullObjects, WorkloadMetas};
 use found::Found;
-use status::{announce, status_of, write_status};
+use item::Item;
 
+use super::caches::{self, NodePortCache};
 use super::context::{Context, Periods};
 use super::events::Note;
 use super::unix_now;
-use crate::api::{KafkaExposePolicy, PolicyKind, PolicyMode};
+use crate::api::{KafkaExposePolicy, KafkaExposePolicyStatus, PolicyKind};
 use crate::engine::error_chain;
 use crate::engine::patch::PatchBuilder;
-use crate::engine::policy::{self, Candidate, Live};
+use crate::engine::policy;
 use crate::engine::rollout::{self, Pace, Steps, Strategy, Tracked, WorkloadKey};
-use crate::engine::workload::{self, PolicyLayer, Stamp};
-use crate::names::{FIELD_MANAGER, PREFIX, keys, labels, own};
+use crate::engine::workload::{self, PolicyLayer};
+use crate::names::{FIELD_MANAGER, PREFIX, labels, own};
 use crate::ptr;
 
 /// The finalizer every policy carries, so that deleting it reverts its workloads first.
@@ -187,6 +198,17 @@ pub async fn served(client: &Client) -> bool {
     }
 }
 
+/// What the policy controller keeps between passes on the leader: the caches it started
+/// (with the first policy, or the first pool), and the workloads and node IPs it read.
+#[derive(Default)]
+struct Memory {
+    workloads: Option<WorkloadMetas>,
+    node_ports: Option<NodePortCache>,
+    full: FullObjects,
+    /// The brokers' node IPs of a workload at a resourceVersion, for previews.
+    host_ips: BTreeMap<WorkloadKey, (String, BTreeMap<String, String>)>,
+}
+
 /// Runs passes until `shutdown`: every `periods.policy_active` while a rollout moves, else every
 /// `periods.policy_idle` or at a policy's change.
 pub async fn run(
@@ -196,10 +218,17 @@ pub async fn run(
     periods: Periods,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let mut shutdown = Box::pin(shutdown);
+    let shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(shutdown);
+    let shutdown = futures::future::FutureExt::shared(shutdown);
+    let mut memory = Memory::default();
     info!("policy controller started");
     loop {
-        let next = match pass(&ctx, &stores, scope.as_deref()).await {
+        let outcome = tokio::select! {
+            _ = shutdown.clone() => break,
+            r = pass(&ctx, &stores, scope.as_deref(), &mut memory, shutdown.clone()) => r,
+        };
+        let next = match outcome {
             Ok(true) => periods.policy_active,
             Ok(false) => periods.policy_idle,
             Err(e) => {
@@ -208,7 +237,7 @@ pub async fn run(
             }
         };
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = shutdown.clone() => break,
             _ = tokio::time::sleep(next) => {}
             _ = stores.changed.notified() => {
                 // Let a burst of policy writes settle into one pass.
@@ -226,46 +255,25 @@ fn kind_name(k: PolicyKind) -> &'static str {
     }
 }
 
-/// One workload in a pass: what it is, what applies to it, and what it is to carry.
-struct Item {
-    found: Found,
-    resolution: policy::Resolution,
-    /// What the template is to carry, and the policy pacing the change.
-    layer: PolicyLayer,
-    owner: Option<String>,
-    /// Why no stamp could be decided (pool exhausted, invalid settings).
-    blocked: Option<(String, String)>,
-    current: Option<Stamp>,
-    wanted: Option<Stamp>,
-    rolling: Option<(String, i64)>,
-    /// What each matching Audit policy would stamp, with its pool's block, by policy name.
-    audit_values: BTreeMap<String, BTreeMap<String, String>>,
-    /// The live policies that select it.
-    matched_by: BTreeSet<String>,
-    /// Its brokers' node IPs, listed once per pass when a preview needs them.
-    host_ips: tokio::sync::OnceCell<BTreeMap<String, String>>,
-}
-
-impl Item {
-    fn change_pending(&self) -> bool {
-        self.blocked.is_none()
-            && !matches!(self.layer, PolicyLayer::Keep)
-            && self.current != self.wanted
-    }
-}
-
 /// One pass over every policy. Returns whether a rollout moves (the next pass is due soon).
 async fn pass(
     ctx: &Context,
     stores: &PolicyStores,
     scope: Option<&str>,
+    memory: &mut Memory,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static + Clone,
 ) -> Result<bool, kube::Error> {
+    ctx.metrics.policy_passes.inc();
     let all: Vec<KafkaExposePolicy> = stores
         .policies
         .state()
         .iter()
         .map(|p| p.as_ref().clone())
         .collect();
+    if all.is_empty() && memory.workloads.is_none() {
+        // No policy has been seen: nothing is watched, nothing is read.
+        return Ok(false);
+    }
     let policy_api: Api<KafkaExposePolicy> = Api::all(ctx.client.clone());
     let live: Vec<KafkaExposePolicy> = all.iter().filter(|p| policy::is_live(p)).cloned().collect();
     for p in &live {
@@ -273,69 +281,40 @@ async fn pass(
             add_finalizer(&policy_api, p).await?;
         }
     }
-    let found = candidates(ctx, stores, &live, scope).await?;
+    let workloads = memory
+        .workloads
+        .get_or_insert_with(|| WorkloadMetas::watch(&ctx.client, scope, shutdown.clone()))
+        .clone();
+    workloads.wait_synced().await;
+    let metas = workloads.all();
+    let wanted = candidates::wanted(&live, |ns| stores.namespace_labels(ns), &metas);
+    let found = memory.full.read(&ctx.client, &wanted).await?;
     if all.is_empty() && found.is_empty() {
         return Ok(false);
     }
     let now = unix_now();
-    let mut items = Vec::new();
-    for f in found {
-        let ns = f.meta().namespace.clone().unwrap_or_default();
-        let ns_labels = stores.namespace_labels(&ns);
-        let wl_labels = f.meta().labels.clone().unwrap_or_default();
-        let own_ann = crate::config::user_annotations(f.meta().annotations.as_ref());
-        let name = f.meta().name.clone().unwrap_or_default();
-        let candidate = Candidate {
-            kind: f.kind(),
-            namespace: &ns,
-            namespace_labels: &ns_labels,
-            name: &name,
-            labels: &wl_labels,
-            own: &own_ann,
-        };
-        let resolution = policy::resolve(&live, &candidate);
-        let matched_by = live
-            .iter()
-            .filter(|p| policy::matches(p, &candidate).is_some())
-            .map(|p| p.name_any())
-            .collect();
-        let w = f.workload();
-        let current = w.stamp();
-        let rolling = f
-            .meta()
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(&format!("{PREFIX}{}", own::ROLLOUT)))
-            .and_then(|v| rollout::read_mark(v));
-        items.push(Item {
-            found: f,
-            resolution,
-            layer: PolicyLayer::Keep,
-            owner: None,
-            blocked: None,
-            current,
-            wanted: None,
-            rolling,
-            audit_values: BTreeMap::new(),
-            matched_by,
-            host_ips: tokio::sync::OnceCell::new(),
-        });
-    }
-    decide_layers(ctx, &all, &mut items).await?;
+    let mut items: Vec<Item> = found
+        .into_iter()
+        .map(|f| {
+            let ns = f.meta().namespace.clone().unwrap_or_default();
+            Item::new(f, &live, &stores.namespace_labels(&ns))
+        })
+        .collect();
+    let node_ports = if live.iter().any(|p| p.spec.exposure.port_pool.is_some()) {
+        let cache = memory
+            .node_ports
+            .get_or_insert_with(|| caches::watch_node_ports(&ctx.client, shutdown.clone()))
+            .clone();
+        cache.wait_synced().await;
+        cache.in_use()
+    } else {
+        BTreeSet::new()
+    };
+    decide::decide_layers(&ctx.settings, &all, &mut items, &node_ports);
 
     // Pace each policy, live or being deleted, and carry out its steps.
     let mut steps: BTreeMap<String, Steps> = BTreeMap::new();
-    let tracked: Vec<Tracked> = items
-        .iter()
-        .map(|i| Tracked {
-            key: i.found.key(),
-            owner: i.owner.clone(),
-            change_pending: i.change_pending(),
-            strategy: i.found.strategy(),
-            progress: i.found.progress(),
-            rolling: i.rolling.clone(),
-        })
-        .collect();
+    let tracked: Vec<Tracked> = items.iter().map(Item::tracked).collect();
     // Marks of policies that no longer exist are finished by the first policy's pass.
     let names: BTreeSet<String> = all.iter().map(|p| p.name_any()).collect();
     for p in &all {
@@ -358,6 +337,7 @@ async fn pass(
         for key in s.finish.iter().chain(&orphan_marks) {
             if let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) {
                 unmark(ctx, item).await?;
+                memory.full.forget(&item.found);
             }
         }
         for key in &s.start {
@@ -365,6 +345,7 @@ async fn pass(
                 continue;
             };
             start(ctx, item, policy, now).await?;
+            memory.full.forget(&item.found);
             busy = true;
         }
         for (key, secs) in &s.stalled {
@@ -385,10 +366,15 @@ async fn pass(
         busy |= !s.rolling.is_empty() || !s.waiting.is_empty() || !s.finish.is_empty();
     }
 
+    // The brokers' node IPs the previews name, read again only when a workload changed.
+    read_host_ips(ctx, &all, &mut items, &mut memory.host_ips).await?;
     // Events for what each workload is told once, and each policy's status.
     for item in &items {
-        announce(ctx, item).await;
+        for (type_, reason, note) in status::told(&ctx.settings, item) {
+            publish_once(ctx, &item.found, type_, reason, &note).await;
+        }
     }
+    let now_time = Time(k8s_openapi::jiff::Timestamp::now());
     for p in &all {
         let s = steps.get(&p.name_any()).cloned().unwrap_or_default();
         if p.metadata.deletion_timestamp.is_some() {
@@ -403,269 +389,73 @@ async fn pass(
             }
             continue;
         }
-        let status = status_of(ctx, p, &items, &s).await;
+        let status = status::status_of(&ctx.settings, p, &items, &s, &now_time);
         write_status(&policy_api, p, status).await?;
     }
     Ok(busy)
 }
 
-/// The workloads any policy may concern, read in full: those the live policies' namespaces and
-/// selectors take (listed as metadata first, and read only if they match), and those carrying
-/// a stamp or a rollout mark.
-async fn candidates(
-    ctx: &Context,
-    stores: &PolicyStores,
-    live: &[KafkaExposePolicy],
-    scope: Option<&str>,
-) -> Result<Vec<Found>, kube::Error> {
-    let mut wanted: BTreeSet<(PolicyKind, String, String)> = BTreeSet::new();
-    let namespaces: Vec<(String, BTreeMap<String, String>)> = match scope {
-        Some(ns) => vec![(ns.to_string(), stores.namespace_labels(ns))],
-        None => stores
-            .namespaces
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), n.metadata.labels.clone().unwrap_or_default()))
-            .collect(),
-    };
-    for p in live {
-        let selector = p
-            .spec
-            .selection
-            .selector
-            .clone()
-            .and_then(|s| kube::core::Selector::try_from(s).ok())
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let empty = BTreeMap::new();
-        for kind in p.spec.selection.kinds() {
-            for (ns, ns_labels) in &namespaces {
-                // Matched as a workload without labels or name: only the namespace part counts.
-                let probe = Candidate {
-                    kind,
-                    namespace: ns,
-                    namespace_labels: ns_labels,
-                    name: "",
-                    labels: &empty,
-                    own: &empty,
-                };
-                if !namespace_may_match(p, &probe) {
-                    continue;
-                }
-                let params = ListParams::default().labels(&selector);
-                for m in list_meta(ctx, kind, Some(ns), &params).await? {
-                    let (Some(n), Some(name)) = (m.0, m.1) else {
-                        continue;
-                    };
-                    let names = &p.spec.selection.names;
-                    if names.is_empty() || names.iter().any(|g| policy::glob(g, &name)) {
-                        wanted.insert((kind, n, name));
-                    }
-                }
-            }
-        }
-    }
-    for kind in [PolicyKind::StatefulSet, PolicyKind::Deployment] {
-        for label in [labels::POLICY, labels::ROLLING] {
-            for m in list_meta(ctx, kind, scope, &ListParams::default().labels(label)).await? {
-                if let (Some(n), Some(name)) = m {
-                    wanted.insert((kind, n, name));
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (kind, ns, name) in wanted {
-        let f = match kind {
-            PolicyKind::StatefulSet => Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&name)
-                .await?
-                .map(|s| Found::Sts(Box::new(s))),
-            PolicyKind::Deployment => Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&name)
-                .await?
-                .map(|d| Found::Dep(Box::new(d))),
-        };
-        out.extend(f);
-    }
-    Ok(out)
-}
-
-/// Whether policy `p` can select anything in the probe's namespace.
-fn namespace_may_match(p: &KafkaExposePolicy, probe: &Candidate<'_>) -> bool {
-    if p.spec
-        .exclude
-        .namespaces
-        .iter()
-        .any(|n| n == probe.namespace)
-    {
-        return false;
-    }
-    match &p.spec.selection.namespace_selector {
-        None => true,
-        Some(sel) => kube::core::Selector::try_from(sel.clone())
-            .is_ok_and(|s| kube::core::SelectorExt::matches(&s, probe.namespace_labels)),
-    }
-}
-
-/// Namespace and name of the workloads of `kind` the list finds, as metadata only.
-async fn list_meta(
-    ctx: &Context,
-    kind: PolicyKind,
-    ns: Option<&str>,
-    params: &ListParams,
-) -> Result<Vec<(Option<String>, Option<String>)>, kube::Error> {
-    fn pairs<K: Resource + Clone>(
-        l: kube::core::ObjectList<PartialObjectMeta<K>>,
-    ) -> Vec<(Option<String>, Option<String>)> {
-        l.items
-            .into_iter()
-            .map(|m| (m.metadata.namespace, m.metadata.name))
-            .collect()
-    }
-    Ok(match kind {
-        PolicyKind::StatefulSet => pairs(
-            super::caches::scoped::<StatefulSet>(ctx.client.clone(), ns)
-                .list_metadata(params)
-                .await?,
-        ),
-        PolicyKind::Deployment => pairs(
-            super::caches::scoped::<Deployment>(ctx.client.clone(), ns)
-                .list_metadata(params)
-                .await?,
-        ),
-    })
-}
-
-/// Decides each workload's layer (what its template is to carry) and the policy pacing it,
-/// allocating pool blocks in the workloads' order.
-async fn decide_layers(
+/// Fills each item's brokers' node IPs where a preview names them: from `memory` while the
+/// workload's resourceVersion is the one they were read at, else by one list of its pods.
+async fn read_host_ips(
     ctx: &Context,
     all: &[KafkaExposePolicy],
     items: &mut [Item],
+    memory: &mut BTreeMap<WorkloadKey, (String, BTreeMap<String, String>)>,
 ) -> Result<(), kube::Error> {
-    items.sort_by_key(|i| i.found.key());
-    let mut in_use: Option<BTreeSet<u16>> = None;
-    for idx in 0..items.len() {
-        let (layer, owner, blocked) = {
-            let item = &items[idx];
-            let stamped_by = item.current.as_ref().map(|s| s.policy.clone());
-            match &item.resolution.live {
-                Live::Policy(a) => {
-                    let mut values = a.values.clone();
-                    let mut blocked = None;
-                    if let Some(pool) = a.pool {
-                        let brokers = item.found.workload().replicas;
-                        let recorded = item
-                            .current
-                            .as_ref()
-                            .and_then(|s| s.values.get(keys::PORT_BASE)?.parse().ok());
-                        if in_use.is_none() && recorded.is_none() {
-                            in_use = Some(ports_in_use(ctx, items).await?);
-                        }
-                        let mut scratch = BTreeSet::new();
-                        let taken = in_use.as_mut().unwrap_or(&mut scratch);
-                        if let Err(e) =
-                            policy::give_block(&mut values, pool, brokers, recorded, taken)
-                        {
-                            blocked = Some(("PortPoolExhausted".to_string(), e.to_string()));
-                        }
-                    }
-                    (
-                        PolicyLayer::Set(Stamp {
-                            policy: a.policy.clone(),
-                            values,
-                        }),
-                        Some(a.policy.clone()),
-                        blocked,
-                    )
-                }
-                Live::Own | Live::Excluded(_) => match stamped_by {
-                    None => (PolicyLayer::Keep, None, None),
-                    Some(q) => {
-                        let kept = all.iter().any(|p| {
-                            p.name_any() == q
-                                && policy::is_live(p)
-                                && p.spec.mode == PolicyMode::Audit
-                        }) && matches!(item.resolution.live, Live::Own);
-                        if kept {
-                            // Enforce switched to Audit: running brokers stay as they are.
-                            (PolicyLayer::Keep, Some(q), None)
-                        } else {
-                            (PolicyLayer::Clear, Some(q), None)
-                        }
-                    }
-                },
-            }
-        };
-        let item = &mut items[idx];
-        let mut w = item.found.workload();
-        w.policy = layer.clone();
-        let mut blocked = blocked;
-        if blocked.is_none()
-            && let PolicyLayer::Set(_) = layer
-            && let Err(e) = w.exposure(&ctx.settings)
+    let mut seen = BTreeSet::new();
+    for item in items.iter_mut() {
+        if !status::item_needs_host_ips(&ctx.settings, all, item) {
+            continue;
+        }
+        let key = item.found.key();
+        let rv = item
+            .found
+            .meta()
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        seen.insert(key.clone());
+        if let Some((at, ips)) = memory.get(&key)
+            && *at == rv
         {
-            blocked = Some(("InvalidConfiguration".to_string(), e.to_string()));
+            item.host_ips = ips.clone();
+            continue;
         }
-        item.wanted = w.wanted_stamp();
-        item.layer = layer;
-        item.owner = owner;
-        item.blocked = blocked;
+        let ns = key.namespace.clone();
+        let ips = match ctx.broker_host_ips(&item.found.workload(), &ns).await {
+            Ok(ips) => ips,
+            Err(super::context::Error::Kube(e)) => return Err(e),
+            Err(_) => BTreeMap::new(),
+        };
+        memory.insert(key, (rv, ips.clone()));
+        item.host_ips = ips;
     }
-    // What Audit policies would give, after every Enforce allocation: a preview never takes a
-    // block an enforced workload gets.
-    for idx in 0..items.len() {
-        let brokers = items[idx].found.workload().replicas;
-        for a in items[idx].resolution.audits.clone() {
-            let mut values = a.values.clone();
-            if let Some(pool) = a.pool {
-                if in_use.is_none() {
-                    in_use = Some(ports_in_use(ctx, items).await?);
-                }
-                let mut scratch = BTreeSet::new();
-                let taken = in_use.as_mut().unwrap_or(&mut scratch);
-                // An exhausted pool shows in the preview's own error.
-                let _ = policy::give_block(&mut values, pool, brokers, None, taken);
-            }
-            items[idx].audit_values.insert(a.policy.clone(), values);
-        }
-    }
+    memory.retain(|k, _| seen.contains(k));
     Ok(())
 }
 
-/// Every NodePort in use in the cluster, and the blocks stamped on workloads (whose Services
-/// may not exist yet).
-async fn ports_in_use(ctx: &Context, items: &[Item]) -> Result<BTreeSet<u16>, kube::Error> {
-    let svcs = Api::<Service>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
-    let mut set: BTreeSet<u16> = svcs
-        .items
-        .iter()
-        .filter_map(|s| s.spec.as_ref()?.ports.as_ref())
-        .flatten()
-        .filter_map(|p| u16::try_from(p.node_port?).ok())
-        .collect();
-    for i in items {
-        let Some(stamp) = &i.current else { continue };
-        let replicas = i.found.workload().replicas.max(1);
-        if let Some(base) = stamp
-            .values
-            .get(keys::PORT_BASE)
-            .and_then(|b| b.parse::<u16>().ok())
-        {
-            set.extend((0..replicas).filter_map(|n| u16::try_from(u32::from(base) + n).ok()));
-        }
-        if let Some(b) = stamp
-            .values
-            .get(keys::BOOTSTRAP_NODE_PORT)
-            .and_then(|b| b.parse::<u16>().ok())
-        {
-            set.insert(b);
-        }
+/// Writes a policy's status when it differs from the stored one.
+async fn write_status(
+    api: &Api<KafkaExposePolicy>,
+    p: &KafkaExposePolicy,
+    status: KafkaExposePolicyStatus,
+) -> Result<(), kube::Error> {
+    if p.status.as_ref() == Some(&status) {
+        return Ok(());
     }
-    Ok(set)
+    let body = json!({"status": status});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch_status(&p.name_any(), &params, &Patch::Merge(&body))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Changes a workload's template to what it is to carry, and marks its rollout.
