@@ -8,6 +8,8 @@
 //! - [`report`]: the report, as JSON and for people.
 
 pub mod client;
+#[cfg(test)]
+mod golden;
 pub mod path;
 pub mod probe;
 pub mod report;
