@@ -217,6 +217,31 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
         Ok(())
     })
     .await;
+    // And every StatefulSet settled (its controller's last status write done), so that the
+    // idle window below starts on a cluster where nothing changes.
+    let settled = || async {
+        let list = sts_api
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        for s in &list.items {
+            let want = s.spec.replicas.unwrap_or(1);
+            let st = s.status.clone().unwrap_or_default();
+            let done = st.observed_generation == s.metadata.generation
+                && st.ready_replicas.unwrap_or(0) == want
+                && st.updated_replicas.unwrap_or(0) == want
+                && st.current_revision == st.update_revision;
+            if !done {
+                return Err(format!("{} is not settled: {st:?}", s.name_any()));
+            }
+        }
+        Ok(list
+            .items
+            .iter()
+            .map(|s| (s.name_any(), s.resource_version().unwrap_or_default()))
+            .collect::<BTreeMap<_, _>>())
+    };
+    let versions = eventually(limit, "every StatefulSet settled", settled).await;
     let converged = metrics.api_requests_so_far();
     let rollout = made(&start, &converged);
     let took = began.elapsed();
@@ -239,6 +264,11 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
     )
     .await;
     let idle = made(&idle_from, &metrics.api_requests_so_far());
+    assert_eq!(
+        settled().await.unwrap(),
+        versions,
+        "no workload changed during the idle window (else it is read again, rightly)"
+    );
     let of = |component: &str| -> Counts {
         rollout
             .iter()

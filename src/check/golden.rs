@@ -13,7 +13,7 @@ use super::report::{Bootstrap, BrokerReport, Problem, Report, Target, WorkloadRe
 const GOLDEN: &str = "tests/data/check/diagnoses.json";
 
 fn problem(kind: &str, message: &str) -> Problem {
-    Problem::new(kind, message)
+    Problem::new(kind.parse().unwrap(), message)
 }
 
 fn hop(
@@ -63,7 +63,7 @@ fn workload_path(mode: &str, bootstrap_service: Option<ServiceHop>) -> WorkloadP
             namespace: "ns".into(),
             name: "kafka".into(),
         },
-        mode: mode.into(),
+        mode: mode.parse().unwrap(),
         bootstrap: Some("10.0.0.1:31100".into()),
         bootstrap_service,
         brokers: vec![path(
@@ -289,7 +289,7 @@ fn cases() -> Vec<(String, Value)> {
         ),
     ];
     for (name, mode, mut r) in broker_cases {
-        r.diagnosis = diagnose(&r, mode);
+        r.diagnosis = diagnose(&r, mode.parse().unwrap());
         out.push((format!("broker: {name}"), json!(r)));
     }
 

@@ -10,11 +10,13 @@
 pub mod client;
 #[cfg(test)]
 mod golden;
+pub mod kind;
 pub mod path;
 pub mod probe;
 pub mod report;
 pub mod view;
 
+use crate::check::kind::ProblemKind;
 use kube::Client;
 
 use crate::check::client::{Address, Security, Timeouts};
@@ -61,11 +63,11 @@ async fn workload(wp: &path::WorkloadPath, security: &Security, timeouts: Timeou
     let mut target = match servers {
         Ok(servers) if !servers.is_empty() => probe::probe(&servers, security, timeouts).await,
         Ok(_) => unprobed(Problem::new(
-            "no-bootstrap",
+            ProblemKind::NoBootstrap,
             "no bootstrap address is published yet (kafka-expose.io/bootstrap-servers): the reconciler writes it once the brokers' Services have addresses and the brokers run on nodes",
         )),
         Err(e) => unprobed(Problem::new(
-            "bad-bootstrap",
+            ProblemKind::BadBootstrap,
             format!("the published bootstrap is not host:port,...: {e}"),
         )),
     };
@@ -97,7 +99,7 @@ async fn dial_services(
             .clone();
         Some(async move {
             probe::at_service(r, &addr, security, timeouts).await;
-            r.diagnosis = path::diagnose(r, &wp.mode);
+            r.diagnosis = path::diagnose(r, wp.mode);
         })
     });
     futures::future::join_all(dials).await;

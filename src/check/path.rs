@@ -10,14 +10,15 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::report::{BrokerReport, Problem, Target, WorkloadRef};
+use super::report::{BrokerReport, Problem, ProblemKind, Target, WorkloadRef};
+use crate::config::ExposeMode;
 
 /// One exposed workload as the API server shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadPath {
     pub workload: WorkloadRef,
-    /// `nodeport`, `loadbalancer` or `hostport`.
-    pub mode: String,
+    /// How the brokers are exposed.
+    pub mode: ExposeMode,
     /// `kafka-expose.io/bootstrap-servers`, as published.
     pub bootstrap: Option<String>,
     /// The bootstrap Service, which selects every broker.
@@ -153,12 +154,12 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
     for p in unmatched {
         let problem = if bootstrap_answered {
             Problem::new(
-                "not-advertised",
+                ProblemKind::NotAdvertised,
                 "the cluster's metadata does not list this broker: it is not running, or not registered with the cluster",
             )
         } else {
             Problem::new(
-                "bootstrap-unanswered",
+                ProblemKind::BootstrapUnanswered,
                 "not probed: the bootstrap gave no broker list",
             )
         };
@@ -170,7 +171,7 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
     }
     for r in &mut target.brokers {
         if !r.ok {
-            r.diagnosis = diagnose(r, &wp.mode);
+            r.diagnosis = diagnose(r, wp.mode);
         }
     }
     if let Some(p) = &target.bootstrap.problem {
@@ -182,15 +183,18 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
 
 /// Where the path to the bootstrap breaks, when no bootstrap address answered.
 pub fn diagnose_bootstrap(problem: &Problem, wp: &WorkloadPath) -> Option<Problem> {
-    if matches!(problem.kind.as_str(), "no-bootstrap" | "bad-bootstrap") {
+    if matches!(
+        problem.kind,
+        ProblemKind::NoBootstrap | ProblemKind::BadBootstrap
+    ) {
         return None;
     }
     let Some(svc) = &wp.bootstrap_service else {
-        if wp.mode == "hostport" {
+        if wp.mode == ExposeMode::HostPort {
             return None;
         }
         return Some(Problem::new(
-            "no-service",
+            ProblemKind::NoService,
             "the workload has no bootstrap Service: the reconciler has not made it (read the workload's kafka-expose.io/status and its Events)",
         ));
     };
@@ -201,24 +205,17 @@ pub fn diagnose_bootstrap(problem: &Problem, wp: &WorkloadPath) -> Option<Proble
             "it selects no pod, so the brokers lack its labels (kafka-expose.io/exposed comes from the workload webhook: was the pod template mutated?)"
         };
         return Some(Problem::new(
-            "no-ready-endpoint",
+            ProblemKind::NoReadyEndpoint,
             format!(
                 "the bootstrap Service {} has no ready endpoint: {why}",
                 svc.name
             ),
         ));
     }
-    let outside = [
-        "connection-refused",
-        "connect-timeout",
-        "connect-failed",
-        "request-timeout",
-        "connection-closed",
-        "bootstrap-unreachable",
-    ];
-    outside.contains(&problem.kind.as_str()).then(|| {
+    let outside = problem.kind.is_connection() || problem.kind == ProblemKind::BootstrapUnreachable;
+    outside.then(|| {
         Problem::new(
-            "blocked-outside-the-cluster",
+            ProblemKind::BlockedOutsideTheCluster,
             format!(
                 "in the cluster the bootstrap Service {} has {} ready endpoint(s): a firewall, security group or network between here and {} stops it",
                 svc.name,
@@ -230,13 +227,13 @@ pub fn diagnose_bootstrap(problem: &Problem, wp: &WorkloadPath) -> Option<Proble
 }
 
 /// Where a broken broker's path breaks, as far as the cluster's objects tell.
-pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
-    let kind = r.problem.as_ref().map(|p| p.kind.as_str()).unwrap_or("");
+pub fn diagnose(r: &BrokerReport, mode: ExposeMode) -> Option<Problem> {
+    let kind = r.problem.as_ref().map(|p| p.kind);
     let adv = r.advertised.as_deref().or(r.probed_at.as_deref());
     let Some(path) = &r.cluster else {
         return adv.map(|a| {
             Problem::new(
-                "no-service",
+                ProblemKind::NoService,
                 format!(
                     "no Service of the workload publishes {a}: the broker advertises an address kafka-expose did not give it (another listener, or an override)"
                 ),
@@ -245,17 +242,21 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
     };
     if path.pod_ready.is_none() {
         return Some(Problem::new(
-            "no-pod",
+            ProblemKind::NoPod,
             format!("pod {} does not exist", path.pod),
         ));
     }
     let Some(svc) = &path.service else {
-        if mode == "hostport" {
-            return (path.pod_ready == Some(false))
-                .then(|| Problem::new("pod-not-ready", format!("pod {} is not Ready", path.pod)));
+        if mode == ExposeMode::HostPort {
+            return (path.pod_ready == Some(false)).then(|| {
+                Problem::new(
+                    ProblemKind::PodNotReady,
+                    format!("pod {} is not Ready", path.pod),
+                )
+            });
         }
         return Some(Problem::new(
-            "no-service",
+            ProblemKind::NoService,
             format!(
                 "broker {} has no Service: the reconciler has not made it (read the workload's kafka-expose.io/status and its Events)",
                 path.ordinal
@@ -266,7 +267,7 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
         let why = match path.pod_ready {
             Some(false) => format!("pod {} is not Ready", path.pod),
             // A shared load balancer's port reaches a broker by its named container port.
-            _ if mode == "shared-loadbalancer" => format!(
+            _ if mode == ExposeMode::SharedLoadBalancer => format!(
                 "pod {} lacks the container port {} that this port targets (made before the workload was exposed, or while the Pod webhook was away: delete the pod to have it made again)",
                 path.pod,
                 crate::names::broker_port_name(path.ordinal)
@@ -274,7 +275,7 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
             _ => format!("the Service does not select pod {}", path.pod),
         };
         return Some(Problem::new(
-            "no-ready-endpoint",
+            ProblemKind::NoReadyEndpoint,
             format!(
                 "Service {} has no ready endpoint: {why}. Nothing answers behind it until it has one",
                 svc.name
@@ -283,7 +284,7 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
     }
     if svc.type_ == "LoadBalancer" && svc.ingress.is_empty() {
         return Some(Problem::new(
-            "no-load-balancer-address",
+            ProblemKind::NoLoadBalancerAddress,
             format!(
                 "Service {} has no load balancer address yet: the cloud has not provisioned it (its Events say why)",
                 svc.name
@@ -294,7 +295,7 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
         && path.publishes(a) == Some(false)
     {
         return Some(Problem::new(
-            "address-mismatch",
+            ProblemKind::AddressMismatch,
             format!(
                 "the broker advertises {a}, but Service {} is reached at {}",
                 svc.name,
@@ -303,16 +304,15 @@ pub fn diagnose(r: &BrokerReport, mode: &str) -> Option<Problem> {
         ));
     }
     match kind {
-        "wrong-node" => Some(Problem::new(
-            "wrong-route",
+        Some(ProblemKind::WrongNode) => Some(Problem::new(
+            ProblemKind::WrongRoute,
             format!(
                 "Service {} publishes this address for pod {}, yet another broker answers there: something in front of the Service (a proxy, a port forward, a second Service on the port) routes it elsewhere",
                 svc.name, path.pod
             ),
         )),
-        "connection-refused" | "connect-timeout" | "connect-failed" | "request-timeout"
-        | "connection-closed" => Some(Problem::new(
-            "blocked-outside-the-cluster",
+        Some(k) if k.is_connection() => Some(Problem::new(
+            ProblemKind::BlockedOutsideTheCluster,
             format!(
                 "in the cluster the path is complete (Service {} has a ready endpoint and publishes {}): a firewall, security group or network between here and the address stops it",
                 svc.name,
@@ -347,7 +347,7 @@ mod tests {
         }
     }
 
-    fn failed(kind: &str, adv: &str, p: BrokerPath) -> BrokerReport {
+    fn failed(kind: ProblemKind, adv: &str, p: BrokerPath) -> BrokerReport {
         BrokerReport {
             node_id: Some(1),
             advertised: Some(adv.into()),
@@ -360,12 +360,12 @@ mod tests {
     #[test]
     fn a_service_without_a_ready_endpoint_is_where_the_path_breaks() {
         let r = failed(
-            "connection-refused",
+            ProblemKind::ConnectionRefused,
             "10.0.0.1:31091",
             path(0, "10.0.0.1:31091"),
         );
-        let d = diagnose(&r, "nodeport").unwrap();
-        assert_eq!(d.kind, "no-ready-endpoint");
+        let d = diagnose(&r, ExposeMode::NodePort).unwrap();
+        assert_eq!(d.kind, ProblemKind::NoReadyEndpoint);
         assert!(d.message.contains("kafka-1 is not Ready"), "{}", d.message);
     }
 
@@ -379,9 +379,9 @@ mod tests {
             svc.ingress = vec!["203.0.113.7".into()];
             svc.not_ready_endpoints = 0;
         }
-        let r = failed("connection-refused", "203.0.113.7:32401", p);
-        let d = diagnose(&r, "shared-loadbalancer").unwrap();
-        assert_eq!(d.kind, "no-ready-endpoint");
+        let r = failed(ProblemKind::ConnectionRefused, "203.0.113.7:32401", p);
+        let d = diagnose(&r, ExposeMode::SharedLoadBalancer).unwrap();
+        assert_eq!(d.kind, ProblemKind::NoReadyEndpoint);
         assert!(
             d.message.contains("lacks the container port kx-b1"),
             "{}",
@@ -392,25 +392,25 @@ mod tests {
     #[test]
     fn an_address_the_service_does_not_publish_is_named_with_the_one_it_does() {
         let r = failed(
-            "connect-timeout",
+            ProblemKind::ConnectTimeout,
             "10.0.0.9:31091",
             path(1, "10.0.0.1:31091"),
         );
-        let d = diagnose(&r, "nodeport").unwrap();
-        assert_eq!(d.kind, "address-mismatch");
+        let d = diagnose(&r, ExposeMode::NodePort).unwrap();
+        assert_eq!(d.kind, ProblemKind::AddressMismatch);
         assert!(d.message.contains("10.0.0.1:31091"));
     }
 
     #[test]
     fn a_complete_path_that_times_out_blames_the_network_outside() {
         let r = failed(
-            "connect-timeout",
+            ProblemKind::ConnectTimeout,
             "10.0.0.1:31091",
             path(1, "10.0.0.1:31091"),
         );
         assert_eq!(
-            diagnose(&r, "nodeport").unwrap().kind,
-            "blocked-outside-the-cluster"
+            diagnose(&r, ExposeMode::NodePort).unwrap().kind,
+            ProblemKind::BlockedOutsideTheCluster
         );
     }
 
@@ -435,18 +435,22 @@ mod tests {
             "{}",
             p.summary()
         );
-        let r = failed("connect-timeout", "10.0.0.1:31091", p);
+        let r = failed(ProblemKind::ConnectTimeout, "10.0.0.1:31091", p);
         assert_eq!(
-            diagnose(&r, "loadbalancer").unwrap().kind,
-            "address-mismatch"
+            diagnose(&r, ExposeMode::LoadBalancer).unwrap().kind,
+            ProblemKind::AddressMismatch
         );
     }
 
     #[test]
     fn a_load_balancer_without_an_address_is_where_the_path_breaks() {
-        let r = failed("connect-timeout", "203.0.113.7:9094", load_balancer(&[]));
-        let d = diagnose(&r, "loadbalancer").unwrap();
-        assert_eq!(d.kind, "no-load-balancer-address");
+        let r = failed(
+            ProblemKind::ConnectTimeout,
+            "203.0.113.7:9094",
+            load_balancer(&[]),
+        );
+        let d = diagnose(&r, ExposeMode::LoadBalancer).unwrap();
+        assert_eq!(d.kind, ProblemKind::NoLoadBalancerAddress);
     }
 
     #[test]
@@ -457,7 +461,7 @@ mod tests {
                 namespace: "ns".into(),
                 name: "kafka".into(),
             },
-            mode: "nodeport".into(),
+            mode: ExposeMode::NodePort,
             bootstrap: Some("10.0.0.1:31100".into()),
             bootstrap_service: None,
             brokers: vec![
@@ -488,7 +492,10 @@ mod tests {
         assert_eq!(target.brokers.len(), 2);
         let extra = &target.brokers[1];
         assert_eq!(extra.cluster.as_ref().unwrap().ordinal, 0);
-        assert_eq!(extra.problem.as_ref().unwrap().kind, "not-advertised");
+        assert_eq!(
+            extra.problem.as_ref().unwrap().kind,
+            ProblemKind::NotAdvertised
+        );
         assert!(
             !target.ok,
             "a broker the metadata leaves out fails the check"

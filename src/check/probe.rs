@@ -7,6 +7,7 @@
 //! timeouts, and must answer Metadata for the same cluster and say that it is the node the
 //! cluster advertises there.
 
+use crate::check::kind::ProblemKind;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -49,10 +50,10 @@ pub async fn probe(servers: &[Address], security: &Security, timeouts: Timeouts)
     }
     let Some(meta) = found else {
         bootstrap.problem = Some(match bootstrap.failures.as_slice() {
-            [] => Problem::new("no-bootstrap", "no bootstrap address to try"),
+            [] => Problem::new(ProblemKind::NoBootstrap, "no bootstrap address to try"),
             [one] => one.problem.clone(),
             _ => Problem::new(
-                "bootstrap-unreachable",
+                ProblemKind::BootstrapUnreachable,
                 "no bootstrap address answered (each one's reason is listed)",
             ),
         });
@@ -68,7 +69,7 @@ pub async fn probe(servers: &[Address], security: &Security, timeouts: Timeouts)
     };
     if meta.brokers.is_empty() {
         bootstrap.problem = Some(Problem::new(
-            "no-brokers",
+            ProblemKind::NoBrokers,
             "the cluster advertises no broker on this listener",
         ));
     }
@@ -106,7 +107,7 @@ async fn broker(
     let addr = match Address::advertised(&b.host, b.port) {
         Ok(a) => a,
         Err(e) => {
-            report.problem = Some(Problem::new("not-dialable", e));
+            report.problem = Some(Problem::new(ProblemKind::NotDialable, e));
             return report;
         }
     };
@@ -115,7 +116,7 @@ async fn broker(
     };
     if cluster_id.is_some() && meta.cluster_id.as_deref() != cluster_id {
         report.problem = Some(Problem::new(
-            "other-cluster",
+            ProblemKind::OtherCluster,
             format!(
                 "a broker of another cluster ({}) answers here: the address is routed to the wrong place",
                 meta.cluster_id.as_deref().unwrap_or("no id")
@@ -132,7 +133,7 @@ async fn broker(
             report.identity = Identity::WrongNode;
             report.answered_node_id = Some(n);
             report.problem = Some(Problem::new(
-                "wrong-node",
+                ProblemKind::WrongNode,
                 format!(
                     "node {n} answers at the address node {} advertises: its Service or port routes to the wrong broker, or two brokers advertise the same address",
                     b.node_id
@@ -160,13 +161,13 @@ pub async fn at_service(
     let addr = match Address::parse(addr) {
         Ok(a) => a,
         Err(e) => {
-            report.problem = Some(Problem::new("not-dialable", e));
+            report.problem = Some(Problem::new(ProblemKind::NotDialable, e));
             return;
         }
     };
     if let Some((_, meta)) = dial(&addr, security, timeouts, report).await {
         report.problem = Some(Problem::new(
-            "bootstrap-unanswered",
+            ProblemKind::BootstrapUnanswered,
             format!(
                 "a broker of cluster {} answers at its Service's address, but the bootstrap gave no broker list",
                 meta.cluster_id.as_deref().unwrap_or("(no id)")

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::check::client::Failure;
+pub use crate::check::kind::ProblemKind;
 
 /// The whole run.
 #[derive(Debug, Clone, Serialize)]
@@ -81,14 +82,14 @@ pub struct AddressProblem {
 /// Something wrong, named for scripts (`kind`) and for people (`message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    pub kind: String,
+    pub kind: ProblemKind,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+    pub fn new(kind: ProblemKind, message: impl Into<String>) -> Self {
         Self {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
         }
     }

@@ -246,7 +246,11 @@ async fn workload(
     };
     Ok(WorkloadPath {
         workload: w,
-        mode: facts.get("mode").cloned().unwrap_or_default(),
+        // An exposed workload whose mode does not parse is diagnosed as the default's.
+        mode: facts
+            .get("mode")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(crate::config::ExposeMode::NodePort),
         bootstrap: facts.get("bootstrap").cloned(),
         bootstrap_service,
         brokers,

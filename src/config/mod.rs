@@ -65,6 +65,21 @@ impl ExposeMode {
     }
 }
 
+impl std::str::FromStr for ExposeMode {
+    type Err = String;
+
+    /// The `expose` annotation's values, but `off`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        values::expose(s)?.ok_or_else(|| "off is no exposure mode".to_string())
+    }
+}
+
+impl serde::Serialize for ExposeMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Where each broker's external host comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdvertisedHost {

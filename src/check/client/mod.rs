@@ -32,6 +32,8 @@ use tokio::net::TcpStream;
 
 use guard::versions;
 
+use crate::check::kind::ProblemKind;
+
 /// The largest response frame accepted. The answers `check` asks for (brokers without topics,
 /// one configuration entry) are a few kilobytes; 1 MiB holds the broker list of a cluster of
 /// thousands, and refuses a peer that is not speaking Kafka (an HTTP server's first bytes read as
@@ -175,23 +177,23 @@ fn presented_names(names: &[String]) -> String {
 
 impl Failure {
     /// A short, stable name for scripts: the `kind` of the JSON report.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ProblemKind {
         match self {
-            Self::NameNotResolved { .. } => "name-not-resolved",
-            Self::Refused => "connection-refused",
-            Self::ConnectTimeout(_) => "connect-timeout",
-            Self::Connect(_) => "connect-failed",
-            Self::RequestTimeout { .. } => "request-timeout",
-            Self::Closed { .. } => "connection-closed",
-            Self::Io { .. } => "io-error",
-            Self::TlsNameMismatch { .. } => "tls-name-mismatch",
-            Self::TlsUntrusted(_) => "tls-untrusted",
-            Self::Tls(_) => "tls-failed",
-            Self::SaslRejected { .. } => "sasl-rejected",
-            Self::SaslMechanism { .. } => "sasl-mechanism",
-            Self::Broker { .. } => "broker-error",
-            Self::Unsupported { .. } => "unsupported",
-            Self::Malformed { .. } => "not-kafka",
+            Self::NameNotResolved { .. } => ProblemKind::NameNotResolved,
+            Self::Refused => ProblemKind::ConnectionRefused,
+            Self::ConnectTimeout(_) => ProblemKind::ConnectTimeout,
+            Self::Connect(_) => ProblemKind::ConnectFailed,
+            Self::RequestTimeout { .. } => ProblemKind::RequestTimeout,
+            Self::Closed { .. } => ProblemKind::ConnectionClosed,
+            Self::Io { .. } => ProblemKind::IoError,
+            Self::TlsNameMismatch { .. } => ProblemKind::TlsNameMismatch,
+            Self::TlsUntrusted(_) => ProblemKind::TlsUntrusted,
+            Self::Tls(_) => ProblemKind::TlsFailed,
+            Self::SaslRejected { .. } => ProblemKind::SaslRejected,
+            Self::SaslMechanism { .. } => ProblemKind::SaslMechanism,
+            Self::Broker { .. } => ProblemKind::BrokerError,
+            Self::Unsupported { .. } => ProblemKind::Unsupported,
+            Self::Malformed { .. } => ProblemKind::NotKafka,
         }
     }
 
