@@ -13,4 +13,4 @@ tests/e2e/control-plane.sh start "$state"
 KAFKA_EXPOSE_E2E_ENV="$state/env" \
   KAFKA_EXPOSE_REQUESTS_WORKLOADS="${1:-50}" \
   KAFKA_EXPOSE_REQUESTS_IDLE_PASSES="${2:-60}" \
-  cargo test --locked --test e2e_policy_requests -- --nocapture
+  cargo test --locked --features e2e --test e2e_policy_requests -- --nocapture

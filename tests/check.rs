@@ -90,6 +90,10 @@ fn port_nobody_listens_on() -> u16 {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "e2e"),
+    ignore = "needs kcat, which ./tests/run.sh installs (the e2e feature)"
+)]
 async fn librdkafkas_mock_cluster_has_three_reachable_brokers_and_exits_zero() {
     let tools = std::env::var("KAFKA_EXPOSE_TOOLS")
         .expect("KAFKA_EXPOSE_TOOLS: run ./tests/run.sh, which installs kcat");

@@ -542,7 +542,23 @@ async fn a_restarted_reconciler_catches_up_on_what_changed_while_it_was_down() {
     expose_three_brokers(&c, ns, 30700).await;
     r.shutdown().await;
     scale(&c, ns, "kafka", 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The StatefulSet controller has acted on the scale-down: a running reconciler would have
+    // seen it by now too.
+    let sts_api = Api::<StatefulSet>::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(30),
+        "the scale-down observed",
+        || async {
+            let s = sts_api.get("kafka").await.map_err(|e| e.to_string())?;
+            let st = s.status.clone().unwrap_or_default();
+            if st.observed_generation == s.metadata.generation && st.replicas == 1 {
+                Ok(())
+            } else {
+                Err(format!("{st:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         managed(&c, ns).await.len(),
         4,
@@ -733,13 +749,20 @@ async fn with_leader_election_one_instance_reconciles_and_a_standby_takes_over()
         e
     };
     let a = start(&c, ns, Some(election("replica-a")));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let b = start(&c, ns, Some(election("replica-b")));
-    expose_three_brokers(&c, ns, 31900).await;
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(c.clone(), ns);
     let holder = |l: k8s_openapi::api::coordination::v1::Lease| {
         l.spec.and_then(|s| s.holder_identity).unwrap_or_default()
     };
+    // Replica a holds the Lease before b starts.
+    eventually(Duration::from_secs(20), "replica-a leads", || async {
+        match leases.get_opt("kafka-expose-reconciler").await {
+            Ok(Some(l)) if holder(l.clone()) == "replica-a" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let b = start(&c, ns, Some(election("replica-b")));
+    expose_three_brokers(&c, ns, 31900).await;
     assert_eq!(
         holder(leases.get("kafka-expose-reconciler").await.unwrap()),
         "replica-a"
@@ -806,8 +829,32 @@ async fn a_charts_own_per_broker_services_are_left_exactly_as_they_were() {
     .await;
     let mine = wait_services(&c, ns, &["my-cp-cp-kafka-external-bootstrap"]).await;
     assert_eq!(node_port(&mine[0]), Some(31095));
-    // Let the reconciler run again on its own Service's event, then look.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The reconciler runs again after its Service exists; a poke of the workload makes it run
+    // once more, and since one object's reconciliations never overlap, the one before has then
+    // finished. Then look.
+    for _ in 0..2 {
+        let ran = r.metrics.reconciliations.get();
+        annotate(
+            &c,
+            ns,
+            "my-cp-cp-kafka",
+            json!({"e2e/poke": ran.to_string()}),
+        )
+        .await;
+        eventually(
+            Duration::from_secs(30),
+            "one more reconciliation",
+            || async {
+                let now = r.metrics.reconciliations.get();
+                if now > ran {
+                    Ok(())
+                } else {
+                    Err(format!("{ran} -> {now}"))
+                }
+            },
+        )
+        .await;
+    }
     assert_eq!(
         names(&managed(&c, ns).await),
         ["my-cp-cp-kafka-external-bootstrap"],

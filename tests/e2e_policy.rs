@@ -137,6 +137,31 @@ fn sampler(c: &Client) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
     (stop, task)
 }
 
+/// The policy controller's passes so far, from the server's `/metrics`.
+fn passes(wh: &Webhook) -> u64 {
+    wh.admin_get("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("kafka_expose_policy_passes_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the policy controller has made `n` more whole passes: what "nothing changes"
+/// is checked after, rather than a number of seconds.
+async fn more_passes(wh: &Webhook, n: u64) {
+    // The pass under way when counted may have read the cluster before the change: one more.
+    let from = passes(wh) + 1;
+    eventually(Duration::from_secs(120), "policy passes", || async {
+        let now = passes(wh);
+        if now >= from + n {
+            Ok(())
+        } else {
+            Err(format!("{now} of {} passes", from + n))
+        }
+    })
+    .await;
+}
+
 fn policy(name: &str, spec: Value) -> KafkaExposePolicy {
     serde_json::from_value(json!({
         "apiVersion": "kafka-expose.io/v1alpha1", "kind": "KafkaExposePolicy",
@@ -343,7 +368,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
         !events(&c, "pol-a", "PolicyAudit").await.is_empty(),
         "an Event on each matched workload"
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    more_passes(&wh, 2).await;
     for ns in PROD.iter().chain([&DEV]) {
         let (pods_then, template_then) = &before[*ns];
         assert_eq!(
@@ -596,7 +621,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
         block_of(&c, "pol-od").await.is_some(),
         "{od_status:?}: stamped"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    more_passes(&wh, 2).await;
     assert_eq!(pod_identities(&c, "pol-od").await, od_pods, "not restarted");
 
     let mut stall = prod_spec("Enforce");

@@ -85,6 +85,26 @@ async fn counted(metrics: &Metrics, component: &'static str) -> Client {
     requests::counted_client(cfg, metrics.api_requests.clone(), component).unwrap()
 }
 
+/// Removes policy `name` whatever state an earlier run left it in: its finalizer (removed by a
+/// running controller only) first, then the object, waiting until it is gone.
+async fn remove(api: &Api<KafkaExposePolicy>, name: &str) {
+    let _ = api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    eventually(Duration::from_secs(30), "the policy gone", || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 type Counts = BTreeMap<(String, String, String), u64>;
 
 /// `after - before`, without watches (a watch is one long request, not a poll).
@@ -147,9 +167,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
         policy("e2e-req-other", "Enforce", "other", 31900, json!({})),
     ];
     for p in &all {
-        let _ = policies
-            .delete(&p.name_any(), &DeleteParams::default())
-            .await;
+        remove(&policies, &p.name_any()).await;
         policies.create(&PostParams::default(), p).await.unwrap();
     }
 
@@ -313,20 +331,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(20), spawned.task).await;
     for p in &all {
-        let _ = policies
-            .delete(&p.name_any(), &DeleteParams::default())
-            .await;
-    }
-    // The policies' finalizer is removed by a running controller only; without one, it is
-    // dropped here so that the next suite starts clean.
-    for p in &all {
-        let _ = policies
-            .patch(
-                &p.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-            )
-            .await;
+        remove(&policies, &p.name_any()).await;
     }
     kubelet.abort();
     heartbeat.abort();

@@ -602,7 +602,7 @@ async fn a_server_side_dry_run_is_answered_and_leaves_no_trace() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A dry run stores nothing, and so nothing can follow from it: no wait is needed.
     assert!(
         api.get_opt("kafka").await.unwrap().is_none(),
         "nothing stored"
@@ -652,7 +652,26 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The StatefulSet controller tried broker 1, and the API server refused it: the webhook
+    // is down and its failurePolicy is Fail.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(60),
+        "FailedCreate for kafka-1",
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+                .filter_map(|e| e.message)
+                .find(|m| m.contains("kafka-1"))
+                .ok_or_else(|| "no FailedCreate Event yet".to_string())
+        },
+    )
+    .await;
     assert_eq!(
         pods_of(&c, ns, "kafka").await.len(),
         1,
