@@ -22,7 +22,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use support::cluster::{client, eventually, fake_kubelet_on, managed, namespace, node_heartbeat};
+use support::cluster::{
+    client, eventually, fake_kubelet_on, managed, namespace, node_heartbeat, sts_rolling,
+};
 use support::serve::{TAG, Webhook, apply_crd, apply_value, install_rbac, scratch};
 use support::{Image, effective_config, listeners, node_ip};
 
@@ -102,16 +104,6 @@ async fn sts(c: &Client, ns: &str) -> StatefulSet {
         .unwrap()
 }
 
-/// Whether a StatefulSet is mid-rollout, by what its controller reports.
-fn rolling(s: &StatefulSet) -> bool {
-    let want = s.spec.replicas.unwrap_or(1);
-    let Some(st) = &s.status else { return true };
-    st.observed_generation < s.metadata.generation
-        || st.updated_replicas.unwrap_or(0) < want
-        || st.ready_replicas.unwrap_or(0) < want
-        || st.current_revision != st.update_revision
-}
-
 /// Samples the prod StatefulSets until stopped; returns the most seen rolling at once.
 fn sampler(c: &Client) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,7 +116,7 @@ fn sampler(c: &Client) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
                 if let Ok(w) = Api::<StatefulSet>::namespaced(c.clone(), ns)
                     .get("kafka")
                     .await
-                    && rolling(&w)
+                    && sts_rolling(&w)
                 {
                     n += 1;
                 }
@@ -303,7 +295,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
     for ns in PROD.iter().chain([&DEV]) {
         eventually(Duration::from_secs(120), "three Ready brokers", || async {
             let s = sts(&c, ns).await;
-            if rolling(&s) {
+            if sts_rolling(&s) {
                 Err(format!("{ns}: {:?}", s.status))
             } else {
                 Ok(())
@@ -596,7 +588,7 @@ async fn a_platform_team_audits_enforces_overrides_and_deletes_a_policy() {
     apply_value(&c, &apache("pol-stall")).await;
     apply_value(&c, &apache("pol-stall2")).await;
     eventually(Duration::from_secs(60), "pol-od's brokers", || async {
-        if rolling(&sts(&c, "pol-od").await) {
+        if sts_rolling(&sts(&c, "pol-od").await) {
             Err("not ready".to_string())
         } else {
             Ok(())

@@ -23,13 +23,13 @@ use kafka_expose::api::{KafkaExposePolicy, WorkloadState};
 use kafka_expose::cluster::{requests, runtime};
 use kafka_expose::config::Settings;
 use kafka_expose::metrics::{Metrics, Readiness};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use support::cluster::{client, env, eventually, fake_kubelet_on, namespace, node_heartbeat};
-use support::serve::apply_crd;
+use support::serve::{apply_crd, remove_policy};
 
 const NS: &str = "e2e-requests";
 const NODE: &str = "e2e-requests-node";
@@ -83,26 +83,6 @@ async fn counted(metrics: &Metrics, component: &'static str) -> Client {
         .await
         .unwrap();
     requests::counted_client(cfg, metrics.api_requests.clone(), component).unwrap()
-}
-
-/// Removes policy `name` whatever state an earlier run left it in: its finalizer (removed by a
-/// running controller only) first, then the object, waiting until it is gone.
-async fn remove(api: &Api<KafkaExposePolicy>, name: &str) {
-    let _ = api
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
-    let _ = api.delete(name, &DeleteParams::default()).await;
-    eventually(Duration::from_secs(30), "the policy gone", || async {
-        match api.get_opt(name).await {
-            Ok(None) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
 }
 
 type Counts = BTreeMap<(String, String, String), u64>;
@@ -167,7 +147,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
         policy("e2e-req-other", "Enforce", "other", 31900, json!({})),
     ];
     for p in &all {
-        remove(&policies, &p.name_any()).await;
+        remove_policy(&policies, &p.name_any()).await;
         policies.create(&PostParams::default(), p).await.unwrap();
     }
 
@@ -331,7 +311,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(20), spawned.task).await;
     for p in &all {
-        remove(&policies, &p.name_any()).await;
+        remove_policy(&policies, &p.name_any()).await;
     }
     kubelet.abort();
     heartbeat.abort();

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use support::cluster::{
     client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed, node_with_addresses,
+    wait_event,
 };
 use support::serve::{
     TAG, Webhook, apply_fixture, apply_value, deploy_docs, install_rbac, pods_of, scratch,
@@ -654,24 +655,7 @@ async fn while_the_webhook_is_down_other_pods_are_created_and_brokers_wait() {
         .unwrap();
     // The StatefulSet controller tried broker 1, and the API server refused it: the webhook
     // is down and its failurePolicy is Fail.
-    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), ns);
-    eventually(
-        Duration::from_secs(60),
-        "FailedCreate for kafka-1",
-        || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
-                .filter_map(|e| e.message)
-                .find(|m| m.contains("kafka-1"))
-                .ok_or_else(|| "no FailedCreate Event yet".to_string())
-        },
-    )
-    .await;
+    wait_event(&c, ns, "FailedCreate", "kafka-1").await;
     assert_eq!(
         pods_of(&c, ns, "kafka").await.len(),
         1,

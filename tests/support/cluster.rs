@@ -303,3 +303,35 @@ where
     }
     panic!("{what} did not happen within {limit:?}; last: {last}");
 }
+
+/// Waits for an Event of `reason` in `ns` whose message contains `text`, and returns the message.
+pub async fn wait_event(c: &Client, ns: &str, reason: &str, text: &str) -> String {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), ns);
+    eventually(
+        Duration::from_secs(60),
+        &format!("a {reason} Event naming {text}"),
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .filter_map(|e| e.message)
+                .find(|m| m.contains(text))
+                .ok_or_else(|| format!("no {reason} Event yet"))
+        },
+    )
+    .await
+}
+
+/// Whether a StatefulSet is mid-rollout, by what its controller reports.
+pub fn sts_rolling(s: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
+    let want = s.spec.replicas.unwrap_or(1);
+    let Some(st) = &s.status else { return true };
+    st.observed_generation < s.metadata.generation
+        || st.updated_replicas.unwrap_or(0) < want
+        || st.ready_replicas.unwrap_or(0) < want
+        || st.current_revision != st.update_revision
+}

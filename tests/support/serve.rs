@@ -313,6 +313,26 @@ pub async fn apply_crd(c: &Client) -> Api<kafka_expose::api::KafkaExposePolicy> 
     api
 }
 
+/// Removes policy `name` whatever state an earlier run left it in: its finalizer (removed by a
+/// running controller only) first, then the object, waiting until it is gone.
+pub async fn remove_policy(api: &Api<kafka_expose::api::KafkaExposePolicy>, name: &str) {
+    let _ = api
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    let _ = api.delete(name, &kube::api::DeleteParams::default()).await;
+    eventually(Duration::from_secs(30), "the policy gone", || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// Applies what a user would apply of a fixture, as the 1.20 API server serves it.
 pub async fn apply_fixture(c: &Client, ns: &str, file: &str, annotations: &Value) -> Vec<Value> {
     let docs = super::fixture(file);
