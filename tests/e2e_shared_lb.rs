@@ -547,7 +547,9 @@ async fn switching_from_a_load_balancer_per_broker_keeps_the_old_ones_until_ever
     wait_managed(&c, ns, &both).await;
     let pod_api: Api<Pod> = Api::namespaced(c.clone(), ns);
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The reconciler looks again while it keeps Services: once it has, they must still be
+        // there.
+        more_reconciliations(&wh, 1).await;
         assert_eq!(
             managed_names(&c, ns).await,
             both,
@@ -644,4 +646,28 @@ async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a
         Some(&"kafka-0".to_string())
     );
     release_node_ports(&c, ns, wh).await;
+}
+
+/// The server's reconciliations so far, from its `/metrics`.
+fn reconciliations(wh: &Webhook) -> u64 {
+    wh.admin_get("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("kafka_expose_reconciliations_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the server has started `n` more reconciliations than now, and one more, so that
+/// a reconciliation under way when counted has finished.
+async fn more_reconciliations(wh: &Webhook, n: u64) {
+    let want = reconciliations(wh) + n + 1;
+    eventually(Duration::from_secs(60), "more reconciliations", || async {
+        let now = reconciliations(wh);
+        if now >= want {
+            Ok(())
+        } else {
+            Err(format!("{now} of {want} reconciliations"))
+        }
+    })
+    .await;
 }

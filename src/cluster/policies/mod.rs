@@ -367,7 +367,7 @@ async fn pass(
     }
 
     // The brokers' node IPs the previews name, read again only when a workload changed.
-    read_host_ips(ctx, &all, &mut items, &mut memory.host_ips).await?;
+    read_host_ips(ctx, &all, &mut items, &mut memory.host_ips).await;
     // Events for what each workload is told once, and each policy's status.
     for item in &items {
         for (type_, reason, note) in status::told(&ctx.settings, item) {
@@ -402,7 +402,7 @@ async fn read_host_ips(
     all: &[KafkaExposePolicy],
     items: &mut [Item],
     memory: &mut BTreeMap<WorkloadKey, (String, BTreeMap<String, String>)>,
-) -> Result<(), kube::Error> {
+) {
     let mut seen = BTreeSet::new();
     for item in items.iter_mut() {
         if !status::item_needs_host_ips(&ctx.settings, all, item) {
@@ -423,16 +423,18 @@ async fn read_host_ips(
             continue;
         }
         let ns = key.namespace.clone();
-        let ips = match ctx.broker_host_ips(&item.found.workload(), &ns).await {
-            Ok(ips) => ips,
-            Err(super::context::Error::Kube(e)) => return Err(e),
-            Err(_) => BTreeMap::new(),
-        };
-        memory.insert(key, (rv, ips.clone()));
-        item.host_ips = ips;
+        match ctx.broker_host_ips(&item.found.workload(), &ns).await {
+            Ok(ips) => {
+                memory.insert(key, (rv, ips.clone()));
+                item.host_ips = ips;
+            }
+            // A preview without node IPs names them as unknown; the next pass reads again.
+            Err(e) => {
+                warn!(workload = %key, error = %error_chain(&e), "cannot list the brokers' pods for a preview")
+            }
+        }
     }
     memory.retain(|k, _| seen.contains(k));
-    Ok(())
 }
 
 /// Writes a policy's status when it differs from the stored one.
