@@ -805,7 +805,21 @@ fn monitoring_uninstall_and_labels_follow_what_platform_teams_expect() {
 }
 
 /// `helm install --dry-run`: the notes a user reads after installing.
+///
+/// The policy suites apply the CRD without Helm, and `helm install` refuses to take over an
+/// object another manager made, as it would for a user who applied it by hand. Whatever ran
+/// before (cargo runs the suites one after another, in any order a caller chooses), the CRD is
+/// removed first, as that user would remove it; nothing else uses it while this binary runs.
 fn notes(args: &[&str]) -> String {
+    run(Command::new(tool("kubectl"))
+        .env("KUBECONFIG", kubeconfig())
+        .args([
+            "delete",
+            "customresourcedefinition",
+            "kafkaexposepolicies.kafka-expose.io",
+            "--ignore-not-found",
+            "--wait=true",
+        ]));
     let out = run(Command::new(tool("helm"))
         .env("KUBECONFIG", kubeconfig())
         .args(["install", "kx", CHART, "--namespace", "kafka-expose"])
