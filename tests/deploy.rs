@@ -811,15 +811,33 @@ fn monitoring_uninstall_and_labels_follow_what_platform_teams_expect() {
 /// before (cargo runs the suites one after another, in any order a caller chooses), the CRD is
 /// removed first, as that user would remove it; nothing else uses it while this binary runs.
 fn notes(args: &[&str]) -> String {
-    run(Command::new(tool("kubectl"))
-        .env("KUBECONFIG", kubeconfig())
-        .args([
-            "delete",
-            "customresourcedefinition",
-            "kafkaexposepolicies.kafka-expose.io",
-            "--ignore-not-found",
-            "--wait=true",
-        ]));
+    let kubectl = |args: &[&str]| {
+        run(Command::new(tool("kubectl"))
+            .env("KUBECONFIG", kubeconfig())
+            .args(args))
+    };
+    // A policy left by a suite that failed keeps its `kafka-expose.io/revert` finalizer with no
+    // controller to lift it, and the CRD's deletion would wait for it forever.
+    let served = kubectl(&["get", "customresourcedefinitions", "-o", "name"]);
+    if served.contains("kafkaexposepolicies.kafka-expose.io") {
+        for p in kubectl(&["get", "kafkaexposepolicies", "-o", "name"]).lines() {
+            kubectl(&[
+                "patch",
+                p,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+    }
+    kubectl(&[
+        "delete",
+        "customresourcedefinition",
+        "kafkaexposepolicies.kafka-expose.io",
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
     let out = run(Command::new(tool("helm"))
         .env("KUBECONFIG", kubeconfig())
         .args(["install", "kx", CHART, "--namespace", "kafka-expose"])

@@ -244,6 +244,35 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
     let rollout = made(&start, &converged);
     let took = began.elapsed();
 
+    // The controller has seen that last state: two whole passes after it (the one under way
+    // when counted may have read the cluster before).
+    let caught_up = metrics.policy_passes.get() + 2;
+    eventually(
+        Duration::from_secs(30),
+        "two passes over the settled state",
+        || async {
+            let n = metrics.policy_passes.get();
+            if n > caught_up {
+                Ok(())
+            } else {
+                Err(format!("{n} of {caught_up} passes"))
+            }
+        },
+    )
+    .await;
+    let statuses = || async {
+        let mut out = BTreeMap::new();
+        for p in &all {
+            let got = policies.get(&p.name_any()).await.unwrap();
+            out.insert(
+                p.name_any(),
+                serde_json::to_string(&got.status).unwrap_or_default(),
+            );
+        }
+        out
+    };
+    let statuses_before = statuses().await;
+
     // Idle: no workload, Service, pod or policy changes. Counted over passes, not seconds.
     let passes = metrics.policy_passes.get();
     let idle_from = metrics.api_requests_so_far();
@@ -290,9 +319,15 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
         idle_began.elapsed().as_secs_f64(),
         table(&idle)
     );
+    let statuses_after = statuses().await;
+    let changed: Vec<String> = statuses_after
+        .iter()
+        .filter(|(name, st)| statuses_before.get(*name) != Some(*st))
+        .map(|(name, st)| format!("{name}: {} -> {st}", statuses_before[name]))
+        .collect();
     assert!(
         idle.is_empty(),
-        "an idle leader makes no request but watches:\n{}",
+        "an idle leader makes no request but watches:\n{}\nstatuses changed: {changed:#?}",
         table(&idle)
     );
     let lists: u64 = by_policies

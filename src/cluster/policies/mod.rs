@@ -333,14 +333,27 @@ async fn pass(
         .map(|t| t.key.clone())
         .collect();
     let mut busy = false;
+    for key in &orphan_marks {
+        if let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) {
+            unmark(ctx, item).await?;
+            memory.full.forget(&item.found);
+        }
+    }
     for (policy, s) in &steps {
-        for key in s.finish.iter().chain(&orphan_marks) {
+        // The pacing counted these as done: until each mark is gone, nothing else starts, so
+        // that no two workloads ever carry a policy's mark at once.
+        let mut finished = true;
+        for key in &s.finish {
             if let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) {
-                unmark(ctx, item).await?;
+                finished &= unmark(ctx, item).await?;
                 memory.full.forget(&item.found);
             }
         }
-        for key in &s.start {
+        if !finished {
+            info!(policy = %policy, "a finished rollout's mark did not go (the workload changed): nothing starts until the next pass");
+            busy = true;
+        }
+        for key in s.start.iter().filter(|_| finished) {
             let Some(item) = items.iter_mut().find(|i| &i.found.key() == key) else {
                 continue;
             };
@@ -505,7 +518,9 @@ async fn start(ctx: &Context, item: &mut Item, policy: &str, now: i64) -> Result
         PolicyLayer::Set(_) => format!("policy {policy}: rolling this workload to its settings"),
         _ => format!("policy {policy}: reverting what it set on this workload"),
     };
-    patch_workload(ctx, &item.found, ops).await?;
+    if !patch_workload(ctx, &item.found, ops).await? {
+        return Ok(());
+    }
     info!(workload = %item.found.key(), policy, "{what}");
     publish(ctx, &item.found, EventType::Normal, "PolicyRollout", &what).await;
     item.rolling = rolls.then(|| (policy.to_string(), now));
@@ -529,8 +544,8 @@ fn labels_after(f: &Found, ops: &[json_patch::PatchOperation]) -> Option<BTreeMa
     serde_json::from_value(v["metadata"]["labels"].clone()).ok()
 }
 
-/// Removes a workload's rollout mark.
-async fn unmark(ctx: &Context, item: &mut Item) -> Result<(), kube::Error> {
+/// Removes a workload's rollout mark; returns whether it was removed.
+async fn unmark(ctx: &Context, item: &mut Item) -> Result<bool, kube::Error> {
     let meta = item.found.meta();
     let mut b = PatchBuilder::new();
     b.test(
@@ -547,16 +562,20 @@ async fn unmark(ctx: &Context, item: &mut Item) -> Result<(), kube::Error> {
         meta.labels.as_ref(),
         labels::ROLLING,
     );
-    patch_workload(ctx, &item.found, b.into_ops()).await?;
-    item.rolling = None;
-    Ok(())
+    let applied = patch_workload(ctx, &item.found, b.into_ops()).await?;
+    if applied {
+        item.rolling = None;
+    }
+    Ok(applied)
 }
 
+/// Sends `ops` to the workload; returns whether they applied (`false`: it changed since it was
+/// read, and the next pass reads it again).
 async fn patch_workload(
     ctx: &Context,
     f: &Found,
     ops: Vec<json_patch::PatchOperation>,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let key = f.key();
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -574,12 +593,13 @@ async fn patch_workload(
             .map(|_| ()),
     };
     match r {
+        Ok(()) => Ok(true),
         // The workload changed since it was read: the next pass reads it again.
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 || s.code == 404 => {
             info!(workload = %key, reason = %s.message, "workload changed under the pass; next pass");
-            Ok(())
+            Ok(false)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
