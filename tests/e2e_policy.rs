@@ -129,22 +129,13 @@ fn sampler(c: &Client) -> (Arc<AtomicBool>, tokio::task::JoinHandle<usize>) {
     (stop, task)
 }
 
-/// The policy controller's passes so far, from the server's `/metrics`.
-fn passes(wh: &Webhook) -> u64 {
-    wh.admin_get("/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix("kafka_expose_policy_passes_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Waits until the policy controller has made `n` more whole passes: what "nothing changes"
 /// is checked after, rather than a number of seconds.
 async fn more_passes(wh: &Webhook, n: u64) {
     // The pass under way when counted may have read the cluster before the change: one more.
-    let from = passes(wh) + 1;
+    let from = wh.counter("kafka_expose_policy_passes_total") + 1;
     eventually(Duration::from_secs(120), "policy passes", || async {
-        let now = passes(wh);
+        let now = wh.counter("kafka_expose_policy_passes_total");
         if now >= from + n {
             Ok(())
         } else {

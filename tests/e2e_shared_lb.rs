@@ -648,21 +648,12 @@ async fn a_shared_service_whose_name_another_workloads_broker_service_holds_is_a
     release_node_ports(&c, ns, wh).await;
 }
 
-/// The server's reconciliations so far, from its `/metrics`.
-fn reconciliations(wh: &Webhook) -> u64 {
-    wh.admin_get("/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix("kafka_expose_reconciliations_total "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Waits until the server has started `n` more reconciliations than now, and one more, so that
 /// a reconciliation under way when counted has finished.
 async fn more_reconciliations(wh: &Webhook, n: u64) {
-    let want = reconciliations(wh) + n + 1;
+    let want = wh.counter("kafka_expose_reconciliations_total") + n + 1;
     eventually(Duration::from_secs(60), "more reconciliations", || async {
-        let now = reconciliations(wh);
+        let now = wh.counter("kafka_expose_reconciliations_total");
         if now >= want {
             Ok(())
         } else {

@@ -287,11 +287,6 @@ impl NodePortCache {
         node_ports(self.store.state().iter().map(|s| s.as_ref()))
     }
 
-    /// Whether the watch holds its first list.
-    pub fn synced(&self) -> bool {
-        *self.synced.borrow()
-    }
-
     /// Waits until it holds its first list.
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.clone();

@@ -119,11 +119,6 @@ impl Announcer {
         }
         first
     }
-
-    /// How many messages are remembered as said.
-    pub fn remembered(&self) -> usize {
-        self.said.lock().map(|s| s.len()).unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,16 @@ impl Webhook {
     }
 
     /// The admin port's answer to `GET path`, status line and all; empty when unreachable.
+    /// The value of counter `name` (with its `_total`) on the server's `/metrics`, 0 until it
+    /// is there.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.admin_get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn admin_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin)) else {

@@ -175,8 +175,6 @@ pub(crate) fn wanted<'a>(
 #[derive(Default)]
 pub(crate) struct FullObjects {
     read: BTreeMap<Key, (String, Found)>,
-    /// GETs made, for the request figures in BENCHMARKS.md.
-    pub(crate) gets: u64,
 }
 
 impl FullObjects {
@@ -198,7 +196,6 @@ impl FullObjects {
                 out.push(f.clone());
                 continue;
             }
-            self.gets += 1;
             let found = match m.kind {
                 PolicyKind::StatefulSet => {
                     Api::<StatefulSet>::namespaced(client.clone(), &m.namespace)
