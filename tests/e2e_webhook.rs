@@ -163,7 +163,9 @@ fn charts() -> Vec<Chart> {
             image: Image::Apache,
             listener: "EXTERNAL",
             base: 31090,
-            annotations: json!({"kafka-expose.io/expose": "nodeport"}),
+            // The chart fixes the brokers' NodePorts; the bootstrap is pinned too, since one the
+            // API server picks at random can land on another chart's fixed port in this test.
+            annotations: json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31098"}),
             chart_services: false,
         },
         Chart {
