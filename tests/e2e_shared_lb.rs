@@ -214,11 +214,35 @@ async fn wait_bootstrap(c: &Client, ns: &str, n: u32) {
     .await;
 }
 
-/// Stops the server and deletes the namespace's Services. LoadBalancer Services take NodePorts
-/// at random, which a later suite on the same control plane may have pinned (a bootstrap on
-/// 31095): none is left holding one.
+/// Stops the server and deletes the namespace's workloads and Services. LoadBalancer Services
+/// take NodePorts at random, which a later suite on the same control plane may have pinned (a
+/// bootstrap on 31095): none is left holding one. The workloads go too, or a later suite's
+/// cluster-wide reconciler would make their Services again, at new random NodePorts (the flake
+/// hunt found e2e_webhook's pinned ports taken that way).
 async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
     wh.stop();
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    for s in sts.list(&ListParams::default()).await.unwrap().items {
+        let _ = sts
+            .delete(&s.name_any(), &kube::api::DeleteParams::background())
+            .await;
+    }
+    eventually(Duration::from_secs(30), "the workloads gone", || async {
+        let left = sts
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                left.iter().map(|s| s.name_any()).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await;
     let api: Api<Service> = Api::namespaced(c.clone(), ns);
     for s in api.list(&ListParams::default()).await.unwrap().items {
         let _ = api.delete(&s.name_any(), &Default::default()).await;

@@ -204,6 +204,39 @@ async fn real_charts_applied_as_a_user_would_get_mutated_brokers_advertising_the
     let kubeconfig = install_rbac(&c, &dir).await;
     let wh = Webhook::start("charts", kubeconfig, dir, None);
     wh.register(&c, "charts").await;
+    // Every port this test pins must be free, or a chart fails at random later: name the holder
+    // now (a leftover of an earlier suite whose workload a cluster-wide reconciler exposes again).
+    let pinned: Vec<i32> = charts()
+        .iter()
+        .flat_map(|ch| {
+            let bootstrap = ch.annotations["kafka-expose.io/bootstrap-node-port"]
+                .as_str()
+                .and_then(|p| p.parse().ok());
+            (0..3).map(|i| (ch.base + i) as i32).chain(bootstrap)
+        })
+        .collect();
+    let held: Vec<String> = Api::<k8s_openapi::api::core::v1::Service>::all(c.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .flat_map(|s| {
+            let ports = s.spec.iter().flat_map(|x| x.ports.iter().flatten());
+            ports
+                .filter_map(|p| p.node_port)
+                .filter(|p| pinned.contains(p))
+                .map(|p| {
+                    format!(
+                        "{p} by {}/{}",
+                        s.namespace().unwrap_or_default(),
+                        s.name_any()
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(held.is_empty(), "the charts' NodePorts are taken: {held:?}");
     let mut kubelets = Vec::new();
     let mut applied = Vec::new();
     for (i, chart) in charts().into_iter().enumerate() {
