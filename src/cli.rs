@@ -25,7 +25,7 @@ use crate::webhook::admission::FailureMode;
 
 /// Makes Kafka brokers deployed by unmodified charts reachable from outside the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "kafka-expose", version, about)]
+#[command(name = "kafka-expose", version = crate::names::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

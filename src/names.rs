@@ -221,3 +221,17 @@ pub mod envs {
         format!("$({name})")
     }
 }
+
+/// Where the release workflow publishes the image; its tag is the crate's version.
+pub const IMAGE_REPOSITORY: &str = "ghcr.io/kafka-expose/kafka-expose";
+
+/// `kafka-expose --version`: the crate's version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KAFKA_EXPOSE_COMMIT"),
+    ")"
+);
+
+/// The file name under which kubectl runs the CLI as `kubectl kafka-expose`.
+pub const KUBECTL_PLUGIN: &str = "kubectl-kafka_expose";

@@ -63,7 +63,7 @@ const MODES: [&[&str]; 3] = [
     ],
 ];
 
-/// The permissions the reconciler needs, and no more (README, "Permissions").
+/// The permissions the reconciler needs, and no more (docs/src/permissions.md).
 fn documented_rules() -> Value {
     json!([
         {"apiGroups": ["apps"], "resources": ["statefulsets", "deployments"], "verbs": ["get", "list", "watch", "patch"]},
@@ -623,7 +623,7 @@ const NETWORK_VALUES: &[&str] = &[
 fn every_placement_and_supply_value_lands_on_the_server_and_the_hook_jobs() {
     let values = placement_values();
     let docs = helm_template(&values.iter().map(String::as_str).collect::<Vec<_>>());
-    let image = format!("kafka-expose/kafka-expose@{DIGEST}");
+    let image = format!("ghcr.io/kafka-expose/kafka-expose@{DIGEST}");
     let dep = find(&docs, "Deployment");
     let jobs: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Job").collect();
     assert_eq!(jobs.len(), 2);
@@ -920,7 +920,7 @@ fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
     }
     std::fs::write(
         overlay.join("kustomization.yaml"),
-        "resources: [../base]\nimages:\n  - name: kafka-expose/kafka-expose\n    newName: registry.example/mirror/kafka-expose\n    newTag: v9\n",
+        "resources: [../base]\nimages:\n  - name: ghcr.io/kafka-expose/kafka-expose\n    newName: registry.example/mirror/kafka-expose\n    newTag: v9\n",
     )
     .unwrap();
     let text = run(Command::new(tool("kubectl")).arg("kustomize").arg(&overlay));
@@ -929,7 +929,7 @@ fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
         "{text}"
     );
     assert!(
-        !text.contains("kafka-expose/kafka-expose:"),
+        !text.contains("ghcr.io/kafka-expose/kafka-expose:"),
         "the server injects the image its own pod runs, so no other copy of the name is left to go stale:\n{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -1044,4 +1044,59 @@ fn the_certs_hook_renews_a_secret_near_its_end_with_both_cas_trusted() {
         "mutatingwebhookconfiguration",
         "certs-renew-e2e",
     ]));
+}
+
+#[test]
+fn installed_as_kubectl_kafka_expose_kubectl_runs_it_as_a_plugin() {
+    let dir = std::env::temp_dir().join(format!("kx-plugin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_kafka-expose"),
+        dir.join(kafka_expose::names::KUBECTL_PLUGIN),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        Command::new(tool("kubectl"))
+            .args(args)
+            .env("PATH", &path)
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .unwrap()
+    };
+    let list = kubectl(&["plugin", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains("kubectl-kafka_expose"), "{listed}");
+    let v = kubectl(&["kafka-expose", "--version"]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(
+        String::from_utf8_lossy(&v.stdout)
+            .starts_with(&format!("kafka-expose {}", env!("CARGO_PKG_VERSION")))
+    );
+    // Help names the command as the user typed it.
+    let help = kubectl(&["kafka-expose", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Usage: kubectl kafka-expose <COMMAND>")
+    );
+    // And it works: mutate a fixture through kubectl.
+    let m = kubectl(&[
+        "kafka-expose",
+        "mutate",
+        "--explain",
+        "-f",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/charts/apache-kafka-kraft.yaml"
+        ),
+        "--set",
+        "expose=nodeport",
+    ]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    assert!(String::from_utf8_lossy(&m.stdout).contains("advertises"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -108,7 +108,7 @@ pub struct PolicyExclude {
     pub namespaces: Vec<String>,
 }
 
-/// The exposure settings: the annotation settings in camelCase (see the README's table), and a
+/// The exposure settings: the annotation settings in camelCase (docs/src/annotations.md), and a
 /// pool of NodePorts for a policy that matches several workloads.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -667,11 +667,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_example_reads_and_validates() {
-        let readme = include_str!("../../README.md");
+    fn the_policies_guide_example_reads_and_validates() {
+        let readme = include_str!("../../docs/src/policies.md");
         let start = readme
             .find("```yaml\napiVersion: kafka-expose.io/v1alpha1")
-            .expect("the README has a policy example")
+            .expect("the policies guide has a policy example")
             + "```yaml\n".len();
         let end = start + readme[start..].find("```").unwrap();
         let p: KafkaExposePolicy = serde_saphyr::from_str(&readme[start..end]).unwrap();

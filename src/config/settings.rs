@@ -34,7 +34,11 @@ impl Default for Settings {
 
 /// kafka-expose's own image, at the version of this build.
 pub fn default_patcher_image() -> String {
-    format!("kafka-expose/kafka-expose:{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "{}:{}",
+        crate::names::IMAGE_REPOSITORY,
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// An inclusive range of ports, as kube-apiserver's `--service-node-port-range` writes it.
