@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # The project's test command: everything a fresh machine needs, then every test suite.
 # Without the control plane, `cargo test` alone runs the fast tier (the suites behind the
-# `e2e` feature are left out); this runs both.
+# `e2e` and `image` features are left out); this runs all of them.
 #
 # The e2e suite runs against a real etcd + kube-apiserver + kube-controller-manager, built once
 # into a cache by tests/e2e/control-plane.sh (or taken from KAFKA_EXPOSE_CONTROL_PLANE_BIN) and
 # started here on loopback for the length of the run.
+#
+# Besides the Rust suites it:
+#   - lints the GitHub workflows offline (tests/workflows.sh: actionlint, zizmor);
+#   - builds the book and fails on a broken internal link (docs/build.sh);
+#   - builds the OCI image twice (image/build.sh; the release binaries and Debian's packages are
+#     cached) and fails unless both archives are the same bytes, then runs the image's binary
+#     from its unpacked root on amd64 and, under qemu-user, arm64 (tests/image.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --all-targets --features e2e --locked -- -D warnings
+cargo clippy --all-targets --features e2e,image --locked -- -D warnings
+
+tests/workflows.sh
+docs/build.sh target/book
+
+first="$(image/build.sh target/image/kafka-expose.oci.tar)"
+second="$(image/build.sh target/image/again.oci.tar)"
+if [[ "$first" != "$second" ]] || ! cmp -s target/image/kafka-expose.oci.tar target/image/again.oci.tar; then
+  echo "image: two builds differ: $first, $second" >&2
+  exit 1
+fi
+rm -f target/image/again.oci.tar
+echo "image: two builds, one digest: $first" >&2
+export KAFKA_EXPOSE_IMAGE="$PWD/target/image/kafka-expose.oci.tar"
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/kafka-expose-e2e.XXXXXX")"
 cleanup() { tests/e2e/control-plane.sh stop "$state" || true; }
@@ -19,4 +39,4 @@ export KAFKA_EXPOSE_E2E_ENV="$state/env"
 KAFKA_EXPOSE_TOOLS="$(tests/e2e/control-plane.sh tools)"
 export KAFKA_EXPOSE_TOOLS
 
-cargo test --all-targets --features e2e --locked
+cargo test --all-targets --features e2e,image --locked
