@@ -41,6 +41,11 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/
 export KAFKA_EXPOSE_COMMIT="$commit"
 
 declare -A triple=([amd64]=x86_64-unknown-linux-gnu [arm64]=aarch64-unknown-linux-gnu)
+packages=libc6,libgcc-s1,ca-certificates,netbase
+# shellcheck disable=SC2016 # expanded by mmdebstrap's shell, with $1 the root
+hook='mkdir -p "$1/var/lib/dpkg/status.d" && for deb in "$1"/var/cache/apt/archives/*.deb; do p="$(dpkg-deb -f "$deb" Package)"; { dpkg-deb -f "$deb"; echo "Status: install ok installed"; } >"$1/var/lib/dpkg/status.d/$p"; done'
+# The cached root is named after what makes it, so that a change here extracts it again.
+key="$(printf '%s\n' "$packages" "$hook" | sha256sum | cut -c1-12)"
 
 # 2. The binaries. Paths are remapped so that where the tree and the registry sit does not
 #    change the bytes.
@@ -60,33 +65,47 @@ trap 'rm -rf "$work"' EXIT
 
 for arch in amd64 arm64; do
   # 3. The packages.
-  base="$cache/rootfs-bookworm-$arch.tar"
+  base="$cache/rootfs-bookworm-$arch-$key.tar"
   if (( fresh )) || [[ ! -s "$base" ]] || [[ -n "$(find "$base" -mtime +7)" ]]; then
     echo "image: extracting Debian bookworm packages for $arch" >&2
-    mmdebstrap --quiet --mode=root --variant=extract --arch="$arch" \
-      --include=libc6,libgcc-s1,ca-certificates,netbase \
+    rm -rf "$base.new"
+    # The extract variant runs no maintainer script. A hook records each package's control
+    # fields while the .debs are still there, for dpkg's status.d (what image scanners read).
+    mmdebstrap --quiet --mode=root --format=tar --variant=extract --arch="$arch" \
+      --include="$packages" \
+      --extract-hook="$hook" \
       bookworm "$base.new" >&2
+    [[ -f "$base.new" ]] || { echo "image: mmdebstrap wrote no tar for $arch" >&2; exit 1; }
     mv "$base.new" "$base"
   fi
-  root="$work/$arch/root"
-  mkdir -p "$root"
-  tar -C "$root" -xf "$base"
+  full="$work/$arch/full" root="$work/$arch/root"
+  mkdir -p "$full" "$root"
+  tar -C "$full" -xf "$base"
 
-  # 4. Prune, then add.
-  rm -rf "$root"/usr/share/{doc,man,info,lintian,locale,bug,bash-completion} \
-    "$root"/usr/lib/*/gconv "$root"/usr/libexec "$root"/usr/sbin "$root"/var/cache \
-    "$root"/var/log "$root"/var/lib/apt "$root"/etc/apt "$root"/etc/dpkg "$root"/usr/share/lintian \
-    "$root"/var/lib/dpkg/info
+  # 4. Take what the binary uses, and nothing else: ca-certificates pulls in openssl and
+  #    debconf (with perl's modules), and the extract variant leaves device nodes and the build
+  #    host's resolv.conf and hostname, which a runtime provides.
+  #    - /lib (and /lib64's loader link): libc6 and libgcc-s1 are the only packages here that
+  #      put files there;
+  #    - netbase's files; each kept package's copyright and status.d entry.
+  cp -a "$full/lib" "$root/lib"
+  [[ ! -e "$full/lib64" ]] || cp -a "$full/lib64" "$root/lib64"
+  mkdir -p "$root/etc/ssl/certs" "$root/usr/bin" "$root/usr/share/doc" "$root/var/lib/dpkg/status.d"
+  cp -a "$full"/etc/{services,protocols,rpc,ethertypes} "$root/etc/"
+  for p in ${packages//,/ }; do
+    mkdir -p "$root/usr/share/doc/$p"
+    cp -a "$full/usr/share/doc/$p/copyright" "$root/usr/share/doc/$p/copyright"
+    cp -a "$full/var/lib/dpkg/status.d/$p" "$root/var/lib/dpkg/status.d/$p"
+  done
+  rm -rf "$root"/lib/*/gconv
   # update-ca-certificates is a maintainer script, which the extract variant does not run: the
   # bundle is what it would write with every Mozilla certificate enabled, Debian's default.
-  mkdir -p "$root/etc/ssl/certs"
-  find "$root/usr/share/ca-certificates/mozilla" -name '*.crt' -print0 | LC_ALL=C sort -z |
+  find "$full/usr/share/ca-certificates/mozilla" -name '*.crt' -print0 | LC_ALL=C sort -z |
     xargs -0 cat >"$root/etc/ssl/certs/ca-certificates.crt"
-  rm -rf "$root/usr/share/ca-certificates" "$root/etc/ca-certificates"
   install -m 0755 "$CARGO_TARGET_DIR/${triple[$arch]}/release/kafka-expose" "$root/usr/bin/kafka-expose"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
-  mkdir -p "$root/tmp" "$root/home/nonroot" "$root/root"
+  mkdir -p "$root/tmp" "$root/home/nonroot" "$root/root" "$root/dev" "$root/proc" "$root/sys"
   chmod 1777 "$root/tmp"
   chmod 0700 "$root/root"
   chown 65532:65532 "$root/home/nonroot"

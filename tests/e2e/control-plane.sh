@@ -59,21 +59,68 @@ ensure_deb_src() {
   if apt-get source --print-uris "kubernetes=$K8S_SOURCE_VERSION" >/dev/null 2>&1; then
     return
   fi
-  log "adding deb-src lines for bookworm"
-  cat >/etc/apt/sources.list.d/kafka-expose-deb-src.sources <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  # One deb-src entry for each deb entry apt already has, at the same address: a mirror or a
+  # proxy the machine is configured with serves the sources too.
+  log "adding deb-src lines beside apt's deb lines"
+  deb_src_entries >/etc/apt/sources.list.d/kafka-expose-deb-src.sources
   apt-get update -qq
+}
+
+# Prints deb822 deb-src stanzas for the deb entries in /etc/apt/sources.list and
+# /etc/apt/sources.list.d (both the one-line and the deb822 format; APT_ETC moves /etc/apt).
+deb_src_entries() {
+  APT_ETC="${APT_ETC:-/etc/apt}" python3 - <<'PY'
+import glob, os, re
+etc = os.environ["APT_ETC"]
+
+entries = []
+def add(uris, suites, comps, signed):
+    e = (" ".join(uris), " ".join(suites), " ".join(comps), signed)
+    if e not in entries:
+        entries.append(e)
+
+for path in [etc + "/sources.list"] + sorted(glob.glob(etc + "/sources.list.d/*.list")):
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"^deb\s+(\[[^]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$", line)
+        if not m:
+            continue
+        opts = m.group(1) or ""
+        signed = re.search(r"signed-by=(\S+?)\]?(\s|$)", opts)
+        add([m.group(2)], [m.group(3)], m.group(4).split(), signed.group(1) if signed else "")
+
+for path in sorted(glob.glob(etc + "/sources.list.d/*.sources")):
+    if path.endswith("kafka-expose-deb-src.sources"):
+        continue
+    for stanza in re.split(r"\n\s*\n", open(path).read()):
+        fields, key = {}, None
+        for line in stanza.splitlines():
+            if line.startswith("#"):
+                continue
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
+            continue
+        add(fields.get("uris", "").split(), fields.get("suites", "").split(),
+            fields.get("components", "").split(), fields.get("signed-by", ""))
+
+for uris, suites, comps, signed in entries:
+    print("Types: deb-src")
+    print("URIs: " + uris)
+    print("Suites: " + suites)
+    if comps:
+        print("Components: " + comps)
+    if signed and "\n" not in signed:
+        print("Signed-By: " + signed)
+    print()
+PY
 }
 
 build() {
