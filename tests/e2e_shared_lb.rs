@@ -219,16 +219,24 @@ async fn wait_bootstrap(c: &Client, ns: &str, n: u32) {
 /// bootstrap on 31095): none is left holding one. The workloads go too, or a later suite's
 /// cluster-wide reconciler would make their Services again, at new random NodePorts (the flake
 /// hunt found e2e_webhook's pinned ports taken that way).
-async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
-    wh.stop();
-    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
-    for s in sts.list(&ListParams::default()).await.unwrap().items {
-        let _ = sts
-            .delete(&s.name_any(), &kube::api::DeleteParams::background())
+/// Deletes every `K` in `ns` (in the background: the garbage collector takes what they own) and
+/// waits until none is left.
+async fn delete_all<K>(c: &Client, ns: &str, what: &str)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(c.clone(), ns);
+    for o in api.list(&ListParams::default()).await.unwrap().items {
+        let _ = api
+            .delete(&o.name_any(), &kube::api::DeleteParams::background())
             .await;
     }
-    eventually(Duration::from_secs(30), "the workloads gone", || async {
-        let left = sts
+    eventually(Duration::from_secs(30), &format!("{what} gone"), || async {
+        let left = api
             .list(&ListParams::default())
             .await
             .map_err(|e| e.to_string())?
@@ -238,28 +246,17 @@ async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
         } else {
             Err(format!(
                 "{:?}",
-                left.iter().map(|s| s.name_any()).collect::<Vec<_>>()
+                left.iter().map(|o| o.name_any()).collect::<Vec<_>>()
             ))
         }
     })
     .await;
-    let api: Api<Service> = Api::namespaced(c.clone(), ns);
-    for s in api.list(&ListParams::default()).await.unwrap().items {
-        let _ = api.delete(&s.name_any(), &Default::default()).await;
-    }
-    eventually(Duration::from_secs(30), "the Services gone", || async {
-        let left = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .items;
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{:?}", support::cluster::names(&left)))
-        }
-    })
-    .await;
+}
+
+async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
+    wh.stop();
+    delete_all::<StatefulSet>(c, ns, "the workloads").await;
+    delete_all::<Service>(c, ns, "the Services").await;
 }
 
 async fn webhook(c: &Client, tag: &str, ns: &str) -> Webhook {

@@ -224,15 +224,7 @@ fn serve_answers_a_review(u: &Unpacked) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kafka-1", "namespace": "kafka",
-                     "annotations": {"kafka-expose.io/expose": "nodeport"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": "u", "controller": true}]},
-        "spec": {"containers": [{"name": "broker", "image": "apache/kafka:3.9.1",
-                  "env": [{"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092"},
-                          {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://kafka-1.h:9092"}]}]}
-    });
+    let pod = support::https::exposed_broker_pod();
     let body = u.dir.join("review.json");
     std::fs::write(
         &body,

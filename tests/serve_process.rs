@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 
 use support::https::{KeepAlive, review, trusting};
 use support::net::free_port;
@@ -89,15 +88,7 @@ fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 fn review_body() -> Vec<u8> {
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kafka-1", "namespace": "kafka",
-                     "annotations": {"kafka-expose.io/expose": "nodeport"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": "u", "controller": true}]},
-        "spec": {"containers": [{"name": "broker", "image": "apache/kafka:3.9.1",
-                  "env": [{"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092"},
-                          {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://kafka-1.h:9092"}]}]}
-    });
+    let pod = support::https::exposed_broker_pod();
     serde_json::to_vec(&review("readme", "", "Pod", "CREATE", &pod)).unwrap()
 }
 

@@ -176,6 +176,20 @@ impl KeepAlive {
     }
 }
 
+/// A broker pod of an exposed StatefulSet (apache/kafka, env adapter): what a review of a
+/// running server is asked about in the process and image tests.
+pub fn exposed_broker_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kafka-1", "namespace": "kafka",
+                     "annotations": {"kafka-expose.io/expose": "nodeport"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "kafka", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "broker", "image": "apache/kafka:3.9.1",
+                  "env": [{"name": "KAFKA_LISTENERS", "value": "PLAINTEXT://:9092"},
+                          {"name": "KAFKA_ADVERTISED_LISTENERS", "value": "PLAINTEXT://kafka-1.h:9092"}]}]}
+    })
+}
+
 /// An AdmissionReview for `object`.
 pub fn review(uid: &str, group: &str, kind: &str, operation: &str, object: &Value) -> Value {
     let resource = format!("{}s", kind.to_ascii_lowercase());
