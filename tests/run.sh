@@ -12,11 +12,15 @@
 #   - builds the book and fails on a broken internal link (docs/build.sh);
 #   - builds the OCI image twice (image/build.sh; the release binaries and Debian's packages are
 #     cached) and fails unless both archives are the same bytes, then runs the image's binary
-#     from its unpacked root on amd64 and, under qemu-user, arm64 (tests/image.rs).
+#     from its unpacked root on amd64 and, under qemu-user, arm64 (tests/image.rs);
+#   - then starts a real node (tests/e2e/node.sh: kubelet, containerd, kube-proxy,
+#     kube-scheduler, each node in its own network namespace, and a client namespace outside)
+#     and runs tests/e2e_node.rs on it: the chart installed with the image built here, a broker
+#     exposed and reached from outside, the chart uninstalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --all-targets --features e2e,image --locked -- -D warnings
+cargo clippy --all-targets --features e2e,image,node --locked -- -D warnings
 
 tests/workflows.sh
 docs/build.sh target/book
@@ -32,7 +36,11 @@ echo "image: two builds, one digest: $first" >&2
 export KAFKA_EXPOSE_IMAGE="$PWD/target/image/kafka-expose.oci.tar"
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/kafka-expose-e2e.XXXXXX")"
-cleanup() { tests/e2e/control-plane.sh stop "$state" || true; }
+nodes="$(mktemp -d "${TMPDIR:-/tmp}/kafka-expose-node.XXXXXX")"
+cleanup() {
+  tests/e2e/control-plane.sh stop "$state" || true
+  tests/e2e/node.sh stop "$nodes" || true
+}
 trap cleanup EXIT
 tests/e2e/control-plane.sh start "$state"
 export KAFKA_EXPOSE_E2E_ENV="$state/env"
@@ -40,3 +48,12 @@ KAFKA_EXPOSE_TOOLS="$(tests/e2e/control-plane.sh tools)"
 export KAFKA_EXPOSE_TOOLS
 
 cargo test --all-targets --features e2e,image --locked
+tests/e2e/control-plane.sh stop "$state"
+
+# The real node: kubelet, containerd, kube-proxy and kube-scheduler (tests/e2e/node.sh).
+started="$(date +%s)"
+tests/e2e/node.sh start "$nodes" 1
+KAFKA_EXPOSE_E2E_ENV="$nodes/env" KAFKA_EXPOSE_NODE_DIR="$nodes" \
+  cargo test --features node --test e2e_node --locked
+tests/e2e/node.sh stop "$nodes"
+echo "node suite: $(($(date +%s) - started)) s, start and stop included" >&2

@@ -15,6 +15,7 @@ use super::events::Announcer;
 use crate::config::Settings;
 use crate::engine::workload::Workload;
 use crate::metrics::Metrics;
+use crate::names::{PREFIX, own};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,7 +75,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// The node IPs of the workload's running broker pods, by pod name.
+    /// The host each of the workload's broker pods is reached at on its node, by pod name (see
+    /// [`broker_host`]).
     pub async fn broker_host_ips(
         &self,
         w: &Workload,
@@ -87,18 +89,30 @@ impl Context {
             .map_err(Error::Kube)?;
         Ok(list
             .items
-            .into_iter()
-            .filter_map(|p| {
-                let ip = p
-                    .status
-                    .as_ref()?
-                    .host_ip
-                    .clone()
-                    .filter(|ip| !ip.is_empty())?;
-                Some((p.name_any(), ip))
-            })
+            .iter()
+            .filter_map(|p| Some((p.name_any(), broker_host(p)?)))
             .collect())
     }
+}
+
+/// The host a broker pod is reached at on its node, as it advertises it: under
+/// `advertised-host: node:<types>`, the node address it was given (`external-host`, which can be
+/// the node's ExternalIP), else its node's IP (`status.hostIP`, the InternalIP). `None` while the
+/// pod has neither. A bootstrap list made of these is what the brokers advertise.
+pub fn broker_host(p: &Pod) -> Option<String> {
+    let given = p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&format!("{PREFIX}{}", own::EXTERNAL_HOST)))
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty());
+    let host_ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.host_ip.as_deref())
+        .filter(|ip| !ip.is_empty());
+    given.or(host_ip).map(str::to_string)
 }
 
 /// The workload's label selector, as a list call takes it.
@@ -108,4 +122,41 @@ pub fn selector(w: &Workload) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(annotations: serde_json::Value, host_ip: Option<&str>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "kafka-0", "annotations": annotations},
+            "status": {"hostIP": host_ip},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_broker_is_reached_at_the_node_address_it_was_given_else_at_its_node_ip() {
+        let given = json!({"kafka-expose.io/external-host": "203.0.113.7"});
+        assert_eq!(
+            broker_host(&pod(given.clone(), Some("10.0.0.5"))).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            broker_host(&pod(given, None)).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            broker_host(&pod(json!({}), Some("10.0.0.5"))).as_deref(),
+            Some("10.0.0.5")
+        );
+        let blank = json!({"kafka-expose.io/external-host": " "});
+        assert_eq!(
+            broker_host(&pod(blank, Some("10.0.0.5"))).as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(broker_host(&pod(json!({}), Some(""))), None);
+    }
 }

