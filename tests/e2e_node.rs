@@ -81,15 +81,8 @@ fn json_of(args: &[&str]) -> Value {
 }
 
 /// Polls `check` every half second until it gives `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+fn eventually<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    eventually_or(limit, check).unwrap_or_else(|| panic!("timed out: {what}"))
 }
 
 fn annotation(obj: &Value, key: &str) -> Option<String> {
@@ -116,8 +109,12 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     let dir = node_dir();
     let dir_s = dir.to_str().unwrap();
 
-    // The image built here (tests/run.sh builds it), under the name the chart pulls.
-    let archive = Path::new(ROOT).join("target/image/kafka-expose.oci.tar");
+    // The image built here (tests/run.sh builds it and sets KAFKA_EXPOSE_IMAGE), under the name
+    // the chart pulls.
+    let archive = std::env::var("KAFKA_EXPOSE_IMAGE").map_or_else(
+        |_| Path::new(ROOT).join("target/image/kafka-expose.oci.tar"),
+        PathBuf::from,
+    );
     assert!(archive.exists(), "{archive:?}: run image/build.sh first");
     run(&mut node_sh(&[
         "import",
@@ -207,15 +204,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "kafka-expose.io/advertised-host=node:ExternalIP",
     ]));
     let external = node_address("kx-node1", "ExternalIP");
-    let bootstrap = eventually(Duration::from_secs(120), "the bootstrap address", || {
-        let sts = json_of(&["-n", "tansu", "get", "statefulset", "tansu", "-o", "json"]);
-        let rolled = sts["status"]["updatedReplicas"] == sts["spec"]["replicas"]
-            && sts["status"]["readyReplicas"] == sts["spec"]["replicas"]
-            && sts["status"]["currentRevision"] == sts["status"]["updateRevision"];
-        let ok = annotation(&sts, "kafka-expose.io/status").as_deref() == Some("ok");
-        let b = annotation(&sts, "kafka-expose.io/bootstrap-servers")?;
-        (rolled && ok && b.starts_with(&format!("{external}:"))).then_some(b)
-    });
+    let bootstrap = converged(|b| b.starts_with(&format!("{external}:")));
     // What the broker process runs with, read inside its pod: its external listener advertises
     // the node's ExternalIP and the broker's own NodePort.
     let svc = json_of(&[
@@ -248,35 +237,36 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     );
 
     // From outside, through kube-proxy: every broker answers at the address it advertises.
-    let check = run(&mut from_outside(&[
-        Path::new(ROOT)
-            .join("target/debug/kafka-expose")
-            .to_str()
-            .unwrap(),
-        "check",
-        "--bootstrap",
-        &bootstrap,
-    ]));
-    assert!(
-        check.contains("OK: every broker answers at the address it advertises (1 brokers)"),
-        "{check}"
-    );
-    assert!(
-        check.contains(&format!("{external}:{node_port}")),
-        "{check}"
-    );
+    check_from_outside(&bootstrap, &format!("{external}:{node_port}"));
     // The client reaches the nodes' ExternalIPs and nothing else: not the InternalIP.
     let internal = node_address("kx-node1", "InternalIP");
     let (reached, text) = output(&mut from_outside(&[
-        Path::new(ROOT)
-            .join("target/debug/kafka-expose")
-            .to_str()
-            .unwrap(),
+        env!("CARGO_BIN_EXE_kafka-expose"),
         "check",
         "--bootstrap",
         &format!("{internal}:{node_port}"),
     ]));
     assert!(!reached, "{text}");
+
+    // One LoadBalancer per broker: the test is the cloud, giving each an address in the client's
+    // LoadBalancer range, and kube-proxy routes it.
+    expose(&[
+        "kafka-expose.io/expose=loadbalancer",
+        "kafka-expose.io/advertised-host-",
+    ]);
+    let bootstrap = converged(|b| b.starts_with("10.80.0."));
+    check_from_outside(&bootstrap, "10.80.0.");
+    // One shared LoadBalancer, port base + n for broker n.
+    expose(&["kafka-expose.io/expose=shared-loadbalancer"]);
+    let bootstrap = converged(|b| b.starts_with("10.80.0."));
+    check_from_outside(&bootstrap, "10.80.0.");
+    // A hostPort on the broker's node, through the CNI portmap plugin, at its ExternalIP.
+    expose(&[
+        "kafka-expose.io/expose=hostport",
+        "kafka-expose.io/advertised-host=node:ExternalIP",
+    ]);
+    let bootstrap = converged(|b| b.starts_with(&format!("{external}:")));
+    check_from_outside(&bootstrap, &format!("{external}:"));
 
     // Uninstall as the guide says: annotation first, then the release.
     run(&mut kubectl(&[
@@ -321,6 +311,12 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
             })
             .collect()
     };
+    // The server's pods go after the release, as the garbage collector removes them.
+    eventually(Duration::from_secs(60), "the server's pods gone", || {
+        left(&["-n", "kafka-expose", "get", "pods", "-o", "json"])
+            .is_empty()
+            .then_some(())
+    });
     let mut here = left(&[
         "-n",
         "kafka-expose",
@@ -337,7 +333,11 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     here.sort();
     assert_eq!(
         here,
-        ["Lease/kafka-expose-reconciler", "Secret/kafka-expose-tls"],
+        [
+            "Lease/kafka-expose-certs",
+            "Lease/kafka-expose-reconciler",
+            "Secret/kafka-expose-tls"
+        ],
         "what helm uninstall leaves in the namespace (docs/src/install.md)"
     );
     let cluster_wide = left(&[
@@ -355,4 +355,110 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io"],
         "what helm uninstall leaves cluster-wide (docs/src/install.md)"
     );
+}
+
+/// Annotates the tansu StatefulSet.
+fn expose(annotations: &[&str]) {
+    let mut args = vec![
+        "-n",
+        "tansu",
+        "annotate",
+        "--overwrite",
+        "statefulset",
+        "tansu",
+    ];
+    args.extend_from_slice(annotations);
+    run(&mut kubectl(&args));
+}
+
+/// Waits until the tansu StatefulSet has rolled, its status is `ok` and its bootstrap address
+/// passes `wanted`, acting meanwhile as the cloud: each LoadBalancer Service kafka-expose made
+/// gets an address in 10.80.0.0/24, which the client reaches through node 1.
+fn converged(wanted: impl Fn(&str) -> bool) -> String {
+    let mut next = 10;
+    eventually(
+        Duration::from_secs(150),
+        "the rollout and its bootstrap address",
+        || {
+            let svcs = json_of(&[
+                "-n",
+                "tansu",
+                "get",
+                "services",
+                "-l",
+                "app.kubernetes.io/managed-by=kafka-expose",
+                "-o",
+                "json",
+            ]);
+            for s in svcs["items"].as_array().unwrap() {
+                let pending = s["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .is_none_or(|i| i.is_empty());
+                if s["spec"]["type"] == "LoadBalancer" && pending {
+                    let name = s["metadata"]["name"].as_str().unwrap();
+                    let patch = format!(
+                        r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"10.80.0.{next}"}}]}}}}}}"#
+                    );
+                    next += 1;
+                    run(&mut kubectl(&[
+                        "-n",
+                        "tansu",
+                        "patch",
+                        "service",
+                        name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        &patch,
+                    ]));
+                }
+            }
+            let sts = json_of(&["-n", "tansu", "get", "statefulset", "tansu", "-o", "json"]);
+            let rolled = sts["status"]["updatedReplicas"] == sts["spec"]["replicas"]
+                && sts["status"]["readyReplicas"] == sts["spec"]["replicas"]
+                && sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+                && sts["status"]["observedGeneration"] == sts["metadata"]["generation"];
+            let ok = annotation(&sts, "kafka-expose.io/status").as_deref() == Some("ok");
+            let b = annotation(&sts, "kafka-expose.io/bootstrap-servers")?;
+            (rolled && ok && wanted(&b)).then_some(b)
+        },
+    )
+}
+
+/// `kafka-expose check` from the client namespace: every broker answers at the address it
+/// advertises, which starts with `host`. kube-proxy programs a new address a moment after the
+/// Service changes, as a cloud's load balancer does, so a client may have to try again.
+fn check_from_outside(bootstrap: &str, host: &str) {
+    let mut last = String::new();
+    let done = eventually_or(Duration::from_secs(30), || {
+        let (ok, text) = output(&mut from_outside(&[
+            env!("CARGO_BIN_EXE_kafka-expose"),
+            "check",
+            "--bootstrap",
+            bootstrap,
+        ]));
+        let good = ok
+            && text.contains("OK: every broker answers at the address it advertises (1 brokers)")
+            && text.contains(&format!("broker 111 {host}"));
+        last = text;
+        good.then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "check --bootstrap {bootstrap} from outside:\n{last}"
+    );
+}
+
+/// As [`eventually`], but `None` at the end of `limit` instead of a panic.
+fn eventually_or<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -265,7 +265,8 @@ node_up() {
   export CGROUPS="$cgroups"
   # The node's mount namespace, held by a sleeping process in the node's cgroup.
   unshare --mount --propagation private -- sh -c \
-    'for c in $CGROUPS; do echo $$ >"$c/kx-node'"$i"'/system/cgroup.procs"; done; exec sleep infinity' &
+    'for c in $CGROUPS; do echo $$ >"$c/kx-node'"$i"'/system/cgroup.procs"; done; exec sleep infinity' \
+    </dev/null >/dev/null 2>&1 &
   echo $! >"$nd/holder.pid"
   local holder=$!
   wait_for "the mount namespace of node $i" 40 sh -c \
