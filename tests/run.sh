@@ -52,7 +52,7 @@ tests/e2e/control-plane.sh stop "$state"
 
 # The real node: kubelet, containerd, kube-proxy and kube-scheduler (tests/e2e/node.sh).
 started="$(date +%s)"
-tests/e2e/node.sh start "$nodes" 1
+tests/e2e/node.sh start "$nodes" 2
 KAFKA_EXPOSE_E2E_ENV="$nodes/env" KAFKA_EXPOSE_NODE_DIR="$nodes" \
   cargo test --features node --test e2e_node --locked
 tests/e2e/node.sh stop "$nodes"
