@@ -93,7 +93,12 @@ fn annotation(obj: &Value, key: &str) -> Option<String> {
 
 /// The node a tansu pod runs on.
 fn pod_node(pod: &str) -> String {
-    let p = json_of(&["-n", "tansu", "get", "pod", pod, "-o", "json"]);
+    pod_node_in("tansu", pod)
+}
+
+/// The node pod `pod` of namespace `ns` runs on.
+fn pod_node_in(ns: &str, pod: &str) -> String {
+    let p = json_of(&["-n", ns, "get", "pod", pod, "-o", "json"]);
     p["spec"]["nodeName"].as_str().unwrap().to_string()
 }
 
@@ -329,28 +334,101 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         );
     }
 
-    // Uninstall as the guide says: annotation first, then the release.
+    // Its NodePorts are the fixture's next, from the same default base: the user takes tansu's
+    // exposure off first (a second workload on the same base is refused, as it should be).
+    unexpose("tansu", "tansu");
+
+    // The apache-kafka-kraft fixture, unchanged, on a stand-in apache/kafka:3.9.1 (the image's
+    // env mapping, then the project's test broker, which learns its peers over the controller
+    // listener from the quorum voters), annotated as a user would.
+    run(&mut node_sh(&[
+        "broker-image",
+        dir_s,
+        env!("CARGO_BIN_EXE_kx-test-broker"),
+    ]));
+    for i in 0..3 {
+        let pv = format!(
+            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"kafka-data-{i}"}},
+            "spec":{{"capacity":{{"storage":"10Gi"}},"accessModes":["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy":"Retain",
+            "hostPath":{{"path":"{dir_s}/pv/{i}","type":"DirectoryOrCreate"}}}}}}"#
+        );
+        let file = dir.join(format!("pv-{i}.json"));
+        std::fs::write(&file, pv).unwrap();
+        run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    }
+    run(&mut kubectl(&["create", "namespace", "streaming"]));
+    run(&mut kubectl(&[
+        "apply",
+        "-f",
+        &format!("{ROOT}/tests/data/charts/apache-kafka-kraft.yaml"),
+    ]));
     run(&mut kubectl(&[
         "-n",
-        "tansu",
+        "streaming",
         "annotate",
         "statefulset",
-        "tansu",
-        "kafka-expose.io/expose-",
+        "kafka",
+        "kafka-expose.io/expose=nodeport",
+        "kafka-expose.io/advertised-host=node:ExternalIP",
     ]));
-    eventually(Duration::from_secs(120), "the Services removed", || {
-        let svcs = json_of(&[
+    let bootstrap = converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let pod = format!("kafka-{i}");
+        let own = node_address(&pod_node_in("streaming", &pod), "ExternalIP");
+        let svc = json_of(&[
             "-n",
-            "tansu",
+            "streaming",
             "get",
-            "services",
-            "-l",
-            "app.kubernetes.io/managed-by=kafka-expose",
+            "service",
+            &format!("kafka-{i}-external"),
             "-o",
             "json",
         ]);
-        svcs["items"].as_array().unwrap().is_empty().then_some(())
-    });
+        let port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        // What the broker runs with, read inside its pod: the file the image's script wrote
+        // from the environment the kubelet expanded.
+        let props = run(&mut kubectl(&[
+            "-n",
+            "streaming",
+            "exec",
+            &pod,
+            "-c",
+            "broker",
+            "--",
+            "cat",
+            "/opt/kafka/config/server.properties",
+        ]));
+        let advertised = props
+            .lines()
+            .find_map(|l| l.strip_prefix("advertised.listeners="))
+            .unwrap_or_default();
+        assert!(
+            advertised.contains(&format!("EXTERNAL://{own}:{port}")),
+            "{pod}: {props}"
+        );
+        assert!(
+            advertised.contains(&format!(
+                "PLAINTEXT://{pod}.kafka-headless.streaming.svc.cluster.local:9092"
+            )),
+            "{pod}: {props}"
+        );
+        assert!(!advertised.contains("CONTROLLER"), "{pod}: {props}");
+        lines.push(format!("ok broker {i} {own}:{port}"));
+    }
+    // Every broker, as itself, from outside through kube-proxy; and kcat lists them all.
+    check_brokers_from_outside(&bootstrap, 3, &lines);
+    let listed = run(&mut from_outside(&[
+        "kcat", "-b", &bootstrap, "-L", "-m", "10",
+    ]));
+    assert!(listed.contains(" 3 brokers:"), "{listed}");
+    for l in &lines {
+        let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
+        assert!(listed.contains(&format!("broker {i} at {at}")), "{listed}");
+    }
+    // Uninstall as the guide says: the annotations first, then the release.
+    unexpose("streaming", "kafka");
     run(&mut helm(&[
         "uninstall",
         "kafka-expose",
@@ -418,6 +496,31 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     );
 }
 
+/// Takes StatefulSet `name`'s exposure off, and waits until kafka-expose's Services are gone.
+fn unexpose(ns: &str, name: &str) {
+    run(&mut kubectl(&[
+        "-n",
+        ns,
+        "annotate",
+        "statefulset",
+        name,
+        "kafka-expose.io/expose-",
+    ]));
+    eventually(Duration::from_secs(120), "the Services removed", || {
+        let svcs = json_of(&[
+            "-n",
+            ns,
+            "get",
+            "services",
+            "-l",
+            "app.kubernetes.io/managed-by=kafka-expose",
+            "-o",
+            "json",
+        ]);
+        svcs["items"].as_array().unwrap().is_empty().then_some(())
+    });
+}
+
 /// Annotates the tansu StatefulSet.
 fn expose(annotations: &[&str]) {
     let mut args = vec![
@@ -436,6 +539,11 @@ fn expose(annotations: &[&str]) {
 /// passes `wanted`, acting meanwhile as the cloud: each LoadBalancer Service kafka-expose made
 /// gets an address in 10.80.0.0/24, which the client reaches through node 1.
 fn converged(wanted: impl Fn(&str) -> bool) -> String {
+    converged_in("tansu", "tansu", wanted)
+}
+
+/// [`converged`] for StatefulSet `name` in namespace `ns`.
+fn converged_in(ns: &str, name: &str, wanted: impl Fn(&str) -> bool) -> String {
     let mut next = 10;
     eventually(
         Duration::from_secs(150),
@@ -443,7 +551,7 @@ fn converged(wanted: impl Fn(&str) -> bool) -> String {
         || {
             let svcs = json_of(&[
                 "-n",
-                "tansu",
+                ns,
                 "get",
                 "services",
                 "-l",
@@ -456,17 +564,17 @@ fn converged(wanted: impl Fn(&str) -> bool) -> String {
                     .as_array()
                     .is_none_or(|i| i.is_empty());
                 if s["spec"]["type"] == "LoadBalancer" && pending {
-                    let name = s["metadata"]["name"].as_str().unwrap();
+                    let svc = s["metadata"]["name"].as_str().unwrap();
                     let patch = format!(
                         r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"10.80.0.{next}"}}]}}}}}}"#
                     );
                     next += 1;
                     run(&mut kubectl(&[
                         "-n",
-                        "tansu",
+                        ns,
                         "patch",
                         "service",
-                        name,
+                        svc,
                         "--subresource=status",
                         "--type=merge",
                         "-p",
@@ -474,7 +582,7 @@ fn converged(wanted: impl Fn(&str) -> bool) -> String {
                     ]));
                 }
             }
-            let sts = json_of(&["-n", "tansu", "get", "statefulset", "tansu", "-o", "json"]);
+            let sts = json_of(&["-n", ns, "get", "statefulset", name, "-o", "json"]);
             let rolled = sts["status"]["updatedReplicas"] == sts["spec"]["replicas"]
                 && sts["status"]["readyReplicas"] == sts["spec"]["replicas"]
                 && sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
@@ -490,6 +598,12 @@ fn converged(wanted: impl Fn(&str) -> bool) -> String {
 /// advertises, which starts with `host`. kube-proxy programs a new address a moment after the
 /// Service changes, as a cloud's load balancer does, so a client may have to try again.
 fn check_from_outside(bootstrap: &str, host: &str) {
+    check_brokers_from_outside(bootstrap, 1, &[format!("ok broker 111 {host}")]);
+}
+
+/// `kafka-expose check` from the client namespace: `brokers` brokers, every one answering at the
+/// address it advertises, and each of `lines` in the report.
+fn check_brokers_from_outside(bootstrap: &str, brokers: usize, lines: &[String]) {
     let mut last = String::new();
     let done = eventually_or(Duration::from_secs(30), || {
         let (ok, text) = output(&mut from_outside(&[
@@ -498,9 +612,12 @@ fn check_from_outside(bootstrap: &str, host: &str) {
             "--bootstrap",
             bootstrap,
         ]));
-        let good = ok
-            && text.contains("OK: every broker answers at the address it advertises (1 brokers)")
-            && text.contains(&format!("broker 111 {host}"));
+        // The report pads its columns: compare with runs of spaces as one.
+        let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let good =
+            ok && squeezed.contains(&format!(
+                "OK: every broker answers at the address it advertises ({brokers} brokers)"
+            )) && lines.iter().all(|l| squeezed.contains(l.as_str()));
         last = text;
         good.then_some(())
     });

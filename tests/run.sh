@@ -15,8 +15,9 @@
 #     from its unpacked root on amd64 and, under qemu-user, arm64 (tests/image.rs);
 #   - then starts a real node (tests/e2e/node.sh: kubelet, containerd, kube-proxy,
 #     kube-scheduler, each node in its own network namespace, and a client namespace outside)
-#     and runs tests/e2e_node.rs on it: the chart installed with the image built here, a broker
-#     exposed and reached from outside, the chart uninstalled.
+#     and runs tests/e2e_node.rs on two nodes: the chart installed with the image built here,
+#     brokers (tansu, and the apache-kafka-kraft fixture) exposed in every mode and reached from
+#     outside, the chart uninstalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check

@@ -10,6 +10,8 @@
 #   node.sh stop DIR                   stop it and remove everything it made
 #   node.sh import DIR ARCHIVE [NAME]  import an OCI archive into every node's containerd
 #                                      (NAME: the reference for an archive whose index names only a tag)
+#   node.sh broker-image DIR BINARY    build docker.io/apache/kafka:3.9.1 around the test broker
+#                                      BINARY (tests/e2e/broker.rs) and import it
 #   node.sh client DIR CMD...          run CMD in the client namespace
 #   node.sh on DIR NODE CMD...         run CMD in node NODE's network namespace (crictl, iptables)
 #
@@ -489,6 +491,27 @@ stop() {
   fi
 }
 
+# docker.io/apache/kafka:3.9.1 for the node tests: the busybox root, the project's test broker
+# (BINARY, with the libraries it links) and images/apache-kafka-run as /etc/kafka/docker/run.
+# Written to DIR/apache-kafka.tar and imported into every node.
+broker_image() {
+  local dir="${1:?state directory}" binary="${2:?kx-test-broker binary}" work lib
+  work="$(mktemp -d)"
+  cp -a "$IMAGES/busybox-root" "$work/root"
+  mkdir -p "$work/root/usr/bin" "$work/root/etc/kafka/docker" "$work/root/var/lib/kafka/data"
+  install -m 755 "$binary" "$work/root/usr/bin/kx-test-broker"
+  for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+    mkdir -p "$work/root$(dirname "$lib")"
+    cp -L "$lib" "$work/root$lib"
+  done
+  install -m 755 "$HERE/images/apache-kafka-run" "$work/root/etc/kafka/docker/run"
+  for a in tr sed sort grep env dirname mkdir; do ln -sf busybox "$work/root/bin/$a"; done
+  python3 "$HERE/oci.py" "$dir/apache-kafka.tar" docker.io/apache/kafka:3.9.1 "$work/root" \
+    --entrypoint '["/etc/kafka/docker/run"]'
+  rm -rf "$work"
+  import "$dir" "$dir/apache-kafka.tar"
+}
+
 import() {
   local dir="${1:?state directory}" archive="${2:?OCI archive}" name="${3:-}" nodes
   nodes="$(cat "$dir/nodes")"
@@ -506,7 +529,8 @@ case "${1:-}" in
   start) start "${2:-}" "${3:-1}" ;;
   stop) stop "${2:-}" ;;
   import) import "${2:-}" "${3:-}" "${4:-}" ;;
+  broker-image) broker_image "${2:-}" "${3:-}" ;;
   client) shift 2; exec nsenter --net=/run/netns/kx-client -- "$@" ;;
   on) i="${3:?node}"; shift 3; exec nsenter --net="/run/netns/kx-node$i" -- "$@" ;;
-  *) echo "usage: $0 build | start DIR [NODES] | stop DIR | import DIR ARCHIVE [NAME] | client DIR CMD... | on DIR NODE CMD..." >&2; exit 2 ;;
+  *) echo "usage: $0 build | start DIR [NODES] | stop DIR | import DIR ARCHIVE [NAME] | broker-image DIR BINARY | client DIR CMD... | on DIR NODE CMD..." >&2; exit 2 ;;
 esac
