@@ -427,6 +427,53 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
         assert!(listed.contains(&format!("broker {i} at {at}")), "{listed}");
     }
+    // `check` with a kubeconfig, from outside (the API server is published to the client, as a
+    // cluster's endpoint is): it reads the live Services, endpoints and pods. With broker 1's
+    // pod deleted and unable to come back (both nodes cordoned), it names where the path breaks.
+    let kubeconfig = dir.join("kubeconfig");
+    let kc = kubeconfig.to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_kafka-expose");
+    let check_live = || {
+        output(&mut from_outside(&[
+            bin,
+            "check",
+            "--kubeconfig",
+            kc,
+            "-n",
+            "streaming",
+            "kafka",
+        ]))
+    };
+    let live = eventually_or(Duration::from_secs(30), || {
+        let (ok, text) = check_live();
+        ok.then_some(text)
+    });
+    assert!(
+        live.is_some(),
+        "check with a kubeconfig: {:?}",
+        check_live()
+    );
+    println!("check, live:\n{}", live.unwrap());
+    run(&mut kubectl(&["cordon", "kx-node1", "kx-node2"]));
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "delete",
+        "pod",
+        "kafka-1",
+        "--wait=false",
+    ]));
+    let broken = eventually(Duration::from_secs(60), "check naming the break", || {
+        let (ok, text) = check_live();
+        (!ok && text.contains("kafka-1")).then_some(text)
+    });
+    println!("check, broker 1's pod deleted:\n{broken}");
+    run(&mut kubectl(&["uncordon", "kx-node1", "kx-node2"]));
+    eventually(Duration::from_secs(120), "broker 1 back", || {
+        let (ok, _) = check_live();
+        ok.then_some(())
+    });
+
     // Uninstall as the guide says: the annotations first, then the release.
     unexpose("streaming", "kafka");
     run(&mut helm(&[
@@ -441,6 +488,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
             .map(|o| {
                 format!(
                     "{}/{}",
@@ -450,12 +498,21 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
             })
             .collect()
     };
-    // The server's pods go after the release, as the garbage collector removes them.
-    eventually(Duration::from_secs(60), "the server's pods gone", || {
-        left(&["-n", "kafka-expose", "get", "pods", "-o", "json"])
-            .is_empty()
-            .then_some(())
-    });
+    // The server's pods go after the release: the garbage collector marks them for deletion
+    // (at once), and the kubelet ends them (within their 30 s grace). Objects already being
+    // deleted are not what the uninstall leaves.
+    eventually(
+        Duration::from_secs(60),
+        "the server's pods marked for deletion",
+        || {
+            json_of(&["-n", "kafka-expose", "get", "pods", "-o", "json"])["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
+                .then_some(())
+        },
+    );
     let mut here = left(&[
         "-n",
         "kafka-expose",
@@ -496,6 +553,21 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     );
 }
 
+/// The Services kafka-expose made in namespace `ns`.
+fn managed_services(ns: &str) -> Vec<Value> {
+    let svcs = json_of(&[
+        "-n",
+        ns,
+        "get",
+        "services",
+        "-l",
+        "app.kubernetes.io/managed-by=kafka-expose",
+        "-o",
+        "json",
+    ]);
+    svcs["items"].as_array().cloned().unwrap_or_default()
+}
+
 /// Takes StatefulSet `name`'s exposure off, and waits until kafka-expose's Services are gone.
 fn unexpose(ns: &str, name: &str) {
     run(&mut kubectl(&[
@@ -507,17 +579,7 @@ fn unexpose(ns: &str, name: &str) {
         "kafka-expose.io/expose-",
     ]));
     eventually(Duration::from_secs(120), "the Services removed", || {
-        let svcs = json_of(&[
-            "-n",
-            ns,
-            "get",
-            "services",
-            "-l",
-            "app.kubernetes.io/managed-by=kafka-expose",
-            "-o",
-            "json",
-        ]);
-        svcs["items"].as_array().unwrap().is_empty().then_some(())
+        managed_services(ns).is_empty().then_some(())
     });
 }
 
@@ -549,17 +611,7 @@ fn converged_in(ns: &str, name: &str, wanted: impl Fn(&str) -> bool) -> String {
         Duration::from_secs(150),
         "the rollout and its bootstrap address",
         || {
-            let svcs = json_of(&[
-                "-n",
-                ns,
-                "get",
-                "services",
-                "-l",
-                "app.kubernetes.io/managed-by=kafka-expose",
-                "-o",
-                "json",
-            ]);
-            for s in svcs["items"].as_array().unwrap() {
+            for s in managed_services(ns) {
                 let pending = s["status"]["loadBalancer"]["ingress"]
                     .as_array()
                     .is_none_or(|i| i.is_empty());

@@ -35,7 +35,9 @@ CACHE="${KAFKA_EXPOSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-expose}"
 BUILD_DIR="$CACHE/control-plane/kubernetes-$K8S_SOURCE_VERSION"
 BIN_DIR="$CACHE/control-plane/bin"
 
-log() { echo "control-plane: $*" >&2; }
+LOG_NAME=control-plane
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bin_dir() {
   if [[ -n "${KAFKA_EXPOSE_CONTROL_PLANE_BIN:-}" ]]; then
@@ -50,17 +52,6 @@ have_binaries() {
   [[ -x "$d/etcd" && -x "$d/kube-apiserver" && -x "$d/kube-controller-manager" ]]
 }
 
-apt_install() {
-  local missing=()
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
 
 ensure_deb_src() {
   if apt-get source --print-uris "kubernetes=$K8S_SOURCE_VERSION" >/dev/null 2>&1; then
@@ -215,15 +206,6 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_for() {
-  local what="$1" tries="$2" i; shift 2
-  for ((i = 0; i < tries; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.5
-  done
-  log "$what did not come up"
-  return 1
-}
 
 start() {
   local dir="${1:?state directory}"

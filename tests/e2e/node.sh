@@ -21,8 +21,8 @@
 #                                            10.79.0.1<i>   ExternalIP
 #   node i's pods (CNI bridge cni0)          10.78.<i>.0/24
 #   client (namespace kx-client, eth0)       10.79.0.200/24, and 10.80.0.0/24 (LoadBalancer IPs)
-#                                            through node 1. It reaches the nodes' ExternalIPs and
-#                                            the LoadBalancer IPs, nothing else.
+#                                            through node 1. It reaches the nodes' ExternalIPs, the
+#                                            LoadBalancer IPs and the API server, nothing else.
 #   Services                                 10.96.0.0/16
 #
 # The traps, each handled below:
@@ -48,19 +48,10 @@ PAUSE_IMAGE="k8s.gcr.io/pause:3.2"
 BRIDGE=kx-br
 BRIDGE_IP=10.77.0.1
 
-log() { echo "node: $*" >&2; }
+LOG_NAME=node
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install() {
-  local missing=()
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
 
 build() {
   apt_install containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux gcc libc6-dev \
@@ -134,15 +125,6 @@ SH
   fi
 }
 
-wait_for() {
-  local what="$1" tries="$2" i; shift 2
-  for ((i = 0; i < tries; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.5
-  done
-  log "$what did not come up"
-  return 1
-}
 
 # The v1 hierarchies and the v2 one, wherever this machine mounts them.
 cgroup_dirs() {
@@ -182,6 +164,9 @@ network_up() {
   ip -n kx-client addr add 10.79.0.200/24 dev eth0
   ip -n kx-client link set eth0 up
   ip -n kx-client route add 10.80.0.0/24 via "$(external_ip 1)"
+  # The API server is published to the client as a cluster's endpoint is: its address alone.
+  ip -n kx-client route add "$BRIDGE_IP/32" dev eth0
+  ip route add 10.79.0.200/32 dev "$BRIDGE"
 }
 
 write_node_config() {
