@@ -206,15 +206,10 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "-f",
         &format!("{ROOT}/tests/data/node/tansu.yaml"),
     ]));
-    run(&mut kubectl(&[
-        "-n",
-        "tansu",
-        "annotate",
-        "statefulset",
-        "tansu",
+    expose(&[
         "kafka-expose.io/expose=nodeport",
         "kafka-expose.io/advertised-host=node:ExternalIP",
-    ]));
+    ]);
     let bootstrap = converged(|b| b.starts_with("10.79.0."));
     // The scheduler's binding gave the broker its node's ExternalIP.
     let external = node_address(&pod_node("tansu-0"), "ExternalIP");
@@ -257,12 +252,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     check_from_outside(&bootstrap, &format!("{external}:{node_port}"));
     // The client reaches the nodes' ExternalIPs and nothing else: not the InternalIP.
     let internal = node_address(&pod_node("tansu-0"), "InternalIP");
-    let (reached, text) = output(&mut from_outside(&[
-        env!("CARGO_BIN_EXE_kafka-expose"),
-        "check",
-        "--bootstrap",
-        &format!("{internal}:{node_port}"),
-    ]));
+    let (reached, text) = check_outside(&["--bootstrap", &format!("{internal}:{node_port}")]);
     assert!(!reached, "{text}");
 
     // One LoadBalancer per broker: the test is the cloud, giving each an address in the client's
@@ -322,12 +312,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         let port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
         assert!(bootstrap.contains(own.as_str()), "{bootstrap}");
         check_from_outside(&format!("{own}:{port}"), &format!("{own}:{port}"));
-        let (reached, text) = output(&mut from_outside(&[
-            env!("CARGO_BIN_EXE_kafka-expose"),
-            "check",
-            "--bootstrap",
-            &format!("{other}:{port}"),
-        ]));
+        let (reached, text) = check_outside(&["--bootstrap", &format!("{other}:{port}")]);
         assert!(
             !reached,
             "broker {i}'s NodePort answered on the other node: {text}"
@@ -363,15 +348,14 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "-f",
         &format!("{ROOT}/tests/data/charts/apache-kafka-kraft.yaml"),
     ]));
-    run(&mut kubectl(&[
-        "-n",
+    annotate(
         "streaming",
-        "annotate",
-        "statefulset",
         "kafka",
-        "kafka-expose.io/expose=nodeport",
-        "kafka-expose.io/advertised-host=node:ExternalIP",
-    ]));
+        &[
+            "kafka-expose.io/expose=nodeport",
+            "kafka-expose.io/advertised-host=node:ExternalIP",
+        ],
+    );
     let bootstrap = converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
     let mut lines = Vec::new();
     for i in 0..3 {
@@ -432,18 +416,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     // pod deleted and unable to come back (both nodes cordoned), it names where the path breaks.
     let kubeconfig = dir.join("kubeconfig");
     let kc = kubeconfig.to_str().unwrap();
-    let bin = env!("CARGO_BIN_EXE_kafka-expose");
-    let check_live = || {
-        output(&mut from_outside(&[
-            bin,
-            "check",
-            "--kubeconfig",
-            kc,
-            "-n",
-            "streaming",
-            "kafka",
-        ]))
-    };
+    let check_live = || check_outside(&["--kubeconfig", kc, "-n", "streaming", "kafka"]);
     let live = eventually_or(Duration::from_secs(30), || {
         let (ok, text) = check_live();
         ok.then_some(text)
@@ -570,14 +543,7 @@ fn managed_services(ns: &str) -> Vec<Value> {
 
 /// Takes StatefulSet `name`'s exposure off, and waits until kafka-expose's Services are gone.
 fn unexpose(ns: &str, name: &str) {
-    run(&mut kubectl(&[
-        "-n",
-        ns,
-        "annotate",
-        "statefulset",
-        name,
-        "kafka-expose.io/expose-",
-    ]));
+    annotate(ns, name, &["kafka-expose.io/expose-"]);
     eventually(Duration::from_secs(120), "the Services removed", || {
         managed_services(ns).is_empty().then_some(())
     });
@@ -585,14 +551,12 @@ fn unexpose(ns: &str, name: &str) {
 
 /// Annotates the tansu StatefulSet.
 fn expose(annotations: &[&str]) {
-    let mut args = vec![
-        "-n",
-        "tansu",
-        "annotate",
-        "--overwrite",
-        "statefulset",
-        "tansu",
-    ];
+    annotate("tansu", "tansu", annotations);
+}
+
+/// Sets (`key=value`) or removes (`key-`) annotations of StatefulSet `name` in namespace `ns`.
+fn annotate(ns: &str, name: &str, annotations: &[&str]) {
+    let mut args = vec!["-n", ns, "annotate", "--overwrite", "statefulset", name];
     args.extend_from_slice(annotations);
     run(&mut kubectl(&args));
 }
@@ -658,12 +622,7 @@ fn check_from_outside(bootstrap: &str, host: &str) {
 fn check_brokers_from_outside(bootstrap: &str, brokers: usize, lines: &[String]) {
     let mut last = String::new();
     let done = eventually_or(Duration::from_secs(30), || {
-        let (ok, text) = output(&mut from_outside(&[
-            env!("CARGO_BIN_EXE_kafka-expose"),
-            "check",
-            "--bootstrap",
-            bootstrap,
-        ]));
+        let (ok, text) = check_outside(&["--bootstrap", bootstrap]);
         // The report pads its columns: compare with runs of spaces as one.
         let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let good =
@@ -677,6 +636,13 @@ fn check_brokers_from_outside(bootstrap: &str, brokers: usize, lines: &[String])
         done.is_some(),
         "check --bootstrap {bootstrap} from outside:\n{last}"
     );
+}
+
+/// `kafka-expose check ARGS` in the client namespace: whether it passed, and what it printed.
+fn check_outside(args: &[&str]) -> (bool, String) {
+    let mut all = vec![env!("CARGO_BIN_EXE_kafka-expose"), "check"];
+    all.extend_from_slice(args);
+    output(&mut from_outside(&all))
 }
 
 /// As [`eventually`], but `None` at the end of `limit` instead of a panic.

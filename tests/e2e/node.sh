@@ -309,21 +309,8 @@ initialize_node() {
   kubectl_ patch node "$name" --subresource=status --type=merge -p "{\"status\":{\"addresses\":[
     {\"type\":\"InternalIP\",\"address\":\"$(node_ip "$i")\"},
     {\"type\":\"ExternalIP\",\"address\":\"$(external_ip "$i")\"},
-    {\"type\":\"Hostname\",\"address\":\"$name\"}]}}" >/dev/null 2>&1 ||
-    patch_status "$name" "$i"
-  kubectl_ taint node "$name" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
-}
-
-# kubectl 1.33 has --subresource; in case it is refused, the same patch over HTTP.
-patch_status() {
-  local name="$1" i="$2" server token
-  server="$(sed -n 's/^KAFKA_EXPOSE_E2E_SERVER=//p' "$DIR/env")"
-  token="$(sed -n 's/^KAFKA_EXPOSE_E2E_TOKEN=//p' "$DIR/env")"
-  curl -fsSk -X PATCH -H "Authorization: Bearer $token" -H 'Content-Type: application/merge-patch+json' \
-    "$server/api/v1/nodes/$name/status" -d "{\"status\":{\"addresses\":[
-    {\"type\":\"InternalIP\",\"address\":\"$(node_ip "$i")\"},
-    {\"type\":\"ExternalIP\",\"address\":\"$(external_ip "$i")\"},
     {\"type\":\"Hostname\",\"address\":\"$name\"}]}}" >/dev/null
+  kubectl_ taint node "$name" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
 }
 
 start() {
