@@ -76,6 +76,16 @@ fn from_outside(args: &[&str]) -> Command {
     node_sh(&all)
 }
 
+/// kcat in the client namespace, on the librdkafka that `control-plane.sh tools` fetched (Debian's
+/// cannot read tansu's ApiVersions reply).
+fn kcat_outside(args: &[&str]) -> Command {
+    let mut all = vec!["kcat"];
+    all.extend_from_slice(args);
+    let mut c = from_outside(&all);
+    c.env("LD_LIBRARY_PATH", tool("librdkafka"));
+    c
+}
+
 fn json_of(args: &[&str]) -> Value {
     serde_json::from_str(&run(&mut kubectl(args))).unwrap()
 }
@@ -199,6 +209,69 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     }
     run(&mut helm(&["test", "kafka-expose", "-n", "kafka-expose"]));
 
+    // The chart's cert-manager mode and its Prometheus Operator objects against the real CRDs:
+    // the API server's dry run accepts every object and prunes nothing from it.
+    install_third_party_crds(&dir);
+    let rendered = dir.join("chart-cert-manager-monitoring.yaml");
+    std::fs::write(
+        &rendered,
+        stdout_of(&mut helm(&[
+            "template",
+            "kafka-expose",
+            &chart,
+            "--namespace",
+            "kafka-expose",
+            "--set",
+            "certificates.mode=cert-manager",
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "podMonitor.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--show-only",
+            "templates/cert-manager.yaml",
+            "--show-only",
+            "templates/monitoring.yaml",
+        ])),
+    )
+    .unwrap();
+    let sent = dry_run(&rendered, "client");
+    let mut kinds: Vec<&str> = sent.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "Certificate",
+            "Certificate",
+            "Issuer",
+            "Issuer",
+            "PodMonitor",
+            "PrometheusRule",
+            "ServiceMonitor"
+        ]
+    );
+    let kept = dry_run(&rendered, "server");
+    assert_eq!(sent.len(), kept.len());
+    for (s, k) in sent.iter().zip(&kept) {
+        assert_eq!(s["spec"], k["spec"], "pruned or changed by the API server");
+    }
+    // The comparison bites: a field the CRD does not know is pruned by the same dry run.
+    let mut wrong = sent
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .unwrap()
+        .clone();
+    wrong["spec"]["endpoints"][0]["notAField"] = "x".into();
+    let wrong_file = dir.join("servicemonitor-unknown-field.json");
+    std::fs::write(&wrong_file, wrong.to_string()).unwrap();
+    let pruned = dry_run(&wrong_file, "server");
+    assert!(
+        pruned[0]["spec"]["endpoints"][0]["notAField"].is_null(),
+        "{}",
+        pruned[0]
+    );
+
     // A broker (tansu, by others) exposed by annotation, advertising its node's ExternalIP.
     run(&mut kubectl(&["create", "namespace", "tansu"]));
     run(&mut kubectl(&[
@@ -254,6 +327,37 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     let internal = node_address(&pod_node("tansu-0"), "InternalIP");
     let (reached, text) = check_outside(&["--bootstrap", &format!("{internal}:{node_port}")]);
     assert!(!reached, "{text}");
+
+    // kcat, from outside, produces a message to the broker through its NodePort and consumes it
+    // back: tansu stores it, and kcat reaches partition 0's leader at the address it advertises.
+    let message = dir.join("kcat-message");
+    std::fs::write(&message, "through the NodePort").unwrap();
+    let produced = run(&mut kcat_outside(&[
+        "-b",
+        &bootstrap,
+        "-P",
+        "-t",
+        "outside",
+        "-p",
+        "0",
+        message.to_str().unwrap(),
+    ]));
+    assert!(!produced.contains("ERROR"), "{produced}");
+    let consumed = run(&mut kcat_outside(&[
+        "-b",
+        &bootstrap,
+        "-C",
+        "-t",
+        "outside",
+        "-p",
+        "0",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%o %s\\n",
+    ]));
+    assert!(consumed.contains("0 through the NodePort\n"), "{consumed}");
 
     // One LoadBalancer per broker: the test is the cloud, giving each an address in the client's
     // LoadBalancer range, and kube-proxy routes it.
@@ -403,9 +507,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     }
     // Every broker, as itself, from outside through kube-proxy; and kcat lists them all.
     check_brokers_from_outside(&bootstrap, 3, &lines);
-    let listed = run(&mut from_outside(&[
-        "kcat", "-b", &bootstrap, "-L", "-m", "10",
-    ]));
+    let listed = run(&mut kcat_outside(&["-b", &bootstrap, "-L", "-m", "10"]));
     assert!(listed.contains(" 3 brokers:"), "{listed}");
     for l in &lines {
         let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
@@ -440,6 +542,12 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         let (ok, text) = check_live();
         (!ok && text.contains("kafka-1")).then_some(text)
     });
+    // Named as what it is: a pod on its way out (its Ready condition may still say True), or gone.
+    assert!(
+        broken.contains("pod kafka-1 is being deleted")
+            || broken.contains("pod kafka-1 does not exist"),
+        "{broken}"
+    );
     println!("check, broker 1's pod deleted:\n{broken}");
     run(&mut kubectl(&["uncordon", "kx-node1", "kx-node2"]));
     eventually(Duration::from_secs(120), "broker 1 back", || {
@@ -447,8 +555,17 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ok.then_some(())
     });
 
-    // Uninstall as the guide says: the annotations first, then the release.
     unexpose("streaming", "kafka");
+    run(&mut kubectl(&[
+        "delete",
+        "namespace",
+        "streaming",
+        "--wait=false",
+    ]));
+
+    bitnami_on_the_node(&dir);
+
+    // Uninstall as the guide says: the annotations first, then the release.
     run(&mut helm(&[
         "uninstall",
         "kafka-expose",
@@ -524,6 +641,356 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io"],
         "what helm uninstall leaves cluster-wide (docs/src/install.md)"
     );
+
+    // The same install from deploy/manifests, as the guide gives it, on a cluster without the
+    // release's leftovers: `kubectl apply -k`, then `certs` makes the Secret and sets the
+    // caBundle, and the server's pods start.
+    run(&mut kubectl(&["delete", "namespace", "kafka-expose"]));
+    run(&mut kubectl(&[
+        "delete",
+        "crd",
+        "kafkaexposepolicies.kafka-expose.io",
+    ]));
+    let manifests = format!("{ROOT}/deploy/manifests");
+    run(&mut kubectl(&["apply", "-k", &manifests]));
+    run(Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "certs",
+            "--service-name",
+            "kafka-expose",
+            "--service-namespace",
+            "kafka-expose",
+            "--secret",
+            "kafka-expose-tls",
+            "--patch-webhook",
+            "kafka-expose",
+        ]));
+    run(&mut kubectl(&[
+        "-n",
+        "kafka-expose",
+        "rollout",
+        "status",
+        "deployment/kafka-expose",
+        "--timeout=180s",
+    ]));
+    let secret = json_of(&[
+        "-n",
+        "kafka-expose",
+        "get",
+        "secret",
+        "kafka-expose-tls",
+        "-o",
+        "json",
+    ]);
+    let ca = secret["data"]["ca.crt"].as_str().unwrap_or_default();
+    assert!(!ca.is_empty(), "{secret}");
+    let hooks = json_of(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        "kafka-expose",
+        "-o",
+        "json",
+    ]);
+    for w in hooks["webhooks"].as_array().unwrap() {
+        assert_eq!(w["clientConfig"]["caBundle"].as_str(), Some(ca), "{w}");
+    }
+    // It serves: a broker exposed by annotation is reached from outside (tansu is a cluster of
+    // one, so one replica).
+    run(&mut kubectl(&[
+        "-n",
+        "tansu",
+        "scale",
+        "statefulset",
+        "tansu",
+        "--replicas=1",
+    ]));
+    expose(&[
+        "kafka-expose.io/expose=nodeport",
+        "kafka-expose.io/advertised-host=node:ExternalIP",
+        "kafka-expose.io/external-traffic-policy-",
+    ]);
+    let bootstrap = converged(|b| b.starts_with("10.79.0.") && !b.contains(','));
+    check_from_outside(&bootstrap, "10.79.0.");
+    // Uninstall: the annotation off, then `kubectl delete -k`, which leaves nothing of
+    // kafka-expose (docs/src/install.md).
+    unexpose("tansu", "tansu");
+    run(&mut kubectl(&["delete", "-k", &manifests]));
+    let ours: Vec<String> = left(&[
+        "get",
+        "namespaces,mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+        "-o",
+        "json",
+    ])
+    .into_iter()
+    .filter(|n| n.contains("kafka-expose"))
+    .collect();
+    assert!(ours.is_empty(), "what kubectl delete -k leaves: {ours:?}");
+}
+
+/// The Bitnami 32.4.4 fixture (KRaft, three combined nodes, SASL PLAIN on every listener), on a
+/// stand-in docker.io/bitnami/kafka:4.0.0-debian-12-r10 (`node.sh broker-image`): the chart's own
+/// init script runs in bash with the image's libkafka.sh functions and renders server.properties,
+/// kafka-expose's init container edits that file after it, and the test broker starts on the
+/// result, learning its peers over the SASL controller listener from
+/// `controller.quorum.bootstrap.servers`. Annotated as a user would; reached from outside with the
+/// chart's client credentials, and refused without them.
+fn bitnami_on_the_node(dir: &Path) {
+    let dir_s = dir.to_str().unwrap();
+    for i in 0..3 {
+        let pv = format!(
+            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"bitnami-data-{i}"}},
+            "spec":{{"capacity":{{"storage":"10Gi"}},"accessModes":["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy":"Retain",
+            "hostPath":{{"path":"{dir_s}/pv/bitnami-{i}","type":"DirectoryOrCreate"}}}}}}"#
+        );
+        let file = dir.join(format!("pv-bitnami-{i}.json"));
+        std::fs::write(&file, pv).unwrap();
+        run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    }
+    // Unchanged but for its two PodDisruptionBudgets: they are policy/v1, which a 1.20 API
+    // server does not serve.
+    let fixture =
+        std::fs::read_to_string(format!("{ROOT}/tests/data/charts/bitnami-32.4.4.yaml")).unwrap();
+    let (kept, left_out): (Vec<&str>, Vec<&str>) = fixture
+        .split("\n---")
+        .partition(|doc| !doc.contains("\nkind: PodDisruptionBudget"));
+    assert_eq!(left_out.len(), 2);
+    let file = dir.join("bitnami-32.4.4-without-pdbs.yaml");
+    std::fs::write(&file, kept.join("\n---")).unwrap();
+    run(&mut kubectl(&["create", "namespace", "kafka"]));
+    run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    annotate(
+        "kafka",
+        "my-kafka-controller",
+        &[
+            "kafka-expose.io/expose=nodeport",
+            "kafka-expose.io/advertised-host=node:ExternalIP",
+        ],
+    );
+    let bootstrap = converged_in("kafka", "my-kafka-controller", |b| {
+        b.split(',').count() == 3 && b.starts_with("10.79.0.")
+    });
+    let secret = json_of(&[
+        "-n",
+        "kafka",
+        "get",
+        "secret",
+        "my-kafka-user-passwords",
+        "-o",
+        "json",
+    ]);
+    let password = String::from_utf8(base64_decode(
+        secret["data"]["client-passwords"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let pod = format!("my-kafka-controller-{i}");
+        let own = node_address(&pod_node_in("kafka", &pod), "ExternalIP");
+        let svc = json_of(&[
+            "-n",
+            "kafka",
+            "get",
+            "service",
+            &format!("{pod}-external"),
+            "-o",
+            "json",
+        ]);
+        let port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        // What the broker process reads, inside its pod: the chart's script wrote it (node.id,
+        // passwords in place of the placeholders), and kafka-expose's edit came after.
+        let props = run(&mut kubectl(&[
+            "-n",
+            "kafka",
+            "exec",
+            &pod,
+            "-c",
+            "kafka",
+            "--",
+            "cat",
+            "/opt/bitnami/kafka/config/server.properties",
+        ]));
+        let value = |key: &str| {
+            props
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{pod}: no {key}: {props}"))
+                .to_string()
+        };
+        assert_eq!(value("node.id"), i.to_string(), "{pod}: {props}");
+        assert!(
+            value("advertised.listeners").contains(&format!("EXTERNAL://{own}:{port}")),
+            "{pod}: {props}"
+        );
+        assert!(
+            value("listener.security.protocol.map").contains("EXTERNAL:SASL_PLAINTEXT"),
+            "{pod}: {props}"
+        );
+        assert!(
+            value("listener.name.external.plain.sasl.jaas.config")
+                .contains(&format!("user_user1=\"{password}\"")),
+            "{pod}: {props}"
+        );
+        lines.push(format!("ok broker {i} {own}:{port}"));
+    }
+    let sasl = [
+        "--security-protocol",
+        "SASL_PLAINTEXT",
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "user1",
+        "--sasl-password",
+        &password,
+    ];
+    let mut args = vec!["--bootstrap", bootstrap.as_str()];
+    args.extend_from_slice(&sasl);
+    check_brokers_args_from_outside(&args, 3, &lines);
+    // A wrong password is refused at the bootstrap: SASL is really in the way.
+    let mut wrong = args.clone();
+    *wrong.last_mut().unwrap() = "not-the-password";
+    let (ok, text) = check_outside(&wrong);
+    assert!(!ok && text.contains("SASL PLAIN was rejected"), "{text}");
+    let listed = run(&mut kcat_outside(&[
+        "-b",
+        &bootstrap,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanisms=PLAIN",
+        "-X",
+        "sasl.username=user1",
+        "-X",
+        &format!("sasl.password={password}"),
+    ]));
+    assert!(listed.contains(" 3 brokers:"), "{listed}");
+    for l in &lines {
+        let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
+        assert!(listed.contains(&format!("broker {i} at {at}")), "{listed}");
+    }
+    unexpose("kafka", "my-kafka-controller");
+    run(&mut kubectl(&[
+        "delete",
+        "namespace",
+        "kafka",
+        "--wait=false",
+    ]));
+}
+
+/// Standard base64, as Secrets carry their data.
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// The command's standard output alone (its standard error only when it fails).
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The objects kubectl prints, one JSON document after another.
+fn json_stream(text: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .map(|v| v.unwrap_or_else(|e| panic!("{e}: {text}")))
+        .collect()
+}
+
+/// `kubectl create --dry-run=<how> -o json -f file`: the objects as they would be sent (client)
+/// or as the API server would store them (server).
+fn dry_run(file: &Path, how: &str) -> Vec<Value> {
+    json_stream(&stdout_of(&mut kubectl(&[
+        "create",
+        &format!("--dry-run={how}"),
+        "-o",
+        "json",
+        "-f",
+        file.to_str().unwrap(),
+    ])))
+}
+
+/// cert-manager's and the Prometheus Operator's CRDs (tests/data/crds, unmodified upstream
+/// files). A 1.20 API server refuses them as they are: it reads `default: ""` as null ("in body
+/// must be of type string"), and a list-map key then needs a default or to be required. So they
+/// are installed with their empty-string defaults left out, each list-map key that had one made
+/// required instead; nothing the chart's objects use changes.
+fn install_third_party_crds(dir: &Path) {
+    let files = [
+        "tests/data/crds/cert-manager-v1.x-crds.yaml",
+        "tests/data/crds/prometheus-operator-crds.yaml",
+    ];
+    let mut crds = Vec::new();
+    for f in files {
+        let path = format!("{ROOT}/{f}");
+        crds.extend(json_stream(&stdout_of(&mut kubectl(&[
+            "create",
+            "--dry-run=client",
+            "--validate=false",
+            "-o",
+            "json",
+            "-f",
+            &path,
+        ]))));
+    }
+    fn for_1_20(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                let keys = m.get("x-kubernetes-list-map-keys").cloned();
+                if let (Some(Value::Array(keys)), Some(items)) = (keys, m.get_mut("items")) {
+                    for k in keys {
+                        if items["properties"][k.as_str().unwrap_or_default()]["default"] == "" {
+                            let required = items
+                                .as_object_mut()
+                                .unwrap()
+                                .entry("required")
+                                .or_insert_with(|| Value::Array(vec![]));
+                            if !required.as_array().unwrap().contains(&k) {
+                                required.as_array_mut().unwrap().push(k);
+                            }
+                        }
+                    }
+                }
+                if m.get("default") == Some(&Value::from("")) {
+                    m.remove("default");
+                }
+                m.values_mut().for_each(for_1_20);
+            }
+            Value::Array(a) => a.iter_mut().for_each(for_1_20),
+            _ => {}
+        }
+    }
+    crds.iter_mut().for_each(for_1_20);
+    let names: Vec<String> = crds
+        .iter()
+        .map(|c| format!("crd/{}", c["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    let file = dir.join("third-party-crds.json");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds});
+    std::fs::write(&file, list.to_string()).unwrap();
+    run(&mut kubectl(&[
+        "create",
+        "--validate=false",
+        "-f",
+        file.to_str().unwrap(),
+    ]));
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    wait.extend(names.iter().map(String::as_str));
+    run(&mut kubectl(&wait));
 }
 
 /// The Services kafka-expose made in namespace `ns`.
@@ -620,9 +1087,14 @@ fn check_from_outside(bootstrap: &str, host: &str) {
 /// `kafka-expose check` from the client namespace: `brokers` brokers, every one answering at the
 /// address it advertises, and each of `lines` in the report.
 fn check_brokers_from_outside(bootstrap: &str, brokers: usize, lines: &[String]) {
+    check_brokers_args_from_outside(&["--bootstrap", bootstrap], brokers, lines);
+}
+
+/// As [`check_brokers_from_outside`], with `check`'s arguments given.
+fn check_brokers_args_from_outside(args: &[&str], brokers: usize, lines: &[String]) {
     let mut last = String::new();
     let done = eventually_or(Duration::from_secs(30), || {
-        let (ok, text) = check_outside(&["--bootstrap", bootstrap]);
+        let (ok, text) = check_outside(args);
         // The report pads its columns: compare with runs of spaces as one.
         let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let good =
@@ -632,10 +1104,7 @@ fn check_brokers_from_outside(bootstrap: &str, brokers: usize, lines: &[String])
         last = text;
         good.then_some(())
     });
-    assert!(
-        done.is_some(),
-        "check --bootstrap {bootstrap} from outside:\n{last}"
-    );
+    assert!(done.is_some(), "check {args:?} from outside:\n{last}");
 }
 
 /// `kafka-expose check ARGS` in the client namespace: whether it passed, and what it printed.

@@ -40,6 +40,7 @@ fn path(pod_ready: Option<bool>, service: Option<ServiceHop>) -> BrokerPath {
         ordinal: 1,
         pod: "kafka-1".into(),
         pod_ready,
+        deleting: false,
         node: Some("n1".into()),
         node_addresses: vec!["InternalIP=10.0.0.1".into()],
         service,
@@ -231,6 +232,18 @@ fn cases() -> Vec<(String, Value)> {
                 "wrong-node",
                 "10.0.0.1:31091",
                 Some(path(Some(true), nodeport(1, 0))),
+            ),
+        ),
+        (
+            "pod being deleted, still Ready",
+            "nodeport",
+            report(
+                "connection-refused",
+                "10.0.0.1:31091",
+                Some(BrokerPath {
+                    deleting: true,
+                    ..path(Some(true), nodeport(0, 0))
+                }),
             ),
         ),
         (

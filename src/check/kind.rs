@@ -62,6 +62,8 @@ pub enum ProblemKind {
     NoPod,
     /// The broker's pod is not Ready.
     PodNotReady,
+    /// The broker's pod is being deleted.
+    PodDeleting,
     /// The Service has no ready endpoint.
     NoReadyEndpoint,
     /// The LoadBalancer Service has no address yet.
@@ -76,7 +78,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::NameNotResolved,
         Self::ConnectionRefused,
         Self::ConnectTimeout,
@@ -104,6 +106,7 @@ impl ProblemKind {
         Self::NoService,
         Self::NoPod,
         Self::PodNotReady,
+        Self::PodDeleting,
         Self::NoReadyEndpoint,
         Self::NoLoadBalancerAddress,
         Self::AddressMismatch,
@@ -141,6 +144,7 @@ impl ProblemKind {
             Self::NoService => "no-service",
             Self::NoPod => "no-pod",
             Self::PodNotReady => "pod-not-ready",
+            Self::PodDeleting => "pod-deleting",
             Self::NoReadyEndpoint => "no-ready-endpoint",
             Self::NoLoadBalancerAddress => "no-load-balancer-address",
             Self::AddressMismatch => "address-mismatch",

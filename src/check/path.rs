@@ -33,6 +33,10 @@ pub struct BrokerPath {
     pub pod: String,
     /// None when the pod does not exist.
     pub pod_ready: Option<bool>,
+    /// The pod has a deletionTimestamp: it is going, whatever its Ready condition still says,
+    /// and no Service routes to it any more.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The node's addresses, `Type=address`.
@@ -90,7 +94,11 @@ impl BrokerPath {
             Some(ready) => format!(
                 "pod {} ({}){}",
                 self.pod,
-                if ready { "Ready" } else { "not Ready" },
+                match (self.deleting, ready) {
+                    (true, _) => "being deleted",
+                    (false, true) => "Ready",
+                    (false, false) => "not Ready",
+                },
                 self.node
                     .as_ref()
                     .map(|n| format!(" on node {n}"))
@@ -246,6 +254,17 @@ pub fn diagnose(r: &BrokerReport, mode: ExposeMode) -> Option<Problem> {
             format!("pod {} does not exist", path.pod),
         ));
     }
+    // A pod that is going is the break, whichever hop shows it first: its endpoints leave the
+    // Service as soon as its deletion starts, while its Ready condition may still say True.
+    if path.deleting {
+        return Some(Problem::new(
+            ProblemKind::PodDeleting,
+            format!(
+                "pod {} is being deleted: nothing routes to broker {} until the workload's controller makes it again and it is Ready",
+                path.pod, path.ordinal
+            ),
+        ));
+    }
     let Some(svc) = &path.service else {
         if mode == ExposeMode::HostPort {
             return (path.pod_ready == Some(false)).then(|| {
@@ -332,6 +351,7 @@ mod tests {
             ordinal: 1,
             pod: "kafka-1".into(),
             pod_ready: Some(ready > 0),
+            deleting: false,
             node: Some("n1".into()),
             node_addresses: vec!["InternalIP=10.0.0.1".into()],
             service: Some(ServiceHop {
@@ -367,6 +387,30 @@ mod tests {
         let d = diagnose(&r, ExposeMode::NodePort).unwrap();
         assert_eq!(d.kind, ProblemKind::NoReadyEndpoint);
         assert!(d.message.contains("kafka-1 is not Ready"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_named_as_the_break_even_while_it_still_says_ready() {
+        let mut p = path(0, "10.0.0.1:31091");
+        p.pod_ready = Some(true);
+        p.deleting = true;
+        if let Some(svc) = p.service.as_mut() {
+            svc.not_ready_endpoints = 0;
+        }
+        assert!(
+            p.summary()
+                .contains("pod kafka-1 (being deleted) on node n1"),
+            "{}",
+            p.summary()
+        );
+        let r = failed(ProblemKind::ConnectionRefused, "10.0.0.1:31091", p);
+        let d = diagnose(&r, ExposeMode::NodePort).unwrap();
+        assert_eq!(d.kind, ProblemKind::PodDeleting);
+        assert!(
+            d.message.contains("pod kafka-1 is being deleted"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

@@ -234,6 +234,9 @@ async fn workload(
             ordinal,
             pod: pod_name,
             pod_ready: pod.as_ref().map(ready),
+            deleting: pod
+                .as_ref()
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
             node,
             node_addresses,
             service,

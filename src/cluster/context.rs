@@ -76,11 +76,12 @@ pub struct Context {
 
 impl Context {
     /// The host each of the workload's broker pods is reached at on its node, by pod name (see
-    /// [`broker_host`]).
+    /// [`broker_host`]; `node_addressed` under `advertised-host: node:…`).
     pub async fn broker_host_ips(
         &self,
         w: &Workload,
         ns: &str,
+        node_addressed: bool,
     ) -> Result<BTreeMap<String, String>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let list = pods
@@ -90,16 +91,19 @@ impl Context {
         Ok(list
             .items
             .iter()
-            .filter_map(|p| Some((p.name_any(), broker_host(p)?)))
+            .filter_map(|p| Some((p.name_any(), broker_host(p, node_addressed)?)))
             .collect())
     }
 }
 
 /// The host a broker pod is reached at on its node, as it advertises it: under
-/// `advertised-host: node:<types>`, the node address it was given (`external-host`, which can be
-/// the node's ExternalIP), else its node's IP (`status.hostIP`, the InternalIP). `None` while the
-/// pod has neither. A bootstrap list made of these is what the brokers advertise.
-pub fn broker_host(p: &Pod) -> Option<String> {
+/// `advertised-host: node:<types>` (`node_addressed`), the node address it was given
+/// (`external-host`, which can be the node's ExternalIP), else its node's IP (`status.hostIP`,
+/// the InternalIP). `None` while the pod has neither. A bootstrap list made of these is what the
+/// brokers advertise. Under `node:`, a pod without a given address is left out rather than put
+/// at its node's IP: it is one of an older revision during a roll (or not bound yet), and its
+/// node's IP is not the address type the brokers advertise.
+pub fn broker_host(p: &Pod, node_addressed: bool) -> Option<String> {
     let given = p
         .metadata
         .annotations
@@ -112,7 +116,9 @@ pub fn broker_host(p: &Pod) -> Option<String> {
         .as_ref()
         .and_then(|s| s.host_ip.as_deref())
         .filter(|ip| !ip.is_empty());
-    given.or(host_ip).map(str::to_string)
+    given
+        .or(host_ip.filter(|_| !node_addressed))
+        .map(str::to_string)
 }
 
 /// The workload's label selector, as a list call takes it.
@@ -140,23 +146,34 @@ mod tests {
     #[test]
     fn a_broker_is_reached_at_the_node_address_it_was_given_else_at_its_node_ip() {
         let given = json!({"kafka-expose.io/external-host": "203.0.113.7"});
+        for node_addressed in [false, true] {
+            assert_eq!(
+                broker_host(&pod(given.clone(), Some("10.0.0.5")), node_addressed).as_deref(),
+                Some("203.0.113.7")
+            );
+            assert_eq!(
+                broker_host(&pod(given.clone(), None), node_addressed).as_deref(),
+                Some("203.0.113.7")
+            );
+            assert_eq!(broker_host(&pod(json!({}), Some("")), node_addressed), None);
+        }
         assert_eq!(
-            broker_host(&pod(given.clone(), Some("10.0.0.5"))).as_deref(),
-            Some("203.0.113.7")
-        );
-        assert_eq!(
-            broker_host(&pod(given, None)).as_deref(),
-            Some("203.0.113.7")
-        );
-        assert_eq!(
-            broker_host(&pod(json!({}), Some("10.0.0.5"))).as_deref(),
+            broker_host(&pod(json!({}), Some("10.0.0.5")), false).as_deref(),
             Some("10.0.0.5")
         );
         let blank = json!({"kafka-expose.io/external-host": " "});
         assert_eq!(
-            broker_host(&pod(blank, Some("10.0.0.5"))).as_deref(),
+            broker_host(&pod(blank.clone(), Some("10.0.0.5")), false).as_deref(),
             Some("10.0.0.5")
         );
-        assert_eq!(broker_host(&pod(json!({}), Some(""))), None);
+    }
+
+    #[test]
+    fn under_node_addresses_a_pod_without_its_given_address_is_left_out_of_the_bootstrap() {
+        // An older revision's pod mid-roll, or one not bound yet: its node's IP (the InternalIP)
+        // is not the address type the brokers advertise.
+        assert_eq!(broker_host(&pod(json!({}), Some("10.0.0.5")), true), None);
+        let blank = json!({"kafka-expose.io/external-host": " "});
+        assert_eq!(broker_host(&pod(blank, Some("10.0.0.5")), true), None);
     }
 }

@@ -47,7 +47,7 @@ use super::context::{Context, Error, Result, selector};
 use super::events::Note;
 use super::status::{self, Found, Next, RETRY_AFTER};
 use super::unix_now;
-use crate::config::ExposeMode;
+use crate::config::{AdvertisedHost, ExposeMode};
 use crate::engine::error_chain;
 use crate::engine::exposure::{Decision, Exposure, Skip};
 use crate::engine::services;
@@ -416,6 +416,7 @@ async fn bootstrap_address(
             .unwrap_or_default()
     };
     let no_ips = BTreeMap::new();
+    let node_addressed = matches!(cfg.advertised_host, AdvertisedHost::Node(_));
     let facts = |host_ips, lb_address, bootstrap_node_port| services::BootstrapFacts {
         host_ips,
         lb_address,
@@ -444,14 +445,14 @@ async fn bootstrap_address(
             else {
                 return Ok((None, None));
             };
-            let ips = ctx.broker_host_ips(w, ns).await?;
+            let ips = ctx.broker_host_ips(w, ns, node_addressed).await?;
             Ok((
                 services::bootstrap_list(w, exposure, facts(&ips, None, Some(port))),
                 None,
             ))
         }
         ExposeMode::HostPort => {
-            let ips = ctx.broker_host_ips(w, ns).await?;
+            let ips = ctx.broker_host_ips(w, ns, node_addressed).await?;
             Ok((
                 services::bootstrap_list(w, exposure, facts(&ips, None, None)),
                 None,

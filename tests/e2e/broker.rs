@@ -6,9 +6,18 @@
 //!
 //! It learns the other brokers as a KRaft broker makes itself known: it registers
 //! (BrokerRegistration, carrying all of its advertised listeners) with every voter of
-//! `controller.quorum.voters`, over the controller listener, again every second; a voter keeps
-//! what it is sent. In combined mode every broker is a voter, so each knows them all. Nothing
+//! `controller.quorum.voters` and every address of `controller.quorum.bootstrap.servers` (Kafka
+//! 4's dynamic quorum), over the controller listener, again every second; a controller keeps what
+//! it is sent. In combined mode every broker is a controller, so each knows them all. Nothing
 //! comes from the test.
+//!
+//! A listener whose protocol (`listener.security.protocol.map`) is SASL_PLAINTEXT takes SASL
+//! PLAIN (KIP-152: SaslHandshake v1, then SaslAuthenticate) before any other request, against the
+//! `user_<name>="<password>"` entries of `listener.name.<listener>.plain.sasl.jaas.config`, as
+//! Kafka's PLAIN server does; a wrong password is refused and the connection closed. Only PLAIN:
+//! the handshake offers nothing else. The registration authenticates in the same way on a SASL
+//! controller listener, with `sasl.mechanism.controller.protocol` PLAIN and the `username` and
+//! `password` of that listener's JAAS entry.
 //!
 //!     kx-test-broker SERVER.PROPERTIES
 
@@ -26,18 +35,25 @@ use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, BrokerRegistrationRequest, BrokerRegistrationResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, MetadataResponse, RequestHeader,
-    ResponseHeader,
+    ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A broker's advertised endpoints: listener name → (host, port).
 type Endpoints = BTreeMap<String, (String, u16)>;
 
+/// What a listener asks of a client before it answers: nothing, or SASL PLAIN with these users
+/// (name → password).
+type Users = Option<BTreeMap<String, String>>;
+
 struct Broker {
     id: i32,
     cluster_id: String,
+    /// Per listener name: the SASL PLAIN users, when its protocol is SASL_PLAINTEXT.
+    sasl: BTreeMap<String, Users>,
     /// Every broker known, by id, with its advertised endpoints (this one included).
     known: Mutex<BTreeMap<i32, Endpoints>>,
 }
@@ -66,6 +82,43 @@ fn list(props: &BTreeMap<String, String>, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `key="value"` options of a JAAS configuration entry.
+fn jaas_options(entry: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = entry;
+    while let Some(eq) = rest.find("=\"") {
+        let key_start = rest[..eq]
+            .rfind(|c: char| c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let key = rest[key_start..eq].to_string();
+        let value_and_rest = &rest[eq + 2..];
+        let Some(end) = value_and_rest.find('"') else {
+            break;
+        };
+        out.insert(key, value_and_rest[..end].to_string());
+        rest = &value_and_rest[end + 1..];
+    }
+    out
+}
+
+/// The protocol of listener `name`: from the map, else the name itself (PLAINTEXT://, SSL://…).
+fn protocol(props: &BTreeMap<String, String>, name: &str) -> String {
+    list(props, "listener.security.protocol.map")
+        .iter()
+        .filter_map(|e| e.split_once(':'))
+        .find(|(l, _)| *l == name)
+        .map_or_else(|| name.to_string(), |(_, p)| p.to_string())
+}
+
+/// The PLAIN JAAS options of listener `name`.
+fn plain_jaas(props: &BTreeMap<String, String>, name: &str) -> BTreeMap<String, String> {
+    let key = format!(
+        "listener.name.{}.plain.sasl.jaas.config",
+        name.to_lowercase()
+    );
+    props.get(&key).map(|e| jaas_options(e)).unwrap_or_default()
 }
 
 fn read_properties(text: &str) -> BTreeMap<String, String> {
@@ -108,7 +161,63 @@ async fn main() -> Result<(), String> {
         }
     }
     println!("kx-test-broker: node {id}, listeners {listeners:?}, advertised {advertised:?}");
+    let mut sasl = BTreeMap::new();
+    for (name, _, _) in &listeners {
+        let users = match protocol(&props, name).as_str() {
+            "PLAINTEXT" => None,
+            "SASL_PLAINTEXT" => Some(
+                plain_jaas(&props, name)
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.strip_prefix("user_")?.to_string(), v)))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            other => {
+                return Err(format!(
+                    "listener {name}: protocol {other} is not served here"
+                ));
+            }
+        };
+        if let Some(u) = &users {
+            println!(
+                "kx-test-broker: {name}: SASL PLAIN, users {:?}",
+                u.keys().collect::<Vec<_>>()
+            );
+        }
+        sasl.insert(name.clone(), users);
+    }
+    // The registration's own credentials, when the controller listener asks for SASL.
+    let controller_login = match controller_names.first() {
+        Some(c) if protocol(&props, c) == "SASL_PLAINTEXT" => {
+            let mechanism = props
+                .get("sasl.mechanism.controller.protocol")
+                .map_or("GSSAPI", String::as_str);
+            if mechanism != "PLAIN" {
+                return Err(format!(
+                    "controller SASL mechanism {mechanism}: only PLAIN here"
+                ));
+            }
+            let o = plain_jaas(&props, c);
+            let get = |k: &str| {
+                o.get(k)
+                    .cloned()
+                    .ok_or_else(|| format!("listener {c}: no {k} in its PLAIN JAAS entry"))
+            };
+            Some((get("username")?, get("password")?))
+        }
+        _ => None,
+    };
+    // As a broker stops on SIGTERM. Run as a container's first process, nothing else would end
+    // it: PID 1 ignores a signal it has no handler for, and the kubelet would wait out the grace
+    // period on every roll.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("SIGTERM handler: {e}"))?;
+    tokio::spawn(async move {
+        term.recv().await;
+        println!("kx-test-broker: SIGTERM: stopping");
+        std::process::exit(0);
+    });
     let broker = Arc::new(Broker {
+        sasl,
         id,
         cluster_id: std::env::var("CLUSTER_ID").unwrap_or_else(|_| "kx-test-cluster".into()),
         known: Mutex::new(BTreeMap::from([(id, advertised.clone())])),
@@ -126,13 +235,18 @@ async fn main() -> Result<(), String> {
         });
     }
 
-    let voters: Vec<String> = list(&props, "controller.quorum.voters")
+    let mut voters: Vec<String> = list(&props, "controller.quorum.voters")
         .iter()
         .filter_map(|v| v.split_once('@').map(|(_, addr)| addr.to_string()))
         .collect();
+    for b in list(&props, "controller.quorum.bootstrap.servers") {
+        if !voters.contains(&b) {
+            voters.push(b);
+        }
+    }
     loop {
         for voter in &voters {
-            if let Err(e) = register(&broker, &advertised, voter).await {
+            if let Err(e) = register(&broker, &advertised, voter, controller_login.as_ref()).await {
                 println!("kx-test-broker: registering with {voter}: {e}");
             }
         }
@@ -142,9 +256,44 @@ async fn main() -> Result<(), String> {
     }
 }
 
-/// Sends this broker's registration to `voter` (`host:port`) and reads the answer.
-async fn register(b: &Broker, advertised: &Endpoints, voter: &str) -> Result<(), String> {
-    let version = 0;
+/// Writes one request and reads its response on `s`.
+async fn call<Req: Request>(
+    s: &mut TcpStream,
+    version: i16,
+    req: &Req,
+) -> Result<Req::Response, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(Req::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("kx-test-broker")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, Req::header_version(version))
+        .map_err(|e| e.to_string())?;
+    req.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    let n = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&n.to_be_bytes());
+    s.write_all(&buf).await.map_err(|e| e.to_string())?;
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).await.map_err(|e| e.to_string())?;
+    let mut frame = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 20) as usize];
+    s.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+    let mut frame = Bytes::from(frame);
+    ResponseHeader::decode(&mut frame, Req::Response::header_version(version))
+        .and_then(|_| Req::Response::decode(&mut frame, version))
+        .map_err(|e| e.to_string())
+}
+
+/// Sends this broker's registration to `voter` (`host:port`) and reads the answer, after SASL
+/// PLAIN as `login` when the controller listener asks for it.
+async fn register(
+    b: &Broker,
+    advertised: &Endpoints,
+    voter: &str,
+    login: Option<&(String, String)>,
+) -> Result<(), String> {
     let req = BrokerRegistrationRequest::default()
         .with_broker_id(BrokerId(b.id))
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
@@ -159,27 +308,33 @@ async fn register(b: &Broker, advertised: &Endpoints, voter: &str) -> Result<(),
                 })
                 .collect(),
         );
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::BrokerRegistration as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("kx-test-broker")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    header
-        .encode(&mut buf, BrokerRegistrationRequest::header_version(version))
-        .map_err(|e| e.to_string())?;
-    req.encode(&mut buf, version).map_err(|e| e.to_string())?;
-    let n = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&n.to_be_bytes());
-
     let io = async {
         let mut s = TcpStream::connect(voter).await.map_err(|e| e.to_string())?;
-        s.write_all(&buf).await.map_err(|e| e.to_string())?;
-        let mut size = [0u8; 4];
-        s.read_exact(&mut size).await.map_err(|e| e.to_string())?;
-        let mut frame = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 20) as usize];
-        s.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+        if let Some((user, password)) = login {
+            let hs = call(
+                &mut s,
+                1,
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+            )
+            .await?;
+            if hs.error_code != 0 {
+                return Err(format!("SaslHandshake: error {}", hs.error_code));
+            }
+            let token = format!("\0{user}\0{password}");
+            let auth = call(
+                &mut s,
+                1,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+            )
+            .await?;
+            if auth.error_code != 0 {
+                return Err(format!(
+                    "SaslAuthenticate as {user}: error {}: {:?}",
+                    auth.error_code, auth.error_message
+                ));
+            }
+        }
+        call(&mut s, 0, &req).await?;
         Ok::<_, String>(())
     };
     tokio::time::timeout(Duration::from_secs(2), io)
@@ -187,8 +342,27 @@ async fn register(b: &Broker, advertised: &Endpoints, voter: &str) -> Result<(),
         .map_err(|_| "timed out".to_string())?
 }
 
+/// PLAIN's token, `[authzid] NUL user NUL password`, checked against `users`.
+fn plain_login(token: &[u8], users: &BTreeMap<String, String>) -> Result<String, String> {
+    let text = std::str::from_utf8(token).map_err(|_| "not UTF-8".to_string())?;
+    let mut parts = text.split('\0');
+    let (_authzid, user, password) = match (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        (Some(a), Some(u), Some(p), None) => (a, u, p),
+        _ => return Err("not a PLAIN token".into()),
+    };
+    match users.get(user) {
+        Some(p) if p == password => Ok(user.to_string()),
+        _ => Err(format!(
+            "Authentication failed: Invalid username or password for {user:?}"
+        )),
+    }
+}
+
 /// Answers one connection on listener `listener`.
 async fn serve(mut s: TcpStream, b: Arc<Broker>, listener: String) {
+    let users = b.sasl.get(&listener).cloned().flatten();
+    let mut authenticated = users.is_none();
     loop {
         let mut size = [0u8; 4];
         if s.read_exact(&mut size).await.is_err() {
@@ -211,7 +385,47 @@ async fn serve(mut s: TcpStream, b: Arc<Broker>, listener: String) {
         let Ok(key) = ApiKey::try_from(header.request_api_key) else {
             return;
         };
+        // As Kafka: before SASL completes, nothing but the handshake and ApiVersions.
+        let before_sasl = matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        );
+        if !authenticated && !before_sasl {
+            println!("kx-test-broker: {listener}: {key:?} before SASL authentication: closed");
+            return;
+        }
         let out = match key {
+            ApiKey::SaslHandshake if users.is_some() && v == 1 => {
+                let Ok(req) = SaslHandshakeRequest::decode(&mut buf, v) else {
+                    return;
+                };
+                let plain = req.mechanism.as_str() == "PLAIN";
+                let resp = SaslHandshakeResponse::default()
+                    .with_error_code(if plain { 0 } else { 33 })
+                    .with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+                respond(&header, &resp, v)
+            }
+            ApiKey::SaslAuthenticate if !authenticated && v <= 2 => {
+                let (Ok(req), Some(users)) = (SaslAuthenticateRequest::decode(&mut buf, v), &users)
+                else {
+                    return;
+                };
+                match plain_login(&req.auth_bytes, users) {
+                    Ok(user) => {
+                        println!("kx-test-broker: {listener}: authenticated {user}");
+                        authenticated = true;
+                        respond(&header, &SaslAuthenticateResponse::default(), v)
+                    }
+                    Err(e) => {
+                        println!("kx-test-broker: {listener}: {e}");
+                        let resp = SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_string(e)));
+                        let _ = s.write_all(&respond(&header, &resp, v)).await;
+                        return;
+                    }
+                }
+            }
             // In the version asked for, up to 3; an unknown one is answered in version 0, as
             // Kafka does, so that the client can retry in one it has.
             ApiKey::ApiVersions if v <= 3 => respond(&header, &api_versions(), v),
@@ -264,6 +478,8 @@ fn api_versions() -> ApiVersionsResponse {
         (ApiKey::ApiVersions, 0, 3),
         (ApiKey::DescribeConfigs, 1, 4),
         (ApiKey::BrokerRegistration, 0, 0),
+        (ApiKey::SaslHandshake, 1, 1),
+        (ApiKey::SaslAuthenticate, 0, 2),
     ];
     ApiVersionsResponse::default().with_api_keys(
         keys.iter()

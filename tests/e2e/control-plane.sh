@@ -199,6 +199,24 @@ PY
     command -v kcat >/dev/null 2>&1 || apt_install kcat
     ln -sf "$(command -v kcat)" "$dir/kcat"
   fi
+  # A current librdkafka for that kcat (LD_LIBRARY_PATH=$dir/librdkafka): Debian's 2.0.2 fails to
+  # read the ApiVersions v3 reply of tansu 0.6.0 ("Read underflow ... at 274/279" in its tagged
+  # fields), so it cannot talk to that broker at all. The one in the confluent-kafka wheel (2.16)
+  # does; the wheel is pinned by hash, and only its librdkafka is kept.
+  if [[ ! -f "$dir/librdkafka/librdkafka.so.1" ]]; then
+    local work; work="$(mktemp -d)"
+    log "fetching librdkafka 2.16 from the PyPI wheel confluent-kafka 2.16.1"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
+      --python-version 3.11 --implementation cp confluent-kafka==2.16.1 -d "$work"
+    echo "24f613cc81a856b6fbb2d7d11044a9aa770044eecc1f83ff84618688b056be06  $work/confluent_kafka-2.16.1-cp311-cp311-manylinux_2_28_x86_64.whl" |
+      sha256sum --check --quiet
+    (cd "$work" && python3 -m zipfile -e ./*.whl unpacked)
+    mkdir -p "$dir/librdkafka.tmp"
+    cp "$work"/unpacked/confluent_kafka.libs/librdkafka-*.so.1 "$dir/librdkafka.tmp/librdkafka.so.1"
+    cp "$work"/unpacked/confluent_kafka-2.16.1.dist-info/licenses/* "$dir/librdkafka.tmp/"
+    rm -rf "$dir/librdkafka" && mv "$dir/librdkafka.tmp" "$dir/librdkafka"
+    rm -rf "$work"
+  fi
   echo "$dir"
 }
 

@@ -38,8 +38,8 @@
 #     controller: it gives each Node its InternalIP, ExternalIP and Hostname and removes the
 #     uninitialized taint. Tests write LoadBalancer ingress IPs themselves.
 #   - every process of a node is in the cgroup /kx-node<i> (its pods below it), so stop finds them all.
-set -Eeuo pipefail
 # shellcheck disable=SC2016 # the single-quoted scripts expand in the shell they run in
+set -Eeuo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KAFKA_EXPOSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-expose}"
@@ -466,22 +466,58 @@ stop() {
 # docker.io/apache/kafka:3.9.1 for the node tests: the busybox root, the project's test broker
 # (BINARY, with the libraries it links) and images/apache-kafka-run as /etc/kafka/docker/run.
 # Written to DIR/apache-kafka.tar and imported into every node.
+# Copies each program, and the shared libraries it loads, from the machine into root $1.
+copy_programs() {
+  local root="$1" program lib
+  shift
+  for program in "$@"; do
+    mkdir -p "$root$(dirname "$program")"
+    cp -L "$program" "$root$program"
+    for lib in $(ldd "$program" | grep -o '/[^ ]*'); do
+      mkdir -p "$root$(dirname "$lib")"
+      cp -L "$lib" "$root$lib"
+    done
+  done
+}
+
+# The charts' broker images, as stand-ins around the test broker BINARY, imported into the nodes:
+#   docker.io/apache/kafka:3.9.1                 images/apache-kafka-run maps KAFKA_* to
+#                                                server.properties, as the image's run does
+#   docker.io/bitnami/kafka:4.0.0-debian-12-r10  Debian's bash, GNU grep, sed, awk and coreutils
+#                                                for the chart's own init script, the libkafka.sh
+#                                                functions it calls (images/bitnami-kafka), and a
+#                                                run.sh starting the broker on the rendered file
 broker_image() {
-  local dir="${1:?state directory}" binary="${2:?kx-test-broker binary}" work lib
+  local dir="${1:?state directory}" binary="${2:?kx-test-broker binary}" work
   work="$(mktemp -d)"
   cp -a "$IMAGES/busybox-root" "$work/root"
-  mkdir -p "$work/root/usr/bin" "$work/root/etc/kafka/docker" "$work/root/var/lib/kafka/data"
-  install -m 755 "$binary" "$work/root/usr/bin/kx-test-broker"
-  for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
-    mkdir -p "$work/root$(dirname "$lib")"
-    cp -L "$lib" "$work/root$lib"
-  done
+  mkdir -p "$work/root/etc/kafka/docker" "$work/root/var/lib/kafka/data"
+  copy_programs "$work/root" "$binary"
+  mkdir -p "$work/root/usr/bin" && mv "$work/root$binary" "$work/root/usr/bin/kx-test-broker"
   install -m 755 "$HERE/images/apache-kafka-run" "$work/root/etc/kafka/docker/run"
   for a in tr sed sort grep env dirname mkdir; do ln -sf busybox "$work/root/bin/$a"; done
   python3 "$HERE/oci.py" "$dir/apache-kafka.tar" docker.io/apache/kafka:3.9.1 "$work/root" \
     --entrypoint '["/etc/kafka/docker/run"]'
+
+  local b="$work/bitnami" scripts="$work/bitnami/opt/bitnami/scripts"
+  mkdir -p "$b/tmp" "$b/etc" "$scripts/kafka" "$b/opt/bitnami/kafka/bin" "$b/opt/bitnami/kafka/config" \
+    "$b/bitnami/kafka"
+  chmod 1777 "$b/tmp"
+  # /usr/bin/awk is the alternatives' link to mawk, as in Debian.
+  copy_programs "$b" /usr/bin/bash /usr/bin/grep /usr/bin/sed /usr/bin/mawk /usr/bin/cp /usr/bin/cat \
+    /usr/bin/tr /usr/bin/date /usr/bin/pgrep /usr/bin/printenv "$binary"
+  mv "$b$binary" "$b/opt/bitnami/kafka/bin/kx-test-broker"
+  ln -s mawk "$b/usr/bin/awk"
+  mkdir -p "$b/bin" && ln -s ../usr/bin/bash "$b/bin/bash" && ln -s ../usr/bin/bash "$b/bin/sh"
+  install -m 644 "$HERE/images/bitnami-kafka/libkafka.sh" "$scripts/libkafka.sh"
+  install -m 755 "$HERE/images/bitnami-kafka/entrypoint.sh" "$scripts/kafka/entrypoint.sh"
+  install -m 755 "$HERE/images/bitnami-kafka/run.sh" "$scripts/kafka/run.sh"
+  printf 'root:x:0:0:root:/root:/bin/bash\nkafka:x:1001:0::/opt/bitnami/kafka:/bin/bash\n' >"$b/etc/passwd"
+  python3 "$HERE/oci.py" "$dir/bitnami-kafka.tar" docker.io/bitnami/kafka:4.0.0-debian-12-r10 "$b" \
+    --entrypoint '["/opt/bitnami/scripts/kafka/entrypoint.sh"]' --cmd '["/opt/bitnami/scripts/kafka/run.sh"]'
   rm -rf "$work"
   import "$dir" "$dir/apache-kafka.tar"
+  import "$dir" "$dir/bitnami-kafka.tar"
 }
 
 import() {

@@ -436,7 +436,12 @@ async fn read_host_ips(
             continue;
         }
         let ns = key.namespace.clone();
-        match ctx.broker_host_ips(&item.found.workload(), &ns).await {
+        // Every pod's node IP, given address or not: a preview is of what a policy would do,
+        // before any pod has its address.
+        match ctx
+            .broker_host_ips(&item.found.workload(), &ns, false)
+            .await
+        {
             Ok(ips) => {
                 memory.insert(key, (rv, ips.clone()));
                 item.host_ips = ips;
