@@ -408,6 +408,10 @@ pub struct PatchPropertiesArgs {
     /// Protocol of the listener; by default the client listener's.
     #[arg(long, env = envs::SECURITY_PROTOCOL, value_parser = parse_protocol)]
     pub security_protocol: Option<SecurityProtocol>,
+    /// Where the container's termination message goes when the chart's configuration is kept
+    /// (the kubelet's default path).
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub termination_message_path: PathBuf,
 }
 
 fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {

@@ -143,6 +143,10 @@ pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";
 
+/// How an injected step's termination message starts when it kept the chart's configuration
+/// rather than stop the broker: what the reconciler looks for in the pods' container statuses.
+pub const KEPT_MARK: &str = "kafka-expose kept the chart's configuration: ";
+
 /// The one LoadBalancer Service of `expose=shared-loadbalancer`.
 pub fn shared_service_name(workload: &str) -> String {
     format!("{workload}-external")

@@ -5,6 +5,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-expose");
 
 fn fixture_text(name: &str) -> String {
@@ -390,34 +392,87 @@ fn patch_properties_from_the_environment_is_idempotent_and_lossless() {
 }
 
 #[test]
-fn patch_properties_refuses_a_taken_port_and_leaves_the_file() {
+fn patch_properties_keeps_a_chart_that_has_the_listener_or_its_port_and_exits_0() {
     let dir = std::env::temp_dir().join(format!("kx-cli-taken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("server.properties");
-    std::fs::write(&file, "listeners=PLAINTEXT://:9092\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["patch-properties", "--file"])
-        .arg(&file)
-        .args([
-            "--container-port",
-            "9092",
-            "--advertised-host",
-            "h",
-            "--advertised-port",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("port 9092 is already bound by listener PLAINTEXT"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "listeners=PLAINTEXT://:9092\n"
-    );
+    let message = dir.join("termination-log");
+    for (text, says) in [
+        (
+            "listeners=PLAINTEXT://:9092\n",
+            "port 9092 is already bound by its listener PLAINTEXT",
+        ),
+        (
+            "listeners=PLAINTEXT://:9093,EXTERNAL://:9095\nadvertised.listeners=PLAINTEXT://k:9093,EXTERNAL://203.0.113.9:31190\n",
+            "listener EXTERNAL is already in it (EXTERNAL://:9095)",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let _ = std::fs::remove_file(&message);
+        let out = Command::new(BIN)
+            .args(["patch-properties", "--file"])
+            .arg(&file)
+            .args([
+                "--container-port",
+                "9092",
+                "--advertised-host",
+                "h",
+                "--advertised-port",
+                "1",
+                "--termination-message-path",
+            ])
+            .arg(&message)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        let said = std::fs::read_to_string(&message).unwrap();
+        assert!(
+            said.starts_with(kafka_expose::names::KEPT_MARK) && said.contains(says),
+            "{said}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(says),
+            "the log says it too"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The real step on every form in which a chart can already hold the listener, on both the port
+/// kafka-expose chose and another: it exits 0 every time.
+#[test]
+fn patch_properties_exits_0_on_every_chart_that_already_has_the_listener() {
+    let dir = std::env::temp_dir().join(format!("kx-cli-forms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("server.properties");
+    for text in support::checks::charts_with_the_listener_present() {
+        for port in ["9095", "9096"] {
+            std::fs::write(&file, &text).unwrap();
+            let out = Command::new(BIN)
+                .args(["patch-properties", "--file"])
+                .arg(&file)
+                .args([
+                    "--container-port",
+                    port,
+                    "--advertised-host",
+                    "10.0.0.5",
+                    "--advertised-port",
+                    "32401",
+                    "--termination-message-path",
+                ])
+                .arg(dir.join("termination-log"))
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "port {port} on:\n{text}\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr(&out)
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

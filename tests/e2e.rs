@@ -295,6 +295,134 @@ async fn the_bitnami_32_chart_annotated_gets_its_services() {
     r.shutdown().await;
 }
 
+/// Run-time adoption reaches the workload: a broker whose injected step kept the chart's
+/// configuration (the step's own termination message, as the kubelet keeps it) puts the pod,
+/// the reason and the fix in the workload's status, with a Warning Event; the Services stay.
+#[tokio::test]
+async fn a_broker_whose_step_kept_the_charts_listener_is_in_the_workloads_status() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-kept";
+    let c = fresh_namespace(ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    // The chart's ServiceAccount, which its pods name.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(c.clone(), ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "my-kafka"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut sts = support::statefulset("bitnami-32.4.4.yaml");
+    sts["metadata"]["namespace"] = json!(ns);
+    sts["metadata"]["annotations"] = json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/adapter": "properties", "kafka-expose.io/port-base": "30260", "kafka-expose.io/bootstrap-node-port": "30259"});
+    create_sts(&c, ns, &serde_json::from_value(sts).unwrap()).await;
+    wait_status(
+        &c,
+        ns,
+        "my-kafka-controller",
+        Duration::from_secs(30),
+        |s| s == "ok",
+    )
+    .await;
+
+    // What the real step writes on a file to which the chart's start added its own EXTERNAL.
+    let dir = std::env::temp_dir().join(format!("kx-e2e-kept-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("server.properties"),
+        "listeners=CLIENT://:9092,INTERNAL://:9094,CONTROLLER://:9093,EXTERNAL://:9095\nadvertised.listeners=CLIENT://k:9092,INTERNAL://k:9094,EXTERNAL://192.0.2.7:31191\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .args(["patch-properties", "--file"])
+        .arg(dir.join("server.properties"))
+        .args([
+            "--container-port",
+            "9096",
+            "--advertised-host",
+            "192.0.2.7",
+            "--advertised-port",
+            "30261",
+            "--termination-message-path",
+        ])
+        .arg(dir.join("termination-log"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let message = std::fs::read_to_string(dir.join("termination-log")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Broker 1 restarts as the kubelet runs it: the webhook's label, its init container's
+    // status with that message, not Ready until its broker container is (the stand-in kubelet
+    // makes it Ready again).
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    pods.patch(
+        "my-kafka-controller-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"kafka-expose.io/exposed": "true"}}})),
+    )
+    .await
+    .unwrap();
+    let status = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
+        "initContainerStatuses": [{
+            "name": "kafka-expose-properties", "ready": true, "restartCount": 0,
+            "image": "ghcr.io/kafka-expose/kafka-expose:0.1.0", "imageID": "",
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message}}
+        }]
+    }});
+    pods.patch_status(
+        "my-kafka-controller-1",
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    let said = wait_status(&c, ns, "my-kafka-controller", Duration::from_secs(30), |s| {
+        s.starts_with("error: pod my-kafka-controller-1: kafka-expose kept the chart's configuration: listener EXTERNAL is already in it (EXTERNAL://:9095)")
+    })
+    .await;
+    assert!(said.contains("kafka-expose.io/adapter=adopt"), "{said}");
+    let warned = eventually(Duration::from_secs(10), "the Warning Event", || async {
+        events(&c, ns)
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ChartListenerKept"))
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await;
+    assert!(
+        warned
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("pod my-kafka-controller-1"),
+        "{warned:?}"
+    );
+    // The other brokers stay exposed: the Services and the bootstrap are kept.
+    let api: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let sts = api.get("my-kafka-controller").await.unwrap();
+    assert!(
+        sts.annotations()
+            .contains_key("kafka-expose.io/bootstrap-servers")
+    );
+    wait_services(
+        &c,
+        ns,
+        &[
+            "my-kafka-controller-0-external",
+            "my-kafka-controller-1-external",
+            "my-kafka-controller-2-external",
+            "my-kafka-controller-external-bootstrap",
+        ],
+    )
+    .await;
+    kubelet.abort();
+    r.shutdown().await;
+}
+
 #[tokio::test]
 async fn scaling_three_to_five_to_two_follows_with_exactly_those_services() {
     let _shared = APISERVER.read().await;

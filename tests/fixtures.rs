@@ -982,3 +982,44 @@ fn a_listener_bound_in_the_env_but_advertised_nowhere_is_refused_not_doubled() {
     assert!(warnings.contains("advertises it nowhere"), "{warnings}");
     assert!(services_of(&out, "my-kafka").is_empty());
 }
+
+/// Run-time adoption. Bitnami 26's own external access adds its listener at start (`kafka-init`
+/// appends it), so the manifest shows none. With detection forced off (`adapter: properties`),
+/// kafka-expose's step finds the chart's listener in the final file: it keeps the file as the
+/// chart made it, exits 0 (the oracle's patcher run asserts that), and says why with the fix in
+/// its termination message, which the reconciler carries to the workload's status.
+#[test]
+fn a_listener_the_chart_adds_at_start_is_kept_at_run_time_and_the_step_says_so() {
+    let case = CASES
+        .iter()
+        .find(|c| c.fixture == "bitnami-26.11.4-externalaccess.yaml")
+        .unwrap();
+    let out = run(case, &[("expose", "nodeport"), ("adapter", "properties")])
+        .expect("forced, the properties adapter is taken");
+    let docs = support::fixture(case.fixture);
+    let pods = owned_pods(&out, case.workload);
+    assert_eq!(pods.len(), 3);
+    for (i, pod) in pods.iter().enumerate() {
+        let (props, message) = support::bitnami_file(&docs, pod, i as u32);
+        let listeners = &props["listeners"];
+        assert_eq!(
+            listeners.matches("EXTERNAL://").count(),
+            1,
+            "the chart's listener, not a second: {listeners}"
+        );
+        assert!(listeners.contains("EXTERNAL://:9095"), "{listeners}");
+        let advertised = &props["advertised.listeners"];
+        assert_eq!(advertised.matches("EXTERNAL://").count(), 1, "{advertised}");
+        assert!(
+            advertised.contains(&format!(":{}", 31190 + i)),
+            "the chart's own NodePort: {advertised}"
+        );
+        let message = message.expect("a termination message");
+        assert!(
+            message.starts_with(kafka_expose::names::KEPT_MARK)
+                && message.contains("listener EXTERNAL is already in it (EXTERNAL://:9095)")
+                && message.contains("kafka-expose.io/adapter=adopt"),
+            "{message}"
+        );
+    }
+}

@@ -192,6 +192,17 @@ proptest! {
     }
 
     #[test]
+    fn the_step_in_the_pod_keeps_or_edits_and_never_fails(
+        text in properties_file(),
+        chart in prop::sample::select(checks::charts_with_the_listener_present()),
+        extra in properties_file(),
+        port in prop::sample::select(vec![9092u16, 9093, 9094, 9095, 9096, 31190]),
+    ) {
+        checks::properties_step_keeps_or_edits(&text, port);
+        checks::properties_step_keeps_or_edits(&format!("{chart}{extra}"), port);
+    }
+
+    #[test]
     fn annotation_parsing_never_panics(ann in annotations(), replicas in 0u32..300) {
         checks::annotations(&ann, replicas);
     }

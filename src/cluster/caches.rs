@@ -209,6 +209,48 @@ impl crate::engine::binding::BindingFacts for BindingCache {
     }
 }
 
+/// Where a cached broker pod carries the termination message of an injected step that kept the
+/// chart's configuration (see [`crate::names::KEPT_MARK`]). Only in the cache: never written.
+pub const KEPT_NOTE: &str = "kafka-expose.io/cache.kept";
+
+/// The termination message of an init container of `p` that kept the chart's configuration
+/// rather than stop the broker: from its current state, or the one before a restart.
+pub fn kept_note(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let statuses = p.status.as_ref()?.init_container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        [c.state.as_ref(), c.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.terminated.as_ref()?.message.as_deref())
+            .find(|m| m.starts_with(crate::names::KEPT_MARK))
+            .map(|m| m.trim().to_string())
+    })
+}
+
+/// The kept notes of the cached broker pods in `namespace` whose labels hold `selector`:
+/// `pod <name>: <message>`, by pod name.
+pub fn kept_notes(
+    pods: &Store<k8s_openapi::api::core::v1::Pod>,
+    namespace: &str,
+    selector: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut notes: Vec<String> = pods
+        .state()
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|p| {
+            let labels = p.labels();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .filter_map(|p| {
+            let note = p.annotations().get(KEPT_NOTE)?;
+            Some(format!("pod {}: {note}", p.name_any()))
+        })
+        .collect();
+    notes.sort();
+    notes
+}
+
 /// Starts the watches of [`BindingCache`]; they run until `shutdown`.
 pub fn watch_bindings(
     client: &Client,
@@ -224,9 +266,16 @@ pub fn watch_bindings(
     )
     .default_backoff()
     .modify(|p| {
+        let kept = kept_note(p);
         p.metadata.managed_fields = None;
         if let Some(a) = p.metadata.annotations.as_mut() {
             a.retain(|k, _| k.starts_with(crate::names::PREFIX));
+        }
+        if let Some(note) = kept {
+            p.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(KEPT_NOTE.into(), note);
         }
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
         p.spec = Some(PodSpec {
@@ -371,6 +420,37 @@ pub fn watch_node_ports(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_kept_configuration_is_read_from_the_init_containers_termination_message() {
+        use k8s_openapi::api::core::v1::Pod;
+        let note = format!(
+            "{}listener EXTERNAL is already in it",
+            crate::names::KEPT_MARK
+        );
+        let pod = |state: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "k-1"},
+                "status": {"initContainerStatuses": [
+                    {"name": "prepare", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                     "state": {"terminated": {"exitCode": 0, "message": "done"}}},
+                    {"name": "kafka-expose-properties", "ready": true, "restartCount": 1, "image": "i", "imageID": "", "state": state,
+                     "lastState": {"terminated": {"exitCode": 0, "message": format!("{note}\n")}}}
+                ]}
+            }))
+            .unwrap()
+        };
+        // From the state before a restart too, and trimmed.
+        assert_eq!(kept_note(&pod(json!({"running": {}}))), Some(note.clone()));
+        assert_eq!(
+            kept_note(&pod(
+                json!({"terminated": {"exitCode": 0, "message": "other"}})
+            )),
+            Some(note)
+        );
+        let plain: Pod = serde_json::from_value(json!({"metadata": {"name": "k-0"}})).unwrap();
+        assert_eq!(kept_note(&plain), None);
+    }
 
     #[test]
     fn a_service_is_kept_as_its_node_ports_alone() {

@@ -72,6 +72,9 @@ pub struct Context {
     pub services: ServiceCache,
     /// How long a LoadBalancer may stay without an address before a Warning Event.
     pub lb_pending_warning: Duration,
+    /// The exposed broker pods, as the binding cache holds them (with the notes of steps that
+    /// kept the chart's configuration).
+    pub broker_pods: kube::runtime::reflector::Store<Pod>,
 }
 
 impl Context {

@@ -173,6 +173,7 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             let v = status::verdict(
                 &Found::Invalid,
                 &[],
+                &[],
                 previous.as_deref(),
                 ctx.lb_pending_warning,
             );
@@ -206,14 +207,31 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             }
         }
     };
+    // Brokers whose injected step found the listener already in the chart's configuration and
+    // kept it: they run, without kafka-expose's listener, and the status says so with the fix.
+    let kept_notes = match &exposure {
+        Some(_) => caches::kept_notes(&ctx.broker_pods, &ns, &w.selector),
+        None => Vec::new(),
+    };
     let v = status::verdict(
         &found,
         &failures,
+        &kept_notes,
         previous.as_deref(),
         ctx.lb_pending_warning,
     );
     for f in &failures {
         publish(&ctx, obj.as_ref(), EventType::Warning, "ServiceFailed", f).await;
+    }
+    for note in &kept_notes {
+        publish(
+            &ctx,
+            obj.as_ref(),
+            EventType::Warning,
+            "ChartListenerKept",
+            note,
+        )
+        .await;
     }
     if let Some(since) = v.lb_pending_too_long {
         let waiting = match exposure.as_ref().map(|e| e.config.mode) {

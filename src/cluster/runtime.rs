@@ -132,6 +132,7 @@ async fn lead(
         events: Announcer::new(Recorder::new(client.clone(), reporter.clone())),
         services,
         lb_pending_warning: options.lb_pending_warning,
+        broker_pods: bindings.pods.clone(),
     });
     let shutdown: leader::Stop = Box::pin(shutdown);
     let shutdown = futures::future::FutureExt::shared(shutdown);
@@ -145,6 +146,7 @@ async fn lead(
             events: Announcer::new(Recorder::new(own.clone(), reporter.clone())),
             services: ctx.services.clone(),
             lb_pending_warning: ctx.lb_pending_warning,
+            broker_pods: ctx.broker_pods.clone(),
         }),
         None => ctx.clone(),
     };

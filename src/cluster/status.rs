@@ -49,11 +49,13 @@ pub struct Verdict {
     pub next: Next,
 }
 
-/// Decides the status, Events and next look from what was `found`, the Service failures, and the
-/// bootstrap address the workload carries now.
+/// Decides the status, Events and next look from what was `found`, the Service failures, the
+/// brokers that kept the chart's configuration (`kept`: their steps found the listener already
+/// there), and the bootstrap address the workload carries now.
 pub fn verdict(
     found: &Found,
     failures: &[String],
+    kept: &[String],
     previous_bootstrap: Option<&str>,
     lb_pending_warning: Duration,
 ) -> Verdict {
@@ -79,7 +81,7 @@ pub fn verdict(
                 v.next = Next::After(PENDING_RECHECK);
                 v.lb_pending_too_long = (*since >= lb_pending_warning).then_some(*since);
             }
-            v.status = Some(match (failures.first(), lb_pending) {
+            v.status = Some(match (failures.first().or(kept.first()), lb_pending) {
                 (Some(f), _) => format!("error: {f}"),
                 (None, Some(_)) => "pending: loadbalancer address".into(),
                 (None, None) if bootstrap.is_none() => "pending: broker addresses".into(),
@@ -113,7 +115,13 @@ mod tests {
 
     #[test]
     fn a_settled_workload_is_ok_and_resynced_rarely() {
-        let v = verdict(&exposed(Some("192.0.2.10:31000"), None), &[], None, WARN);
+        let v = verdict(
+            &exposed(Some("192.0.2.10:31000"), None),
+            &[],
+            &[],
+            None,
+            WARN,
+        );
         assert_eq!(v.status.as_deref(), Some("ok"));
         assert_eq!(v.next, Next::After(RESYNC));
         assert_eq!(
@@ -122,6 +130,7 @@ mod tests {
         );
         let again = verdict(
             &exposed(Some("192.0.2.10:31000"), None),
+            &[],
             &[],
             Some("192.0.2.10:31000"),
             WARN,
@@ -134,6 +143,7 @@ mod tests {
         let v = verdict(
             &exposed(Some("a:1"), None),
             &["Service k-0-external (NodePort 32400): taken".into()],
+            &[],
             None,
             WARN,
         );
@@ -144,20 +154,43 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_that_kept_the_charts_listener_is_the_status_after_service_failures() {
+        let kept = ["pod k-0: kafka-expose kept the chart's configuration: listener EXTERNAL is already in it (EXTERNAL://:9095), ...; set kafka-expose.io/adapter=adopt".to_string()];
+        let v = verdict(&exposed(Some("a:1"), None), &[], &kept, None, WARN);
+        assert_eq!(v.status, Some(format!("error: {}", kept[0])));
+        assert_eq!(
+            v.bootstrap.as_deref(),
+            Some("a:1"),
+            "the others are still published"
+        );
+        let failed = verdict(
+            &exposed(Some("a:1"), None),
+            &["Service k-0-external: taken".into()],
+            &kept,
+            None,
+            WARN,
+        );
+        assert_eq!(
+            failed.status.as_deref(),
+            Some("error: Service k-0-external: taken")
+        );
+    }
+
+    #[test]
     fn unknown_addresses_are_pending_and_looked_at_soon() {
-        let v = verdict(&exposed(None, None), &[], None, WARN);
+        let v = verdict(&exposed(None, None), &[], &[], None, WARN);
         assert_eq!(v.status.as_deref(), Some("pending: broker addresses"));
         assert_eq!(v.next, Next::After(PENDING_RECHECK));
-        let lb = verdict(&exposed(None, Some(10)), &[], None, WARN);
+        let lb = verdict(&exposed(None, Some(10)), &[], &[], None, WARN);
         assert_eq!(lb.status.as_deref(), Some("pending: loadbalancer address"));
         assert_eq!(lb.lb_pending_too_long, None);
-        let late = verdict(&exposed(None, Some(400)), &[], None, WARN);
+        let late = verdict(&exposed(None, Some(400)), &[], &[], None, WARN);
         assert_eq!(late.lb_pending_too_long, Some(Duration::from_secs(400)));
     }
 
     #[test]
     fn an_invalid_configuration_waits_for_a_change() {
-        let v = verdict(&Found::Invalid, &[], Some("a:1"), WARN);
+        let v = verdict(&Found::Invalid, &[], &[], Some("a:1"), WARN);
         assert_eq!(v.status.as_deref(), Some("invalid-configuration"));
         assert_eq!(v.bootstrap, None);
         assert_eq!(v.next, Next::OnChange);
@@ -165,7 +198,7 @@ mod tests {
 
     #[test]
     fn nothing_exposed_clears_the_annotations() {
-        let v = verdict(&Found::NotExposed, &[], Some("a:1"), WARN);
+        let v = verdict(&Found::NotExposed, &[], &[], Some("a:1"), WARN);
         assert_eq!((v.status, v.bootstrap), (None, None));
     }
 }

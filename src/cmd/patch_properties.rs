@@ -1,6 +1,12 @@
 //! `kafka-expose patch-properties`: the properties adapter's init container. Reads the
 //! broker's `server.properties`, makes the edit of [`crate::kafka::properties`], and writes the
 //! file back only when it changed.
+//!
+//! It never stops the broker over what the chart's configuration holds: where the chart already
+//! has the listener, or its port (a chart that adds its own external listener at start), the
+//! file is kept as the chart made it, the step exits 0, and it says why in its log and in its
+//! termination message, which the reconciler turns into the workload's status and an Event. Only
+//! a file it cannot read or write fails it.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,6 +24,7 @@ pub fn run(args: PatchPropertiesArgs) -> Result<ExitCode> {
         advertised_host,
         advertised_port,
         security_protocol,
+        termination_message_path,
     } = args;
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -28,15 +35,29 @@ pub fn run(args: PatchPropertiesArgs) -> Result<ExitCode> {
         advertised_port,
         security_protocol,
     };
-    let edit =
-        properties::patch(&text, &req).with_context(|| format!("patching {}", file.display()))?;
+    let edit = properties::patch_or_keep(&text, &req);
     if edit.changed {
         write_replacing(&file, &edit.text)?;
     }
     for note in &edit.notes {
         println!("kafka-expose patch-properties: {}: {note}", file.display());
     }
+    if let Some(why) = &edit.kept {
+        termination_message(&termination_message_path, &why.kept_message());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the container's termination message (what `kubectl describe pod` shows, and what the
+/// reconciler reads), which starts with [`crate::names::KEPT_MARK`]. Best effort: outside a pod the path may not
+/// be writable, and the log has said it already.
+fn termination_message(path: &Path, message: &str) {
+    if let Err(e) = std::fs::write(path, message) {
+        println!(
+            "kafka-expose patch-properties: no termination message at {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Writes `text` to `path` through a temporary file and a rename, keeping the file's mode; where

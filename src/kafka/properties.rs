@@ -39,9 +39,15 @@ pub struct Edit {
     pub changed: bool,
     /// What was done, for the init container's log.
     pub notes: Vec<String>,
+    /// Set when the chart's configuration already claims the listener or its port (see
+    /// [`patch_or_keep`]): the file is left exactly as the chart made it.
+    pub kept: Option<PropertiesError>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why the external listener cannot be added as asked: the chart's own configuration already
+/// holds its name or its port. A chart that adds its own external listener at start (an init
+/// script, which no look at the manifest can see) produces exactly this.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PropertiesError {
     #[error(
         "port {port} is already bound by listener {listener}; set kafka-expose.io/container-port to a free port"
@@ -49,6 +55,34 @@ pub enum PropertiesError {
     PortInUse { port: u16, listener: String },
     #[error("listener {0} is already bound with another port or advertised elsewhere: {1}")]
     Conflict(String, String),
+}
+
+impl PropertiesError {
+    /// What the injected step says when it keeps the chart's configuration: in its log, its
+    /// termination message, and from there the workload's status and Events.
+    pub fn kept_message(&self) -> String {
+        let why = match self {
+            Self::Conflict(name, found) => format!(
+                "listener {name} is already in it ({found}), so kafka-expose added no listener and this broker is not reachable through kafka-expose's Service; to expose the chart's own listener instead, set kafka-expose.io/adapter=adopt"
+            ),
+            Self::PortInUse { port, listener } => format!(
+                "port {port} is already bound by its listener {listener}, so kafka-expose added no listener and this broker is not reachable through kafka-expose's Service; set kafka-expose.io/container-port to a free port, or kafka-expose.io/adapter=adopt if that listener is the chart's external one"
+            ),
+        };
+        format!("{}{why}", crate::names::KEPT_MARK)
+    }
+}
+
+/// [`patch`], for the step that runs in the broker's pod, where a refusal would stop the broker:
+/// when the chart's configuration already claims the listener's name or port, the text is kept
+/// as it is, with the reason in [`Edit::kept`], and nothing fails.
+pub fn patch_or_keep(text: &str, req: &Request) -> Edit {
+    patch(text, req).unwrap_or_else(|why| Edit {
+        text: text.to_string(),
+        changed: false,
+        notes: vec![why.kept_message()],
+        kept: Some(why),
+    })
 }
 
 /// One logical entry: its physical lines (with their endings), and its key and value if it is
@@ -300,6 +334,7 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
                 "process.roles=controller: a controller gets no external listener; file unchanged"
                     .into(),
             ],
+            kept: None,
         });
     }
 
@@ -390,6 +425,7 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         text: out,
         changed,
         notes,
+        kept: None,
     })
 }
 
@@ -469,6 +505,37 @@ mod tests {
                 listener: "INTERNAL".into()
             }
         );
+    }
+
+    #[test]
+    fn in_the_pod_a_listener_the_chart_already_has_is_kept_and_nothing_fails() {
+        // The chart's init script added EXTERNAL on another port than the one kafka-expose chose.
+        let text = format!(
+            "{SASL}listeners=CLIENT://:9092,INTERNAL://:9094,CONTROLLER://:9093,EXTERNAL://:9096\n"
+        );
+        let e = patch_or_keep(&text, &req());
+        assert!(!e.changed);
+        assert_eq!(e.text, text);
+        assert_eq!(
+            e.kept,
+            Some(PropertiesError::Conflict(
+                "EXTERNAL".into(),
+                "EXTERNAL://:9096".into()
+            ))
+        );
+        assert!(
+            e.notes[0].contains("kafka-expose.io/adapter=adopt"),
+            "{:?}",
+            e.notes
+        );
+        // Its port taken by a listener of another name.
+        let mut r = req();
+        r.container_port = 9094;
+        let e = patch_or_keep(SASL, &r);
+        assert_eq!(e.text, SASL);
+        assert!(e.notes[0].contains("port 9094 is already bound by its listener INTERNAL"));
+        // And where nothing is in the way, the same edit as `patch`.
+        assert_eq!(patch_or_keep(SASL, &req()), patch(SASL, &req()).unwrap());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use kafka_expose::engine::workload::{WorkloadKind, mutate_workload};
 use kafka_expose::kafka::SecurityProtocol;
 use kafka_expose::kafka::external::{External, add_external};
 use kafka_expose::kafka::listeners::{ListenerSet, parse_listeners, parse_protocol_map};
-use kafka_expose::kafka::properties::{Request, patch};
+use kafka_expose::kafka::properties::{Request, patch, patch_or_keep};
 use kafka_expose::webhook::admission::FailureMode;
 use kafka_expose::webhook::{AppState, answer};
 use serde_json::Value;
@@ -27,6 +27,86 @@ pub fn properties_edit(text: &str) {
         let twice = patch(&once.text, &req).expect("the edited file edits again");
         assert_eq!(twice.text, once.text, "the edit is idempotent");
     }
+}
+
+/// The step that runs in the broker's pod never stops it: on any configuration it either makes
+/// the edit (which then edits nothing more) or keeps the text byte for byte and says why, naming
+/// the fix.
+pub fn properties_step_keeps_or_edits(text: &str, container_port: u16) {
+    let req = Request {
+        listener_name: "EXTERNAL".into(),
+        container_port,
+        advertised_host: "10.0.0.5".into(),
+        advertised_port: 32401,
+        security_protocol: None,
+    };
+    let once = patch_or_keep(text, &req);
+    match &once.kept {
+        Some(why) => {
+            assert_eq!(
+                once.text, text,
+                "a kept configuration is the chart's, unchanged"
+            );
+            assert!(!once.changed);
+            let message = why.kept_message();
+            assert!(
+                message.starts_with(kafka_expose::names::KEPT_MARK)
+                    && message.contains("kafka-expose.io/"),
+                "{message}"
+            );
+        }
+        None => {
+            let twice = patch_or_keep(&once.text, &req);
+            assert_eq!(twice.kept, None, "its own edit is not kept as the chart's");
+            assert_eq!(twice.text, once.text, "the edit is idempotent");
+        }
+    }
+}
+
+/// Configurations a chart could produce with listener EXTERNAL already in them, in every form:
+/// bound on kafka-expose's port or another, advertised only, in the protocol map only, in lower
+/// case, bound and advertised by the chart's own external access, and kafka-expose's port taken
+/// by a listener of another name; on a plain and on a SASL chart.
+pub fn charts_with_the_listener_present() -> Vec<String> {
+    let bases = [
+        "listeners=PLAINTEXT://:9092\nadvertised.listeners=PLAINTEXT://k-0.h:9092\n",
+        "process.roles=broker,controller\ncontroller.listener.names=CONTROLLER\ninter.broker.listener.name=INTERNAL\nlisteners=CLIENT://:9092,INTERNAL://:9094,CONTROLLER://:9093\nadvertised.listeners=CLIENT://k-0.h:9092,INTERNAL://k-0.h:9094\nlistener.security.protocol.map=CLIENT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\nlistener.name.client.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_u=\"p\";\n",
+    ];
+    let forms = [
+        ("listeners", ",EXTERNAL://:9095"),
+        ("listeners", ",EXTERNAL://:9096"),
+        ("listeners", ",EXTERNAL://0.0.0.0:31190"),
+        ("listeners", ",external://:9096"),
+        ("listeners", ",OUTSIDE://:9095"),
+        ("advertised.listeners", ",EXTERNAL://10.1.2.3:31190"),
+        ("listener.security.protocol.map", ",EXTERNAL:SASL_SSL"),
+        ("both", ""),
+    ];
+    let mut out = Vec::new();
+    for base in bases {
+        for (key, add) in forms {
+            let mut text = String::new();
+            for line in base.lines() {
+                text.push_str(line);
+                if line.starts_with(&format!("{key}=")) {
+                    text.push_str(add);
+                }
+                text.push('\n');
+            }
+            if key == "listener.security.protocol.map" && !base.contains(key) {
+                text.push_str(
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:SASL_SSL\n",
+                );
+            }
+            if key == "both" {
+                // As a chart's init script appends its external access: listeners, advertised
+                // address and protocol, after the file was copied.
+                text.push_str("listeners=PLAINTEXT://:9092,CLIENT://:9092,EXTERNAL://:9095\nadvertised.listeners=CLIENT://k-0.h:9092,EXTERNAL://10.1.2.3:31190\nlistener.security.protocol.map=CLIENT:PLAINTEXT,EXTERNAL:PLAINTEXT\n");
+            }
+            out.push(text);
+        }
+    }
+    out
 }
 
 /// Annotation parsing, and the fit against a workload, do not panic.

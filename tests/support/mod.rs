@@ -369,13 +369,10 @@ fn bitnami_external_access(pod: &Value, ordinal: u32, text: &str) -> String {
         .join("\n")
 }
 
-fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) {
-    let Some(init) = pod["spec"]["initContainers"]
+fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) -> Option<String> {
+    let init = pod["spec"]["initContainers"]
         .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == "kafka-expose-properties"))
-    else {
-        return;
-    };
+        .and_then(|a| a.iter().find(|c| c["name"] == "kafka-expose-properties"))?;
     let env = resolve_env(pod, init, ordinal);
     let mount = init["volumeMounts"][0]["mountPath"].as_str().unwrap();
     let mut env: Vec<(String, String)> = env;
@@ -388,8 +385,11 @@ fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) {
         }
     }
     assert_eq!(init["args"][0], "patch-properties");
+    let message = mount_root.join("termination-log");
     let out = Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
         .arg("patch-properties")
+        .arg("--termination-message-path")
+        .arg(&message)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
@@ -400,6 +400,8 @@ fn run_patcher(pod: &Value, ordinal: u32, mount_root: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // What the kubelet would keep as the container's termination message.
+    std::fs::read_to_string(&message).ok()
 }
 
 /// How the chart configures its broker, which decides how its effective configuration is found.
@@ -413,6 +415,36 @@ pub enum Image {
     BitnamiFile,
     /// Yolean's init.sh writes server.properties.
     Yolean,
+}
+
+/// A Bitnami chart's pod whose init container renders server.properties: the chart's rendering
+/// (copy, address placeholder, its external access), then kafka-expose's step; the properties
+/// the broker reads, and the step's termination message, if it wrote one.
+pub fn bitnami_file(
+    docs: &[Value],
+    pod: &Value,
+    ordinal: u32,
+) -> (BTreeMap<String, String>, Option<String>) {
+    let pod_name = pod["metadata"]["name"].as_str().unwrap();
+    let scratch = Scratch::new("bitnami");
+    let cm = volume_config_map(pod, "kafka-configmaps").expect("the chart's configmap volume");
+    let text = find_config_map(docs, &cm)["data"]["server.properties"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The chart's init container: copy, and replace the address placeholder.
+    let role = pod_name.rsplit('-').nth(1).unwrap();
+    let ns = pod["metadata"]["namespace"].as_str().unwrap();
+    let rendered = text.replace(
+        "advertised-address-placeholder",
+        &format!("{pod_name}.my-kafka-{role}-headless.{ns}.svc.cluster.local"),
+    );
+    let rendered = bitnami_external_access(pod, ordinal, &rendered);
+    std::fs::write(scratch.0.join("server.properties"), rendered).unwrap();
+    let message = run_patcher(pod, ordinal, &scratch.0);
+    let props =
+        read_properties(&std::fs::read_to_string(scratch.0.join("server.properties")).unwrap());
+    (props, message)
 }
 
 /// The broker properties pod `pod` (broker `ordinal`, container `container`) runs with.
@@ -440,26 +472,7 @@ pub fn effective_config(
             apache_props(&env)
         }
         Image::BitnamiEnv => bitnami_props(&env),
-        Image::BitnamiFile => {
-            let scratch = Scratch::new("bitnami");
-            let cm =
-                volume_config_map(pod, "kafka-configmaps").expect("the chart's configmap volume");
-            let text = find_config_map(docs, &cm)["data"]["server.properties"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            // The chart's init container: copy, and replace the address placeholder.
-            let role = pod_name.rsplit('-').nth(1).unwrap();
-            let ns = pod["metadata"]["namespace"].as_str().unwrap();
-            let rendered = text.replace(
-                "advertised-address-placeholder",
-                &format!("{pod_name}.my-kafka-{role}-headless.{ns}.svc.cluster.local"),
-            );
-            let rendered = bitnami_external_access(pod, ordinal, &rendered);
-            std::fs::write(scratch.0.join("server.properties"), rendered).unwrap();
-            run_patcher(pod, ordinal, &scratch.0);
-            read_properties(&std::fs::read_to_string(scratch.0.join("server.properties")).unwrap())
-        }
+        Image::BitnamiFile => bitnami_file(docs, pod, ordinal).0,
         Image::Yolean => {
             let scratch = Scratch::new("yolean");
             let cm = find_config_map(docs, "broker-config");
