@@ -342,7 +342,12 @@ fn auto(
                 );
                 (Adapter::Adopt(p), why)
             }),
-            None => Err("the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string()),
+            None => Err(match &script.launches {
+                // The charts on the official apache/kafka image: the script writes the whole
+                // file, then starts the broker on it.
+                Some(launch) => format!("the container's startup script writes the broker's configuration, advertised.listeners included, and then runs {launch} on it, so an added listener would be overwritten; kafka-expose has no adapter yet that edits the configuration at that launch, so the workload is left as the chart made it"),
+                None => "the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string(),
+            }),
         };
     }
     if script.listeners.is_some() {

@@ -57,6 +57,9 @@ pub struct ScriptListeners {
     pub listeners: Option<String>,
     /// Whether it does so with `kafka-server-start.sh --override`.
     pub overrides: bool,
+    /// The `kafka-server-start` the script starts the broker with, as it names it: the launch
+    /// after which nothing the chart wrote changes.
+    pub launches: Option<String>,
 }
 
 impl ScriptListeners {
@@ -94,7 +97,18 @@ pub fn scan_script(c: &Container) -> ScriptListeners {
             ],
         ),
         overrides: text.contains("--override listeners="),
+        launches: launched(&text),
     }
+}
+
+/// The path of the `kafka-server-start` (`.sh` or not) a script runs, as written.
+fn launched(text: &str) -> Option<String> {
+    let at = text.find("kafka-server-start")?;
+    let start = text[..at]
+        .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '(' | '&' | '|'))
+        .map_or(0, |i| i + 1);
+    let word = shell_word(&text[start..]);
+    (!word.is_empty()).then_some(word)
 }
 
 /// The value assigned after the first of `patterns` in a shell script: a quoted string, or the
@@ -236,6 +250,7 @@ pub fn from_env(
         advertised: Some(advertised.to_string()),
         listeners: env::value(c, flavor, Prop::Listeners).map(str::to_string),
         overrides: false,
+        launches: None,
     };
     Some(plan_for(c, &l, &script, cfg, "the container's env"))
 }
