@@ -112,6 +112,49 @@ fn pod_node_in(ns: &str, pod: &str) -> String {
     p["spec"]["nodeName"].as_str().unwrap().to_string()
 }
 
+/// `count` hostPath PersistentVolumes `<name>-<i>` of 10Gi under `dir/pv`, for a chart's
+/// volumeClaimTemplates (no provisioner runs here).
+fn hostpath_volumes(dir: &Path, name: &str, count: u32) {
+    let dir_s = dir.to_str().unwrap();
+    for i in 0..count {
+        let pv = format!(
+            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"{name}-{i}"}},
+            "spec":{{"capacity":{{"storage":"10Gi"}},"accessModes":["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy":"Retain",
+            "hostPath":{{"path":"{dir_s}/pv/{name}-{i}","type":"DirectoryOrCreate"}}}}}}"#
+        );
+        let file = dir.join(format!("pv-{name}-{i}.json"));
+        std::fs::write(&file, pv).unwrap();
+        run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    }
+}
+
+/// The YAML documents of `text` without its PodDisruptionBudgets (policy/v1, which a 1.20 API
+/// server does not serve), written to `file`; `expected` of them are left out.
+fn without_pdbs(text: &str, expected: usize, file: &Path) {
+    let (kept, left_out): (Vec<&str>, Vec<&str>) = text
+        .split("\n---")
+        .partition(|doc| !doc.contains("\nkind: PodDisruptionBudget"));
+    assert_eq!(left_out.len(), expected);
+    std::fs::write(file, kept.join("\n---")).unwrap();
+}
+
+/// Where broker pod `pod` of namespace `ns` is reached from outside with expose=nodeport: its
+/// node's ExternalIP and the NodePort of its Service `<pod>-external`.
+fn external_of(ns: &str, pod: &str) -> (String, i64) {
+    let own = node_address(&pod_node_in(ns, pod), "ExternalIP");
+    let svc = json_of(&[
+        "-n",
+        ns,
+        "get",
+        "service",
+        &format!("{pod}-external"),
+        "-o",
+        "json",
+    ]);
+    (own, svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap())
+}
+
 /// The node's address of a type, from the API.
 fn node_address(node: &str, ty: &str) -> String {
     let n = json_of(&["get", "node", node, "-o", "json"]);
@@ -435,17 +478,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         dir_s,
         env!("CARGO_BIN_EXE_kx-test-broker"),
     ]));
-    for i in 0..3 {
-        let pv = format!(
-            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"kafka-data-{i}"}},
-            "spec":{{"capacity":{{"storage":"10Gi"}},"accessModes":["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy":"Retain",
-            "hostPath":{{"path":"{dir_s}/pv/{i}","type":"DirectoryOrCreate"}}}}}}"#
-        );
-        let file = dir.join(format!("pv-{i}.json"));
-        std::fs::write(&file, pv).unwrap();
-        run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
-    }
+    hostpath_volumes(&dir, "kafka-data", 3);
     run(&mut kubectl(&["create", "namespace", "streaming"]));
     run(&mut kubectl(&[
         "apply",
@@ -464,17 +497,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     let mut lines = Vec::new();
     for i in 0..3 {
         let pod = format!("kafka-{i}");
-        let own = node_address(&pod_node_in("streaming", &pod), "ExternalIP");
-        let svc = json_of(&[
-            "-n",
-            "streaming",
-            "get",
-            "service",
-            &format!("kafka-{i}-external"),
-            "-o",
-            "json",
-        ]);
-        let port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        let (own, port) = external_of("streaming", &pod);
         // What the broker runs with, read inside its pod: the file the image's script wrote
         // from the environment the kubelet expanded.
         let props = run(&mut kubectl(&[
@@ -658,12 +681,8 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "kustomize",
         &format!("{ROOT}/deploy/manifests"),
     ]));
-    let (kept, left_out): (Vec<&str>, Vec<&str>) = rendered
-        .split("\n---")
-        .partition(|doc| !doc.contains("\nkind: PodDisruptionBudget"));
-    assert_eq!(left_out.len(), 1);
     let manifests_file = dir.join("manifests-without-pdb.yaml");
-    std::fs::write(&manifests_file, kept.join("\n---")).unwrap();
+    without_pdbs(&rendered, 1, &manifests_file);
     let manifests = manifests_file.to_str().unwrap();
     run(&mut kubectl(&["apply", "-f", manifests]));
     run(Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
@@ -749,28 +768,13 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
 /// `controller.quorum.bootstrap.servers`. Annotated as a user would; reached from outside with the
 /// chart's client credentials, and refused without them.
 fn bitnami_on_the_node(dir: &Path) {
-    let dir_s = dir.to_str().unwrap();
-    for i in 0..3 {
-        let pv = format!(
-            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"bitnami-data-{i}"}},
-            "spec":{{"capacity":{{"storage":"10Gi"}},"accessModes":["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy":"Retain",
-            "hostPath":{{"path":"{dir_s}/pv/bitnami-{i}","type":"DirectoryOrCreate"}}}}}}"#
-        );
-        let file = dir.join(format!("pv-bitnami-{i}.json"));
-        std::fs::write(&file, pv).unwrap();
-        run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
-    }
+    hostpath_volumes(dir, "bitnami-data", 3);
     // Unchanged but for its two PodDisruptionBudgets: they are policy/v1, which a 1.20 API
     // server does not serve.
     let fixture =
         std::fs::read_to_string(format!("{ROOT}/tests/data/charts/bitnami-32.4.4.yaml")).unwrap();
-    let (kept, left_out): (Vec<&str>, Vec<&str>) = fixture
-        .split("\n---")
-        .partition(|doc| !doc.contains("\nkind: PodDisruptionBudget"));
-    assert_eq!(left_out.len(), 2);
     let file = dir.join("bitnami-32.4.4-without-pdbs.yaml");
-    std::fs::write(&file, kept.join("\n---")).unwrap();
+    without_pdbs(&fixture, 2, &file);
     run(&mut kubectl(&["create", "namespace", "kafka"]));
     run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
     annotate(
@@ -802,17 +806,7 @@ fn bitnami_on_the_node(dir: &Path) {
     let mut lines = Vec::new();
     for i in 0..3 {
         let pod = format!("my-kafka-controller-{i}");
-        let own = node_address(&pod_node_in("kafka", &pod), "ExternalIP");
-        let svc = json_of(&[
-            "-n",
-            "kafka",
-            "get",
-            "service",
-            &format!("{pod}-external"),
-            "-o",
-            "json",
-        ]);
-        let port = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+        let (own, port) = external_of("kafka", &pod);
         // What the broker process reads, inside its pod: the chart's script wrote it (node.id,
         // passwords in place of the placeholders), and kafka-expose's edit came after.
         let props = run(&mut kubectl(&[
