@@ -16,5 +16,7 @@ if ((${#need[@]})); then
     { "${sudo[@]}" apt-get update >&2 &&
       "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2; }
 fi
-rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
-  rustup target add aarch64-unknown-linux-gnu >&2
+# The launcher (crates/kafka) is static musl: it runs inside broker images of any libc.
+for target in aarch64-unknown-linux-gnu x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target" >&2
+done

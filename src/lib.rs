@@ -23,7 +23,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod engine;
-pub mod kafka;
+pub use kafka_expose_kafka as kafka;
 pub mod metrics;
 pub mod names;
 pub mod offline;

@@ -143,9 +143,7 @@ pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";
 
-/// How an injected step's termination message starts when it kept the chart's configuration
-/// rather than stop the broker: what the reconciler looks for in the pods' container statuses.
-pub const KEPT_MARK: &str = "kafka-expose kept the chart's configuration: ";
+pub use crate::kafka::KEPT_MARK;
 
 /// The one LoadBalancer Service of `expose=shared-loadbalancer`.
 pub fn shared_service_name(workload: &str) -> String {
@@ -206,18 +204,8 @@ pub mod envs {
     pub const POD_NAME: &str = "KAFKA_EXPOSE_POD_NAME";
     /// The pod's namespace (`metadata.namespace`).
     pub const NAMESPACE: &str = "KAFKA_EXPOSE_NAMESPACE";
-    /// The host this broker advertises on the external listener.
-    pub const EXTERNAL_HOST: &str = "KAFKA_EXPOSE_EXTERNAL_HOST";
-    /// The port this broker advertises on the external listener.
-    pub const EXTERNAL_PORT: &str = "KAFKA_EXPOSE_EXTERNAL_PORT";
-    /// Properties adapter: the listener's name.
-    pub const LISTENER_NAME: &str = "KAFKA_EXPOSE_LISTENER_NAME";
-    /// Properties adapter: the port the broker binds for the listener.
-    pub const CONTAINER_PORT: &str = "KAFKA_EXPOSE_CONTAINER_PORT";
-    /// Properties adapter: the listener's protocol, when set by annotation.
-    pub const SECURITY_PROTOCOL: &str = "KAFKA_EXPOSE_SECURITY_PROTOCOL";
-    /// Properties adapter: the file to edit.
-    pub const PROPERTIES_FILE: &str = "KAFKA_EXPOSE_PROPERTIES_FILE";
+    // What the injected steps read: the listener, its host and ports, the file.
+    pub use crate::kafka::envs::*;
 
     /// `$(NAME)`: a reference the kubelet expands from variables defined earlier in the list
     /// (<https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/>).

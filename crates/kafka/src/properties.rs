@@ -69,7 +69,7 @@ impl PropertiesError {
                 "port {port} is already bound by its listener {listener}, so kafka-expose added no listener and this broker is not reachable through kafka-expose's Service; set kafka-expose.io/container-port to a free port, or kafka-expose.io/adapter=adopt if that listener is the chart's external one"
             ),
         };
-        format!("{}{why}", crate::names::KEPT_MARK)
+        format!("{}{why}", crate::KEPT_MARK)
     }
 }
 
@@ -262,6 +262,34 @@ impl Doc {
     fn render(&self) -> String {
         self.entries.iter().map(|e| e.raw.as_str()).collect()
     }
+}
+
+/// `text` with each `key=value` set, in order, as Kafka applies `kafka-server-start.sh`'s
+/// `--override key=value` arguments over the file: the last entry of each key is rewritten in
+/// place, or a line appended. Values are escaped so that they read back as given.
+pub fn with_settings(text: &str, settings: &[(String, String)]) -> String {
+    let mut doc = Doc::parse(text);
+    for (key, value) in settings {
+        doc.set(key, &escape_value(value));
+    }
+    doc.render()
+}
+
+/// A value as the format writes it: backslashes, line breaks and leading blanks escaped.
+fn escape_value(value: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0c' => out.push_str("\\f"),
+            ' ' if i == 0 => out.push_str("\\ "),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A key as the format writes it: separators, blanks, backslashes and a leading comment mark
