@@ -16,7 +16,8 @@
 #      ca-certificates (`check` verifies brokers' TLS) and netbase; no shell, no package manager.
 #      Kept in the cache for a week, so that a second build uses the same packages;
 #   4. prunes what the binary never reads (docs, locales, gconv, dpkg's scripts), adds the binary
-#      at /usr/bin/kafka-expose, a CA bundle, /etc/passwd with nonroot (65532) and /tmp;
+#      at /usr/bin/kafka-expose, the static launch-adapter step at /usr/bin/kafka-expose-launch
+#      (crates/kafka, built for musl: it is copied into broker images), a CA bundle, /etc/passwd with nonroot (65532) and /tmp;
 #   5. writes each layer with GNU tar in name order, with every mtime SOURCE_DATE_EPOCH (the
 #      commit's time) and numeric owners, compresses it with `gzip -n`, and writes the OCI config,
 #      manifests and image index (image/assemble.py); the archive itself is a sorted tar too;
@@ -41,6 +42,8 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/
 export KAFKA_EXPOSE_COMMIT="$commit"
 
 declare -A triple=([amd64]=x86_64-unknown-linux-gnu [arm64]=aarch64-unknown-linux-gnu)
+# The launcher runs inside broker images, whatever their libc: static musl.
+declare -A musl=([amd64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl)
 packages=libc6,libgcc-s1,ca-certificates,netbase
 # shellcheck disable=SC2016 # expanded by mmdebstrap's shell, with $1 the root
 hook='mkdir -p "$1/var/lib/dpkg/status.d" && for deb in "$1"/var/cache/apt/archives/*.deb; do p="$(dpkg-deb -f "$deb" Package)"; { dpkg-deb -f "$deb"; echo "Status: install ok installed"; } >"$1/var/lib/dpkg/status.d/$p"; done'
@@ -52,12 +55,15 @@ key="$(printf '%s\n' "$packages" "$hook" | sha256sum | cut -c1-12)"
 export CARGO_TARGET_DIR="$cache/target"
 export CARGO_PROFILE_RELEASE_STRIP=symbols
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export RUSTFLAGS="--remap-path-prefix=$PWD=/src --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 for arch in amd64 arm64; do
   echo "image: building the ${triple[$arch]} binary" >&2
   cargo build --release --locked --bin kafka-expose --target "${triple[$arch]}" >&2
+  echo "image: building the ${musl[$arch]} launcher" >&2
+  cargo build --release --locked -p kafka-expose-kafka --bin kafka-expose-launch --target "${musl[$arch]}" >&2
 done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/kafka-expose-image.XXXXXX")"
@@ -103,6 +109,7 @@ for arch in amd64 arm64; do
   find "$full/usr/share/ca-certificates/mozilla" -name '*.crt' -print0 | LC_ALL=C sort -z |
     xargs -0 cat >"$root/etc/ssl/certs/ca-certificates.crt"
   install -m 0755 "$CARGO_TARGET_DIR/${triple[$arch]}/release/kafka-expose" "$root/usr/bin/kafka-expose"
+  install -m 0755 "$CARGO_TARGET_DIR/${musl[$arch]}/release/kafka-expose-launch" "$root/usr/bin/kafka-expose-launch"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
   mkdir -p "$root/tmp" "$root/home/nonroot" "$root/root" "$root/dev" "$root/proc" "$root/sys"

@@ -143,7 +143,17 @@ pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";
 
-pub use crate::kafka::KEPT_MARK;
+pub use kafka_expose_kafka::KEPT_MARK;
+
+/// Launch adapter: the init container that copies the launcher from kafka-expose's image.
+pub const INSTALL_CONTAINER: &str = "kafka-expose-launch-install";
+/// Launch adapter: the init container, on the broker's image, that saves the image's own start
+/// script beside the launcher.
+pub const SAVE_CONTAINER: &str = "kafka-expose-launch-save";
+/// Launch adapter: the `emptyDir` that holds the launcher, the saved script and the edited file.
+pub const LAUNCH_VOLUME: &str = "kafka-expose-launch";
+/// Where the launch adapter's containers and the broker mount [`LAUNCH_VOLUME`].
+pub const LAUNCH_MOUNT: &str = "/kafka-expose-launch";
 
 /// The one LoadBalancer Service of `expose=shared-loadbalancer`.
 pub fn shared_service_name(workload: &str) -> String {
@@ -205,7 +215,7 @@ pub mod envs {
     /// The pod's namespace (`metadata.namespace`).
     pub const NAMESPACE: &str = "KAFKA_EXPOSE_NAMESPACE";
     // What the injected steps read: the listener, its host and ports, the file.
-    pub use crate::kafka::envs::*;
+    pub use kafka_expose_kafka::envs::*;
 
     /// `$(NAME)`: a reference the kubelet expands from variables defined earlier in the list
     /// (<https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/>).

@@ -31,7 +31,7 @@ struct Case {
     chart_services: bool,
 }
 
-const CASES: [Case; 10] = [
+const CASES: [Case; 11] = [
     Case {
         fixture: "apache-kafka-kraft.yaml",
         workload: "kafka",
@@ -146,6 +146,19 @@ const CASES: [Case; 10] = [
         base: 31090,
         chart_services: true,
         adopted: true,
+    },
+    // The chart's own script writes the whole server.properties and runs kafka-server-start.sh
+    // on it: the launch adapter.
+    Case {
+        fixture: "cloudpirates-kafka-0.1.4.yaml",
+        workload: "my-kafka",
+        container: "kafka",
+        image: Image::Launch,
+        extra: &[],
+        listener: "EXTERNAL",
+        base: 32400,
+        chart_services: false,
+        adopted: false,
     },
 ];
 
@@ -772,11 +785,10 @@ fn every_fixture_passes_its_other_objects_through_unchanged() {
 /// brokers' effective configuration is the chart's), no Service is planned for it, and the
 /// user reads why in `--explain` and in the warning of any pod that reaches the webhook.
 fn assert_left_as_the_chart_made_it(fixture: &str, reason: &str) {
-    assert_workload_left_as_the_chart_made_it(fixture, "kafka", reason);
+    assert_workload_left_as_the_chart_made_it(support::fixture(fixture), "kafka", reason);
 }
 
-fn assert_workload_left_as_the_chart_made_it(fixture: &str, workload: &str, reason: &str) {
-    let docs = support::fixture(fixture);
+fn assert_workload_left_as_the_chart_made_it(docs: Vec<Value>, workload: &str, reason: &str) {
     let opts = Options {
         set: vec![("expose".into(), "nodeport".into())],
         ..Options::default()
@@ -811,15 +823,98 @@ fn assert_workload_left_as_the_chart_made_it(fixture: &str, workload: &str, reas
     assert!(d.warnings[0].contains(reason), "{:?}", d.warnings);
 }
 
+/// The CloudPirates fixture with its broker container changed by `edit`.
+fn cloudpirates_with(edit: impl Fn(&mut Value)) -> Vec<Value> {
+    let mut docs = support::fixture("cloudpirates-kafka-0.1.4.yaml");
+    for d in docs.iter_mut().filter(|d| d["kind"] == "StatefulSet") {
+        edit(&mut d["spec"]["template"]["spec"]["containers"][0]);
+    }
+    docs
+}
+
 /// The charts on the official apache/kafka image (CloudPirates 0.1.4): the broker's own script
 /// writes the whole file, advertised.listeners included, and runs kafka-server-start.sh on it.
-/// Until the launch-time adapter exists it is left alone, and the reason names the launch.
+/// The launch adapter stands in for that script (the oracle over every mode is `CASES`); what a
+/// person reads names the adapter, the script it stands in for, and the launch with its file.
 #[test]
-fn a_chart_whose_script_writes_the_file_and_starts_the_broker_is_left_alone_naming_the_launch() {
+fn a_chart_whose_script_writes_the_file_and_starts_the_broker_gets_the_launch_adapter() {
+    let out = run(&CASES[10], &[("expose", "nodeport")]).unwrap();
+    let report = offline::explain(&out);
+    for want in [
+        "container kafka: launch adapter",
+        "exec /opt/kafka/bin/kafka-server-start.sh \"$RUNTIME_CONFIG\"",
+        "runs the image's /opt/kafka/bin/kafka-server-start.sh",
+    ] {
+        assert!(report.contains(want), "{want} not in:\n{report}");
+    }
+    for pod in owned_pods(&out, "my-kafka") {
+        let inits: Vec<&str> = pod["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            inits,
+            ["kafka-expose-launch-install", "kafka-expose-launch-save"]
+        );
+        let save = &pod["spec"]["initContainers"][1];
+        assert_eq!(
+            save["image"], pod["spec"]["containers"][0]["image"],
+            "the image's own script is saved from the broker's image"
+        );
+        let shadow = pod["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/opt/kafka/bin/kafka-server-start.sh")
+            .expect("the launcher stands over the image's script");
+        assert_eq!(shadow["subPath"], "kafka-expose-launch");
+    }
+}
+
+#[test]
+fn a_script_that_never_starts_kafka_server_start_is_refused_with_the_reason() {
+    let docs = cloudpirates_with(|c| {
+        let script = c["args"][0].as_str().unwrap().replace(
+            "exec /opt/kafka/bin/kafka-server-start.sh",
+            "exec /opt/kafka/bin/my-own-launcher",
+        );
+        c["args"][0] = Value::from(script);
+    });
     assert_workload_left_as_the_chart_made_it(
-        "cloudpirates-kafka-0.1.4.yaml",
+        docs,
         "my-kafka",
-        "runs /opt/kafka/bin/kafka-server-start.sh on it, so an added listener would be overwritten; kafka-expose has no adapter yet that edits the configuration at that launch",
+        "the container's startup script sets advertised.listeners itself, so an added listener would be overwritten",
+    );
+}
+
+#[test]
+fn an_image_of_an_unknown_family_is_refused_naming_the_image_and_the_script() {
+    let docs = cloudpirates_with(|c| {
+        c["image"] = Value::from("registry.example/streaming/broker:4.3.1");
+    });
+    assert_workload_left_as_the_chart_made_it(
+        docs,
+        "my-kafka",
+        "kafka-expose would stand in for /opt/kafka/bin/kafka-server-start.sh at that launch, but image registry.example/streaming/broker:4.3.1 is not of a family whose start script it knows",
+    );
+}
+
+/// A start script the image does not use: the chart's script runs another path than the family's.
+#[test]
+fn a_launch_of_another_path_than_the_images_script_is_refused() {
+    let docs = cloudpirates_with(|c| {
+        let script = c["args"][0].as_str().unwrap().replace(
+            "exec /opt/kafka/bin/kafka-server-start.sh",
+            "exec /usr/local/kafka/bin/kafka-server-start.sh",
+        );
+        c["args"][0] = Value::from(script);
+    });
+    assert_workload_left_as_the_chart_made_it(
+        docs,
+        "my-kafka",
+        "which runs /usr/local/kafka/bin/kafka-server-start.sh, but image docker.io/apache/kafka:4.3.1",
     );
 }
 
@@ -833,12 +928,34 @@ fn a_command_that_overrides_listeners_is_left_as_the_chart_made_it_with_the_reas
     );
 }
 
+/// apache/kafka started straight on a `server.properties` mounted read-only from a ConfigMap: no
+/// adapter can edit the file before the start, so the launch adapter edits a copy at the start.
+/// The broker runs with the listener; the ConfigMap is passed through unchanged.
 #[test]
-fn a_server_properties_mounted_from_a_config_map_is_left_as_the_chart_made_it_with_the_reason() {
-    assert_left_as_the_chart_made_it(
-        "configmap-server-properties.yaml",
-        "mounted straight from ConfigMap kafka-config",
+fn a_server_properties_mounted_from_a_config_map_is_edited_at_launch_in_a_copy() {
+    let docs = support::fixture("configmap-server-properties.yaml");
+    let opts = Options {
+        set: vec![("expose".into(), "nodeport".into())],
+        ..Options::default()
+    };
+    let out = offline::run(docs.clone(), &opts).unwrap();
+    let report = offline::explain(&out);
+    assert!(report.contains("launch adapter"), "{report}");
+    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    assert!(
+        out.objects.contains(cm),
+        "the ConfigMap passes through unchanged"
     );
+    for (i, pod) in owned_pods(&out, "kafka").into_iter().enumerate() {
+        let i = i as u32;
+        let (props, kept) = support::launched_config(&docs, pod, "kafka", i);
+        assert_eq!(kept, None);
+        let advertised = listeners(props.get("advertised.listeners"));
+        assert!(
+            advertised.contains(&("EXTERNAL".into(), node_ip(i), (32400 + i).to_string())),
+            "broker {i}: {props:?}"
+        );
+    }
 }
 
 #[test]

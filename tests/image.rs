@@ -314,6 +314,44 @@ fn runs_in_the_image(arch: &'static str) {
         after.contains("EXTERNAL://198.51.100.7:31000") && after.contains("EXTERNAL://:9094"),
         "{arch}: {after}"
     );
+
+    the_launcher_is_static(&u);
+}
+
+/// The launch adapter's step is static: copied out of the image into a root that holds nothing
+/// else (no libc, no loader, as in a broker image of another libc), it runs, and `install` copies
+/// it as the init step does.
+fn the_launcher_is_static(u: &Unpacked) {
+    let arch = u.arch;
+    let bare = u.dir.join("bare");
+    std::fs::create_dir_all(bare.join("kx")).unwrap();
+    std::fs::copy(
+        u.root().join("usr/bin/kafka-expose-launch"),
+        bare.join("kafka-expose-launch"),
+    )
+    .unwrap();
+    set_mode(&bare.join("kx"), 0o777);
+    let mut c = Command::new("chroot");
+    c.arg("--userspec=65532:65532").arg(&bare);
+    if arch == "arm64" {
+        std::fs::copy(
+            "/usr/bin/qemu-aarch64-static",
+            bare.join("qemu-aarch64-static"),
+        )
+        .unwrap();
+        c.arg("/qemu-aarch64-static");
+    }
+    let o = c
+        .args(["/kafka-expose-launch", "install", "/kx"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{arch}: {}", text(&o));
+    assert!(bare.join("kx/kafka-expose-launch").is_file(), "{arch}");
+    assert!(
+        !bare.join("lib").exists() && !bare.join("lib64").exists(),
+        "{arch}: the root has no libc"
+    );
 }
 
 fn set_mode(p: &Path, mode: u32) {

@@ -1,5 +1,5 @@
 //! The layers' dependencies point one way: cmd -> cluster / webhook / offline / check -> engine -> api
-//! (the policy CRD's types) -> config -> kafka, names. This reads the sources and refuses an import that runs back up, or
+//! (the policy CRD's types) -> config -> kafka (crates/kafka), names. This reads the sources and refuses an import that runs back up, or
 //! I/O in a pure layer.
 //!
 //! Inside `src/cluster/`, the modules import each other without a circle (`policies/` counts as
@@ -12,20 +12,9 @@ use std::path::{Path, PathBuf};
 /// Each layer, and the crate modules it must not import.
 const RULES: &[(&str, &[&str])] = &[
     ("src/names.rs", &["crate::"]),
-    (
-        "src/kafka",
-        &[
-            "crate::names",
-            "crate::api",
-            "crate::config",
-            "crate::engine",
-            "crate::cluster",
-            "crate::webhook",
-            "crate::offline",
-            "crate::cmd",
-            "crate::cli",
-        ],
-    ),
+    // A crate of its own (the static launcher is built from it): Cargo keeps it from the main
+    // crate; this keeps it from naming it.
+    ("crates/kafka/src", &["kafka_expose::"]),
     (
         "src/config",
         &[
@@ -103,7 +92,7 @@ const IO: &[&str] = &[
 ];
 const PURE: &[&str] = &[
     "src/names.rs",
-    "src/kafka",
+    "crates/kafka/src",
     "src/config",
     "src/api",
     "src/engine",

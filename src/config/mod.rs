@@ -156,6 +156,7 @@ pub enum AdapterChoice {
     Auto,
     Env,
     Properties,
+    Launch,
     Adopt,
 }
 

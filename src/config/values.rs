@@ -147,6 +147,7 @@ pub fn adapter(v: &str) -> Result<AdapterChoice, String> {
             ("auto", AdapterChoice::Auto),
             ("env", AdapterChoice::Env),
             ("properties", AdapterChoice::Properties),
+            ("launch", AdapterChoice::Launch),
             ("adopt", AdapterChoice::Adopt),
         ],
     )

@@ -9,6 +9,12 @@
 //! 4. the env configures listeners: **env**;
 //! 5. otherwise **unsupported**.
 //!
+//! Where 1 to 5 refuse and the container's script runs the image's `kafka-server-start.sh` (or
+//! the command runs a script from a ConfigMap) on an image whose start script kafka-expose knows,
+//! the **launch** adapter acts at that launch instead. It replaces only refusals: a broker that
+//! another adapter serves keeps it, because those act before the broker's container starts and
+//! need no run of the broker's image in an init container.
+//!
 //! `kafka-expose.io/adapter` forces a choice instead.
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -16,7 +22,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use super::adapters::Adapter;
 use super::adapters::adopt::{self, TargetPort};
 use super::adapters::env::{self, Flavor};
-use super::adapters::properties;
+use super::adapters::{launch, properties};
 use super::exposure::{Decision, Exposure, Skip};
 use crate::config::{
     AdapterChoice, AdvertisedHost, ConfigError, DEFAULT_CONTAINER_PORT, ExposeConfig,
@@ -191,6 +197,43 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
                 ));
             }
         },
+        AdapterChoice::Launch => match launch::find(spec, c, script.launches.as_deref()) {
+            launch::Found::Target(t) => {
+                let why = format!(
+                    "forced by annotation; {} runs the image's {}, which kafka-expose stands in for",
+                    t.start, t.script
+                );
+                Ok((Adapter::Launch(t), why))
+            }
+            launch::Found::Unusable(why) => {
+                return Err(ConfigError::one(keys::ADAPTER, "launch", why));
+            }
+            launch::Found::Nothing => {
+                match launch::family_of(c.image.as_deref().unwrap_or_default()) {
+                    // Forced: the script is not visible (an image's own entrypoint that ends in it).
+                    Some((family, script)) => Ok((
+                        Adapter::Launch(launch::Target {
+                            script: script.to_string(),
+                            family,
+                            start: "the image's own entrypoint".into(),
+                        }),
+                        format!(
+                            "forced by annotation; kafka-expose stands in for the image's {script}"
+                        ),
+                    )),
+                    None => {
+                        return Err(ConfigError::one(
+                            keys::ADAPTER,
+                            "launch",
+                            format!(
+                                "image {} is not of a family whose start script kafka-expose knows",
+                                c.image.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+        },
         AdapterChoice::Env => match env::unsupported_reason(c, flavor) {
             None => Ok((
                 Adapter::Env(flavor),
@@ -198,7 +241,8 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
             )),
             Some(why) => return Err(ConfigError::one(keys::ADAPTER, "env", why)),
         },
-        AdapterChoice::Auto => auto(spec, c, flavor, &script, &cfg),
+        AdapterChoice::Auto => auto(spec, c, flavor, &script, &cfg)
+            .or_else(|refused| at_launch(spec, c, &script, refused)),
     };
     let (adapter, reason) = match chosen {
         Ok(chosen) => chosen,
@@ -260,6 +304,9 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
     let tls_warning = match (protocol, &adapter) {
         (Some(p), _) if p.is_tls() => Some(tls_warning(protocol, &advertised_hosts(&cfg))),
         (None, Adapter::Properties(t)) if shows_tls(spec, c, &t.writer) => {
+            Some(tls_warning(None, &advertised_hosts(&cfg)))
+        }
+        (None, Adapter::Launch(_)) if shows_tls(spec, c, "") => {
             Some(tls_warning(None, &advertised_hosts(&cfg)))
         }
         _ => None,
@@ -325,6 +372,33 @@ fn shows_tls(spec: &PodSpec, broker: &Container, writer: &str) -> bool {
     vars || secrets
 }
 
+/// Where every other adapter refused: the launch adapter, if the broker is started by a script
+/// that runs the image's `kafka-server-start.sh`; else the refusal, with the launch's own reason
+/// when there is one.
+fn at_launch(
+    spec: &PodSpec,
+    c: &Container,
+    script: &adopt::ScriptListeners,
+    refused: String,
+) -> Result<(Adapter, String), String> {
+    if script.sets_advertised() && script.launches.is_none() {
+        return Err(refused);
+    }
+    match launch::find(spec, c, script.launches.as_deref()) {
+        launch::Found::Target(t) => {
+            let why = format!(
+                "{} writes the broker's configuration and runs the image's {} on it; kafka-expose stands in for that script and adds its listener to the file it is given",
+                t.start, t.script
+            );
+            Ok((Adapter::Launch(t), why))
+        }
+        launch::Found::Unusable(why) => Err(format!(
+            "{refused}; and the launch adapter cannot stand in either: {why}"
+        )),
+        launch::Found::Nothing => Err(refused),
+    }
+}
+
 /// The adapter the pod's contents call for, and why; `Err` says why none fits.
 fn auto(
     spec: &PodSpec,
@@ -342,12 +416,9 @@ fn auto(
                 );
                 (Adapter::Adopt(p), why)
             }),
-            None => Err(match &script.launches {
-                // The charts on the official apache/kafka image: the script writes the whole
-                // file, then starts the broker on it.
-                Some(launch) => format!("the container's startup script writes the broker's configuration, advertised.listeners included, and then runs {launch} on it, so an added listener would be overwritten; kafka-expose has no adapter yet that edits the configuration at that launch, so the workload is left as the chart made it"),
-                None => "the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string(),
-            }),
+            // The charts on the official apache/kafka image (the script writes the whole file,
+            // then starts the broker on it) go on to the launch adapter.
+            None => Err("the container's startup script sets advertised.listeners itself, so an added listener would be overwritten; set kafka-expose.io/adapter if the script reads one".to_string()),
         };
     }
     if script.listeners.is_some() {

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use super::adapters::Adapter;
 use super::adapters::adopt::TargetPort;
 use super::adapters::env::{self, EnvChange};
-use super::adapters::properties;
+use super::adapters::{launch, properties};
 use super::exposure::{self, Decision, Exposure, Skip};
 use super::patch::PatchBuilder;
 use super::{Decided, EngineError, Result, Summarized};
@@ -36,8 +36,8 @@ use crate::config::{
 };
 use crate::kafka::SecurityProtocol;
 use crate::names::{
-    GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, PORT_NAME, PREFIX, broker_port_name,
-    envs, keys, labels, own,
+    GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, INSTALL_CONTAINER, LAUNCH_MOUNT,
+    LAUNCH_VOLUME, PORT_NAME, PREFIX, SAVE_CONTAINER, broker_port_name, envs, keys, labels, own,
 };
 use crate::ptr;
 
@@ -224,6 +224,38 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
             init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
+            let host_port = hostport(cfg, port);
+            container_port_op(&mut b, bi, c, &port_name, bind_port, host_port, named);
+        }
+        Adapter::Launch(target) => {
+            let mut env = base_env.clone();
+            env.extend([
+                value_var(envs::LISTENER_NAME, &detection.listener_name),
+                value_var(envs::CONTAINER_PORT, &bind_port.to_string()),
+                value_var(envs::LAUNCH_DIR, LAUNCH_MOUNT),
+                value_var(envs::LAUNCH_SCRIPT, &target.script),
+            ]);
+            if let Some(p) = cfg.security_protocol {
+                env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
+            }
+            if let Some(path) = c
+                .termination_message_path
+                .as_deref()
+                .filter(|p| *p != "/dev/termination-log")
+            {
+                env.push(value_var(envs::TERMINATION_MESSAGE_PATH, path));
+            }
+            env_ops(&mut b, bi, c, &env, &[]);
+            let gated = node_types.is_some();
+            launch_ops(
+                &mut b,
+                spec,
+                bi,
+                c,
+                target,
+                &ctx.settings.patcher_image,
+                gated,
+            );
             let host_port = hostport(cfg, port);
             container_port_op(&mut b, bi, c, &port_name, bind_port, host_port, named);
         }
@@ -580,6 +612,52 @@ fn container_port_op(
             }
         }
     }
+}
+
+/// The launch adapter's volume, its two init containers after the chart's own, and the broker's
+/// two mounts of the volume (the directory, and the launcher over the image's script). Each once.
+/// `gated`: the gate's operations, before these, made the init container list.
+fn launch_ops(
+    b: &mut PatchBuilder,
+    spec: &PodSpec,
+    bi: usize,
+    broker: &Container,
+    target: &launch::Target,
+    image: &str,
+    gated: bool,
+) {
+    let volumes = spec.volumes.as_deref();
+    if !volumes.is_some_and(|v| v.iter().any(|v| v.name == LAUNCH_VOLUME)) {
+        let volume = json!({"name": LAUNCH_VOLUME, "emptyDir": {}});
+        b.append_all(&ptr!("spec", "volumes"), volumes.is_some(), vec![volume]);
+    }
+    let inits = spec.init_containers.as_deref();
+    let has = |name: &str| inits.is_some_and(|i| i.iter().any(|c| c.name == name));
+    let mut add = Vec::new();
+    if !has(INSTALL_CONTAINER) {
+        add.push(to_value(&launch::install_container(image)));
+    }
+    if !has(SAVE_CONTAINER) {
+        add.push(to_value(&launch::save_container(broker, target)));
+    }
+    // The gate, when there is one, made the list already.
+    b.append_all(
+        &ptr!("spec", "initContainers"),
+        inits.is_some() || gated,
+        add,
+    );
+    let mounts = broker.volume_mounts.as_deref();
+    let mut add = Vec::new();
+    for m in [launch::mount(), launch::shadow(target)] {
+        if !mounts.is_some_and(|ms| ms.iter().any(|x| x.mount_path == m.mount_path)) {
+            add.push(to_value(&m));
+        }
+    }
+    b.append_all(
+        &ptr!("spec", "containers", bi, "volumeMounts"),
+        mounts.is_some(),
+        add,
+    );
 }
 
 fn init_container_op(

@@ -12,6 +12,10 @@
 //!   and its address placeholder replaced; Yolean: its real `init.sh`, run by bash with a stand-in
 //!   `kubectl`), then kafka-expose's own init container runs the real `kafka-expose
 //!   patch-properties` on the file;
+//! - for a broker started by the chart's own script on the apache/kafka image (CloudPirates),
+//!   the launch adapter's init containers run the real `kafka-expose-launch`, the launcher stands
+//!   where the image's `kafka-server-start.sh` is, and the chart's script runs in a real `sh`
+//!   ([`launched_config`]);
 //! - the image turns its inputs into broker properties (cp/apache: `KAFKA_*`, deriving
 //!   `listeners` from `advertised.listeners` when unset; Bitnami: `KAFKA_CFG_*` and aliases, or
 //!   the mounted file alone).
@@ -415,6 +419,8 @@ pub enum Image {
     BitnamiFile,
     /// Yolean's init.sh writes server.properties.
     Yolean,
+    /// apache/kafka started by the chart's own script on the file it writes (CloudPirates).
+    Launch,
 }
 
 /// A Bitnami chart's pod whose init container renders server.properties: the chart's rendering
@@ -473,6 +479,7 @@ pub fn effective_config(
         }
         Image::BitnamiEnv => bitnami_props(&env),
         Image::BitnamiFile => bitnami_file(docs, pod, ordinal).0,
+        Image::Launch => launched_config(docs, pod, container, ordinal).0,
         Image::Yolean => {
             let scratch = Scratch::new("yolean");
             let cm = find_config_map(docs, "broker-config");
@@ -487,14 +494,10 @@ pub fn effective_config(
             }
             // A stand-in kubectl: the node's InternalIP, no zone label, labels and annotations
             // accepted.
-            let kubectl = bin.join("kubectl");
-            std::fs::write(
-                &kubectl,
+            write_executable(
+                &bin.join("kubectl"),
                 "#!/bin/sh\ncase \"$*\" in *go-template*) echo '<no value>';; *InternalIP*) echo \"$FAKE_NODE_IP\";; esac\nexit 0\n",
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+            );
             let init = pod["spec"]["initContainers"]
                 .as_array()
                 .unwrap()
@@ -562,4 +565,241 @@ pub fn protocol_map(props: &BTreeMap<String, String>) -> BTreeMap<String, String
                 .map(|p| (p.to_string(), p.to_string()))
                 .collect()
         })
+}
+
+/// Writes a script that a test runs next, from a child process: a file this multi-threaded
+/// process held open for writing could still be open in another test's child, forked meanwhile
+/// and not yet exec'd, and running it would fail with ETXTBSY ("Text file busy").
+pub fn write_executable(path: &Path, text: &str) {
+    let status = Command::new("sh")
+        .args(["-c", "printf '%s' \"$1\" >\"$2\" && chmod 755 \"$2\"", "sh"])
+        .arg(text)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "writing {}", path.display());
+}
+
+/// The launcher binary (crates/kafka), built beside this package's binaries by the workspace's
+/// `cargo test`.
+pub fn launcher_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_kafka-expose")).with_file_name("kafka-expose-launch");
+    assert!(
+        path.is_file(),
+        "{} is not built: `cargo test` at the workspace root builds it, or `cargo build -p kafka-expose-kafka`",
+        path.display()
+    );
+    path
+}
+
+/// What a broker on the apache/kafka image, started by the chart's own script, runs with: the
+/// container's volumes laid out under a scratch root (ConfigMaps written, `emptyDir`s made),
+/// kafka-expose's two launch init containers run as the pod would (the real launcher, `install`
+/// then `save` from the image's files), the launcher put over the image's script (the `subPath`
+/// mount), and then the chart's script, in a real `sh`, with the environment the kubelet hands it.
+/// Every path the pod names is moved under the root. The image's own scripts are the test images'
+/// stand-ins (tests/e2e/images/apache-kafka), with the broker replaced by a copy of the file it
+/// is given. Returns the broker's properties, and the termination message if one was written.
+pub fn launched_config(
+    docs: &[Value],
+    pod: &Value,
+    container: &str,
+    ordinal: u32,
+) -> (BTreeMap<String, String>, Option<String>) {
+    let c = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == container)
+        .unwrap_or_else(|| panic!("no container {container}"));
+    let scratch = Scratch::new("launch");
+    let image = scratch.0.join("image");
+    let root = scratch.0.join("root");
+    let out = scratch.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let bin = "/opt/kafka/bin";
+    let stand_ins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/images/apache-kafka");
+    let broker = format!("#!/bin/sh\ncp \"$1\" '{}/config'\n", out.display());
+    for view in [&image, &root] {
+        let dir = view.join(bin.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "kafka-server-start.sh",
+            "kafka-run-class.sh",
+            "kafka-storage.sh",
+        ] {
+            let text = std::fs::read_to_string(stand_ins.join(name)).unwrap();
+            write_executable(&dir.join(name), &text);
+        }
+        write_executable(&dir.join("kx-test-broker"), &broker);
+    }
+
+    // The mounts: every path the container names, longest first, moved under the root, in one
+    // pass, so that a moved path is not moved again.
+    let mounts: Vec<&Value> = c["volumeMounts"].as_array().into_iter().flatten().collect();
+    let mut prefixes: Vec<String> = mounts
+        .iter()
+        .map(|m| {
+            m["mountPath"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .chain(["/opt/kafka".to_string()])
+        .collect();
+    prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let under_root = |s: &str| -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        // A path starts a word (or follows `=`, `:` or a quote) and ends at a `/` or a word's end.
+        let boundary = |c: Option<char>| {
+            c.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        };
+        'scan: while i < s.len() {
+            let before = s[..i].chars().next_back();
+            let starts = before.is_none_or(|c| c.is_whitespace() || "=:\"'(,;".contains(c));
+            for p in prefixes.iter().filter(|_| starts) {
+                if s[i..].starts_with(p.as_str()) && boundary(s[i + p.len()..].chars().next()) {
+                    out.push_str(&format!("{}{p}", root.display()));
+                    i += p.len();
+                    continue 'scan;
+                }
+            }
+            let ch = s[i..].chars().next().unwrap();
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+        out
+    };
+    // A volume the pod does not list is a claim of the StatefulSet's volumeClaimTemplates.
+    let volume = |name: &str| -> Value {
+        pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"name": name, "persistentVolumeClaim": {}}))
+    };
+    let mut shadow = None;
+    for m in &mounts {
+        let at = root.join(m["mountPath"].as_str().unwrap().trim_start_matches('/'));
+        let v = volume(m["name"].as_str().unwrap());
+        if let Some(cm) = v.pointer("/configMap/name").and_then(Value::as_str) {
+            let data = &find_config_map(docs, cm)["data"];
+            match m["subPath"].as_str() {
+                Some(key) => {
+                    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                    std::fs::write(&at, data[key].as_str().unwrap()).unwrap();
+                }
+                None => {
+                    std::fs::create_dir_all(&at).unwrap();
+                    for (k, text) in data.as_object().unwrap() {
+                        std::fs::write(at.join(k), text.as_str().unwrap()).unwrap();
+                    }
+                }
+            }
+        } else if m["name"] == "kafka-expose-launch" && m["subPath"].is_string() {
+            // The launcher over the image's script: once the init containers have run.
+            shadow = Some((m["name"].clone(), m["subPath"].clone(), at));
+        } else {
+            std::fs::create_dir_all(&at).unwrap();
+        }
+    }
+
+    // kafka-expose's init containers, in the pod's order.
+    let inits = pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    for init in inits.filter(|i| {
+        i["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("kafka-expose-launch")
+    }) {
+        let args: Vec<&str> = init["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let command = init["command"][0].as_str().unwrap();
+        let mut run = match args[0] {
+            // On kafka-expose's image: its launcher.
+            "install" => {
+                assert_eq!(command, "/usr/bin/kafka-expose-launch");
+                let mut r = Command::new(launcher_binary());
+                r.args(["install", &under_root(args[1])]);
+                r
+            }
+            // On the broker's image: the launcher from the volume, the script from the image.
+            "save" => {
+                let mut r = Command::new(under_root(command));
+                r.args([
+                    "save",
+                    &format!("{}{}", image.display(), args[1]),
+                    &under_root(args[2]),
+                ]);
+                r
+            }
+            other => panic!("unknown launch step {other}"),
+        };
+        let o = run.env_clear().output().unwrap();
+        assert!(o.status.success(), "{}: {o:?}", init["name"]);
+    }
+    // Not mutated: the image's own script stays where it is.
+    if let Some((_, sub_path, at)) = shadow {
+        let launch = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["subPath"].is_null() && m["name"] == "kafka-expose-launch")
+            .expect("the launch directory is mounted");
+        let from = root
+            .join(
+                launch["mountPath"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/'),
+            )
+            .join(sub_path.as_str().unwrap());
+        let _ = std::fs::remove_file(&at);
+        std::fs::hard_link(from, &at).unwrap();
+    }
+
+    // A command in exec form runs as the same words would from a shell.
+    let script = shell_script(c).unwrap_or_else(|| {
+        let words: Vec<String> = c["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(c["args"].as_array().into_iter().flatten())
+            .map(|w| format!("'{}'", w.as_str().unwrap().replace('\'', r"'\''")))
+            .collect();
+        format!("exec {}", words.join(" "))
+    });
+    let message = out.join("termination-log");
+    let env: Vec<(String, String)> = resolve_env(pod, c, ordinal)
+        .into_iter()
+        .map(|(k, v)| (k, under_root(&v)))
+        .collect();
+    let run = Command::new("sh")
+        .arg("-ec")
+        .arg(under_root(&script))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("KAFKA_EXPOSE_TERMINATION_MESSAGE_PATH", &message)
+        .env("HOSTNAME", pod["metadata"]["name"].as_str().unwrap())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "the chart's script: {run:?}");
+    let config = std::fs::read_to_string(out.join("config"))
+        .unwrap_or_else(|e| panic!("the broker was not started ({e}): {run:?}"));
+    (
+        read_properties(&config),
+        std::fs::read_to_string(message).ok(),
+    )
 }

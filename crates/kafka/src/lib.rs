@@ -42,6 +42,9 @@ pub mod envs {
     pub const LAUNCH_DIR: &str = "KAFKA_EXPOSE_LAUNCH_DIR";
     /// Launch adapter: the path of the image's start script that the launcher stands in for.
     pub const LAUNCH_SCRIPT: &str = "KAFKA_EXPOSE_LAUNCH_SCRIPT";
+    /// Launch adapter: where the broker container's termination message goes, when the chart
+    /// sets one other than the kubelet's default `/dev/termination-log`.
+    pub const TERMINATION_MESSAGE_PATH: &str = "KAFKA_EXPOSE_TERMINATION_MESSAGE_PATH";
 }
 
 pub use listeners::SecurityProtocol;

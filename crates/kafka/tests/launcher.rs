@@ -80,6 +80,10 @@ impl Pod {
                 envs::LAUNCH_SCRIPT,
                 self.p("image/opt/kafka/bin/kafka-server-start.sh"),
             )
+            .env(
+                envs::TERMINATION_MESSAGE_PATH,
+                self.p("out/termination-log"),
+            )
             .env(envs::LISTENER_NAME, "EXTERNAL")
             .env(envs::CONTAINER_PORT, "9095")
             .env(envs::EXTERNAL_HOST, "203.0.113.7")
@@ -154,6 +158,8 @@ fn a_listener_the_chart_already_has_is_kept_and_the_broker_starts_as_the_chart_m
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(KEPT_MARK), "{stderr}");
     assert!(stderr.contains("adapter=adopt"), "{stderr}");
+    let message = read(pod.p("out/termination-log"));
+    assert!(message.starts_with(KEPT_MARK), "{message}");
     let args = read(pod.p("out/args"));
     assert!(args.ends_with(&format!("{}\n", pod.p("cfg/server.properties").display())));
     assert_eq!(read(pod.p("out/config")), config);

@@ -20,7 +20,11 @@ use std::process::ExitCode;
 
 use kafka_expose_kafka::launch::{self, EDITED, LAUNCHER, ORIGINAL, Settings};
 
-const TERMINATION_LOG: &str = "/dev/termination-log";
+/// The container's termination message: the kubelet's default path, or the one the chart set.
+fn termination_log() -> PathBuf {
+    std::env::var_os(kafka_expose_kafka::envs::TERMINATION_MESSAGE_PATH)
+        .map_or_else(|| PathBuf::from("/dev/termination-log"), PathBuf::from)
+}
 
 fn main() -> ExitCode {
     let mut argv = std::env::args_os();
@@ -53,12 +57,12 @@ fn start(args: &[OsString]) -> ExitCode {
             path.display()
         );
         say(&message);
-        let _ = std::fs::write(TERMINATION_LOG, &message);
+        let _ = std::fs::write(termination_log(), &message);
         args = std::env::args_os().skip(1).collect();
     }
     if let Some(kept) = &plan.kept {
         // Read by the kubelet only if the broker stops; the log has it from the start.
-        let _ = std::fs::write(TERMINATION_LOG, kept);
+        let _ = std::fs::write(termination_log(), kept);
     }
     let (dir, script) = match &settings {
         Ok(s) => (s.dir.clone(), s.script.clone().into_os_string()),
