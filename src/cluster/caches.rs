@@ -213,11 +213,18 @@ impl crate::engine::binding::BindingFacts for BindingCache {
 /// chart's configuration (see [`crate::names::KEPT_MARK`]). Only in the cache: never written.
 pub const KEPT_NOTE: &str = "kafka-expose.io/cache.kept";
 
-/// The termination message of an init container of `p` that kept the chart's configuration
-/// rather than stop the broker: from its current state, or the one before a restart.
+/// The termination message of a container of `p` that kept the chart's configuration rather
+/// than stop the broker: from its current state, or the one before a restart. The properties
+/// adapter's init container writes it when it ends; the launch adapter's launcher, in the broker
+/// container itself, writes it at the start, and the kubelet reports it once that container ends.
 pub fn kept_note(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
-    let statuses = p.status.as_ref()?.init_container_statuses.as_ref()?;
-    statuses.iter().find_map(|c| {
+    let status = p.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    statuses.into_iter().find_map(|c| {
         [c.state.as_ref(), c.last_state.as_ref()]
             .into_iter()
             .flatten()
@@ -450,6 +457,24 @@ mod tests {
         );
         let plain: Pod = serde_json::from_value(json!({"metadata": {"name": "k-0"}})).unwrap();
         assert_eq!(kept_note(&plain), None);
+        // The launcher's, in the broker container, once that container has ended.
+        let broker: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "k-2"},
+            "status": {"containerStatuses": [
+                {"name": "kafka", "ready": true, "restartCount": 1, "image": "i", "imageID": "",
+                 "state": {"running": {}},
+                 "lastState": {"terminated": {"exitCode": 1, "message": note_of_launch()}}}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(kept_note(&broker), Some(note_of_launch()));
+    }
+
+    fn note_of_launch() -> String {
+        format!(
+            "{}reading /cfg/server.properties: permission denied",
+            crate::names::KEPT_MARK
+        )
     }
 
     #[test]
