@@ -168,6 +168,18 @@ fn charts() -> Vec<Chart> {
             annotations: json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/bootstrap-node-port": "31098"}),
             chart_services: false,
         },
+        // The chart's own script writes the file and runs kafka-server-start.sh on it: the
+        // launch adapter; the oracle runs the real launcher on the stored pods.
+        Chart {
+            file: "cloudpirates-kafka-0.1.4.yaml",
+            sts: "my-kafka",
+            container: "kafka",
+            image: Image::Launch,
+            listener: "EXTERNAL",
+            base: 31060,
+            annotations: np(31060),
+            chart_services: false,
+        },
         Chart {
             file: "yolean-kubernetes-kafka.yaml",
             sts: "kafka",
