@@ -70,6 +70,23 @@ fn properties_file() -> impl Strategy<Value = String> {
     (prop::collection::vec(properties_line(), 0..10), eol).prop_map(|(lines, eol)| lines.join(eol))
 }
 
+/// What follows the file on `kafka-server-start.sh`: overrides of the listener settings (the
+/// external listener among them, in every form), `--override=k=v`, malformed ones, others.
+fn start_argument() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("--override".to_string()),
+        Just("listeners=CLIENT://:9092,EXTERNAL://:9095".to_string()),
+        Just("--override=advertised.listeners=EXTERNAL://10.1.2.3:31190".to_string()),
+        Just("--override=listener.security.protocol.map=PLAINTEXT:PLAINTEXT".to_string()),
+        Just("--override=broker.id=2".to_string()),
+        Just("--override=".to_string()),
+        Just("--override=novalue".to_string()),
+        Just("-daemon".to_string()),
+        "[ -~]{0,24}".prop_map(|s| s),
+        "listeners=[A-Z]{1,8}://:[0-9]{2,5}".prop_map(|s| s),
+    ]
+}
+
 fn annotation_value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("nodeport".to_string()),
@@ -200,6 +217,26 @@ proptest! {
     ) {
         checks::properties_step_keeps_or_edits(&text, port);
         checks::properties_step_keeps_or_edits(&format!("{chart}{extra}"), port);
+    }
+
+    #[test]
+    fn the_launch_step_keeps_or_edits_and_never_fails(
+        text in properties_file(),
+        chart in prop::sample::select(checks::charts_with_the_listener_present()),
+        args in prop::collection::vec(start_argument(), 0..6),
+        daemon in any::<bool>(),
+        port in prop::sample::select(vec![9092u16, 9093, 9094, 9095, 9096, 31190]),
+    ) {
+        let mut all: Vec<String> = Vec::new();
+        if daemon {
+            all.push("-daemon".into());
+        }
+        all.push("/etc/kafka/server.properties".into());
+        all.extend(args.iter().cloned());
+        checks::launch_step_keeps_or_edits(&text, &all, port);
+        checks::launch_step_keeps_or_edits(&chart, &all, port);
+        // And whatever comes first, a file or not.
+        checks::launch_step_keeps_or_edits(&chart, &args, port);
     }
 
     #[test]

@@ -63,6 +63,69 @@ pub fn properties_step_keeps_or_edits(text: &str, container_port: u16) {
     }
 }
 
+/// The launch step, on any file and any `kafka-server-start.sh` arguments: it never fails, it
+/// either keeps the chart's start exactly (the arguments as given, nothing written) and says why,
+/// or starts the image's script on an edited copy with the `--override` arguments folded into it,
+/// and that copy, started again, edits nothing more.
+pub fn launch_step_keeps_or_edits(text: &str, args: &[String], container_port: u16) {
+    use kafka_expose::kafka::launch::{Settings, plan};
+    use std::ffi::OsString;
+    let settings = Ok(Settings {
+        request: Request {
+            listener_name: "EXTERNAL".into(),
+            container_port,
+            advertised_host: "10.0.0.5".into(),
+            advertised_port: 32401,
+            security_protocol: None,
+        },
+        dir: "/kafka-expose-launch".into(),
+        script: "/opt/kafka/bin/kafka-server-start.sh".into(),
+    });
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let p = plan(&args, &settings, |_| Ok(text.to_string()));
+    match (&p.kept, &p.write) {
+        (Some(why), None) => {
+            assert_eq!(p.args, args, "a kept start is the chart's, unchanged");
+            assert!(why.starts_with(kafka_expose::names::KEPT_MARK), "{why}");
+        }
+        (None, Some((path, edited))) => {
+            assert!(
+                p.args.contains(&path.clone().into_os_string()),
+                "the image's script is given the edited copy: {:?}",
+                p.args
+            );
+            // Well-formed overrides are in the copy; a malformed one is passed on for Kafka to
+            // refuse, as it would have without kafka-expose.
+            let setting = |v: &str| v.split_once('=').is_some_and(|(k, _)| !k.trim().is_empty());
+            let words: Vec<String> = p
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let mut i = 1;
+            while i < words.len() {
+                let (left, taken) = match words[i].strip_prefix("--override=") {
+                    Some(v) => (setting(v), 1),
+                    None if words[i] == "--override" => {
+                        (words.get(i + 1).is_some_and(|v| setting(v)), 2)
+                    }
+                    None => (false, 1),
+                };
+                assert!(!left, "the overrides are in the copy: {words:?}");
+                i += taken;
+            }
+            let again = plan(&p.args, &settings, |_| Ok(edited.clone()));
+            assert_eq!(again.kept, None, "its own edit is not kept as the chart's");
+            assert_eq!(
+                again.write.map(|w| w.1).as_ref(),
+                Some(edited),
+                "idempotent"
+            );
+        }
+        other => panic!("kept and written at once: {other:?}"),
+    }
+}
+
 /// Configurations a chart could produce with listener EXTERNAL already in them, in every form:
 /// bound on kafka-expose's port or another, advertised only, in the protocol map only, in lower
 /// case, bound and advertised by the chart's own external access, and kafka-expose's port taken

@@ -106,23 +106,23 @@ pub fn parse_start_args(args: &[OsString]) -> Option<StartArgs> {
     let mut override_at = Vec::new();
     let mut j = file_at + 1;
     while j < args.len() {
+        // `--override` takes the next argument whatever it is, as Kafka's option parser does; a
+        // value that is not `key=value` is left where it is, for Kafka to refuse.
         let a = args[j].to_str();
-        let setting = match a {
-            Some("--override") => {
-                let v = args.get(j + 1).and_then(|v| v.to_str());
-                v.map(|v| (v, vec![j, j + 1]))
-            }
-            Some(a) if a.starts_with("--override=") => Some((&a["--override=".len()..], vec![j])),
-            _ => None,
+        let (value, at) = match a {
+            Some("--override") => (args.get(j + 1).and_then(|v| v.to_str()), vec![j, j + 1]),
+            Some(a) if a.starts_with("--override=") => (Some(&a["--override=".len()..]), vec![j]),
+            _ => (None, vec![j]),
         };
-        match setting.and_then(|(s, at)| Some((s.split_once('=')?, at))) {
-            Some(((k, v), at)) if !k.trim().is_empty() => {
+        let taken = at.len().min(args.len() - j);
+        match value.and_then(|v| v.split_once('=')) {
+            Some((k, v)) if !k.trim().is_empty() => {
                 overrides.push((k.trim().to_string(), v.to_string()));
-                j += at.len();
                 override_at.extend(at);
             }
-            _ => j += 1,
+            _ => {}
         }
+        j += taken;
     }
     Some(StartArgs {
         file_at,
