@@ -587,6 +587,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     ]));
 
     bitnami_on_the_node(&dir);
+    cloudpirates_on_the_node(&dir);
 
     // Uninstall as the guide says: the annotations first, then the release.
     run(&mut helm(&[
@@ -883,6 +884,127 @@ fn bitnami_on_the_node(dir: &Path) {
         assert!(listed.contains(&format!("broker {i} at {at}")), "{listed}");
     }
     unexpose("kafka", "my-kafka-controller");
+    run(&mut kubectl(&[
+        "delete",
+        "namespace",
+        "kafka",
+        "--wait=false",
+    ]));
+}
+
+/// The CloudPirates chart (the official apache/kafka image, its own script writing the file and
+/// running kafka-server-start.sh on it): the launch adapter, on a real kubelet. The image is the
+/// node's stand-in under the chart's name, whose kafka-server-start.sh ends in the test broker.
+fn cloudpirates_on_the_node(dir: &Path) {
+    // The Bitnami chart's namespace has the same name; it must be gone first.
+    run(&mut kubectl(&[
+        "wait",
+        "--for=delete",
+        "namespace/kafka",
+        "--timeout=180s",
+    ]));
+    hostpath_volumes(dir, "cloudpirates-data", 3);
+    // Unchanged but for: its PodDisruptionBudget (policy/v1, not served by 1.20), and the image
+    // pinned by digest with pull policy Always: with no registry here, the node has only a
+    // stand-in under the same name, whose digest cannot be the real one.
+    let fixture = std::fs::read_to_string(format!(
+        "{ROOT}/tests/data/charts/cloudpirates-kafka-0.1.4.yaml"
+    ))
+    .unwrap();
+    let pinned = "docker.io/apache/kafka:4.3.1@sha256:77e3df9054047a88b520d0cc46e16696d3b22022e1d580aeccd2632df6532837";
+    assert!(fixture.contains(pinned) && fixture.contains("imagePullPolicy: \"Always\""));
+    let fixture = fixture
+        .replace(pinned, "docker.io/apache/kafka:4.3.1")
+        .replace(
+            "imagePullPolicy: \"Always\"",
+            "imagePullPolicy: \"IfNotPresent\"",
+        );
+    let file = dir.join("cloudpirates-kafka-0.1.4-local.yaml");
+    without_pdbs(&fixture, 1, &file);
+    run(&mut kubectl(&["create", "namespace", "kafka"]));
+    run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+    annotate(
+        "kafka",
+        "my-kafka",
+        &[
+            "kafka-expose.io/expose=nodeport",
+            "kafka-expose.io/advertised-host=node:ExternalIP",
+        ],
+    );
+    let bootstrap = converged_in("kafka", "my-kafka", |b| {
+        b.split(',').all(|a| a.starts_with("10.79.0."))
+    });
+    let secret = json_of(&["-n", "kafka", "get", "secret", "my-kafka", "-o", "json"]);
+    let password = String::from_utf8(base64_decode(
+        secret["data"]["client-password"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let pod = format!("my-kafka-{i}");
+        let (own, port) = external_of("kafka", &pod);
+        // Both launch steps ran and exited 0.
+        let status = json_of(&["-n", "kafka", "get", "pod", &pod, "-o", "json"]);
+        for step in ["kafka-expose-launch-install", "kafka-expose-launch-save"] {
+            let s = status["status"]["initContainerStatuses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == step)
+                .unwrap_or_else(|| panic!("{pod}: no {step}: {status}"));
+            assert_eq!(s["state"]["terminated"]["exitCode"], 0, "{pod}: {s}");
+        }
+        // What the broker process reads: the chart's script wrote it (node.id, the JAAS lines),
+        // and the launcher edited a copy at the launch.
+        let props = run(&mut kubectl(&[
+            "-n",
+            "kafka",
+            "exec",
+            &pod,
+            "-c",
+            "kafka",
+            "--",
+            "cat",
+            "/kafka-expose-launch/server.properties",
+        ]));
+        let value = |key: &str| {
+            props
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{pod}: no {key}: {props}"))
+                .to_string()
+        };
+        assert_eq!(value("node.id"), i.to_string(), "{pod}: {props}");
+        assert!(
+            value("advertised.listeners").contains(&format!("EXTERNAL://{own}:{port}")),
+            "{pod}: {props}"
+        );
+        assert!(
+            value("listener.security.protocol.map").contains("EXTERNAL:SASL_PLAINTEXT"),
+            "{pod}: {props}"
+        );
+        assert!(
+            value("listener.name.external.plain.sasl.jaas.config")
+                .contains(&format!("user_user=\"{password}\"")),
+            "{pod}: {props}"
+        );
+        lines.push(format!("ok broker {i} {own}:{port}"));
+    }
+    let args = [
+        "--bootstrap",
+        bootstrap.as_str(),
+        "--security-protocol",
+        "SASL_PLAINTEXT",
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "user",
+        "--sasl-password",
+        &password,
+    ];
+    check_brokers_args_from_outside(&args, 3, &lines);
+    unexpose("kafka", "my-kafka");
     run(&mut kubectl(&[
         "delete",
         "namespace",

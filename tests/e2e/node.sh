@@ -487,6 +487,8 @@ copy_programs() {
 #                                                for the chart's own init script, the libkafka.sh
 #                                                functions it calls (images/bitnami-kafka), and a
 #                                                run.sh starting the broker on the rendered file
+#   docker.io/apache/kafka:4.3.1                 /opt/kafka/bin's start scripts (images/apache-kafka),
+#                                                ending in the test broker on the file they are given
 broker_image() {
   local dir="${1:?state directory}" binary="${2:?kx-test-broker binary}" work
   work="$(mktemp -d)"
@@ -515,9 +517,26 @@ broker_image() {
   printf 'root:x:0:0:root:/root:/bin/bash\nkafka:x:1001:0::/opt/bitnami/kafka:/bin/bash\n' >"$b/etc/passwd"
   python3 "$HERE/oci.py" "$dir/bitnami-kafka.tar" docker.io/bitnami/kafka:4.0.0-debian-12-r10 "$b" \
     --entrypoint '["/opt/bitnami/scripts/kafka/entrypoint.sh"]' --cmd '["/opt/bitnami/scripts/kafka/run.sh"]'
+
+  # docker.io/apache/kafka:4.3.1, for the charts whose own script runs the image's
+  # kafka-server-start.sh: the image's bin/ as images/apache-kafka's stand-ins, ending in the
+  # test broker; bash for that script, as the image has it.
+  local a="$work/apache4"
+  cp -a "$IMAGES/busybox-root" "$a"
+  mkdir -p "$a/opt/kafka/bin" "$a/var/lib/kafka/data"
+  copy_programs "$a" /usr/bin/bash "$binary"
+  mv "$a$binary" "$a/opt/kafka/bin/kx-test-broker"
+  ln -sf ../usr/bin/bash "$a/bin/bash"
+  for f in kafka-server-start.sh kafka-run-class.sh kafka-storage.sh; do
+    install -m 755 "$HERE/images/apache-kafka/$f" "$a/opt/kafka/bin/$f"
+  done
+  for t in cp cat dirname mktemp; do ln -sf busybox "$a/bin/$t"; done
+  python3 "$HERE/oci.py" "$dir/apache-kafka-4.tar" docker.io/apache/kafka:4.3.1 "$a" \
+    --entrypoint '["/opt/kafka/bin/kafka-server-start.sh"]'
   rm -rf "$work"
   import "$dir" "$dir/apache-kafka.tar"
   import "$dir" "$dir/bitnami-kafka.tar"
+  import "$dir" "$dir/apache-kafka-4.tar"
 }
 
 import() {
