@@ -843,7 +843,7 @@ fn a_chart_whose_script_writes_the_file_and_starts_the_broker_gets_the_launch_ad
     for want in [
         "container kafka: launch adapter",
         "exec /opt/kafka/bin/kafka-server-start.sh \"$RUNTIME_CONFIG\"",
-        "runs the image's /opt/kafka/bin/kafka-server-start.sh",
+        "starts the broker with the image's /opt/kafka/bin/kafka-server-start.sh",
     ] {
         assert!(report.contains(want), "{want} not in:\n{report}");
     }

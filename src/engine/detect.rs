@@ -387,7 +387,7 @@ fn at_launch(
     match launch::find(spec, c, script.launches.as_deref()) {
         launch::Found::Target(t) => {
             let why = format!(
-                "{} writes the broker's configuration and runs the image's {} on it; kafka-expose stands in for that script and adds its listener to the file it is given",
+                "{} starts the broker with the image's {} on the configuration it is given, which no edit before the start would reach; kafka-expose stands in for that script and adds its listener to a copy of that file",
                 t.start, t.script
             );
             Ok((Adapter::Launch(t), why))

@@ -145,23 +145,31 @@ fn resolve(c: &Container, path: &str) -> String {
     }
 }
 
-/// The launch as the script writes it: the line from the launched path on.
+/// The launch as the container writes it: its shell script's line that runs `path`, or its
+/// command in exec form.
 fn start_text(c: &Container, path: &str) -> String {
-    let text: String = c
+    let words: Vec<&str> = c
         .command
         .iter()
         .flatten()
         .chain(c.args.iter().flatten())
         .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("\n");
+        .collect();
+    let shell = words.len() >= 3
+        && words[0].ends_with("sh")
+        && words[1].starts_with('-')
+        && words[1].contains('c');
+    let short = |s: &str| -> String { s.chars().take(160).collect() };
+    if !shell {
+        return format!("the container's command (`{}`)", short(&words.join(" ")));
+    }
+    let text = words[2..].join("\n");
     let line = text
         .lines()
         .find(|l| l.contains(path))
         .map(str::trim)
         .unwrap_or(path);
-    let line: String = line.chars().take(160).collect();
-    format!("the container's script (`{line}`)")
+    format!("the container's script (`{}`)", short(line))
 }
 
 /// The command runs a script file from a ConfigMap volume: kafka-expose does not read the
