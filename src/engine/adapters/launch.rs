@@ -195,7 +195,10 @@ fn configmap_script(spec: &PodSpec, c: &Container) -> Option<String> {
             .find(|v| v.name == m.name)
             .and_then(|v| v.config_map.as_ref());
         if let Some(cm) = cm {
-            return Some(format!("script {word} from ConfigMap {}", cm.name));
+            return Some(format!(
+                "script {word} from ConfigMap {} (kafka-expose does not read it: if it does not end in the image's start script, the launcher never runs and no listener is added)",
+                cm.name
+            ));
         }
     }
     None
@@ -265,6 +268,42 @@ pub fn shadow(target: &Target) -> VolumeMount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(image: &str, command: serde_json::Value) -> PodSpec {
+        serde_json::from_value(serde_json::json!({
+            "containers": [{"name": "kafka", "image": image, "command": command,
+                "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"}]}],
+            "volumes": [{"name": "scripts", "configMap": {"name": "kafka-scripts"}}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_start_script_from_a_config_map_is_assumed_to_end_in_the_images_script_and_said_so() {
+        let spec = pod(
+            "apache/kafka:4.1.0",
+            serde_json::json!(["/scripts/start.sh"]),
+        );
+        let Found::Target(t) = find(&spec, &spec.containers[0], None) else {
+            panic!("{:?}", find(&spec, &spec.containers[0], None));
+        };
+        assert_eq!(t.script, "/opt/kafka/bin/kafka-server-start.sh");
+        assert!(
+            t.start.contains("ConfigMap kafka-scripts") && t.start.contains("does not read it")
+        );
+        // Not a ConfigMap's script, nor an inline launch: nothing to stand in for.
+        let spec = pod("apache/kafka:4.1.0", serde_json::json!(["/usr/bin/run"]));
+        assert_eq!(find(&spec, &spec.containers[0], None), Found::Nothing);
+        // Of an unknown family: refused, naming the image.
+        let spec = pod("example/kafka:1", serde_json::json!(["/scripts/start.sh"]));
+        let Found::Unusable(why) = find(&spec, &spec.containers[0], None) else {
+            panic!()
+        };
+        assert!(
+            why.contains("image example/kafka:1 is not of a family"),
+            "{why}"
+        );
+    }
 
     #[test]
     fn families_are_found_whatever_the_registry_tag_or_digest() {
