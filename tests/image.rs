@@ -344,6 +344,7 @@ fn the_launcher_is_static(u: &Unpacked) {
     let o = c
         .args(["/kafka-expose-launch", "install", "/kx"])
         .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .unwrap();
     assert!(o.status.success(), "{arch}: {}", text(&o));

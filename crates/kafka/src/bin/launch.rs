@@ -127,7 +127,16 @@ fn tool(args: &[OsString]) -> ExitCode {
     match words.as_slice() {
         ["install", dir] => {
             let to = Path::new(dir).join(LAUNCHER);
-            let copied = std::env::current_exe().and_then(|me| copy_with_mode(&me, &to, 0o755));
+            // Where this binary is: /proc/self/exe, else the path it was started by (the pod's
+            // command names it absolutely), for a root with no /proc.
+            let me = std::env::current_exe().or_else(|e| {
+                std::env::args_os()
+                    .next()
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .ok_or(e)
+            });
+            let copied = me.and_then(|me| copy_with_mode(&me, &to, 0o755));
             match copied {
                 Ok(()) => {
                     say(&format!("installed {}", to.display()));
