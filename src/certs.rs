@@ -85,6 +85,29 @@ pub fn inspect_der(der: &[u8]) -> Result<CertFacts, CertError> {
     })
 }
 
+/// Whether a certificate with these subject alternative names is valid for `host`, as a client
+/// that verifies host names (Kafka's `ssl.endpoint.identification.algorithm=https`) checks it: an
+/// address only against IP names, a DNS name case-insensitively, and a `*.` wildcard for exactly
+/// one leftmost label (RFC 6125).
+pub fn names_host(names: &[String], host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return names
+            .iter()
+            .any(|n| n.parse::<std::net::IpAddr>().is_ok_and(|m| m == ip));
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    names.iter().any(|n| {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        match n.strip_prefix("*.") {
+            Some(parent) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+            None => n == host,
+        }
+    })
+}
+
 /// Splits a PEM bundle into its certificates' PEM texts.
 pub fn split_pem(pem: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::cmd;
 use crate::config::{DEFAULT_LISTENER_NAME, NodePortRange, Settings, default_patcher_image};
 use crate::kafka::SecurityProtocol;
+use crate::kafka::tls::ClientAuth;
 use crate::names::envs;
 use crate::offline;
 use crate::telemetry::LogFormat;
@@ -108,11 +109,26 @@ pub enum CheckOutput {
     Json,
 }
 
-/// `gate`: the file the downward API writes the pod's `kafka-expose.io/external-host` to.
+/// `gate`: the file the downward API writes the pod's `kafka-expose.io/external-host` to, or the
+/// host itself; and with `external-tls`, where the broker's certificate is and where its PEM key
+/// store goes.
 #[derive(Debug, Clone, Args)]
 pub struct GateArgs {
     #[arg(long, default_value = "/etc/kafka-expose/external-host")]
     pub file: std::path::PathBuf,
+    /// The host the broker advertises, when it is known before the pod starts; the file is then
+    /// not read.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The broker's `kubernetes.io/tls` Secret, mounted (`tls.crt`, `tls.key`, `ca.crt`).
+    #[arg(long, requires = "tls_dir")]
+    pub tls_secret_dir: Option<std::path::PathBuf>,
+    /// Where the PEM key store (key, then chain) and trust store are written for the broker.
+    #[arg(long, requires = "tls_secret_dir")]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// The listener's `ssl.client.auth`: other than none, the Secret's `ca.crt` is the trust store.
+    #[arg(long, value_parser = parse_client_auth, default_value = "none")]
+    pub tls_client_auth: ClientAuth,
     /// How long to wait before failing, so that the kubelet restarts the gate.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -408,10 +424,21 @@ pub struct PatchPropertiesArgs {
     /// Protocol of the listener; by default the client listener's.
     #[arg(long, env = envs::SECURITY_PROTOCOL, value_parser = parse_protocol)]
     pub security_protocol: Option<SecurityProtocol>,
+    /// The directory with the listener's own PEM key and chain (`external-tls`); unset, the
+    /// listener has no TLS of its own.
+    #[arg(long, env = envs::TLS_DIR)]
+    pub tls_dir: Option<String>,
+    /// The listener's `ssl.client.auth` when it has TLS of its own.
+    #[arg(long, env = envs::TLS_CLIENT_AUTH, value_parser = parse_client_auth, default_value = "none")]
+    pub tls_client_auth: ClientAuth,
     /// Where the container's termination message goes when the chart's configuration is kept
     /// (the kubelet's default path).
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_message_path: PathBuf,
+}
+
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    ClientAuth::parse(s).ok_or_else(|| format!("{s:?}: allowed: none, requested, required"))
 }
 
 fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {

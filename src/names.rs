@@ -28,9 +28,11 @@ pub mod keys {
     pub const ADAPTER: &str = "adapter";
     pub const ORDINAL: &str = "ordinal";
     pub const LB_MAX_PORTS: &str = "load-balancer-max-ports";
+    pub const EXTERNAL_TLS: &str = "external-tls";
+    pub const EXTERNAL_TLS_CLIENT_AUTH: &str = "external-tls-client-auth";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 18] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -47,6 +49,8 @@ pub mod keys {
         ADAPTER,
         ORDINAL,
         LB_MAX_PORTS,
+        EXTERNAL_TLS,
+        EXTERNAL_TLS_CLIENT_AUTH,
     ];
 }
 
@@ -139,6 +143,14 @@ pub const GATE_CONTAINER: &str = "kafka-expose-gate";
 /// The downward-API volume the gate reads the address from, and where it is mounted.
 pub const GATE_VOLUME: &str = "kafka-expose-node";
 pub const GATE_MOUNT: &str = "/etc/kafka-expose";
+
+/// `external-tls`: the broker's own certificate Secret, mounted in the gate only, and where.
+pub const TLS_SECRET_VOLUME: &str = "kafka-expose-tls-secret";
+pub const TLS_SECRET_MOUNT: &str = "/kafka-expose-tls-secret";
+/// `external-tls`: the in-memory `emptyDir` the gate writes the broker's PEM stores to, mounted
+/// read-only in the broker, and where.
+pub const TLS_VOLUME: &str = "kafka-expose-tls";
+pub const TLS_MOUNT: &str = "/kafka-expose-tls";
 
 /// Name of the init container the properties adapter appends.
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";

@@ -152,9 +152,16 @@ pub struct PolicyExposure {
     /// The broker container's name, where detection needs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
-    /// `auto`, `env`, `properties` or `adopt`.
+    /// `auto`, `env`, `properties`, `launch` or `adopt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// The external listener's own certificate: `off`, or `secret:<name template>` (a
+    /// `kubernetes.io/tls` Secret per broker, e.g. `secret:{pod}-external-tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_tls: Option<String>,
+    /// With `externalTls`: `none`, `requested` or `required` (Kafka's `ssl.client.auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_tls_client_auth: Option<String>,
 }
 
 /// NodePorts `from..=to`, handed out in blocks of `blockSize`: broker *n* of a workload whose
@@ -362,6 +369,11 @@ impl PolicyExposure {
         );
         put(keys::LISTENER_NAME, self.listener_name.clone());
         put(keys::SECURITY_PROTOCOL, self.security_protocol.clone());
+        put(keys::EXTERNAL_TLS, self.external_tls.clone());
+        put(
+            keys::EXTERNAL_TLS_CLIENT_AUTH,
+            self.external_tls_client_auth.clone(),
+        );
         put(
             keys::BOOTSTRAP_NODE_PORT,
             self.bootstrap_node_port.map(|p| p.to_string()),
@@ -646,6 +658,8 @@ mod tests {
             container: Some("c".into()),
             adapter: Some("env".into()),
             port_pool: None,
+            external_tls: Some("secret:{pod}-tls".into()),
+            external_tls_client_auth: Some("required".into()),
         };
         let set: Vec<String> = full.to_annotations().into_keys().collect();
         let want: Vec<String> = keys::ALL

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::PatchPropertiesArgs;
 use crate::kafka::properties;
+use crate::kafka::tls::ListenerTls;
 
 pub fn run(args: PatchPropertiesArgs) -> Result<ExitCode> {
     let PatchPropertiesArgs {
@@ -24,6 +25,8 @@ pub fn run(args: PatchPropertiesArgs) -> Result<ExitCode> {
         advertised_host,
         advertised_port,
         security_protocol,
+        tls_dir,
+        tls_client_auth,
         termination_message_path,
     } = args;
     let text =
@@ -34,6 +37,12 @@ pub fn run(args: PatchPropertiesArgs) -> Result<ExitCode> {
         advertised_host,
         advertised_port,
         security_protocol,
+        tls: tls_dir
+            .filter(|d| !d.trim().is_empty())
+            .map(|dir| ListenerTls {
+                dir,
+                client_auth: tls_client_auth,
+            }),
     };
     let edit = properties::patch_or_keep(&text, &req);
     if edit.changed {

@@ -20,6 +20,7 @@ pub mod values;
 use std::collections::BTreeMap;
 
 use crate::kafka::SecurityProtocol;
+use crate::kafka::tls::ClientAuth;
 use crate::names::{PREFIX, broker_service_name, full_key, keys, own, shared_service_name};
 
 pub use fit::{WorkloadFacts, check_against_workload};
@@ -150,6 +151,22 @@ impl AdvertisedHost {
     }
 }
 
+/// Where each broker's certificate for the external listener comes from (`external-tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalTls {
+    /// The external listener has no TLS of its own (it may inherit the chart's).
+    Off,
+    /// The user's own certificates: a `kubernetes.io/tls` Secret per broker, named by the
+    /// template (one name for all, such as a wildcard certificate, is allowed).
+    Secret(Template),
+}
+
+impl ExternalTls {
+    pub fn is_on(&self) -> bool {
+        !matches!(self, Self::Off)
+    }
+}
+
 /// Which adapter makes the broker listen on and advertise the external listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdapterChoice {
@@ -199,6 +216,10 @@ pub struct ExposeConfig {
     pub container: Option<String>,
     pub adapter: AdapterChoice,
     pub ordinal: Option<u32>,
+    /// `external-tls`: the external listener's own certificate.
+    pub external_tls: ExternalTls,
+    /// `external-tls-client-auth`: its `ssl.client.auth`.
+    pub tls_client_auth: ClientAuth,
 }
 
 impl ExposeConfig {
@@ -236,6 +257,8 @@ impl ExposeConfig {
 }
 
 /// What the annotations ask for.
+// Read once per decision and taken apart at once: boxing the configuration would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requested {
     /// No `expose` annotation: the object is not touched.
@@ -381,7 +404,26 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
             .read(keys::ADAPTER, values::adapter)
             .unwrap_or(AdapterChoice::Auto),
         ordinal: r.read(keys::ORDINAL, values::ordinal),
+        external_tls: r
+            .read(keys::EXTERNAL_TLS, values::external_tls)
+            .unwrap_or(ExternalTls::Off),
+        tls_client_auth: r
+            .read(keys::EXTERNAL_TLS_CLIENT_AUTH, values::client_auth)
+            .unwrap_or_default(),
     };
+
+    if !config.external_tls.is_on() {
+        r.not_with(
+            keys::EXTERNAL_TLS_CLIENT_AUTH,
+            "applies only with kafka-expose.io/external-tls, where the external listener has a certificate of its own",
+        );
+    }
+    if config.external_tls.is_on() && config.adapter == AdapterChoice::Adopt {
+        r.fail(
+            keys::EXTERNAL_TLS,
+            "does not apply with kafka-expose.io/adapter=adopt: an adopted listener is the chart's own and keeps the chart's TLS",
+        );
+    }
 
     if !mode.is_load_balancer() {
         for key in [keys::LB_SOURCE_RANGES, keys::LB_CLASS] {

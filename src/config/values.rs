@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::template::Template;
-use super::{AdapterChoice, AdvertisedHost, ExposeMode, TrafficPolicy};
+use super::{AdapterChoice, AdvertisedHost, ExposeMode, ExternalTls, TrafficPolicy};
 use crate::kafka::SecurityProtocol;
+use crate::kafka::tls::ClientAuth;
 
 /// `expose`: a mode, or `None` for `off`.
 pub fn expose(v: &str) -> Result<Option<ExposeMode>, String> {
@@ -120,6 +121,41 @@ pub fn listener_name(v: &str) -> Result<String, String> {
                 .into(),
         )
     }
+}
+
+/// `external-tls`: `off`, or `secret:<name template>`. `issuer:` (cert-manager) and `ca:`
+/// (kafka-expose signs) are named, and refused as not yet built, rather than read as typos.
+pub fn external_tls(v: &str) -> Result<ExternalTls, String> {
+    const ALLOWED: &str =
+        "allowed: off, secret:<Secret name, may use {ordinal} {pod} {statefulset} {namespace}>";
+    if v == "off" {
+        return Ok(ExternalTls::Off);
+    }
+    if let Some(name) = v.strip_prefix("secret:") {
+        let tpl = Template::parse(name)?;
+        let text = tpl.literal_text();
+        let ok = !name.trim().is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !ok {
+            return Err(format!(
+                "{name:?} is not a Secret name (lower-case letters, digits, '-' and '.'), e.g. secret:{{pod}}-external-tls"
+            ));
+        }
+        return Ok(ExternalTls::Secret(tpl));
+    }
+    if v.starts_with("issuer:") || v.starts_with("ca:") {
+        return Err(format!(
+            "kafka-expose does not issue certificates yet (issuer: through cert-manager, ca: from a CA Secret); issue them yourself, one kubernetes.io/tls Secret per broker or one wildcard, and name them with secret:; {ALLOWED}"
+        ));
+    }
+    Err(ALLOWED.into())
+}
+
+/// `external-tls-client-auth`: Kafka's `ssl.client.auth`.
+pub fn client_auth(v: &str) -> Result<ClientAuth, String> {
+    ClientAuth::parse(v).ok_or_else(|| "allowed: none, requested, required".into())
 }
 
 /// `security-protocol`.

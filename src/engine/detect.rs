@@ -290,6 +290,14 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
         }
     };
 
+    if let crate::config::ExternalTls::Secret(t) = &cfg.external_tls {
+        tls_fits(c, &adapter, &cfg)?;
+        notes.push(format!(
+            "the external listener serves its own certificate, from the kubernetes.io/tls Secret {} of each broker; the broker starts only once that certificate names the host it advertises",
+            t.as_str()
+        ));
+    }
+
     // The webhook knows the env adapter's protocol; the properties adapter learns it from the
     // file at start, through the same choice.
     let (client, protocol) = match &adapter {
@@ -297,11 +305,16 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
             let client = env::listener_set(c, *f).client_listener();
             let choice = choose_protocol(cfg.security_protocol, client.as_ref());
             notes.extend(choice.warning());
-            (client, Some(choice.protocol))
+            let protocol = match cfg.external_tls.is_on() {
+                true => crate::kafka::tls::with_tls(choice.protocol),
+                false => choice.protocol,
+            };
+            (client, Some(protocol))
         }
         _ => (None, cfg.security_protocol),
     };
     let tls_warning = match (protocol, &adapter) {
+        _ if cfg.external_tls.is_on() => None,
         (Some(p), _) if p.is_tls() => Some(tls_warning(protocol, &advertised_hosts(&cfg))),
         (None, Adapter::Properties(t)) if shows_tls(spec, c, &t.writer) => {
             Some(tls_warning(None, &advertised_hosts(&cfg)))
@@ -326,6 +339,76 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
         client,
         tls_warning,
     })))
+}
+
+/// Whether the external listener can have a certificate of its own with this adapter and image
+/// (`external-tls`); the error says why not.
+fn tls_fits(c: &Container, adapter: &Adapter, cfg: &ExposeConfig) -> Result<(), ConfigError> {
+    let value = match &cfg.external_tls {
+        crate::config::ExternalTls::Secret(t) => format!("secret:{}", t.as_str()),
+        crate::config::ExternalTls::Off => return Ok(()),
+    };
+    let refuse = |why: String| Err(ConfigError::one(keys::EXTERNAL_TLS, &value, why));
+    let image = c.image.as_deref().unwrap_or_default();
+    if let Some(version) = kafka_before_2_7(image) {
+        return refuse(format!(
+            "image {image} runs Kafka {version}, and a listener's own PEM certificate needs Kafka 2.7 or later (KIP-651)"
+        ));
+    }
+    match adapter {
+        Adapter::Adopt(plan) => refuse(format!(
+            "the chart's own external listener {} is adopted, and keeps the chart's TLS; kafka-expose gives a certificate only to the listener it adds",
+            plan.listener_name
+        )),
+        Adapter::Env(Flavor::Bitnami) => refuse(
+            "the Bitnami image's setup refuses an SSL listener in its KAFKA_CFG_* variables unless the chart mounts its own keystore in /opt/bitnami/kafka/config/certs, and then sets broker-wide key store passwords that a PEM key store cannot have".into(),
+        ),
+        Adapter::Env(flavor @ Flavor::Apache) => {
+            if cfg.listener_name.to_ascii_uppercase().ends_with("SSL") {
+                return refuse(format!(
+                    "the image's setup reads a listener named like {}:// as the chart's own SSL and asks for the chart's key store; set kafka-expose.io/listener-name to a name that does not end in SSL",
+                    cfg.listener_name
+                ));
+            }
+            let tls = crate::kafka::tls::ListenerTls {
+                dir: String::new(),
+                client_auth: cfg.tls_client_auth,
+            };
+            let present = |key: &str| {
+                let suffix = key.to_ascii_uppercase().replace('.', "_");
+                let credentials = suffix.replace("_PASSWORD", "_CREDENTIALS");
+                env::find(c, &[format!("{}{suffix}", flavor.prefix()), format!("KAFKA_{credentials}")]).is_some()
+            };
+            let blocked = crate::kafka::tls::conflicts(&tls, present);
+            match blocked.is_empty() {
+                true => Ok(()),
+                false => refuse(crate::kafka::tls::conflict_message(&blocked)),
+            }
+        }
+        Adapter::Properties(_) | Adapter::Launch(_) => Ok(()),
+    }
+}
+
+/// The Kafka version of an image known to run one before 2.7: Bitnami's tags are Kafka's version,
+/// Confluent's cp-kafka and cp-server 6.1 ship Kafka 2.7. `None` when it is 2.7 or later, or not
+/// known from the tag.
+fn kafka_before_2_7(image: &str) -> Option<String> {
+    let name = image.split('@').next().unwrap_or(image);
+    let (repo, tag) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => return None,
+    };
+    let mut parts = tag.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().flatten()?, parts.next().flatten()?);
+    let repo = repo.rsplit('/').take(2).collect::<Vec<_>>();
+    let last = repo.first().copied().unwrap_or_default();
+    if last == "kafka" && repo.get(1).is_some_and(|o| o.starts_with("bitnami")) {
+        return ((major, minor) < (2, 7)).then(|| format!("{major}.{minor}"));
+    }
+    if matches!(last, "cp-kafka" | "cp-server") && (major, minor) < (6, 1) {
+        return Some(format!("before 2.7 (Confluent Platform {major}.{minor})"));
+    }
+    None
 }
 
 /// What the brokers advertise, for people.

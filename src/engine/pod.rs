@@ -31,13 +31,16 @@ use super::exposure::{self, Decision, Exposure, Skip};
 use super::patch::PatchBuilder;
 use super::{Decided, EngineError, Result, Summarized};
 use crate::config::{
-    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, NodeAddressType, Placeholder,
-    Settings,
+    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, ExternalTls, NodeAddressType,
+    Placeholder, Settings,
 };
 use crate::kafka::SecurityProtocol;
+use crate::kafka::tls::ClientAuth;
+use crate::kafka::tls::ListenerTls;
 use crate::names::{
     GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, INSTALL_CONTAINER, LAUNCH_MOUNT,
-    LAUNCH_VOLUME, PORT_NAME, PREFIX, SAVE_CONTAINER, broker_port_name, envs, keys, labels, own,
+    LAUNCH_VOLUME, PORT_NAME, PREFIX, SAVE_CONTAINER, TLS_MOUNT, TLS_SECRET_MOUNT,
+    TLS_SECRET_VOLUME, TLS_VOLUME, broker_port_name, envs, keys, labels, own,
 };
 use crate::ptr;
 
@@ -184,11 +187,31 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         None => value_var(envs::EXTERNAL_HOST, &host),
     };
     let base_env = base_env(host_var, port);
-    if node_types.is_some() {
-        gate_ops(&mut b, spec, &ctx.settings.patcher_image);
-    }
+    let tls = tls_secret(cfg, pod, &ordinal, namespace)?;
+    let listener_tls = tls.as_ref().map(|_| ListenerTls {
+        dir: TLS_MOUNT.to_string(),
+        client_auth: cfg.tls_client_auth,
+    });
     let bi = detection.broker.index;
     let c = detection.broker.container;
+    let gated = node_types.is_some() || tls.is_some();
+    if gated {
+        let gate = Gate {
+            node: node_types.is_some(),
+            env: &base_env,
+            tls: tls.as_deref().map(|s| (s, cfg.tls_client_auth)),
+        };
+        gate_ops(&mut b, spec, &ctx.settings.patcher_image, &gate);
+    }
+    if tls.is_some() {
+        tls_mount_op(&mut b, bi, c);
+    }
+    let tls_env = |env: &mut Vec<EnvVar>| {
+        if let Some(t) = &listener_tls {
+            env.push(value_var(envs::TLS_DIR, &t.dir));
+            env.push(value_var(envs::TLS_CLIENT_AUTH, t.client_auth.as_str()));
+        }
+    };
     let bind_port = detection.target.for_ordinal(ordinal.ordinal);
     let advertised = format!("{host}:{port}");
     // Behind a shared load balancer the port's name routes: only this broker carries it.
@@ -207,6 +230,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 bind,
                 protocol,
                 detection.client.as_ref(),
+                listener_tls.as_ref(),
             );
             env_ops(&mut b, bi, c, &base_env, &plan.changes);
             warnings.extend(plan.notes.into_iter().map(|n| format!("kafka-expose: {n}")));
@@ -223,6 +247,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             if let Some(p) = cfg.security_protocol {
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
+            tls_env(&mut env);
             init_container_op(&mut b, spec, c, target, &ctx.settings.patcher_image, env);
             let host_port = hostport(cfg, port);
             container_port_op(&mut b, bi, c, &port_name, bind_port, host_port, named);
@@ -238,6 +263,7 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             if let Some(p) = cfg.security_protocol {
                 env.push(value_var(envs::SECURITY_PROTOCOL, p.as_str()));
             }
+            tls_env(&mut env);
             if let Some(path) = c
                 .termination_message_path
                 .as_deref()
@@ -246,7 +272,6 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
                 env.push(value_var(envs::TERMINATION_MESSAGE_PATH, path));
             }
             env_ops(&mut b, bi, c, &env, &[]);
-            let gated = node_types.is_some();
             launch_ops(
                 &mut b,
                 spec,
@@ -474,42 +499,118 @@ pub const GATE_FILE: &str = "external-host";
 /// How long the gate waits for the node's address before it fails (and the kubelet retries).
 pub const GATE_TIMEOUT_SECS: u32 = 120;
 
-/// The gate: a first init container, and the downward-API volume it reads the node address
-/// annotation through. The broker starts only once its node's address is on the pod, so it never
-/// advertises an empty host. Once each.
-fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str) {
+/// What the gate waits for: the node's address on the pod (`node`), and with `external-tls` the
+/// broker's certificate Secret and its client authentication.
+struct Gate<'a> {
+    node: bool,
+    /// The broker's downward-API fields and external host, so that `--host` expands as the
+    /// broker's own variable does.
+    env: &'a [EnvVar],
+    tls: Option<(&'a str, ClientAuth)>,
+}
+
+/// The broker's certificate Secret under `external-tls`, its name rendered for this pod.
+fn tls_secret(
+    cfg: &ExposeConfig,
+    pod: &Pod,
+    o: &Ordinal,
+    namespace: &str,
+) -> Result<Option<String>, ConfigError> {
+    let ExternalTls::Secret(t) = &cfg.external_tls else {
+        return Ok(None);
+    };
+    let name = pod.metadata.name.as_deref().filter(|n| !n.is_empty());
+    if t.uses(Placeholder::Pod) && name.is_none() {
+        return Err(ConfigError::one(
+            keys::EXTERNAL_TLS,
+            &format!("secret:{}", t.as_str()),
+            "uses {pod}, and this pod has no name yet (a Deployment's pods are named by the API server after admission); use {statefulset} and {ordinal}",
+        ));
+    }
+    Ok(Some(t.render(|p| match p {
+        Placeholder::Ordinal => o.ordinal.to_string(),
+        Placeholder::Pod => name.unwrap_or_default().to_string(),
+        Placeholder::Namespace => namespace.to_string(),
+        Placeholder::StatefulSet => o.workload.clone(),
+    })))
+}
+
+/// The gate: a first init container. For a `node:` broker it reads the node address annotation
+/// through a downward-API volume, so the broker never advertises an empty host; with
+/// `external-tls` it waits for the broker's certificate Secret (mounted `optional`, so the pod
+/// starts before it exists) to name that host, and writes the broker's PEM stores to an in-memory
+/// volume. Once each.
+fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str, gate: &Gate<'_>) {
     let inits = spec.init_containers.as_deref();
     if inits.is_some_and(|i| i.iter().any(|c| c.name == GATE_CONTAINER)) {
         return;
     }
-    let volume = json!({
-        "name": GATE_VOLUME,
-        "downwardAPI": {"items": [{
-            "path": GATE_FILE,
-            "fieldRef": {"apiVersion": "v1", "fieldPath": external_host_field()}
-        }]}
-    });
-    let volumes = spec.volumes.as_deref();
-    if !volumes.is_some_and(|v| v.iter().any(|v| v.name == GATE_VOLUME)) {
-        b.append_all(&ptr!("spec", "volumes"), volumes.is_some(), vec![volume]);
-    }
-    let gate = to_value(&properties::restricted(Container {
-        name: GATE_CONTAINER.to_string(),
-        image: Some(image.to_string()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec![
-            "gate".into(),
-            "--file".into(),
-            format!("{GATE_MOUNT}/{GATE_FILE}"),
-            "--timeout".into(),
-            format!("{GATE_TIMEOUT_SECS}s"),
-        ]),
-        volume_mounts: Some(vec![VolumeMount {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut args = vec!["gate".to_string()];
+    if gate.node {
+        volumes.push(json!({
+            "name": GATE_VOLUME,
+            "downwardAPI": {"items": [{
+                "path": GATE_FILE,
+                "fieldRef": {"apiVersion": "v1", "fieldPath": external_host_field()}
+            }]}
+        }));
+        mounts.push(VolumeMount {
             name: GATE_VOLUME.to_string(),
             mount_path: GATE_MOUNT.to_string(),
             read_only: Some(true),
             ..VolumeMount::default()
-        }]),
+        });
+        args.extend(["--file".into(), format!("{GATE_MOUNT}/{GATE_FILE}")]);
+    } else {
+        args.extend(["--host".into(), envs::reference(envs::EXTERNAL_HOST)]);
+    }
+    if let Some((secret, client_auth)) = gate.tls {
+        volumes.push(json!({
+            "name": TLS_SECRET_VOLUME,
+            "secret": {"secretName": secret, "optional": true, "defaultMode": 0o444}
+        }));
+        volumes.push(json!({"name": TLS_VOLUME, "emptyDir": {"medium": "Memory"}}));
+        mounts.push(VolumeMount {
+            name: TLS_SECRET_VOLUME.to_string(),
+            mount_path: TLS_SECRET_MOUNT.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        mounts.push(VolumeMount {
+            name: TLS_VOLUME.to_string(),
+            mount_path: TLS_MOUNT.to_string(),
+            ..VolumeMount::default()
+        });
+        args.extend([
+            "--tls-secret-dir".into(),
+            TLS_SECRET_MOUNT.into(),
+            "--tls-dir".into(),
+            TLS_MOUNT.into(),
+            "--tls-client-auth".into(),
+            client_auth.as_str().into(),
+        ]);
+    }
+    args.extend(["--timeout".into(), format!("{GATE_TIMEOUT_SECS}s")]);
+    let present = spec.volumes.as_deref();
+    let volumes: Vec<Value> = volumes
+        .into_iter()
+        .filter(|v| {
+            !present.is_some_and(|p| {
+                p.iter()
+                    .any(|x| Some(x.name.as_str()) == v["name"].as_str())
+            })
+        })
+        .collect();
+    b.append_all(&ptr!("spec", "volumes"), present.is_some(), volumes);
+    let gate = to_value(&properties::restricted(Container {
+        name: GATE_CONTAINER.to_string(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(args),
+        env: (!gate.node).then(|| gate.env.to_vec()),
+        volume_mounts: Some(mounts),
         ..Container::default()
     }));
     match inits {
@@ -517,6 +618,25 @@ fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str) {
         Some(_) => b.add(ptr!("spec", "initContainers", 0), gate),
         None => b.add(ptr!("spec", "initContainers"), Value::Array(vec![gate])),
     }
+}
+
+/// The broker's read-only mount of the PEM stores the gate wrote. Once.
+fn tls_mount_op(b: &mut PatchBuilder, bi: usize, broker: &Container) {
+    let mounts = broker.volume_mounts.as_deref();
+    if mounts.is_some_and(|ms| ms.iter().any(|m| m.mount_path == TLS_MOUNT)) {
+        return;
+    }
+    let m = VolumeMount {
+        name: TLS_VOLUME.to_string(),
+        mount_path: TLS_MOUNT.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    b.append_all(
+        &ptr!("spec", "containers", bi, "volumeMounts"),
+        mounts.is_some(),
+        vec![to_value(&m)],
+    );
 }
 
 fn to_value<T: serde::Serialize>(t: &T) -> Value {

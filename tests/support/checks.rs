@@ -22,6 +22,7 @@ pub fn properties_edit(text: &str) {
         advertised_host: "10.0.0.5".into(),
         advertised_port: 32401,
         security_protocol: None,
+        tls: None,
     };
     if let Ok(once) = patch(text, &req) {
         let twice = patch(&once.text, &req).expect("the edited file edits again");
@@ -39,6 +40,7 @@ pub fn properties_step_keeps_or_edits(text: &str, container_port: u16) {
         advertised_host: "10.0.0.5".into(),
         advertised_port: 32401,
         security_protocol: None,
+        tls: None,
     };
     let once = patch_or_keep(text, &req);
     match &once.kept {
@@ -77,6 +79,7 @@ pub fn launch_step_keeps_or_edits(text: &str, args: &[String], container_port: u
             advertised_host: "10.0.0.5".into(),
             advertised_port: 32401,
             security_protocol: None,
+            tls: None,
         },
         dir: "/kafka-expose-launch".into(),
         script: "/opt/kafka/bin/kafka-server-start.sh".into(),

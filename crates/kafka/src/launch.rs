@@ -71,6 +71,7 @@ impl Settings {
                 advertised_host: need(envs::EXTERNAL_HOST)?,
                 advertised_port: port(envs::EXTERNAL_PORT)?,
                 security_protocol,
+                tls: crate::tls::from_vars(&var)?,
             },
             dir: PathBuf::from(need(envs::LAUNCH_DIR)?),
             script: PathBuf::from(need(envs::LAUNCH_SCRIPT)?),
@@ -273,6 +274,7 @@ mod tests {
                 advertised_host: "203.0.113.7".into(),
                 advertised_port: 31092,
                 security_protocol: None,
+                tls: None,
             },
             dir: "/kx".into(),
             script: "/opt/kafka/bin/kafka-server-start.sh".into(),
@@ -349,11 +351,27 @@ mod tests {
                     envs::CONTAINER_PORT if bad_port => "x".into(),
                     envs::CONTAINER_PORT | envs::EXTERNAL_PORT => "9095".into(),
                     envs::SECURITY_PROTOCOL => String::new(),
+                    envs::TLS_CLIENT_AUTH => "required".into(),
                     _ => "v".into(),
                 })
             }
         };
-        assert!(Settings::from_vars(vars("", false)).is_ok());
+        let tls = Settings::from_vars(vars("", false)).unwrap().request.tls;
+        assert_eq!(
+            tls.map(|t| t.client_auth),
+            Some(crate::tls::ClientAuth::Required)
+        );
+        let plain = Settings::from_vars(vars(envs::TLS_DIR, false)).unwrap();
+        assert_eq!(plain.request.tls, None, "no directory, no TLS of its own");
+        let e = crate::tls::from_vars(|k| {
+            Some(if k == envs::TLS_CLIENT_AUTH {
+                "want".into()
+            } else {
+                "/d".into()
+            })
+        })
+        .unwrap_err();
+        assert!(e.contains("none, requested, required"), "{e}");
         let e = Settings::from_vars(vars(envs::LAUNCH_DIR, false)).unwrap_err();
         assert!(e.contains(envs::LAUNCH_DIR), "{e}");
         let e = Settings::from_vars(vars("", true)).unwrap_err();

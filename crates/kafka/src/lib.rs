@@ -7,6 +7,7 @@
 //!   the env adapter (on `KAFKA_*` variables) and `patch-properties` (on a `server.properties`)
 //!   both make, and the copy of the client listener's `listener.name.<l>.*` settings;
 //! - [`properties`]: the `server.properties` text editor behind `kafka-expose patch-properties`;
+//! - [`tls`]: the external listener's own PEM key and chain (`external-tls`);
 //! - [`launch`]: the launch adapter's step, run in the broker's container in place of the image's
 //!   `kafka-server-start.sh`: the same edit on the file that script is given.
 //!
@@ -17,6 +18,7 @@ pub mod external;
 pub mod launch;
 pub mod listeners;
 pub mod properties;
+pub mod tls;
 
 /// How an injected step's termination message starts when it kept the chart's configuration
 /// rather than stop the broker: what the reconciler looks for in the pods' container statuses.
@@ -45,6 +47,11 @@ pub mod envs {
     /// Launch adapter: where the broker container's termination message goes, when the chart
     /// sets one other than the kubelet's default `/dev/termination-log`.
     pub const TERMINATION_MESSAGE_PATH: &str = "KAFKA_EXPOSE_TERMINATION_MESSAGE_PATH";
+    /// `external-tls`: the directory in the broker container with the listener's PEM files;
+    /// unset when the listener has no TLS of its own.
+    pub const TLS_DIR: &str = "KAFKA_EXPOSE_TLS_DIR";
+    /// `external-tls-client-auth`: the listener's `ssl.client.auth`.
+    pub const TLS_CLIENT_AUTH: &str = "KAFKA_EXPOSE_TLS_CLIENT_AUTH";
 }
 
 pub use listeners::SecurityProtocol;

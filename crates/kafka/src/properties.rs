@@ -16,6 +16,7 @@ use super::external::{
     External, ProtocolSource, ScopedKeys, add_external, choose_protocol, copy_scoped, tls_warning,
 };
 use super::listeners::{ListenerSet, SecurityProtocol, parse_listeners};
+use super::tls::{self, ListenerTls};
 
 /// What to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Request {
     pub advertised_port: u16,
     /// The listener's protocol; `None` takes the client listener's.
     pub security_protocol: Option<SecurityProtocol>,
+    /// The listener's own TLS identity (`external-tls`); `None` leaves its TLS, if any, to the
+    /// broker-wide settings.
+    pub tls: Option<ListenerTls>,
 }
 
 /// The outcome of an edit.
@@ -55,6 +59,8 @@ pub enum PropertiesError {
     PortInUse { port: u16, listener: String },
     #[error("listener {0} is already bound with another port or advertised elsewhere: {1}")]
     Conflict(String, String),
+    #[error("{}", tls::conflict_message(.0.iter().map(String::as_str).collect::<Vec<_>>().as_slice()))]
+    TlsBlocked(Vec<String>),
 }
 
 impl PropertiesError {
@@ -67,6 +73,9 @@ impl PropertiesError {
             ),
             Self::PortInUse { port, listener } => format!(
                 "port {port} is already bound by its listener {listener}, so kafka-expose added no listener and this broker is not reachable through kafka-expose's Service; set kafka-expose.io/container-port to a free port, or kafka-expose.io/adapter=adopt if that listener is the chart's external one"
+            ),
+            Self::TlsBlocked(_) => format!(
+                "{self}; kafka-expose added no listener and this broker is not reachable through kafka-expose's Service; set kafka-expose.io/external-tls=off to expose it with the chart's TLS settings"
             ),
         };
         format!("{}{why}", crate::KEPT_MARK)
@@ -381,9 +390,18 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         });
     }
 
+    if let Some(t) = &req.tls {
+        let blocked = tls::conflicts(t, |k| doc.get(k).is_some_and(|v| !v.trim().is_empty()));
+        if !blocked.is_empty() {
+            return Err(PropertiesError::TlsBlocked(
+                blocked.into_iter().map(str::to_string).collect(),
+            ));
+        }
+    }
+
     let mut notes = Vec::new();
     let client = set.client_listener();
-    let choice = choose_protocol(req.security_protocol, client.as_ref());
+    let mut choice = choose_protocol(req.security_protocol, client.as_ref());
     if let ProtocolSource::Client(c) = &choice.source {
         notes.push(format!(
             "protocol {} taken from client listener {}",
@@ -391,8 +409,20 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         ));
     }
     notes.extend(choice.warning());
-    if choice.protocol.is_tls() {
-        notes.push(tls_warning(Some(choice.protocol), &req.advertised_host));
+    match &req.tls {
+        Some(t) => {
+            choice.protocol = tls::with_tls(choice.protocol);
+            notes.push(format!(
+                "the listener serves its own certificate ({}, from {}) over {}",
+                tls::KEYSTORE_FILE,
+                t.dir,
+                choice.protocol
+            ));
+        }
+        None if choice.protocol.is_tls() => {
+            notes.push(tls_warning(Some(choice.protocol), &req.advertised_host));
+        }
+        None => {}
     }
     let advertised_port = req.advertised_port.to_string();
     let ext = External {
@@ -415,10 +445,14 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
         ));
     }
     let edit = add_external(&set, &ext);
-    let copies = match &client {
+    let own_prefix = ScopedKeys::Properties.prefix(name);
+    let mut copies = match &client {
         Some(c) => copy_scoped(&doc.entries(), ScopedKeys::Properties, &c.name, name),
         None => Vec::new(),
     };
+    if req.tls.is_some() {
+        copies.retain(|(k, _)| tls::copies_to_tls_listener(&k[own_prefix.len()..]));
+    }
     doc.set("listeners", &edit.listeners);
     doc.set("advertised.listeners", &edit.advertised);
     doc.set("listener.security.protocol.map", &edit.protocol_map);
@@ -431,6 +465,11 @@ pub fn patch(text: &str, req: &Request) -> Result<Edit, PropertiesError> {
             copies.len(),
             c.name
         ));
+    }
+    if let Some(t) = &req.tls {
+        for (setting, value) in t.settings() {
+            doc.set(&format!("{own_prefix}{setting}"), &value);
+        }
     }
 
     let out = doc.render();
@@ -468,6 +507,7 @@ mod tests {
             advertised_host: "10.0.0.5".into(),
             advertised_port: 32401,
             security_protocol: None,
+            tls: None,
         }
     }
 
@@ -486,6 +526,84 @@ mod tests {
             "log.dir=/bitnami/kafka/data\nlistener.name.external.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_user1=\"p\";\n"
         ));
         assert!(e.text.starts_with("# Listeners\n"));
+    }
+
+    fn tls_req(client_auth: crate::tls::ClientAuth) -> Request {
+        Request {
+            tls: Some(ListenerTls {
+                dir: "/kafka-expose-tls".into(),
+                client_auth,
+            }),
+            ..req()
+        }
+    }
+
+    #[test]
+    fn with_its_own_tls_the_listener_is_sasl_ssl_with_pem_files_and_nothing_else_changes() {
+        let chart = format!(
+            "{SASL}listener.name.client.ssl.keystore.location=/certs/client.jks\nssl.truststore.location=/certs/t.jks\n"
+        );
+        let e = patch(&chart, &tls_req(crate::tls::ClientAuth::None)).unwrap();
+        assert!(e.text.contains(",EXTERNAL:SASL_SSL\n"), "{}", e.text);
+        for line in [
+            "listener.name.external.plain.sasl.jaas.config=",
+            "listener.name.external.ssl.keystore.type=PEM\n",
+            "listener.name.external.ssl.keystore.location=/kafka-expose-tls/keystore.pem\n",
+            "listener.name.external.ssl.client.auth=none\n",
+        ] {
+            assert!(e.text.contains(line), "{line} in {}", e.text);
+        }
+        assert!(
+            !e.text.contains("listener.name.external.ssl.truststore"),
+            "no truststore without client certificates"
+        );
+        assert!(
+            !e.text
+                .contains("listener.name.external.ssl.keystore.location=/certs"),
+            "the client listener's own keystore is not copied"
+        );
+        let others: Vec<&str> = chart.lines().collect();
+        for line in &others {
+            if !line.starts_with("listeners=")
+                && !line.starts_with("advertised.listeners=")
+                && !line.starts_with("listener.security.protocol.map=")
+            {
+                assert!(e.text.lines().any(|l| l == *line), "{line} kept");
+            }
+        }
+        let twice = patch(&e.text, &tls_req(crate::tls::ClientAuth::None)).unwrap();
+        assert!(!twice.changed, "idempotent");
+
+        let req = tls_req(crate::tls::ClientAuth::Required);
+        let e = patch(SASL, &req).unwrap();
+        assert!(e.text.contains(
+            "listener.name.external.ssl.truststore.location=/kafka-expose-tls/truststore.pem\n"
+        ));
+        assert!(
+            e.text
+                .contains("listener.name.external.ssl.client.auth=required\n")
+        );
+    }
+
+    #[test]
+    fn a_broker_wide_keystore_password_keeps_the_charts_file_and_says_why() {
+        let chart = format!("{SASL}ssl.keystore.password=changeit\nssl.key.password=changeit\n");
+        let e = patch_or_keep(&chart, &tls_req(crate::tls::ClientAuth::None));
+        assert_eq!(e.text, chart);
+        let why = e.kept.unwrap().kept_message();
+        assert!(
+            why.contains("ssl.keystore.password, ssl.key.password"),
+            "{why}"
+        );
+        assert!(why.contains("external-tls=off"), "{why}");
+        // Scoped to the chart's own listener, it is no obstacle.
+        let scoped = format!("{SASL}listener.name.client.ssl.keystore.password=changeit\n");
+        let e = patch_or_keep(&scoped, &tls_req(crate::tls::ClientAuth::None));
+        assert!(e.kept.is_none() && e.changed);
+        assert!(
+            !e.text
+                .contains("listener.name.external.ssl.keystore.password")
+        );
     }
 
     #[test]

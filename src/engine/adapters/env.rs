@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 use crate::kafka::external::{External, ScopedKeys, add_external, copy_scoped};
 use crate::kafka::listeners::{ClientListener, ListenerSet, SecurityProtocol, parse_listeners};
+use crate::kafka::tls::ListenerTls;
 use crate::names::envs;
 
 /// Which family of images the variables are meant for.
@@ -243,6 +244,7 @@ pub fn plan(
     port: u16,
     protocol: SecurityProtocol,
     client: Option<&ClientListener>,
+    tls: Option<&ListenerTls>,
 ) -> EnvPlan {
     let mut plan = EnvPlan::default();
     let set = listener_set(c, flavor);
@@ -295,7 +297,11 @@ pub fn plan(
         let keys = ScopedKeys::Env {
             prefix: flavor.prefix(),
         };
-        let copies = copy_scoped(&entries, keys, &client.name, name);
+        let mut copies = copy_scoped(&entries, keys, &client.name, name);
+        if tls.is_some() {
+            let own = keys.prefix(name);
+            copies.retain(|(k, _)| !k[own.len()..].starts_with("SSL_"));
+        }
         if !copies.is_empty() {
             let names: Vec<&str> = copies.iter().map(|(k, _)| k.as_str()).collect();
             plan.notes.push(format!(
@@ -310,6 +316,27 @@ pub fn plan(
                 value: var.value.clone(),
                 value_from: var.value_from.clone(),
             })));
+        }
+    }
+    if let Some(tls) = tls {
+        let own = ScopedKeys::Env {
+            prefix: flavor.prefix(),
+        }
+        .prefix(name);
+        for (setting, value) in tls.settings() {
+            let var = format!("{own}{}", setting.to_ascii_uppercase().replace('.', "_"));
+            match find(c, std::slice::from_ref(&var)) {
+                Some(f) if f.literal() == Some(value.as_str()) => {}
+                Some(f) => plan.changes.push(EnvChange::SetValue {
+                    index: f.index,
+                    value,
+                }),
+                None => plan.changes.push(EnvChange::Append(Box::new(EnvVar {
+                    name: var,
+                    value: Some(value),
+                    value_from: None,
+                }))),
+            }
         }
     }
     plan
