@@ -497,3 +497,165 @@ fn a_shared_load_balancer_broker_with_one_dns_name_is_not_held() {
     );
     assert_eq!(value_of(&out, "KAFKA_EXPOSE_EXTERNAL_PORT"), "32401");
 }
+
+fn tls_pod(name: &str, tls: &str) -> Value {
+    let mut pod = apache_pod(name);
+    pod["metadata"]["annotations"]["kafka-expose.io/external-tls"] = json!(tls);
+    pod
+}
+
+#[test]
+fn external_tls_puts_the_pem_settings_in_the_images_variables_and_the_gate_on_the_secret() {
+    let mut pod = tls_pod("kafka-1", "secret:{statefulset}-{ordinal}-cert");
+    pod["metadata"]["annotations"]["kafka-expose.io/external-tls-client-auth"] = json!("required");
+    let d = decide(&pod);
+    let out = apply(&pod, &d);
+    assert!(value_of(&out, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP").ends_with(",EXTERNAL:SSL"));
+    for (var, want) in [
+        ("KAFKA_LISTENER_NAME_EXTERNAL_SSL_KEYSTORE_TYPE", "PEM"),
+        (
+            "KAFKA_LISTENER_NAME_EXTERNAL_SSL_KEYSTORE_LOCATION",
+            "/kafka-expose-tls/keystore.pem",
+        ),
+        ("KAFKA_LISTENER_NAME_EXTERNAL_SSL_CLIENT_AUTH", "required"),
+        ("KAFKA_LISTENER_NAME_EXTERNAL_SSL_TRUSTSTORE_TYPE", "PEM"),
+        (
+            "KAFKA_LISTENER_NAME_EXTERNAL_SSL_TRUSTSTORE_LOCATION",
+            "/kafka-expose-tls/truststore.pem",
+        ),
+    ] {
+        assert_eq!(value_of(&out, var), want, "{var}");
+    }
+    let gate = &out["spec"]["initContainers"][0];
+    assert_eq!(gate["name"], "kafka-expose-gate");
+    assert_eq!(
+        gate["args"],
+        json!([
+            "gate",
+            "--host",
+            "$(KAFKA_EXPOSE_EXTERNAL_HOST)",
+            "--tls-secret-dir",
+            "/kafka-expose-tls-secret",
+            "--tls-dir",
+            "/kafka-expose-tls",
+            "--tls-client-auth",
+            "required",
+            "--timeout",
+            "120s"
+        ])
+    );
+    let gate_env: Vec<&str> = gate["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        gate_env.ends_with(&["KAFKA_EXPOSE_EXTERNAL_HOST", "KAFKA_EXPOSE_EXTERNAL_PORT"]),
+        "{gate_env:?}"
+    );
+    let volumes = out["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(volumes[0]["secret"]["secretName"], "kafka-1-cert");
+    assert_eq!(volumes[1]["emptyDir"]["medium"], "Memory");
+    let mounts = out["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        mounts,
+        &vec![
+            json!({"name": "kafka-expose-tls", "mountPath": "/kafka-expose-tls", "readOnly": true})
+        ],
+        "the broker reads the PEM stores and never mounts the Secret"
+    );
+    assert!(
+        d.warnings.iter().any(|w| w.contains("its own certificate")),
+        "{:?}",
+        d.warnings
+    );
+    let again = decide(&out);
+    assert!(again.patch.is_empty(), "nothing twice: {:?}", again.patch);
+}
+
+#[test]
+fn a_node_address_broker_with_external_tls_has_one_gate_for_both() {
+    let mut pod = tls_pod("kafka-0", "secret:{pod}-tls");
+    pod["metadata"]["annotations"]["kafka-expose.io/advertised-host"] = json!("node:ExternalIP");
+    let out = apply(&pod, &decide(&pod));
+    let inits = out["spec"]["initContainers"].as_array().unwrap();
+    assert_eq!(inits.len(), 1);
+    let args = inits[0]["args"].as_array().unwrap();
+    assert_eq!(
+        args[1], "--file",
+        "the host comes from the node's annotation"
+    );
+    assert!(args.contains(&json!("--tls-secret-dir")));
+    let names: Vec<&str> = out["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kafka-expose-node",
+            "kafka-expose-tls-secret",
+            "kafka-expose-tls"
+        ]
+    );
+}
+
+#[test]
+fn external_tls_is_refused_with_the_reason_where_it_cannot_work() {
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit, &str); 6] = [
+        ("ca:kafka-ca", |_| {}, "does not issue certificates yet"),
+        ("secret:Kafka_TLS", |_| {}, "is not a Secret name"),
+        (
+            "secret:{pod}-tls",
+            |p| p["spec"]["containers"][0]["image"] = json!("confluentinc/cp-kafka:6.0.1"),
+            "needs Kafka 2.7",
+        ),
+        (
+            "secret:{pod}-tls",
+            |p| {
+                p["spec"]["containers"][0]["image"] =
+                    json!("docker.io/bitnami/kafka:2.6.0-debian-10-r1")
+            },
+            "Kafka 2.6",
+        ),
+        (
+            "secret:{pod}-tls",
+            |p| {
+                p["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "KAFKA_SSL_KEYSTORE_PASSWORD", "value": "changeit"}));
+            },
+            "ssl.keystore.password",
+        ),
+        (
+            "secret:{pod}-tls",
+            |p| {
+                p["metadata"]["annotations"]["kafka-expose.io/adapter"] = json!("adopt");
+            },
+            "adopted listener is the chart's own",
+        ),
+    ];
+    for (tls, edit, want) in cases {
+        let mut pod = tls_pod("kafka-0", tls);
+        edit(&mut pod);
+        let e = refusal(&pod);
+        assert!(e.contains(want) && e.contains("external-tls"), "{tls}: {e}");
+    }
+    let mut pod = apache_pod("kafka-0");
+    pod["metadata"]["annotations"]["kafka-expose.io/external-tls-client-auth"] = json!("required");
+    assert!(refusal(&pod).contains("applies only with kafka-expose.io/external-tls"));
+    let mut pod = tls_pod("kafka-0", "secret:{pod}-tls");
+    pod["spec"]["containers"][0]["image"] = json!("confluentinc/cp-kafka:7.6.1");
+    let out = apply(&pod, &decide(&pod));
+    assert_eq!(
+        value_of(&out, "KAFKA_LISTENER_NAME_EXTERNAL_SSL_KEYSTORE_TYPE"),
+        "PEM"
+    );
+}

@@ -196,6 +196,130 @@ pub fn wait_for(file: &Path, timeout: Duration, interval: Duration) -> Result<St
 mod tests {
     use super::*;
 
+    /// A mounted Secret (as the kubelet lays it out) whose certificate names `names`.
+    fn secret(
+        tag: &str,
+        names: &[&str],
+    ) -> (std::path::PathBuf, std::path::PathBuf, certs::Bundle) {
+        let root = std::env::temp_dir().join(format!("kx-gate-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let b = certs::generate_for(&names, certs::Validity::default()).unwrap();
+        certs::write(&root.join("secret"), &b).unwrap();
+        std::fs::create_dir_all(root.join("out")).unwrap();
+        (root.join("secret"), root.join("out"), b)
+    }
+
+    #[test]
+    fn a_certificate_naming_the_host_becomes_the_brokers_pem_key_store() {
+        let (s, out, b) = secret("ok", &["203.0.113.7", "*.kafka.example.com"]);
+        for host in [
+            "203.0.113.7",
+            "b-0.kafka.example.com",
+            "B-1.Kafka.Example.COM",
+        ] {
+            let note = wait_for_certificate(
+                &s,
+                &out,
+                host,
+                ClientAuth::None,
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .unwrap();
+            assert!(note.contains("keystore.pem"), "{note}");
+        }
+        let store = std::fs::read_to_string(out.join(tls::KEYSTORE_FILE)).unwrap();
+        assert!(store.starts_with(b.key_pem.trim_end()), "the key first");
+        assert!(
+            store.ends_with(&format!("{}\n", b.cert_pem.trim_end())),
+            "then the chain"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(tls::KEYSTORE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert!(
+            !out.join(tls::TRUSTSTORE_FILE).exists(),
+            "no trust store without client auth"
+        );
+        wait_for_certificate(
+            &s,
+            &out,
+            "203.0.113.7",
+            ClientAuth::Required,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join(tls::TRUSTSTORE_FILE)).unwrap(),
+            b.ca_pem
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_holds_the_broker_and_says_what_it_names() {
+        let (s, out, b) = secret("wrong", &["10.0.0.9", "kafka.example.com"]);
+        for host in [
+            "203.0.113.7",
+            "b-0.kafka.example.com",
+            "a.b.kafka.example.com",
+        ] {
+            let e = wait_for_certificate(
+                &s,
+                &out,
+                host,
+                ClientAuth::None,
+                Duration::from_millis(30),
+                Duration::from_millis(10),
+            )
+            .unwrap_err();
+            assert!(e.contains(&format!("not {host}")), "{e}");
+            assert!(e.contains("10.0.0.9, kafka.example.com"), "{e}");
+            assert!(
+                !e.contains("PRIVATE KEY") && !e.contains(b.key_pem.lines().nth(1).unwrap()),
+                "no key text: {e}"
+            );
+        }
+        assert!(!out.join(tls::KEYSTORE_FILE).exists(), "nothing written");
+        let wild = certs::names_host(&["*.example.com".into()], "example.com");
+        assert!(!wild, "a wildcard names one label, not its parent");
+    }
+
+    #[test]
+    fn a_missing_secret_is_waited_for_and_named() {
+        let root = std::env::temp_dir().join(format!("kx-gate-tls-none-{}", std::process::id()));
+        let e = wait_for_certificate(
+            &root.join("secret"),
+            &root,
+            "h.example.com",
+            ClientAuth::None,
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+        )
+        .unwrap_err();
+        assert!(e.contains("no readable tls.crt"), "{e}");
+        assert!(e.contains("kafka-expose.io/external-tls"), "{e}");
+        let (s, out, _) = secret("noca", &["h.example.com"]);
+        std::fs::remove_file(s.join(certs::CA_CERT)).unwrap();
+        let e = wait_for_certificate(
+            &s,
+            &out,
+            "h.example.com",
+            ClientAuth::Requested,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ca.crt"),
+            "client certificates need the Secret's CA: {e}"
+        );
+    }
+
     fn scratch(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("kx-gate-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);

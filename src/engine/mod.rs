@@ -17,6 +17,7 @@ pub mod pod;
 pub mod policy;
 pub mod rollout;
 pub mod services;
+pub mod tls;
 pub mod workload;
 
 use json_patch::PatchOperation;

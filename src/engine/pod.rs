@@ -31,8 +31,8 @@ use super::exposure::{self, Decision, Exposure, Skip};
 use super::patch::PatchBuilder;
 use super::{Decided, EngineError, Result, Summarized};
 use crate::config::{
-    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, ExternalTls, NodeAddressType,
-    Placeholder, Settings,
+    self, AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, NodeAddressType, Placeholder,
+    Settings,
 };
 use crate::kafka::SecurityProtocol;
 use crate::kafka::tls::ClientAuth;
@@ -187,7 +187,13 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         None => value_var(envs::EXTERNAL_HOST, &host),
     };
     let base_env = base_env(host_var, port);
-    let tls = tls_secret(cfg, pod, &ordinal, namespace)?;
+    let tls = super::tls::secret_name(
+        cfg,
+        &ordinal.workload,
+        namespace,
+        ordinal.ordinal,
+        pod.metadata.name.as_deref(),
+    )?;
     let listener_tls = tls.as_ref().map(|_| ListenerTls {
         dir: TLS_MOUNT.to_string(),
         client_auth: cfg.tls_client_auth,
@@ -507,32 +513,6 @@ struct Gate<'a> {
     /// broker's own variable does.
     env: &'a [EnvVar],
     tls: Option<(&'a str, ClientAuth)>,
-}
-
-/// The broker's certificate Secret under `external-tls`, its name rendered for this pod.
-fn tls_secret(
-    cfg: &ExposeConfig,
-    pod: &Pod,
-    o: &Ordinal,
-    namespace: &str,
-) -> Result<Option<String>, ConfigError> {
-    let ExternalTls::Secret(t) = &cfg.external_tls else {
-        return Ok(None);
-    };
-    let name = pod.metadata.name.as_deref().filter(|n| !n.is_empty());
-    if t.uses(Placeholder::Pod) && name.is_none() {
-        return Err(ConfigError::one(
-            keys::EXTERNAL_TLS,
-            &format!("secret:{}", t.as_str()),
-            "uses {pod}, and this pod has no name yet (a Deployment's pods are named by the API server after admission); use {statefulset} and {ordinal}",
-        ));
-    }
-    Ok(Some(t.render(|p| match p {
-        Placeholder::Ordinal => o.ordinal.to_string(),
-        Placeholder::Pod => name.unwrap_or_default().to_string(),
-        Placeholder::Namespace => namespace.to_string(),
-        Placeholder::StatefulSet => o.workload.clone(),
-    })))
 }
 
 /// The gate: a first init container. For a `node:` broker it reads the node address annotation

@@ -111,6 +111,16 @@ pub fn describe_advertised(
     format!("{name}://{host}:{}", r.port)
 }
 
+/// The host broker `r` advertises where it is known from the configuration alone (a template or
+/// a static list), as its certificate must name it.
+pub fn configured_host(cfg: &ExposeConfig, r: &BrokerRoute, w: &Workload) -> Option<String> {
+    match &cfg.advertised_host {
+        AdvertisedHost::Template(t) => Some(render(t, w, Some(r))),
+        AdvertisedHost::Static(h) => cfg.static_host(h, r.index).map(str::to_string),
+        _ => None,
+    }
+}
+
 /// What is known of the cluster when a bootstrap list is made.
 #[derive(Debug, Clone, Copy)]
 pub struct BootstrapFacts<'a> {

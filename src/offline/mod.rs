@@ -82,6 +82,27 @@ pub struct Output {
     pub workloads: Vec<WorkloadReport>,
 }
 
+/// With `external-tls`: broker `r`'s certificate Secret and what its certificate must name.
+/// The pod is named here, so the Secret's name always renders (the pod decision, which ran
+/// first, refuses what does not).
+fn certificate_plan(
+    cfg: &crate::config::ExposeConfig,
+    w: &Workload,
+    r: &services::BrokerRoute,
+) -> Option<String> {
+    let namespace = w.namespace.as_deref().unwrap_or("default");
+    let secret = crate::engine::tls::secret_name(cfg, &w.name, namespace, r.ordinal, Some(&r.pod))
+        .ok()
+        .flatten();
+    secret.map(|s| {
+        let host = services::configured_host(cfg, r, w);
+        format!(
+            "Secret {s} (kubernetes.io/tls, made by you), whose certificate must name {}; the gate holds the broker until it does",
+            crate::engine::tls::must_name(cfg, host.as_deref())
+        )
+    })
+}
+
 /// Runs the engine over `docs`.
 pub fn run(docs: Vec<Value>, opts: &Options) -> Result<Output, MutateError> {
     let mut out = Output::default();
@@ -240,6 +261,7 @@ fn workload(
                 ),
                 service: others.map_or_else(|| r.service.clone(), |(_, s)| s.clone()),
                 route,
+                certificate: certificate_plan(cfg, &w, r),
             });
         }
     }

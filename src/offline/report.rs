@@ -18,6 +18,8 @@ pub struct BrokerReport {
     pub advertised: String,
     pub service: String,
     pub route: String,
+    /// With `external-tls`: its certificate's Secret and what the certificate must name.
+    pub certificate: Option<String>,
 }
 
 /// One workload, for `--explain`.
@@ -101,6 +103,9 @@ pub fn explain(out: &Output) -> String {
         for b in &w.brokers {
             let _ = writeln!(s, "  broker {}: advertises {}", b.pod, b.advertised);
             let _ = writeln!(s, "    via {}", b.route);
+            if let Some(c) = &b.certificate {
+                let _ = writeln!(s, "    certificate: {c}");
+            }
         }
         if let Some(h) = &w.host_source {
             let _ = writeln!(s, "  host: {h}");

@@ -1,0 +1,52 @@
+//! `external-tls`: which Secret holds each broker's certificate, and what the certificate must
+//! name. The pod decision mounts that Secret for the gate; `mutate --explain` shows the plan.
+
+use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, ExternalTls, Placeholder};
+use crate::names::keys;
+
+/// The name of broker `ordinal`'s certificate Secret, or `None` when the external listener has no
+/// TLS of its own. `pod` is the pod's name where it is known (a StatefulSet pod at admission).
+pub fn secret_name(
+    cfg: &ExposeConfig,
+    workload: &str,
+    namespace: &str,
+    ordinal: u32,
+    pod: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    let ExternalTls::Secret(t) = &cfg.external_tls else {
+        return Ok(None);
+    };
+    let pod = pod.filter(|n| !n.is_empty());
+    if t.uses(Placeholder::Pod) && pod.is_none() {
+        return Err(ConfigError::one(
+            keys::EXTERNAL_TLS,
+            &format!("secret:{}", t.as_str()),
+            "uses {pod}, and this pod has no name yet (a Deployment's pods are named by the API server after admission); use {statefulset} and {ordinal}",
+        ));
+    }
+    Ok(Some(t.render(|p| match p {
+        Placeholder::Ordinal => ordinal.to_string(),
+        Placeholder::Pod => pod.unwrap_or_default().to_string(),
+        Placeholder::Namespace => namespace.to_string(),
+        Placeholder::StatefulSet => workload.to_string(),
+    })))
+}
+
+/// What broker `index`'s certificate must name, for people: the host it advertises and the kind
+/// of subject alternative name that carries it.
+pub fn must_name(cfg: &ExposeConfig, host: Option<&str>) -> String {
+    let san = |h: &str| match h.parse::<std::net::IpAddr>() {
+        Ok(_) => format!("{h} (an IP SAN)"),
+        Err(_) => format!("{h} (a DNS SAN, or a wildcard one level above it)"),
+    };
+    match (&cfg.advertised_host, host) {
+        (AdvertisedHost::Template(_) | AdvertisedHost::Static(_), Some(h)) => san(h),
+        (AdvertisedHost::HostIp, _) => "its node's IP (an IP SAN), known once it is scheduled".into(),
+        (AdvertisedHost::Node(types), _) => format!(
+            "its node's {} address, known once it is bound (an IP SAN for an IP, a DNS SAN for a name)",
+            super::pod::type_list(types)
+        ),
+        (AdvertisedHost::LoadBalancer, _) => "its LoadBalancer's address, known once the cloud gives it (an IP SAN for an IP ingress, a DNS SAN for a hostname)".into(),
+        (_, None) => "the host it advertises".into(),
+    }
+}
