@@ -108,6 +108,89 @@ pub fn names_host(names: &[String], host: &str) -> bool {
     })
 }
 
+/// A certificate for one broker's external listener, signed with a CA key pair (`ca:`): its
+/// subject alternative name is exactly `host` (an IP name for an address, a DNS name for a name),
+/// for server and client authentication, valid from an hour ago (clocks drift) for `lifetime`.
+pub fn sign_broker(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    host: &str,
+    lifetime: std::time::Duration,
+) -> Result<(String, String), CertError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| {
+        CertError::Parse(format!(
+            "the CA's key (a PKCS#8 PEM key: RSA, ECDSA P-256/P-384 or Ed25519): {e}"
+        ))
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
+        .map_err(|e| CertError::Parse(format!("the CA's certificate: {e}")))?;
+    let san = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(
+            host.try_into()
+                .map_err(|e| CertError::Parse(format!("{host:?} as a DNS name: {e}")))?,
+        ),
+    };
+    let now = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(unix_secs());
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![san];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, host);
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + lifetime;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Why a broker's certificate must be signed again, or `None` while it serves: it is missing, it
+/// does not name exactly `host`, another CA than `ca_pem` signed it, or less than `renew_before`
+/// of it is left at `now` (seconds since the epoch).
+pub fn resign_reason(
+    cert_pem: Option<&str>,
+    its_ca: Option<&str>,
+    ca_pem: &str,
+    host: &str,
+    now: i64,
+    renew_before: std::time::Duration,
+) -> Option<String> {
+    let Some(pem) = cert_pem else {
+        return Some("it has no certificate yet".into());
+    };
+    let facts = match inspect(pem) {
+        Ok(f) => f,
+        Err(e) => return Some(format!("its certificate cannot be read ({e})")),
+    };
+    let leaf = &facts[0];
+    if leaf.names.len() != 1 || !names_host(&leaf.names, host) {
+        return Some(format!(
+            "its certificate names {}, and the broker advertises {host}",
+            leaf.names.join(", ")
+        ));
+    }
+    if its_ca.map(str::trim) != Some(ca_pem.trim()) {
+        return Some("the CA changed".into());
+    }
+    let left = leaf.not_after - now;
+    if left <= renew_before.as_secs() as i64 {
+        return Some(format!(
+            "its certificate ends in {}s, within the renewal time of {}s",
+            left.max(0),
+            renew_before.as_secs()
+        ));
+    }
+    None
+}
+
 /// Splits a PEM bundle into its certificates' PEM texts.
 pub fn split_pem(pem: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -127,6 +210,7 @@ pub fn split_pem(pem: &str) -> Vec<String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    // Never the key's text: these errors reach logs and Events.
     #[error("could not read a certificate: {0}")]
     Parse(String),
     #[error("could not make a certificate")]
@@ -308,5 +392,84 @@ mod renewal_tests {
         assert_eq!(split_pem(&two).len(), 2);
         assert_eq!(inspect(&two).unwrap().len(), 2);
         assert!(inspect("not a certificate").is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ca() -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "a user's CA");
+        p.distinguished_name = dn;
+        (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_broker_certificate_names_exactly_its_host_and_is_renewed_when_it_must_be() {
+        let (ca_pem, ca_key) = ca();
+        let now = unix_secs() as i64;
+        let day = Duration::from_secs(86_400);
+        for host in ["203.0.113.7", "kafka-0.example.com", "2001:db8::7"] {
+            let (cert, key) = sign_broker(&ca_pem, &ca_key, host, 90 * day).unwrap();
+            assert!(key.contains("BEGIN PRIVATE KEY"));
+            let facts = inspect(&cert).unwrap();
+            assert_eq!(facts[0].names, [host], "exactly the advertised host");
+            let reason = |h: &str, ca: &str, now: i64| {
+                resign_reason(Some(&cert), Some(ca), &ca_pem, h, now, 30 * day)
+            };
+            assert_eq!(reason(host, &ca_pem, now), None, "{host}: it serves");
+            assert!(
+                reason("198.51.100.1", &ca_pem, now)
+                    .unwrap()
+                    .contains("advertises 198.51.100.1")
+            );
+            assert!(
+                reason(host, "another CA", now)
+                    .unwrap()
+                    .contains("CA changed")
+            );
+            let late = now + 61 * 86_400;
+            assert!(
+                reason(host, &ca_pem, late)
+                    .unwrap()
+                    .contains("within the renewal time")
+            );
+        }
+        assert!(
+            resign_reason(None, None, &ca_pem, "h", 0, day)
+                .unwrap()
+                .contains("no certificate")
+        );
+    }
+
+    #[test]
+    fn a_bad_ca_is_a_clear_error_without_key_text() {
+        let (ca_pem, ca_key) = ca();
+        let e = sign_broker(
+            &ca_pem,
+            "not a key",
+            "h.example.com",
+            Duration::from_secs(60),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the CA's key"), "{e}");
+        let e = sign_broker(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            &ca_key,
+            "h",
+            Duration::from_secs(60),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the CA's certificate"), "{e}");
+        assert!(!e.contains(ca_key.lines().nth(1).unwrap()));
     }
 }

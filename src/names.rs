@@ -30,9 +30,11 @@ pub mod keys {
     pub const LB_MAX_PORTS: &str = "load-balancer-max-ports";
     pub const EXTERNAL_TLS: &str = "external-tls";
     pub const EXTERNAL_TLS_CLIENT_AUTH: &str = "external-tls-client-auth";
+    pub const EXTERNAL_TLS_DURATION: &str = "external-tls-duration";
+    pub const EXTERNAL_TLS_RENEW_BEFORE: &str = "external-tls-renew-before";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -51,6 +53,8 @@ pub mod keys {
         LB_MAX_PORTS,
         EXTERNAL_TLS,
         EXTERNAL_TLS_CLIENT_AUTH,
+        EXTERNAL_TLS_DURATION,
+        EXTERNAL_TLS_RENEW_BEFORE,
     ];
 }
 

@@ -1100,3 +1100,41 @@ fn installed_as_kubectl_kafka_expose_kubectl_runs_it_as_a_plugin() {
     assert!(String::from_utf8_lossy(&m.stdout).contains("advertises"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `external-tls: ca:` needs Secrets: the chart grants it only when asked, the plain manifests
+/// in a file of their own outside the kustomization, and both grant exactly get, create, patch.
+#[test]
+fn reading_secrets_for_signed_certificates_is_granted_only_on_request() {
+    let rules =
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]}]);
+    let by_default = helm_template(&[]);
+    assert!(
+        !by_default
+            .iter()
+            .any(|d| d["metadata"]["name"] == "kx-kafka-expose-signing"),
+        "off by default"
+    );
+    let on = helm_template(&["--set", "externalTlsSigning.enabled=true"]);
+    let role = on
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kx-kafka-expose-signing")
+        .expect("the signing ClusterRole");
+    assert_eq!(role["rules"], rules);
+    let binding = on
+        .iter()
+        .find(|d| {
+            d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "kx-kafka-expose-signing"
+        })
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "kx-kafka-expose");
+    let plain = read_documents(
+        &std::fs::read_to_string(format!("{MANIFESTS}/external-tls-signing.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plain[0]["rules"], rules);
+    let kustomization = std::fs::read_to_string(format!("{MANIFESTS}/kustomization.yaml")).unwrap();
+    assert!(
+        !kustomization.contains("external-tls-signing"),
+        "applied on purpose only"
+    );
+}

@@ -24,8 +24,8 @@ use kube::{Client, ResourceExt};
 
 use serde_json::{Value, json};
 use support::cluster::{
-    HOST_IP, client, env, eventually, fake_kubelet, fresh_namespace, managed, names, node_port,
-    wait_status,
+    HOST_IP, ca_secret, client, env, eventually, fake_kubelet, fresh_namespace, managed, names,
+    node_port, wait_signed, wait_status,
 };
 
 /// The API server restart test takes this for writing; every other test for reading.
@@ -1354,6 +1354,173 @@ async fn check_with_a_kubeconfig_shows_each_brokers_service_and_endpoints_and_wh
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("no StatefulSet or Deployment no-such-workload")
+    );
+    r.shutdown().await;
+    kubelet.abort();
+}
+
+#[tokio::test]
+async fn with_a_ca_each_broker_gets_a_secret_naming_its_node_ip_or_its_templated_name() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-ca";
+    let c = fresh_namespace(ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    let ca = ca_secret(&c, ns).await;
+    let sts = create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32010",
+                   "kafka-expose.io/bootstrap-node-port": "32013", "kafka-expose.io/external-tls": "ca:kafka-ca"}),
+        ),
+    )
+    .await;
+    for i in 0..3 {
+        // The brokers advertise their nodes' IPs: the fake kubelet puts every pod at HOST_IP.
+        let s = wait_signed(&c, ns, i, HOST_IP, &ca).await;
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        let owner = &s.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("StatefulSet", sts.uid().unwrap().as_str())
+        );
+        assert_eq!(
+            s.labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("kafka-expose")
+        );
+    }
+    let first = wait_signed(&c, ns, 0, HOST_IP, &ca).await;
+
+    // A templated name: the certificates follow the host, each signed again.
+    annotate(
+        &c,
+        ns,
+        "kafka",
+        json!({"kafka-expose.io/advertised-host": "template:kafka-{ordinal}.e2e.example.com"}),
+    )
+    .await;
+    for i in 0..3 {
+        wait_signed(&c, ns, i, &format!("kafka-{i}.e2e.example.com"), &ca).await;
+    }
+    let again = wait_signed(&c, ns, 0, "kafka-0.e2e.example.com", &ca).await;
+    assert_ne!(
+        again.data, first.data,
+        "a new key and certificate for the new host"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "a CertificateSigned Event per broker's Secret",
+        || async {
+            let evs = events(&c, ns).await;
+            let signed: Vec<String> = evs
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("CertificateSigned"))
+                .filter_map(|e| e.related.as_ref()?.name.clone())
+                .collect();
+            let all = (0..3).all(|i| signed.contains(&format!("kafka-{i}-external-tls")));
+            all.then_some(()).ok_or(format!("{signed:?}"))
+        },
+    )
+    .await;
+    r.shutdown().await;
+    kubelet.abort();
+}
+
+#[tokio::test]
+async fn a_secret_kafka_expose_did_not_make_is_left_alone_and_reported_and_a_missing_ca_is_named() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-ca-theirs";
+    let c = fresh_namespace(ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    create_sts(
+        &c,
+        ns,
+        &apache_sts(
+            ns,
+            json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32020",
+                   "kafka-expose.io/bootstrap-node-port": "32023", "kafka-expose.io/external-tls": "ca:kafka-ca"}),
+        ),
+    )
+    .await;
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.contains("CA Secret e2e-ca-theirs/kafka-ca is not there")
+    })
+    .await;
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    let theirs: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kafka-1-external-tls"}, "stringData": {"note": "the user's"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let ca = ca_secret(&c, ns).await;
+    wait_signed(&c, ns, 0, HOST_IP, &ca).await;
+    wait_signed(&c, ns, 2, HOST_IP, &ca).await;
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.contains(
+            "Secret e2e-ca-theirs/kafka-1-external-tls exists and kafka-expose did not make it",
+        )
+    })
+    .await;
+    let still = secrets.get("kafka-1-external-tls").await.unwrap();
+    assert_eq!(
+        still.data.unwrap().keys().collect::<Vec<_>>(),
+        ["note"],
+        "never taken over"
+    );
+    r.shutdown().await;
+    kubelet.abort();
+}
+
+#[tokio::test]
+async fn a_sixty_second_certificate_is_signed_again_before_it_ends() {
+    let _shared = APISERVER.read().await;
+    let ns = "e2e-ca-renew";
+    let c = fresh_namespace(ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    let ca = ca_secret(&c, ns).await;
+    let mut sts = apache_sts(
+        ns,
+        json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32030",
+               "kafka-expose.io/bootstrap-node-port": "32033", "kafka-expose.io/external-tls": "ca:kafka-ca",
+               "kafka-expose.io/external-tls-duration": "60s", "kafka-expose.io/external-tls-renew-before": "45s"}),
+    );
+    sts.spec.replicas = Some(1);
+    create_sts(&c, ns, &sts).await;
+    let first = wait_signed(&c, ns, 0, HOST_IP, &ca).await;
+    let end = |s: &k8s_openapi::api::core::v1::Secret| {
+        let pem = String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
+        kafka_expose::certs::inspect(&pem).unwrap()[0].not_after
+    };
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    // Signed with 60 s to go, it is due 15 s later (45 s before its end).
+    let renewed = eventually(
+        Duration::from_secs(40),
+        "the certificate signed again",
+        || async {
+            let s = api
+                .get("kafka-0-external-tls")
+                .await
+                .map_err(|e| e.to_string())?;
+            (end(&s) > end(&first))
+                .then_some(s)
+                .ok_or("not yet".to_string())
+        },
+    )
+    .await;
+    let left = end(&renewed) - kafka_expose::cluster::unix_now();
+    assert!(
+        left > 30,
+        "the new one runs for its whole duration: {left}s left"
     );
     r.shutdown().await;
     kubelet.abort();

@@ -21,8 +21,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use support::cluster::{
-    client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed, node_with_addresses,
-    wait_event,
+    ca_secret, client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed,
+    node_with_addresses, wait_event, wait_signed, wait_status,
 };
 use support::serve::{
     TAG, Webhook, apply_fixture, apply_value, deploy_docs, install_rbac, pods_of, scratch,
@@ -1391,6 +1391,98 @@ async fn the_injected_init_container_runs_the_image_of_the_servers_own_pod() {
             .find(|i| i.name == "kafka-expose-gate")
             .unwrap();
         assert_eq!(gate.image.as_deref(), Some(mirror), "{}", p.name_any());
+    }
+    k.abort();
+}
+
+/// `external-tls: ca:` with `node:ExternalIP`: the binding webhook puts each broker's node
+/// address on it, and kafka-expose signs it a certificate for exactly that address, which the
+/// gate in the broker's pod accepts for that host and no other.
+#[tokio::test]
+async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
+    let c = client().await;
+    let node = "e2e-tls-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.1.0.8"), ("ExternalIP", "203.0.113.8")],
+    )
+    .await;
+    // Under the install's own RBAC, which reads no Secret until the signing role is granted.
+    let tag = "tlsnode";
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let ns = "e2e-tls-node";
+    let wh = Webhook::start(tag, kubeconfig, dir, Some(ns));
+    wh.register(&c, tag).await;
+    tagged_namespace(&c, ns, tag).await;
+    let ca = ca_secret(&c, ns).await;
+    let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.1.0.8".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32040",
+                "kafka-expose.io/bootstrap-node-port": "32043",
+                "kafka-expose.io/advertised-host": "node:ExternalIP",
+                "kafka-expose.io/external-tls": "ca:kafka-ca"}),
+    )
+    .await;
+    let pods = bound_pods(&c, ns, "kafka", 3).await;
+    // The install's own RBAC reads no Secret: the status says so until the signing role is
+    // granted, here for this namespace alone.
+    wait_status(&c, ns, "kafka", Duration::from_secs(60), |s| {
+        s.contains("CA Secret") && s.contains("forbidden")
+    })
+    .await;
+    let role = deploy_docs("external-tls-signing.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .unwrap();
+    apply_value(&c, &role).await;
+    apply_value(
+        &c,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "kafka-expose-signing", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kafka-expose-signing"},
+                "subjects": [{"kind": "ServiceAccount", "name": "kafka-expose", "namespace": "kafka-expose"}]}),
+    )
+    .await;
+    for p in &pods {
+        let i = ordinal_of(&p.name_any());
+        let spec = p.spec.as_ref().unwrap();
+        let gate = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(gate.name, "kafka-expose-gate");
+        assert!(
+            gate.args
+                .as_ref()
+                .unwrap()
+                .contains(&"--tls-secret-dir".to_string())
+        );
+        let secret_volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "kafka-expose-tls-secret")
+            .and_then(|v| v.secret.as_ref())
+            .expect("the certificate's Secret is mounted for the gate");
+        assert_eq!(
+            secret_volume.secret_name.as_deref(),
+            Some(format!("kafka-{i}-external-tls").as_str())
+        );
+
+        let s = wait_signed(&c, ns, i, "203.0.113.8", &ca).await;
+        // The gate's own check, on the Secret as the kubelet would mount it.
+        let dir = std::env::temp_dir().join(format!("kx-e2e-tls-{}-{i}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, v) in s.data.unwrap() {
+            std::fs::write(dir.join(k), v.0).unwrap();
+        }
+        use kafka_expose::cmd::gate::certificate_for;
+        use kafka_expose::kafka::tls::ClientAuth;
+        certificate_for(&dir, "203.0.113.8", ClientAuth::Required).expect("the gate accepts it");
+        let e = certificate_for(&dir, "10.1.0.8", ClientAuth::None).unwrap_err();
+        assert!(e.contains("names 203.0.113.8, and not 10.1.0.8"), "{e}");
     }
     k.abort();
 }

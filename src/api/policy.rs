@@ -162,6 +162,13 @@ pub struct PolicyExposure {
     /// With `externalTls`: `none`, `requested` or `required` (Kafka's `ssl.client.auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_client_auth: Option<String>,
+    /// With `externalTls: ca:…`: how long a signed certificate is valid (`2160h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_tls_duration: Option<String>,
+    /// With `externalTls: ca:…`: how long before its end it is signed again (a third of its
+    /// duration by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_tls_renew_before: Option<String>,
 }
 
 /// NodePorts `from..=to`, handed out in blocks of `blockSize`: broker *n* of a workload whose
@@ -373,6 +380,14 @@ impl PolicyExposure {
         put(
             keys::EXTERNAL_TLS_CLIENT_AUTH,
             self.external_tls_client_auth.clone(),
+        );
+        put(
+            keys::EXTERNAL_TLS_DURATION,
+            self.external_tls_duration.clone(),
+        );
+        put(
+            keys::EXTERNAL_TLS_RENEW_BEFORE,
+            self.external_tls_renew_before.clone(),
         );
         put(
             keys::BOOTSTRAP_NODE_PORT,
@@ -660,6 +675,8 @@ mod tests {
             port_pool: None,
             external_tls: Some("secret:{pod}-tls".into()),
             external_tls_client_auth: Some("required".into()),
+            external_tls_duration: Some("60s".into()),
+            external_tls_renew_before: Some("30s".into()),
         };
         let set: Vec<String> = full.to_annotations().into_keys().collect();
         let want: Vec<String> = keys::ALL

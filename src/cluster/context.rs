@@ -21,7 +21,7 @@ use crate::names::{PREFIX, own};
 pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[source] kube::Error),
-    #[error("{failed} of the workload's Services could not be applied: {first}")]
+    #[error("{failed} of the workload's Services and certificates could not be applied: {first}")]
     Services { failed: usize, first: String },
 }
 

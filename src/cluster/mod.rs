@@ -15,6 +15,7 @@
 //! - [`policies`]: the policy controller, applying `KafkaExposePolicy` objects paced;
 //!   [`crate::engine::rollout::pace`] decides what starts.
 
+pub mod broker_certs;
 pub mod caches;
 pub mod certs;
 pub mod context;

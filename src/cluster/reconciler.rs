@@ -42,6 +42,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use super::broker_certs;
 use super::caches::{self, ServiceCache, ingress, scoped};
 use super::context::{Context, Error, Result, selector};
 use super::events::Note;
@@ -196,6 +197,31 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
     };
     let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
+    let certs = match &exposure {
+        Some(e) => broker_certs::ensure(&ctx, &w, e, &ns, &applied).await,
+        None => broker_certs::Outcome::default(),
+    };
+    for (secret, signed) in &certs.signed {
+        info!(workload = %w.name, namespace = %ns, "{signed}");
+        // Related to the Secret: each broker's certificate has an Event series of its own.
+        let related = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            name: Some(secret.clone()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        };
+        let n = Note {
+            type_: EventType::Normal,
+            reason: "CertificateSigned",
+            note: signed,
+            action: "Reconcile",
+            secondary: Some(related),
+        };
+        ctx.events.publish(&obj.object_ref(&()), n).await;
+    }
+    let cert_failures = certs.failures.len();
+    failures.extend(certs.failures);
 
     let found = match &exposure {
         None => Found::NotExposed,
@@ -220,8 +246,13 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         previous.as_deref(),
         ctx.lb_pending_warning,
     );
-    for f in &failures {
-        publish(&ctx, obj.as_ref(), EventType::Warning, "ServiceFailed", f).await;
+    let first_cert_failure = failures.len() - cert_failures;
+    for (i, f) in failures.iter().enumerate() {
+        let reason = match i >= first_cert_failure {
+            true => "CertificateFailed",
+            false => "ServiceFailed",
+        };
+        publish(&ctx, obj.as_ref(), EventType::Warning, reason, f).await;
     }
     for note in &kept_notes {
         publish(
@@ -272,11 +303,18 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             first: first.clone(),
         });
     }
-    if kept > 0 {
-        // Pods rolling do not trigger the workload's watch by themselves: look again soon.
+    if kept > 0 || certs.waiting > 0 {
+        // Pods rolling, or being bound to their nodes, do not trigger the workload's watch by
+        // themselves: look again soon.
         return Ok(Action::requeue(status::PENDING_RECHECK));
     }
-    Ok(action(v.next))
+    // Requeued in time for the first certificate due to be signed again.
+    let next = match (v.next, certs.next) {
+        (Next::After(d), Some(due)) => Next::After(d.min(due)),
+        (Next::OnChange, Some(due)) => Next::After(due),
+        (next, None) => next,
+    };
+    Ok(action(next))
 }
 
 fn action(next: Next) -> Action {

@@ -159,11 +159,39 @@ pub enum ExternalTls {
     /// The user's own certificates: a `kubernetes.io/tls` Secret per broker, named by the
     /// template (one name for all, such as a wildcard certificate, is allowed).
     Secret(Template),
+    /// kafka-expose signs each broker's certificate with the CA key pair in this
+    /// `kubernetes.io/tls` Secret of the workload's namespace, into a Secret
+    /// `<statefulset>-<ordinal>-external-tls` (the pod's name) that the workload owns.
+    Ca(String),
 }
+
+/// How long a certificate kafka-expose signs is valid, by default: 90 days.
+pub const DEFAULT_TLS_DURATION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+/// The Secret name template of certificates kafka-expose signs (`ca:`).
+pub const CA_SECRET_TEMPLATE: &str = "{statefulset}-{ordinal}-external-tls";
 
 impl ExternalTls {
     pub fn is_on(&self) -> bool {
         !matches!(self, Self::Off)
+    }
+
+    /// The setting as written.
+    pub fn to_annotation(&self) -> String {
+        match self {
+            Self::Off => "off".into(),
+            Self::Secret(t) => format!("secret:{}", t.as_str()),
+            Self::Ca(s) => format!("ca:{s}"),
+        }
+    }
+
+    /// The template that names each broker's certificate Secret, when there is one.
+    pub fn secret_template(&self) -> Option<Template> {
+        match self {
+            Self::Off => None,
+            Self::Secret(t) => Some(t.clone()),
+            Self::Ca(_) => Template::parse(CA_SECRET_TEMPLATE).ok(),
+        }
     }
 }
 
@@ -220,6 +248,18 @@ pub struct ExposeConfig {
     pub external_tls: ExternalTls,
     /// `external-tls-client-auth`: its `ssl.client.auth`.
     pub tls_client_auth: ClientAuth,
+    /// `external-tls-duration`: how long a certificate kafka-expose signs (`ca:`) is valid.
+    pub tls_duration: std::time::Duration,
+    /// `external-tls-renew-before`: how long before its end it is signed again; by default a
+    /// third of its duration.
+    pub tls_renew_before: Option<std::time::Duration>,
+}
+
+impl ExposeConfig {
+    /// How long before a signed certificate's end it is signed again.
+    pub fn tls_renew_before(&self) -> std::time::Duration {
+        self.tls_renew_before.unwrap_or(self.tls_duration / 3)
+    }
 }
 
 impl ExposeConfig {
@@ -410,7 +450,26 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         tls_client_auth: r
             .read(keys::EXTERNAL_TLS_CLIENT_AUTH, values::client_auth)
             .unwrap_or_default(),
+        tls_duration: r
+            .read(keys::EXTERNAL_TLS_DURATION, values::lifetime)
+            .unwrap_or(DEFAULT_TLS_DURATION),
+        tls_renew_before: r.read(keys::EXTERNAL_TLS_RENEW_BEFORE, values::renew_before),
     };
+
+    if !matches!(config.external_tls, ExternalTls::Ca(_)) {
+        for key in [keys::EXTERNAL_TLS_DURATION, keys::EXTERNAL_TLS_RENEW_BEFORE] {
+            r.not_with(
+                key,
+                "applies only with kafka-expose.io/external-tls=ca:<Secret>, where kafka-expose signs the certificates",
+            );
+        }
+    }
+    if config.tls_renew_before() >= config.tls_duration {
+        r.fail(
+            keys::EXTERNAL_TLS_RENEW_BEFORE,
+            "must be shorter than kafka-expose.io/external-tls-duration, or every certificate is signed again at once",
+        );
+    }
 
     if !config.external_tls.is_on() {
         r.not_with(

@@ -145,12 +145,54 @@ pub fn external_tls(v: &str) -> Result<ExternalTls, String> {
         }
         return Ok(ExternalTls::Secret(tpl));
     }
-    if v.starts_with("issuer:") || v.starts_with("ca:") {
+    if let Some(secret) = v.strip_prefix("ca:") {
+        let ok = !secret.is_empty()
+            && secret.len() <= 253
+            && secret
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !ok {
+            return Err(format!(
+                "{secret:?} is not a Secret name (lower-case letters, digits, '-' and '.'): ca:<the kubernetes.io/tls Secret holding the CA's certificate and key, in the workload's namespace>"
+            ));
+        }
+        return Ok(ExternalTls::Ca(secret.to_string()));
+    }
+    if v.starts_with("issuer:") {
         return Err(format!(
-            "kafka-expose does not issue certificates yet (issuer: through cert-manager, ca: from a CA Secret); issue them yourself, one kubernetes.io/tls Secret per broker or one wildcard, and name them with secret:; {ALLOWED}"
+            "kafka-expose does not ask cert-manager for certificates yet; use ca:<Secret> with a CA key pair (cert-manager's CA Issuer takes the same Secret), or secret:; {ALLOWED}"
         ));
     }
     Err(ALLOWED.into())
+}
+
+/// `external-tls-duration`: a whole number of seconds, minutes, hours or days (`60s`, `90m`,
+/// `2160h`, `90d`), from a minute to ten years.
+pub fn lifetime(v: &str) -> Result<std::time::Duration, String> {
+    span(v, 60)
+}
+
+/// `external-tls-renew-before`: as [`lifetime`], from a second.
+pub fn renew_before(v: &str) -> Result<std::time::Duration, String> {
+    span(v, 1)
+}
+
+fn span(v: &str, min_secs: u64) -> Result<std::time::Duration, String> {
+    const HINT: &str = "must be a whole number with a unit s, m, h or d, e.g. 2160h";
+    let at = v.find(|c: char| !c.is_ascii_digit()).ok_or(HINT)?;
+    let n: u64 = v[..at].parse().map_err(|_| HINT)?;
+    let unit = match &v[at..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(HINT.into()),
+    };
+    let secs = n.checked_mul(unit).ok_or(HINT)?;
+    if !(min_secs..=10 * 365 * 86_400).contains(&secs) {
+        return Err(format!("must be from {min_secs}s to 3650d"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// `external-tls-client-auth`: Kafka's `ssl.client.auth`.

@@ -290,11 +290,20 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
         }
     };
 
-    if let crate::config::ExternalTls::Secret(t) = &cfg.external_tls {
+    if let Some(t) = cfg.external_tls.secret_template() {
         tls_fits(c, &adapter, &cfg)?;
+        let from = match &cfg.external_tls {
+            crate::config::ExternalTls::Ca(ca) => format!(
+                "signed by kafka-expose with the CA of Secret {ca} into the Secret {} of each broker",
+                t.as_str()
+            ),
+            _ => format!(
+                "from the kubernetes.io/tls Secret {} of each broker",
+                t.as_str()
+            ),
+        };
         notes.push(format!(
-            "the external listener serves its own certificate, from the kubernetes.io/tls Secret {} of each broker; the broker starts only once that certificate names the host it advertises",
-            t.as_str()
+            "the external listener serves its own certificate, {from}; the broker starts only once that certificate names the host it advertises"
         ));
     }
 
@@ -344,10 +353,10 @@ pub fn detect(spec: &PodSpec, cfg: ExposeConfig) -> Result<Decision<'_>, ConfigE
 /// Whether the external listener can have a certificate of its own with this adapter and image
 /// (`external-tls`); the error says why not.
 fn tls_fits(c: &Container, adapter: &Adapter, cfg: &ExposeConfig) -> Result<(), ConfigError> {
-    let value = match &cfg.external_tls {
-        crate::config::ExternalTls::Secret(t) => format!("secret:{}", t.as_str()),
-        crate::config::ExternalTls::Off => return Ok(()),
-    };
+    if !cfg.external_tls.is_on() {
+        return Ok(());
+    }
+    let value = cfg.external_tls.to_annotation();
     let refuse = |why: String| Err(ConfigError::one(keys::EXTERNAL_TLS, &value, why));
     let image = c.image.as_deref().unwrap_or_default();
     if let Some(version) = kafka_before_2_7(image) {

@@ -225,7 +225,7 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
                 .iter()
                 .map(|(k, t)| (k.clone(), render(t, w, Some(r))))
                 .collect();
-            let mut own_labels = service_labels(w);
+            let mut own_labels = managed_labels(w);
             own_labels.insert(labels::ORDINAL.into(), r.ordinal.to_string());
             out.push(service(
                 w,
@@ -245,7 +245,7 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
             ));
         }
     }
-    let mut own_labels = service_labels(w);
+    let mut own_labels = managed_labels(w);
     own_labels.insert(labels::ROLE.into(), "bootstrap".into());
     let mut bootstrap = service(
         w,
@@ -285,7 +285,7 @@ fn shared(w: &Workload, cfg: &ExposeConfig, routes: &Routes) -> Service {
             (k.clone(), render(t, w, None))
         })
         .collect();
-    let mut own_labels = service_labels(w);
+    let mut own_labels = managed_labels(w);
     own_labels.insert(labels::ROLE.into(), labels::ROLE_SHARED.into());
     let mut svc = service(
         w,
@@ -321,14 +321,17 @@ fn pod_selector(w: &Workload) -> BTreeMap<String, String> {
     s
 }
 
-fn service_labels(w: &Workload) -> BTreeMap<String, String> {
+/// The labels of everything kafka-expose makes for a workload.
+pub fn managed_labels(w: &Workload) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
         (labels::WORKLOAD.to_string(), w.name.clone()),
     ])
 }
 
-fn owner(w: &Workload) -> Option<Vec<OwnerReference>> {
+/// The owner references of what kafka-expose makes for a workload: the workload, once it has a
+/// uid.
+pub fn owner_references(w: &Workload) -> Option<Vec<OwnerReference>> {
     let uid = w.uid.clone()?;
     Some(vec![OwnerReference {
         api_version: "apps/v1".into(),
@@ -356,7 +359,7 @@ fn service(
             namespace: w.namespace.clone(),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: owner(w),
+            owner_references: owner_references(w),
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {

@@ -1,7 +1,7 @@
 //! `external-tls`: which Secret holds each broker's certificate, and what the certificate must
 //! name. The pod decision mounts that Secret for the gate; `mutate --explain` shows the plan.
 
-use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, ExternalTls, Placeholder};
+use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, Placeholder};
 use crate::names::keys;
 
 /// The name of broker `ordinal`'s certificate Secret, or `None` when the external listener has no
@@ -13,14 +13,14 @@ pub fn secret_name(
     ordinal: u32,
     pod: Option<&str>,
 ) -> Result<Option<String>, ConfigError> {
-    let ExternalTls::Secret(t) = &cfg.external_tls else {
+    let Some(t) = cfg.external_tls.secret_template() else {
         return Ok(None);
     };
     let pod = pod.filter(|n| !n.is_empty());
     if t.uses(Placeholder::Pod) && pod.is_none() {
         return Err(ConfigError::one(
             keys::EXTERNAL_TLS,
-            &format!("secret:{}", t.as_str()),
+            &cfg.external_tls.to_annotation(),
             "uses {pod}, and this pod has no name yet (a Deployment's pods are named by the API server after admission); use {statefulset} and {ordinal}",
         ));
     }

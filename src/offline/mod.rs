@@ -96,8 +96,14 @@ fn certificate_plan(
         .flatten();
     secret.map(|s| {
         let host = services::configured_host(cfg, r, w);
+        let who = match &cfg.external_tls {
+            crate::config::ExternalTls::Ca(ca) => format!(
+                "signed by kafka-expose with the CA in Secret {ca}, owned by the workload"
+            ),
+            _ => "made by you".into(),
+        };
         format!(
-            "Secret {s} (kubernetes.io/tls, made by you), whose certificate must name {}; the gate holds the broker until it does",
+            "Secret {s} (kubernetes.io/tls, {who}), whose certificate must name {}; the gate holds the broker until it does",
             crate::engine::tls::must_name(cfg, host.as_deref())
         )
     })

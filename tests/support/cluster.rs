@@ -335,3 +335,64 @@ pub fn sts_rolling(s: &k8s_openapi::api::apps::v1::StatefulSet) -> bool {
         || st.ready_replicas.unwrap_or(0) < want
         || st.current_revision != st.update_revision
 }
+
+/// A CA key pair as a user keeps it: a `kubernetes.io/tls` Secret `kafka-ca` in `ns`.
+pub async fn ca_secret(c: &Client, ns: &str) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    p.distinguished_name
+        .push(DnType::CommonName, "e2e Kafka CA");
+    let cert = p.self_signed(&key).unwrap().pem();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "kafka-ca", "namespace": ns},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert, "tls.key": key.serialize_pem()}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    cert
+}
+
+/// Waits for broker `i`'s signed Secret to hold a certificate naming exactly `host`, signed by
+/// `ca`, and returns it.
+pub async fn wait_signed(
+    c: &Client,
+    ns: &str,
+    i: u32,
+    host: &str,
+    ca: &str,
+) -> k8s_openapi::api::core::v1::Secret {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    let name = format!("kafka-{i}-external-tls");
+    eventually(
+        Duration::from_secs(30),
+        &format!("Secret {name} for {host}"),
+        || async {
+            let s = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("not there")?;
+            let data = s.data.clone().unwrap_or_default();
+            let text = |k: &str| {
+                String::from_utf8(data.get(k).map(|b| b.0.clone()).unwrap_or_default()).unwrap()
+            };
+            let facts =
+                kafka_expose::certs::inspect(&text("tls.crt")).map_err(|e| e.to_string())?;
+            if facts[0].names != [host] {
+                return Err(format!("names {:?}", facts[0].names));
+            }
+            if text("ca.crt").trim() != ca.trim() || !text("tls.key").contains("PRIVATE KEY") {
+                return Err("not signed by the CA, or no key".into());
+            }
+            Ok(s)
+        },
+    )
+    .await
+}
