@@ -1525,3 +1525,71 @@ async fn a_sixty_second_certificate_is_signed_again_before_it_ends() {
     r.shutdown().await;
     kubelet.abort();
 }
+
+/// `external-tls: ca:` behind LoadBalancers: each broker's certificate is signed once its
+/// Service has an ingress, for that IP or that hostname.
+#[tokio::test]
+async fn with_a_ca_a_loadbalancer_broker_gets_a_certificate_for_its_ingress() {
+    // LoadBalancer Services take random NodePorts on 1.20: alone, as the other LoadBalancer test.
+    let _exclusive = APISERVER.write().await;
+    let ns = "e2e-ca-lb";
+    let c = fresh_namespace(ns).await;
+    let kubelet = fake_kubelet(c.clone(), ns);
+    let r = start_reconciler(&c, ns);
+    let ca = ca_secret(&c, ns).await;
+    let mut sts = apache_sts(
+        ns,
+        json!({"kafka-expose.io/expose": "loadbalancer", "kafka-expose.io/advertised-host": "loadbalancer",
+               "kafka-expose.io/external-tls": "ca:kafka-ca"}),
+    );
+    sts.spec.replicas = Some(2);
+    create_sts(&c, ns, &sts).await;
+    wait_services(
+        &c,
+        ns,
+        &[
+            "kafka-0-external",
+            "kafka-1-external",
+            "kafka-external-bootstrap",
+        ],
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    for (name, ingress) in [
+        ("kafka-0-external", json!({"ip": "203.0.113.41"})),
+        (
+            "kafka-1-external",
+            json!({"hostname": "lb-1.e2e.example.com"}),
+        ),
+    ] {
+        svc_api
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [ingress]}}})),
+            )
+            .await
+            .unwrap();
+    }
+    // Until now no host was known; the reconciler kept looking, and signs as the ingress comes.
+    wait_signed(&c, ns, 0, "203.0.113.41", &ca).await;
+    wait_signed(&c, ns, 1, "lb-1.e2e.example.com", &ca).await;
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .delete("kafka", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the LoadBalancer Services removed",
+        || async {
+            let left = managed(&c, ns).await;
+            left.is_empty()
+                .then_some(())
+                .ok_or(format!("{:?}", names(&left)))
+        },
+    )
+    .await;
+    r.shutdown().await;
+    kubelet.abort();
+}
