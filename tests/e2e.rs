@@ -1554,7 +1554,6 @@ async fn with_a_ca_a_loadbalancer_broker_gets_a_certificate_for_its_ingress() {
         ],
     )
     .await;
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
     let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
     for (name, ingress) in [
         ("kafka-0-external", json!({"ip": "203.0.113.41"})),
