@@ -1484,5 +1484,49 @@ async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
         let e = certificate_for(&dir, "10.1.0.8", ClientAuth::None).unwrap_err();
         assert!(e.contains("names 203.0.113.8, and not 10.1.0.8"), "{e}");
     }
+    // No key in the open: not in the server's log (at its default level, info), not in any Event.
+    let keys: Vec<String> = {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+        let mut keys = Vec::new();
+        for name in [
+            "kafka-ca",
+            "kafka-0-external-tls",
+            "kafka-1-external-tls",
+            "kafka-2-external-tls",
+        ] {
+            let s = secrets.get(name).await.unwrap();
+            let pem = String::from_utf8(s.data.unwrap()["tls.key"].0.clone()).unwrap();
+            // Every line of the key's body: any of them in a log would be a leak.
+            keys.extend(
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .map(str::to_string),
+            );
+        }
+        keys
+    };
+    assert!(!keys.is_empty());
+    let log = wh.log();
+    assert!(
+        log.contains("CertificateSigned") || log.contains("a certificate for 203.0.113.8"),
+        "the log says what was signed"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(c.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let notes: String = events
+        .items
+        .iter()
+        .filter_map(|e| e.note.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(notes.contains("a certificate for 203.0.113.8"), "{notes}");
+    for text in [&log, &notes] {
+        assert!(!text.contains("PRIVATE KEY"));
+        for line in &keys {
+            assert!(!text.contains(line.as_str()), "a key line in the open");
+        }
+    }
     k.abort();
 }
