@@ -203,6 +203,9 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "--namespace",
         "kafka-expose",
         "--create-namespace",
+        // external-tls: ca: below: kafka-expose signs the brokers' certificates.
+        "--set",
+        "externalTlsSigning.enabled=true",
         "--wait",
         "--timeout",
         "4m",
@@ -578,6 +581,8 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ok.then_some(())
     });
 
+    external_tls_on_the_node(&dir);
+
     unexpose("streaming", "kafka");
     run(&mut kubectl(&[
         "delete",
@@ -890,6 +895,166 @@ fn bitnami_on_the_node(dir: &Path) {
         "kafka",
         "--wait=false",
     ]));
+}
+
+/// `external-tls: ca:` on the apache/kafka brokers of namespace `streaming`, as a user would: a CA
+/// in a Secret beside them, one annotation. Each broker rolls through the gate, which waits for
+/// the certificate kafka-expose signs for its node's ExternalIP; the test broker serves TLS from
+/// the PEM key store the gate wrote; from outside, `check --ca-file` verifies every broker's name
+/// and chain, and kcat connects with host-name verification on.
+fn external_tls_on_the_node(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    p.distinguished_name
+        .push(DnType::CommonName, "node suite Kafka CA");
+    let ca = dir.join("kafka-ca.crt");
+    let ca_key = dir.join("kafka-ca.key");
+    std::fs::write(&ca, p.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(&ca_key, key.serialize_pem()).unwrap();
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "create",
+        "secret",
+        "tls",
+        "kafka-ca",
+        "--cert",
+        ca.to_str().unwrap(),
+        "--key",
+        ca_key.to_str().unwrap(),
+    ]));
+    annotate(
+        "streaming",
+        "kafka",
+        &["kafka-expose.io/external-tls=ca:kafka-ca"],
+    );
+    let bootstrap = converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let pod = format!("kafka-{i}");
+        let (own, port) = external_of("streaming", &pod);
+        let secret = json_of(&[
+            "-n",
+            "streaming",
+            "get",
+            "secret",
+            &format!("{pod}-external-tls"),
+            "-o",
+            "json",
+        ]);
+        let crt =
+            String::from_utf8(base64_decode(secret["data"]["tls.crt"].as_str().unwrap())).unwrap();
+        let names = &kafka_expose::certs::inspect(&crt).unwrap()[0].names;
+        assert_eq!(
+            names,
+            std::slice::from_ref(&own),
+            "{pod}: its certificate names its node's ExternalIP alone"
+        );
+        // What the broker runs with, and what it says it serves.
+        let props = run(&mut kubectl(&[
+            "-n",
+            "streaming",
+            "exec",
+            &pod,
+            "-c",
+            "broker",
+            "--",
+            "cat",
+            "/opt/kafka/config/server.properties",
+        ]));
+        for line in [
+            "listener.name.external.ssl.keystore.type=PEM",
+            "listener.name.external.ssl.keystore.location=/kafka-expose-tls/keystore.pem",
+        ] {
+            assert!(props.lines().any(|l| l == line), "{pod}: {line} in {props}");
+        }
+        assert!(props.contains(",EXTERNAL:SSL"), "{pod}: {props}");
+        let log = run(&mut kubectl(&[
+            "-n",
+            "streaming",
+            "logs",
+            &pod,
+            "-c",
+            "broker",
+        ]));
+        assert!(
+            log.contains(&format!(
+                "EXTERNAL: TLS from /kafka-expose-tls/keystore.pem, names [\"{own}\"]"
+            )),
+            "{pod}: {log}"
+        );
+        let gate = run(&mut kubectl(&[
+            "-n",
+            "streaming",
+            "logs",
+            &pod,
+            "-c",
+            "kafka-expose-gate",
+        ]));
+        assert!(
+            gate.contains(&format!("its certificate names {own}")),
+            "{pod}: {gate}"
+        );
+        lines.push(format!("ok broker {i} {own}:{port}"));
+    }
+    let ca_file = ca.to_str().unwrap();
+    check_brokers_args_from_outside(
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--security-protocol",
+            "SSL",
+            "--ca-file",
+            ca_file,
+        ],
+        3,
+        &lines,
+    );
+    let (_, verified) = check_outside(&[
+        "--bootstrap",
+        &bootstrap,
+        "--security-protocol",
+        "SSL",
+        "--ca-file",
+        ca_file,
+    ]);
+    assert_eq!(
+        verified
+            .matches("the certificate names the host; chain verified")
+            .count(),
+        3,
+        "{verified}"
+    );
+    let listed = run(&mut kcat_outside(&[
+        "-b",
+        &bootstrap,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={ca_file}"),
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ]));
+    assert!(listed.contains(" 3 brokers:"), "{listed}");
+    // Without the CA, the same client refuses them: the verification is real.
+    let (trusted, _) = output(&mut kcat_outside(&[
+        "-b",
+        &bootstrap,
+        "-L",
+        "-m",
+        "5",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ]));
+    assert!(!trusted, "kcat trusts no unknown CA");
 }
 
 /// The CloudPirates chart (the official apache/kafka image, its own script writing the file and

@@ -19,6 +19,13 @@
 //! controller listener, with `sasl.mechanism.controller.protocol` PLAIN and the `username` and
 //! `password` of that listener's JAAS entry.
 //!
+//! A listener whose protocol is SSL or SASL_SSL serves TLS from its PEM key store, as KIP-651's
+//! Kafka reads it: `listener.name.<listener>.ssl.keystore.type=PEM` and
+//! `ssl.keystore.location` (a file with the private key and the certificate chain), the
+//! listener's settings over the broker-wide ones. Like Kafka, it refuses to start when a key store
+//! password applies to a PEM store, and it asks clients for certificates per `ssl.client.auth`,
+//! checked against `ssl.truststore.location` (PEM). Only PEM: JKS and PKCS#12 need a JVM.
+//!
 //!     kx-test-broker SERVER.PROPERTIES
 
 use std::collections::BTreeMap;
@@ -49,8 +56,13 @@ type Endpoints = BTreeMap<String, (String, u16)>;
 /// (name → password).
 type Users = Option<BTreeMap<String, String>>;
 
+/// Per listener: the TLS it serves, if its protocol is SSL or SASL_SSL.
+type Tls = Option<Arc<rustls::ServerConfig>>;
+
 struct Broker {
     id: i32,
+    /// Per listener name: its TLS, when its protocol is SSL or SASL_SSL.
+    tls: BTreeMap<String, Tls>,
     cluster_id: String,
     /// Per listener name: the SASL PLAIN users, when its protocol is SASL_PLAINTEXT.
     sasl: BTreeMap<String, Users>,
@@ -162,10 +174,17 @@ async fn main() -> Result<(), String> {
     }
     println!("kx-test-broker: node {id}, listeners {listeners:?}, advertised {advertised:?}");
     let mut sasl = BTreeMap::new();
+    let mut tls = BTreeMap::new();
     for (name, _, _) in &listeners {
-        let users = match protocol(&props, name).as_str() {
-            "PLAINTEXT" => None,
-            "SASL_PLAINTEXT" => Some(
+        let protocol = protocol(&props, name);
+        let secured = match protocol.as_str() {
+            "SSL" | "SASL_SSL" => Some(tls_config(&props, name)?),
+            _ => None,
+        };
+        tls.insert(name.clone(), secured);
+        let users = match protocol.as_str() {
+            "PLAINTEXT" | "SSL" => None,
+            "SASL_PLAINTEXT" | "SASL_SSL" => Some(
                 plain_jaas(&props, name)
                     .into_iter()
                     .filter_map(|(k, v)| Some((k.strip_prefix("user_")?.to_string(), v)))
@@ -217,6 +236,7 @@ async fn main() -> Result<(), String> {
         std::process::exit(0);
     });
     let broker = Arc::new(Broker {
+        tls,
         sasl,
         id,
         cluster_id: std::env::var("CLUSTER_ID").unwrap_or_else(|_| "kx-test-cluster".into()),
@@ -228,9 +248,28 @@ async fn main() -> Result<(), String> {
             .await
             .map_err(|e| format!("{name} on :{port}: {e}"))?;
         let (b, name) = (broker.clone(), name.clone());
+        let acceptor = broker
+            .tls
+            .get(&name)
+            .cloned()
+            .flatten()
+            .map(tokio_rustls::TlsAcceptor::from);
         tokio::spawn(async move {
             while let Ok((tcp, _)) = socket.accept().await {
-                tokio::spawn(serve(tcp, b.clone(), name.clone()));
+                let (b, name) = (b.clone(), name.clone());
+                match acceptor.clone() {
+                    None => {
+                        tokio::spawn(serve(tcp, b, name));
+                    }
+                    Some(a) => {
+                        tokio::spawn(async move {
+                            match a.accept(tcp).await {
+                                Ok(s) => serve(s, b, name).await,
+                                Err(e) => println!("kx-test-broker: {name}: TLS handshake: {e}"),
+                            }
+                        });
+                    }
+                }
             }
         });
     }
@@ -360,7 +399,101 @@ fn plain_login(token: &[u8], users: &BTreeMap<String, String>) -> Result<String,
 }
 
 /// Answers one connection on listener `listener`.
-async fn serve(mut s: TcpStream, b: Arc<Broker>, listener: String) {
+/// A listener's setting as Kafka reads it: `listener.name.<listener>.<key>`, else `<key>`.
+fn setting<'a>(props: &'a BTreeMap<String, String>, listener: &str, key: &str) -> Option<&'a str> {
+    props
+        .get(&format!(
+            "listener.name.{}.{key}",
+            listener.to_ascii_lowercase()
+        ))
+        .or_else(|| props.get(key))
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// The TLS a listener serves, from its PEM stores; the errors Kafka would stop with.
+fn tls_config(
+    props: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let get = |k: &str| setting(props, name, k);
+    let kind = get("ssl.keystore.type").unwrap_or("JKS");
+    if kind != "PEM" {
+        return Err(format!(
+            "listener {name}: key store type {kind}: only PEM here"
+        ));
+    }
+    if get("ssl.keystore.password").is_some() {
+        return Err(format!(
+            "listener {name}: SSL key store password cannot be specified with PEM format, only key password may be specified"
+        ));
+    }
+    if get("ssl.key.password").is_some() {
+        return Err(format!(
+            "listener {name}: an encrypted PEM key: not served here"
+        ));
+    }
+    let location =
+        get("ssl.keystore.location").ok_or(format!("listener {name}: no ssl.keystore.location"))?;
+    let pem = std::fs::read(location).map_err(|e| format!("listener {name}: {location}: {e}"))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("listener {name}: {location}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| format!("listener {name}: {location}: no private key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let auth = get("ssl.client.auth").unwrap_or("none");
+    let builder = match auth {
+        "none" => builder.with_no_client_auth(),
+        "requested" | "required" => {
+            if get("ssl.truststore.password").is_some() && get("ssl.truststore.type") == Some("PEM")
+            {
+                return Err(format!(
+                    "listener {name}: SSL trust store password cannot be specified with PEM format"
+                ));
+            }
+            let trust = get("ssl.truststore.location")
+                .ok_or(format!("listener {name}: no ssl.truststore.location"))?;
+            let pem = std::fs::read(trust).map_err(|e| format!("listener {name}: {trust}: {e}"))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&pem) {
+                roots
+                    .add(c.map_err(|e| format!("{trust}: {e}"))?)
+                    .map_err(|e| format!("{trust}: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = match auth {
+                "requested" => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+        }
+        other => return Err(format!("listener {name}: ssl.client.auth={other}")),
+    };
+    let names: Vec<String> = chain
+        .first()
+        .and_then(|c| kafka_expose::certs::inspect_der(c).ok())
+        .map(|f| f.names)
+        .unwrap_or_default();
+    println!("kx-test-broker: {name}: TLS from {location}, names {names:?}, client auth {auth}");
+    let cfg = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("listener {name}: {location}: {e}"))?;
+    Ok(Arc::new(cfg))
+}
+
+async fn serve<S>(mut s: S, b: Arc<Broker>, listener: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let users = b.sasl.get(&listener).cloned().flatten();
     let mut authenticated = users.is_none();
     loop {
