@@ -104,6 +104,12 @@ fn annotation_value() -> impl Strategy<Value = String> {
         Just("10.0.0.0/8,::/0".to_string()),
         Just("adopt".to_string()),
         Just("SASL_SSL".to_string()),
+        Just("ca:kafka-ca".to_string()),
+        Just("secret:{pod}-external-tls".to_string()),
+        Just("issuer:ClusterIssuer/x".to_string()),
+        Just("required".to_string()),
+        Just("60s".to_string()),
+        Just("2160h".to_string()),
         text(5),
     ]
 }
@@ -368,5 +374,50 @@ proptest! {
         let mutated = String::from_utf8(bytes).unwrap();
         checks::certificate_secret(&mutated, &mutated);
         checks::certificate_secret(&pem, &pem[..cut.min(pem.len())]);
+    }
+}
+
+/// A broker certificate signed for `203.0.113.7`, its key and its CA, to mutate.
+fn broker_pair() -> (String, String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = p.self_signed(&key).unwrap().pem();
+    let (cert, leaf_key) = kafka_expose::certs::sign_broker(
+        &ca_pem,
+        &key.serialize_pem(),
+        "203.0.113.7",
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    (cert, leaf_key, ca_pem)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever a broker's certificate Secret holds and whatever host it is checked for, the
+    /// gate's checks and the renewal plan never panic, accept only a certificate naming the host,
+    /// and never put key text in a refusal.
+    #[test]
+    fn a_brokers_certificate_of_any_content_is_checked_without_a_panic(
+        noise in "\\PC{0,200}",
+        at in 0usize..600,
+        with in "[A-Za-z0-9+/=]{1,8}",
+        cut in 0usize..900,
+        host in prop_oneof![Just("203.0.113.7".to_string()), Just("[203.0.113.7]".to_string()), Just("*.example.com".to_string()), text(3)],
+    ) {
+        let (cert, key, ca) = broker_pair();
+        checks::broker_certificate(&noise, &noise, &noise, &host);
+        checks::broker_certificate(&cert, &key, &ca, &host);
+        let mut bytes = cert.clone().into_bytes();
+        for (i, b) in with.bytes().enumerate() {
+            let j = (30 + at + i).min(bytes.len() - 30);
+            bytes[j] = b;
+        }
+        let mutated = String::from_utf8(bytes).unwrap();
+        checks::broker_certificate(&mutated, &key, &ca, &host);
+        checks::broker_certificate(&cert[..cut.min(cert.len())], &key, &ca, &host);
+        checks::broker_certificate(&cert, &key[..cut.min(key.len())], &ca, &host);
     }
 }

@@ -71,7 +71,23 @@ pub fn certificate_for(
     };
     let chain = read(certs::TLS_CERT)?;
     let key = read(certs::TLS_KEY)?;
-    let facts = certs::inspect(&chain).map_err(|e| format!("its {}: {e}", certs::TLS_CERT))?;
+    let ca = match client_auth {
+        ClientAuth::None => None,
+        _ => Some(read(certs::CA_CERT)?),
+    };
+    stores_for(&chain, &key, ca.as_deref(), host, client_auth)
+}
+
+/// [`certificate_for`] on the Secret's texts: the checks, and the stores to write. Nothing of the
+/// key is ever in the error.
+pub fn stores_for(
+    chain: &str,
+    key: &str,
+    ca: Option<&str>,
+    host: &str,
+    client_auth: ClientAuth,
+) -> Result<(String, Option<String>, String), String> {
+    let facts = certs::inspect(chain).map_err(|e| format!("its {}: {e}", certs::TLS_CERT))?;
     let leaf = &facts[0];
     if !certs::names_host(&leaf.names, host) {
         return Err(format!(
@@ -96,12 +112,17 @@ pub fn certificate_for(
             certs::TLS_KEY
         ));
     }
-    let trust = match client_auth {
-        ClientAuth::None => None,
-        _ => {
-            let ca = read(certs::CA_CERT)?;
-            certs::inspect(&ca).map_err(|e| format!("its {}: {e}", certs::CA_CERT))?;
-            Some(ca)
+    let trust = match (client_auth, ca) {
+        (ClientAuth::None, _) => None,
+        (_, None) => {
+            return Err(format!(
+                "it has no {} to check client certificates against",
+                certs::CA_CERT
+            ));
+        }
+        (_, Some(ca)) => {
+            certs::inspect(ca).map_err(|e| format!("its {}: {e}", certs::CA_CERT))?;
+            Some(ca.to_string())
         }
     };
     let mut store = key.trim_end().to_string();

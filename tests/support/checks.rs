@@ -383,3 +383,38 @@ pub fn certificate_secret(ca: &str, cert: &str) {
         );
     }
 }
+
+/// A broker's certificate Secret of any content (`external-tls`): the gate's checks and the
+/// reconciler's renewal plan never panic, never put key text in a refusal, and a key store is
+/// written only for a certificate that names the host.
+pub fn broker_certificate(chain: &str, key: &str, ca: &str, host: &str) {
+    use kafka_expose::cmd::gate::stores_for;
+    use kafka_expose::kafka::tls::ClientAuth;
+    for auth in [ClientAuth::None, ClientAuth::Required] {
+        match stores_for(chain, key, Some(ca), host, auth) {
+            Ok((store, _, _)) => {
+                let facts =
+                    kafka_expose::certs::inspect(chain).expect("a certificate it accepted reads");
+                assert!(kafka_expose::certs::names_host(&facts[0].names, host));
+                assert!(store.starts_with(key.trim_end()));
+            }
+            Err(why) => {
+                let secret_line = key
+                    .lines()
+                    .find(|l| l.len() > 16 && !l.starts_with("-----"));
+                if let Some(l) = secret_line {
+                    assert!(!why.contains(l), "key text in a refusal: {why}");
+                }
+            }
+        }
+    }
+    let _ = kafka_expose::certs::resign_reason(
+        Some(chain),
+        Some(ca),
+        ca,
+        host,
+        0,
+        std::time::Duration::from_secs(60),
+    );
+    let _ = kafka_expose::certs::names_host(&[chain.to_string(), ca.to_string()], host);
+}
