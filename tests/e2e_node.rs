@@ -501,19 +501,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     for i in 0..3 {
         let pod = format!("kafka-{i}");
         let (own, port) = external_of("streaming", &pod);
-        // What the broker runs with, read inside its pod: the file the image's script wrote
-        // from the environment the kubelet expanded.
-        let props = run(&mut kubectl(&[
-            "-n",
-            "streaming",
-            "exec",
-            &pod,
-            "-c",
-            "broker",
-            "--",
-            "cat",
-            "/opt/kafka/config/server.properties",
-        ]));
+        let props = streaming_properties(&pod);
         let advertised = props
             .lines()
             .find_map(|l| l.strip_prefix("advertised.listeners="))
@@ -897,6 +885,22 @@ fn bitnami_on_the_node(dir: &Path) {
     ]));
 }
 
+/// The `server.properties` broker `pod` of namespace `streaming` runs with, read inside its pod:
+/// the file the image's script wrote from the environment the kubelet expanded.
+fn streaming_properties(pod: &str) -> String {
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "exec",
+        pod,
+        "-c",
+        "broker",
+        "--",
+        "cat",
+        "/opt/kafka/config/server.properties",
+    ]))
+}
+
 /// `external-tls: ca:` on the apache/kafka brokers of namespace `streaming`, as a user would: a CA
 /// in a Secret beside them, one annotation. Each broker rolls through the gate, which waits for
 /// the certificate kafka-expose signs for its node's ExternalIP; the test broker serves TLS from
@@ -954,17 +958,7 @@ fn external_tls_on_the_node(dir: &Path) {
             "{pod}: its certificate names its node's ExternalIP alone"
         );
         // What the broker runs with, and what it says it serves.
-        let props = run(&mut kubectl(&[
-            "-n",
-            "streaming",
-            "exec",
-            &pod,
-            "-c",
-            "broker",
-            "--",
-            "cat",
-            "/opt/kafka/config/server.properties",
-        ]));
+        let props = streaming_properties(&pod);
         for line in [
             "listener.name.external.ssl.keystore.type=PEM",
             "listener.name.external.ssl.keystore.location=/kafka-expose-tls/keystore.pem",

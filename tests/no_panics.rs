@@ -342,6 +342,16 @@ proptest! {
     }
 }
 
+/// `pem` with `with` written over its base64 from byte `at` (clear of its first and last lines).
+fn overwritten(pem: &str, at: usize, with: &str) -> String {
+    let mut bytes = pem.as_bytes().to_vec();
+    for (i, b) in with.bytes().enumerate() {
+        let j = (30 + at + i).min(bytes.len() - 30);
+        bytes[j] = b;
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
 /// A real certificate's PEM, to mutate.
 fn certificate_pem() -> String {
     kafka_expose::certs::generate(&kafka_expose::certs::dns_names(
@@ -366,12 +376,7 @@ proptest! {
     ) {
         checks::certificate_secret(&noise, &noise);
         let pem = certificate_pem();
-        let mut bytes = pem.clone().into_bytes();
-        for (i, b) in with.bytes().enumerate() {
-            let j = (30 + at + i).min(bytes.len() - 30);
-            bytes[j] = b;
-        }
-        let mutated = String::from_utf8(bytes).unwrap();
+        let mutated = overwritten(&pem, at, &with);
         checks::certificate_secret(&mutated, &mutated);
         checks::certificate_secret(&pem, &pem[..cut.min(pem.len())]);
     }
@@ -410,12 +415,7 @@ proptest! {
         let (cert, key, ca) = broker_pair();
         checks::broker_certificate(&noise, &noise, &noise, &host);
         checks::broker_certificate(&cert, &key, &ca, &host);
-        let mut bytes = cert.clone().into_bytes();
-        for (i, b) in with.bytes().enumerate() {
-            let j = (30 + at + i).min(bytes.len() - 30);
-            bytes[j] = b;
-        }
-        let mutated = String::from_utf8(bytes).unwrap();
+        let mutated = overwritten(&cert, at, &with);
         checks::broker_certificate(&mutated, &key, &ca, &host);
         checks::broker_certificate(&cert[..cut.min(cert.len())], &key, &ca, &host);
         checks::broker_certificate(&cert, &key[..cut.min(key.len())], &ca, &host);
