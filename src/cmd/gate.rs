@@ -106,9 +106,11 @@ pub fn stores_for(
     if leaf.not_after <= now {
         return Err(format!("its certificate for {host} has expired"));
     }
-    if !key.contains("PRIVATE KEY-----") || key.contains("ENCRYPTED PRIVATE KEY") {
+    // Kafka's PEM store reads PKCS#8 alone ("-----BEGIN PRIVATE KEY-----"): not PKCS#1
+    // ("RSA PRIVATE KEY", cert-manager's default encoding) nor SEC1 ("EC PRIVATE KEY").
+    if !key.contains("-----BEGIN PRIVATE KEY-----") {
         return Err(format!(
-            "its {} is not an unencrypted PEM private key",
+            "its {} is not an unencrypted PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----), the only kind Kafka's PEM key store reads; with cert-manager, set the Certificate's privateKey.encoding: PKCS8",
             certs::TLS_KEY
         ));
     }
@@ -338,6 +340,24 @@ mod tests {
         assert!(
             e.contains("ca.crt"),
             "client certificates need the Secret's CA: {e}"
+        );
+        let (s, out, b) = secret("pkcs1", &["h.example.com"]);
+        let pkcs1 = b
+            .key_pem
+            .replace("BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY");
+        std::fs::write(s.join(certs::TLS_KEY), pkcs1).unwrap();
+        let e = wait_for_certificate(
+            &s,
+            &out,
+            "h.example.com",
+            ClientAuth::None,
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("PKCS#8") && e.contains("privateKey.encoding"),
+            "{e}"
         );
     }
 
