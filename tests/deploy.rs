@@ -1101,12 +1101,15 @@ fn installed_as_kubectl_kafka_expose_kubectl_runs_it_as_a_plugin() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `external-tls: ca:` needs Secrets: the chart grants it only when asked, the plain manifests
-/// in a file of their own outside the kustomization, and both grant exactly get, create, patch.
+/// `external-tls: ca:` needs Secrets, and `issuer:` cert-manager Certificates: the chart grants
+/// them only when asked, the plain manifests in a file of their own outside the kustomization,
+/// and both grant exactly get, create, patch.
 #[test]
 fn reading_secrets_for_signed_certificates_is_granted_only_on_request() {
-    let rules =
-        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]}]);
+    let rules = json!([
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": ["cert-manager.io"], "resources": ["certificates"], "verbs": ["get", "create", "patch"]}
+    ]);
     let by_default = helm_template(&[]);
     assert!(
         !by_default

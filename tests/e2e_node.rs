@@ -6,6 +6,8 @@
 //! `tests/run.sh` starts the node and sets KAFKA_EXPOSE_NODE_DIR, KAFKA_EXPOSE_E2E_ENV and
 //! KAFKA_EXPOSE_TOOLS; without them these tests fail.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1214,10 +1216,7 @@ fn dry_run(file: &Path, how: &str) -> Vec<Value> {
 }
 
 /// cert-manager's and the Prometheus Operator's CRDs (tests/data/crds, unmodified upstream
-/// files). A 1.20 API server refuses them as they are: it reads `default: ""` as null ("in body
-/// must be of type string"), and a list-map key then needs a default or to be required. So they
-/// are installed with their empty-string defaults left out, each list-map key that had one made
-/// required instead; nothing the chart's objects use changes.
+/// files), as a 1.20 API server takes them ([`support::crd_for_1_20`]).
 fn install_third_party_crds(dir: &Path) {
     let files = [
         "tests/data/crds/cert-manager-v1.x-crds.yaml",
@@ -1236,34 +1235,7 @@ fn install_third_party_crds(dir: &Path) {
             &path,
         ]))));
     }
-    fn for_1_20(v: &mut Value) {
-        match v {
-            Value::Object(m) => {
-                let keys = m.get("x-kubernetes-list-map-keys").cloned();
-                if let (Some(Value::Array(keys)), Some(items)) = (keys, m.get_mut("items")) {
-                    for k in keys {
-                        if items["properties"][k.as_str().unwrap_or_default()]["default"] == "" {
-                            let required = items
-                                .as_object_mut()
-                                .unwrap()
-                                .entry("required")
-                                .or_insert_with(|| Value::Array(vec![]));
-                            if !required.as_array().unwrap().contains(&k) {
-                                required.as_array_mut().unwrap().push(k);
-                            }
-                        }
-                    }
-                }
-                if m.get("default") == Some(&Value::from("")) {
-                    m.remove("default");
-                }
-                m.values_mut().for_each(for_1_20);
-            }
-            Value::Array(a) => a.iter_mut().for_each(for_1_20),
-            _ => {}
-        }
-    }
-    crds.iter_mut().for_each(for_1_20);
+    crds.iter_mut().for_each(support::crd_for_1_20);
     let names: Vec<String> = crds
         .iter()
         .map(|c| format!("crd/{}", c["metadata"]["name"].as_str().unwrap()))

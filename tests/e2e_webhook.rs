@@ -1530,3 +1530,126 @@ async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
     }
     k.abort();
 }
+
+/// `external-tls: issuer:` under cert-manager's real CRDs (tests/data/crds): kafka-expose writes
+/// a `Certificate` per broker for exactly the host it advertises; the test plays cert-manager,
+/// signing each into the Secret the Certificate names; that Secret is the one mounted for the
+/// broker's gate, which accepts it for that host.
+#[tokio::test]
+async fn with_a_cert_manager_issuer_each_broker_gets_a_certificate_request_and_its_secret_is_mounted()
+ {
+    let c = client().await;
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/data/crds/cert-manager-v1.x-crds.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut crd = kafka_expose::offline::read_documents(&text)
+        .unwrap()
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "certificates.cert-manager.io")
+        .unwrap();
+    support::crd_for_1_20(&mut crd);
+    apply_value(&c, &crd).await;
+    let certificates = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    );
+    let ns = "e2e-tls-issuer";
+    let _wh = webhook_for(&c, "tlsissuer", ns).await;
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(c.clone(), ns, &certificates);
+    eventually(
+        Duration::from_secs(30),
+        "the Certificate API served",
+        || async {
+            api.list(&ListParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    let k = fake_kubelet_on(c.clone(), ns, "e2e-tls-issuer-node", |_| "10.1.0.9".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "32050",
+                "kafka-expose.io/bootstrap-node-port": "32053",
+                "kafka-expose.io/advertised-host": "template:kafka-{ordinal}.tls.example.com",
+                "kafka-expose.io/external-tls": "issuer:ClusterIssuer/kafka-ca",
+                "kafka-expose.io/external-tls-duration": "720h"}),
+    )
+    .await;
+    // cert-manager's part: a CA that signs what each Certificate asks.
+    let (ca_pem, ca_key) = {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    };
+    let pods = bound_pods(&c, ns, "kafka", 3).await;
+    for p in &pods {
+        let i = ordinal_of(&p.name_any());
+        let host = format!("kafka-{i}.tls.example.com");
+        let name = format!("kafka-{i}-external-tls");
+        let cert = eventually(
+            Duration::from_secs(30),
+            &format!("Certificate {name}"),
+            || async {
+                api.get_opt(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("not there".to_string())
+            },
+        )
+        .await;
+        let spec = &cert.data["spec"];
+        assert_eq!(spec["dnsNames"], json!([host]), "{spec}");
+        assert_eq!(spec["secretName"], name);
+        assert_eq!(
+            spec["issuerRef"],
+            json!({"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "kafka-ca"})
+        );
+        assert_eq!(
+            spec["privateKey"]["encoding"], "PKCS8",
+            "the only key Kafka's PEM store reads"
+        );
+        assert_eq!(spec["duration"], "2592000s");
+        assert_eq!(
+            cert.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "StatefulSet"
+        );
+        // The Secret cert-manager would write, for the names the Certificate asks.
+        let (crt, key) =
+            kafka_expose::certs::sign_broker(&ca_pem, &ca_key, &host, Duration::from_secs(3600))
+                .unwrap();
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": spec["secretName"], "namespace": ns},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": crt, "tls.key": key, "ca.crt": ca_pem}
+        }))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.clone(), ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        // It is the Secret mounted for this broker's gate, which takes it for this host.
+        let mounted = p
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "kafka-expose-tls-secret")
+            .and_then(|v| v.secret.as_ref()?.secret_name.clone());
+        assert_eq!(mounted.as_deref(), Some(name.as_str()));
+        use kafka_expose::cmd::gate::stores_for;
+        use kafka_expose::kafka::tls::ClientAuth;
+        stores_for(&crt, &key, Some(&ca_pem), &host, ClientAuth::Required)
+            .expect("the gate takes it");
+    }
+    k.abort();
+}

@@ -609,7 +609,11 @@ fn a_node_address_broker_with_external_tls_has_one_gate_for_both() {
 fn external_tls_is_refused_with_the_reason_where_it_cannot_work() {
     type Edit = fn(&mut Value);
     let cases: [(&str, Edit, &str); 6] = [
-        ("ca:kafka-ca", |_| {}, "does not issue certificates yet"),
+        (
+            "issuer:Certificate/kafka-ca",
+            |_| {},
+            "is not a cert-manager issuer kind",
+        ),
         ("secret:Kafka_TLS", |_| {}, "is not a Secret name"),
         (
             "secret:{pod}-tls",

@@ -1,7 +1,9 @@
 //! `external-tls: ca:<Secret>`: kafka-expose signs each broker's certificate for the host it
 //! advertises, with the CA key pair the user keeps in a `kubernetes.io/tls` Secret of the
 //! workload's namespace, into a Secret `<statefulset>-<ordinal>-external-tls` (the pod's name)
-//! that the workload owns. The gate in the broker's pod waits for that Secret; see
+//! that the workload owns. `external-tls: issuer:<kind>/<name>`: kafka-expose writes a
+//! cert-manager `Certificate` per broker for that host instead, and cert-manager fills the same
+//! Secret (and renews it). The gate in the broker's pod waits for that Secret; see
 //! [`crate::cmd::gate`].
 //!
 //! - A certificate is signed as soon as its host is known: from the configuration for templates
@@ -20,7 +22,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 
 use super::caches::ingress;
 use super::context::Context;
@@ -61,32 +63,17 @@ pub async fn ensure(
 ) -> Outcome {
     let mut out = Outcome::default();
     let cfg = &e.config;
-    let ExternalTls::Ca(ca_name) = &cfg.external_tls else {
-        return out;
-    };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let ca = match secrets.get_opt(ca_name).await {
-        Ok(Some(s)) => match ca_pair(&s) {
-            Ok(pair) => pair,
+    let signer = match &cfg.external_tls {
+        ExternalTls::Ca(ca_name) => match read_ca(&secrets, ns, ca_name).await {
+            Ok(ca) => Signer::Ca(ca_name, ca),
             Err(why) => {
-                out.failures
-                    .push(format!("CA Secret {ns}/{ca_name}: {why}"));
+                out.failures.push(why);
                 return out;
             }
         },
-        Ok(None) => {
-            out.failures.push(format!(
-                "CA Secret {ns}/{ca_name} is not there: create a kubernetes.io/tls Secret with the CA's certificate (tls.crt) and key (tls.key) in {ns}"
-            ));
-            return out;
-        }
-        Err(err) => {
-            out.failures.push(format!(
-                "reading CA Secret {ns}/{ca_name}: {}",
-                message(&err)
-            ));
-            return out;
-        }
+        ExternalTls::Issuer { kind, name } => Signer::CertManager { kind, name },
+        ExternalTls::Off | ExternalTls::Secret(_) => return out,
     };
     let node_addressed = matches!(cfg.advertised_host, AdvertisedHost::Node(_));
     let host_ips = match cfg.advertised_host {
@@ -123,6 +110,13 @@ pub async fn ensure(
             Ok(None) => continue,
             Err(err) => {
                 out.failures.push(err.to_string());
+                continue;
+            }
+        };
+        let (ca_name, ca) = match &signer {
+            Signer::Ca(n, ca) => (*n, ca),
+            Signer::CertManager { kind, name: issuer } => {
+                request(ctx, w, ns, &name, &host, kind, issuer, cfg, &mut out).await;
                 continue;
             }
         };
@@ -194,6 +188,153 @@ pub async fn ensure(
     out
 }
 
+/// Who signs the brokers' certificates.
+enum Signer<'a> {
+    /// kafka-expose, with the CA of this Secret: its certificate and key.
+    Ca(&'a str, (String, String)),
+    /// cert-manager, for a `Certificate` naming this issuer.
+    CertManager { kind: &'a str, name: &'a str },
+}
+
+/// The CA Secret's certificate and key, or what is wrong, for the status.
+async fn read_ca(
+    secrets: &Api<Secret>,
+    ns: &str,
+    ca_name: &str,
+) -> Result<(String, String), String> {
+    match secrets.get_opt(ca_name).await {
+        Ok(Some(s)) => ca_pair(&s).map_err(|why| format!("CA Secret {ns}/{ca_name}: {why}")),
+        Ok(None) => Err(format!(
+            "CA Secret {ns}/{ca_name} is not there: create a kubernetes.io/tls Secret with the CA's certificate (tls.crt) and key (tls.key) in {ns}"
+        )),
+        Err(err) => Err(format!(
+            "reading CA Secret {ns}/{ca_name}: {}",
+            message(&err)
+        )),
+    }
+}
+
+/// cert-manager's `Certificate` (`cert-manager.io/v1`).
+fn certificate_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate"),
+        "certificates",
+    )
+}
+
+/// The `Certificate` that asks cert-manager for broker `name`'s certificate: exactly `host`,
+/// server and client authentication, a PKCS#8 key (the only kind Kafka's PEM store reads), the
+/// workload's duration and renewal, into the Secret the gate mounts.
+#[allow(clippy::too_many_arguments)]
+pub fn certificate(
+    w: &Workload,
+    ns: &str,
+    name: &str,
+    host: &str,
+    kind: &str,
+    issuer: &str,
+    duration: Duration,
+    renew_before: Duration,
+) -> serde_json::Value {
+    let san = match host.parse::<std::net::IpAddr>() {
+        Ok(_) => serde_json::json!({"ipAddresses": [host]}),
+        Err(_) => serde_json::json!({"dnsNames": [host]}),
+    };
+    let mut spec = serde_json::json!({
+        "secretName": name,
+        "issuerRef": {"group": "cert-manager.io", "kind": kind, "name": issuer},
+        "duration": format!("{}s", duration.as_secs()),
+        "renewBefore": format!("{}s", renew_before.as_secs()),
+        "usages": ["digital signature", "key encipherment", "server auth", "client auth"],
+        "privateKey": {"encoding": "PKCS8", "rotationPolicy": "Always"},
+    });
+    if let (Some(spec), Some(san)) = (spec.as_object_mut(), san.as_object()) {
+        spec.extend(san.clone());
+    }
+    serde_json::json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": services::managed_labels(w),
+            "annotations": {host_annotation(): host},
+            "ownerReferences": services::owner_references(w),
+        },
+        "spec": spec,
+    })
+}
+
+/// Asks cert-manager for broker `name`'s certificate: applies its `Certificate` when it is new or
+/// differs (another host, issuer, duration), and leaves one kafka-expose did not make alone.
+#[allow(clippy::too_many_arguments)]
+async fn request(
+    ctx: &Context,
+    w: &Workload,
+    ns: &str,
+    name: &str,
+    host: &str,
+    kind: &str,
+    issuer: &str,
+    cfg: &crate::config::ExposeConfig,
+    out: &mut Outcome,
+) {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &certificate_resource());
+    let wanted = certificate(
+        w,
+        ns,
+        name,
+        host,
+        kind,
+        issuer,
+        cfg.tls_duration,
+        cfg.tls_renew_before(),
+    );
+    let not_served = |e: &kube::Error| match e {
+        kube::Error::Api(s) if s.code == 404 => format!(
+            "{}; cert-manager's Certificate API (cert-manager.io/v1) is not served here: install cert-manager, or use kafka-expose.io/external-tls=ca:<Secret>",
+            s.message
+        ),
+        other => message(other),
+    };
+    match api.get_opt(name).await {
+        Ok(Some(found)) => {
+            let ours = found
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::MANAGED_BY))
+                .is_some_and(|v| v == labels::MANAGER);
+            if !ours {
+                out.failures.push(format!(
+                    "Certificate {ns}/{name} exists and kafka-expose did not make it, so it is left alone; delete it, or use kafka-expose.io/external-tls=secret:<name>"
+                ));
+                return;
+            }
+            if found.data.get("spec") == wanted.get("spec") {
+                return;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            out.failures
+                .push(format!("reading Certificate {name}: {}", not_served(&e)));
+            return;
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api.patch(name, &params, &Patch::Apply(&wanted)).await {
+        Ok(_) => out.signed.push((
+            name.to_string(),
+            format!("Certificate {name}: requested for {host} from {kind} {issuer}"),
+        )),
+        Err(e) => out
+            .failures
+            .push(format!("Certificate {name}: {}", not_served(&e))),
+    }
+}
+
 /// The CA's certificate and key, from a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
 fn ca_pair(s: &Secret) -> Result<(String, String), String> {
     let cert = text(s, certs::TLS_CERT).ok_or("it has no tls.crt")?;
@@ -255,5 +396,61 @@ fn broker_secret(
             (certs::CA_CERT.to_string(), bytes(ca)),
         ])),
         ..Secret::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+
+    #[test]
+    fn a_brokers_certificate_request_names_exactly_its_host_with_a_pkcs8_key() {
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kafka", "namespace": "k", "uid": "u-1"},
+            "spec": {"selector": {"matchLabels": {"app": "kafka"}}, "serviceName": "h",
+                     "template": {"metadata": {"labels": {"app": "kafka"}}, "spec": {"containers": []}}}
+        }))
+        .unwrap();
+        let w = Workload::from_statefulset(sts);
+        let day = Duration::from_secs(86_400);
+        let ip = certificate(
+            &w,
+            "k",
+            "kafka-0-external-tls",
+            "203.0.113.7",
+            "Issuer",
+            "ca",
+            90 * day,
+            30 * day,
+        );
+        assert_eq!(
+            ip["spec"]["ipAddresses"],
+            serde_json::json!(["203.0.113.7"])
+        );
+        assert!(ip["spec"].get("dnsNames").is_none());
+        assert_eq!(ip["spec"]["privateKey"]["encoding"], "PKCS8");
+        assert_eq!(ip["spec"]["duration"], "7776000s");
+        assert_eq!(ip["spec"]["renewBefore"], "2592000s");
+        assert_eq!(ip["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(
+            ip["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kafka-expose"
+        );
+        let dns = certificate(
+            &w,
+            "k",
+            "kafka-1-external-tls",
+            "b-1.example.com",
+            "ClusterIssuer",
+            "ca",
+            day,
+            day / 3,
+        );
+        assert_eq!(
+            dns["spec"]["dnsNames"],
+            serde_json::json!(["b-1.example.com"])
+        );
+        assert_eq!(dns["spec"]["issuerRef"]["kind"], "ClusterIssuer");
     }
 }

@@ -163,6 +163,9 @@ pub enum ExternalTls {
     /// `kubernetes.io/tls` Secret of the workload's namespace, into a Secret
     /// `<statefulset>-<ordinal>-external-tls` (the pod's name) that the workload owns.
     Ca(String),
+    /// cert-manager issues each broker's certificate: kafka-expose writes a `Certificate` per
+    /// broker for that issuer (`kind` is `Issuer` or `ClusterIssuer`) into the same Secret name.
+    Issuer { kind: String, name: String },
 }
 
 /// How long a certificate kafka-expose signs is valid, by default: 90 days.
@@ -182,6 +185,7 @@ impl ExternalTls {
             Self::Off => "off".into(),
             Self::Secret(t) => format!("secret:{}", t.as_str()),
             Self::Ca(s) => format!("ca:{s}"),
+            Self::Issuer { kind, name } => format!("issuer:{kind}/{name}"),
         }
     }
 
@@ -190,7 +194,7 @@ impl ExternalTls {
         match self {
             Self::Off => None,
             Self::Secret(t) => Some(t.clone()),
-            Self::Ca(_) => Template::parse(CA_SECRET_TEMPLATE).ok(),
+            Self::Ca(_) | Self::Issuer { .. } => Template::parse(CA_SECRET_TEMPLATE).ok(),
         }
     }
 }
@@ -456,11 +460,14 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         tls_renew_before: r.read(keys::EXTERNAL_TLS_RENEW_BEFORE, values::renew_before),
     };
 
-    if !matches!(config.external_tls, ExternalTls::Ca(_)) {
+    if !matches!(
+        config.external_tls,
+        ExternalTls::Ca(_) | ExternalTls::Issuer { .. }
+    ) {
         for key in [keys::EXTERNAL_TLS_DURATION, keys::EXTERNAL_TLS_RENEW_BEFORE] {
             r.not_with(
                 key,
-                "applies only with kafka-expose.io/external-tls=ca:<Secret>, where kafka-expose signs the certificates",
+                "applies only with kafka-expose.io/external-tls=ca:<Secret> or issuer:<kind>/<name>, where the certificates are signed for kafka-expose",
             );
         }
     }

@@ -123,8 +123,8 @@ pub fn listener_name(v: &str) -> Result<String, String> {
     }
 }
 
-/// `external-tls`: `off`, or `secret:<name template>`. `issuer:` (cert-manager) and `ca:`
-/// (kafka-expose signs) are named, and refused as not yet built, rather than read as typos.
+/// `external-tls`: `off`, `ca:<Secret>`, `issuer:<Issuer|ClusterIssuer>/<name>` or
+/// `secret:<name template>`.
 pub fn external_tls(v: &str) -> Result<ExternalTls, String> {
     const ALLOWED: &str =
         "allowed: off, secret:<Secret name, may use {ordinal} {pod} {statefulset} {namespace}>";
@@ -158,10 +158,27 @@ pub fn external_tls(v: &str) -> Result<ExternalTls, String> {
         }
         return Ok(ExternalTls::Ca(secret.to_string()));
     }
-    if v.starts_with("issuer:") {
-        return Err(format!(
-            "kafka-expose does not ask cert-manager for certificates yet; use ca:<Secret> with a CA key pair (cert-manager's CA Issuer takes the same Secret), or secret:; {ALLOWED}"
-        ));
+    if let Some(rest) = v.strip_prefix("issuer:") {
+        let hint =
+            "issuer:Issuer/<name> (in the workload's namespace) or issuer:ClusterIssuer/<name>";
+        let (kind, name) = rest.split_once('/').ok_or(format!("{rest:?}: {hint}"))?;
+        if !matches!(kind, "Issuer" | "ClusterIssuer") {
+            return Err(format!(
+                "{kind:?} is not a cert-manager issuer kind: {hint}"
+            ));
+        }
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !ok {
+            return Err(format!("{name:?} is not an issuer name: {hint}"));
+        }
+        return Ok(ExternalTls::Issuer {
+            kind: kind.to_string(),
+            name: name.to_string(),
+        });
     }
     Err(ALLOWED.into())
 }

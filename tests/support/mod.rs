@@ -803,3 +803,35 @@ pub fn launched_config(
         std::fs::read_to_string(message).ok(),
     )
 }
+
+/// A third-party CRD (tests/data/crds, unmodified upstream files) as a 1.20 API server takes it:
+/// 1.20 reads `default: ""` as null ("in body must be of type string"), and a list-map key then
+/// needs a default or to be required. So empty-string defaults are left out, and each list-map
+/// key that had one is made required instead; nothing the tests' objects use changes.
+pub fn crd_for_1_20(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let keys = m.get("x-kubernetes-list-map-keys").cloned();
+            if let (Some(Value::Array(keys)), Some(items)) = (keys, m.get_mut("items")) {
+                for k in keys {
+                    if items["properties"][k.as_str().unwrap_or_default()]["default"] == "" {
+                        let required = items
+                            .as_object_mut()
+                            .unwrap()
+                            .entry("required")
+                            .or_insert_with(|| Value::Array(vec![]));
+                        if !required.as_array().unwrap().contains(&k) {
+                            required.as_array_mut().unwrap().push(k);
+                        }
+                    }
+                }
+            }
+            if m.get("default") == Some(&Value::from("")) {
+                m.remove("default");
+            }
+            m.values_mut().for_each(crd_for_1_20);
+        }
+        Value::Array(a) => a.iter_mut().for_each(crd_for_1_20),
+        _ => {}
+    }
+}
