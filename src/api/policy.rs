@@ -155,18 +155,19 @@ pub struct PolicyExposure {
     /// `auto`, `env`, `properties`, `launch` or `adopt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
-    /// The external listener's own certificate: `off`, or `secret:<name template>` (a
-    /// `kubernetes.io/tls` Secret per broker, e.g. `secret:{pod}-external-tls`).
+    /// The external listener's own certificate: `off`, `ca:<CA Secret>` (kafka-expose signs),
+    /// `issuer:<Issuer|ClusterIssuer>/<name>` (cert-manager issues), or `secret:<name template>`
+    /// (your own `kubernetes.io/tls` Secret per broker, e.g. `secret:{pod}-external-tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls: Option<String>,
     /// With `externalTls`: `none`, `requested` or `required` (Kafka's `ssl.client.auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_client_auth: Option<String>,
-    /// With `externalTls: ca:…`: how long a signed certificate is valid (`2160h`).
+    /// With `externalTls: ca:…` or `issuer:…`: how long a certificate is valid (`2160h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_duration: Option<String>,
-    /// With `externalTls: ca:…`: how long before its end it is signed again (a third of its
-    /// duration by default).
+    /// With `externalTls: ca:…` or `issuer:…`: how long before its end it is renewed (a third
+    /// of its duration by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_renew_before: Option<String>,
 }
