@@ -100,6 +100,9 @@ fn certificate_plan(
             crate::config::ExternalTls::Ca(ca) => format!(
                 "signed by kafka-expose with the CA in Secret {ca}, owned by the workload"
             ),
+            crate::config::ExternalTls::Issuer { kind, name } => format!(
+                "issued by cert-manager for {kind} {name} from the Certificate kafka-expose writes"
+            ),
             _ => "made by you".into(),
         };
         format!(
