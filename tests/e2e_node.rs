@@ -937,8 +937,9 @@ fn external_tls_on_the_node(dir: &Path) {
         "kafka",
         &["kafka-expose.io/external-tls=ca:kafka-ca"],
     );
-    let bootstrap = converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
+    converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
     let mut lines = Vec::new();
+    let mut own_addresses = Vec::new();
     for i in 0..3 {
         let pod = format!("kafka-{i}");
         let (own, port) = external_of("streaming", &pod);
@@ -994,9 +995,14 @@ fn external_tls_on_the_node(dir: &Path) {
             gate.contains(&format!("its certificate names {own}")),
             "{pod}: {gate}"
         );
+        own_addresses.push(format!("{own}:{port}"));
         lines.push(format!("ok broker {i} {own}:{port}"));
     }
     let ca_file = ca.to_str().unwrap();
+    // Bootstrap through the brokers' own addresses: each certificate names its broker's address
+    // alone, and the shared bootstrap Service may hand a connection to a broker on another node,
+    // whose certificate does not name the node dialled (the open item in docs/src/external-tls.md).
+    let bootstrap = own_addresses.join(",");
     check_brokers_args_from_outside(
         &[
             "--bootstrap",
