@@ -10,15 +10,5 @@ mod checks;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let (ca, cert) = text.split_once('\0').unwrap_or((&text, &text));
-    checks::certificate_secret(ca, cert);
-    let mut parts = text.splitn(4, '\0');
-    let (chain, key, ca, host) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or("203.0.113.7"),
-    );
-    checks::broker_certificate(chain, key, ca, host);
+    checks::certificate_input(data);
 });

@@ -423,3 +423,20 @@ pub fn broker_certificate(chain: &str, key: &str, ca: &str, host: &str) {
     );
     let _ = kafka_expose::certs::names_host(&[chain.to_string(), ca.to_string()], host);
 }
+
+/// The `certificates` fuzz target's input, split as it splits it: `ca NUL cert` for the webhook's
+/// certificates Secret, and `chain NUL key NUL ca NUL host` for a broker's (`external-tls`). The
+/// fuzz target and the replay of its findings both run it.
+pub fn certificate_input(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (ca, cert) = text.split_once('\0').unwrap_or((&text, &text));
+    certificate_secret(ca, cert);
+    let mut parts = text.splitn(4, '\0');
+    let (chain, key, ca, host) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or("203.0.113.7"),
+    );
+    broker_certificate(chain, key, ca, host);
+}
