@@ -47,6 +47,7 @@ IMAGES="$CACHE/node/images"
 PAUSE_IMAGE="k8s.gcr.io/pause:3.2"
 BRIDGE=kx-br
 BRIDGE_IP=10.77.0.1
+OWNER=/run/kafka-expose-node.owner
 
 LOG_NAME=node
 # shellcheck source=tests/e2e/lib.sh
@@ -130,6 +131,24 @@ SH
 cgroup_dirs() {
   awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts
 }
+
+# Makes cgroup $1 (a path under the root) in every hierarchy, and exports CGROUPS, the hierarchies.
+make_cgroup() {
+  local name="$1" c f cgroups=""
+  for c in $(cgroup_dirs); do
+    mkdir -p "$c/$name"
+    if [[ -f "$c/cpuset.cpus" ]]; then  # a new cpuset starts empty: give it its parent's
+      for f in cpuset.cpus cpuset.mems; do cat "$c/$(dirname "$name")/$f" >"$c/$name/$f"; done
+    fi
+    cgroups="$cgroups $c"
+  done
+  export CGROUPS="$cgroups"
+}
+
+# Runs a command in the cgroup /kx-plane: the control plane, the scheduler and the DNS, so that a later
+# start finds them all when the run that started them ended without stopping them.
+# A prefix, not a function: `"${IN_PLANE[@]}" CMD &` leaves CMD's own pid in $!.
+IN_PLANE=(sh -c 'for c in $CGROUPS; do echo $$ >"$c/kx-plane/cgroup.procs"; done; exec "$@"' sh)
 
 node_ip() { echo "10.77.0.1$1"; }
 external_ip() { echo "10.79.0.1$1"; }
@@ -238,18 +257,8 @@ node_up() {
   local nd="$dir/node$i"
   bin="$("$HERE/control-plane.sh" bin-dir)"
   write_node_config "$dir" "$i"
-  local c cgroups=""
-  for c in $(cgroup_dirs); do
-    mkdir -p "$c/kx-node$i/system"
-    if [[ -f "$c/cpuset.cpus" ]]; then  # a new cpuset starts empty: give it its parent's
-      for f in cpuset.cpus cpuset.mems; do
-        cat "$c/$f" >"$c/kx-node$i/$f"
-        cat "$c/$f" >"$c/kx-node$i/system/$f"
-      done
-    fi
-    cgroups="$cgroups $c"
-  done
-  export CGROUPS="$cgroups"
+  make_cgroup "kx-node$i"
+  make_cgroup "kx-node$i/system"
   # The node's mount namespace, held by a sleeping process in the node's cgroup.
   unshare --mount --propagation private -- sh -c \
     'for c in $CGROUPS; do echo $$ >"$c/kx-node'"$i"'/system/cgroup.procs"; done; exec sleep infinity' \
@@ -313,17 +322,48 @@ initialize_node() {
   kubectl_ taint node "$name" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
 }
 
+# Nodes left by a run that ended without stopping them (killed, or out of time): the network,
+# and every process of the nodes, are still here. A later start on the same machine stops them, and
+# waits instead while the run that started them is still alive.
+reclaim() {
+  local pid="" dir="" waited=0
+  [[ -f "$OWNER" ]] && read -r pid dir <"$OWNER"
+  while [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && ip link show "$BRIDGE" >/dev/null 2>&1; do
+    if ((waited >= 1800)); then
+      log "$BRIDGE exists: nodes started by process $pid (state in $dir) are still running here"
+      exit 1
+    fi
+    ((waited % 60 == 0)) && log "$BRIDGE exists: waiting for process $pid, whose nodes run here, to stop them"
+    sleep 5
+    waited=$((waited + 5))
+  done
+  ip link show "$BRIDGE" >/dev/null 2>&1 || return 0
+  log "$BRIDGE exists, left by a run that ended without stopping its nodes (${dir:-state unknown}): stopping them"
+  # Whatever listens on the bridge's address (the API server, the DNS), for nodes started before
+  # the control plane had a cgroup of its own.
+  local stale
+  stale="$(ss -Htlnp "src $BRIDGE_IP" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)"
+  # shellcheck disable=SC2086 # a list of pids
+  [[ -z "$stale" ]] || kill $stale 2>/dev/null || true
+  if [[ -n "$dir" && -d "$dir" ]]; then
+    stop "$dir"
+  else
+    stop "$(mktemp -d)"
+  fi
+}
+
 start() {
   DIR="${1:?state directory}"
   local nodes="${2:-1}"
   [[ "$nodes" == 1 || "$nodes" == 2 ]] || { log "NODES is 1 or 2"; exit 2; }
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
-    log "$BRIDGE exists: nodes are already running here (node.sh stop DIR)"
-    exit 1
+    reclaim
   fi
   build
   mkdir -p "$DIR"
   DIR="$(cd "$DIR" && pwd)"
+  # Who started these nodes: the process that ran `node.sh start` (the test command), and DIR.
+  echo "$PPID $DIR" >"$OWNER"
   echo "$nodes" >"$DIR/nodes"
   trap 'log "start failed; stopping"; stop "$DIR"' ERR
   # `ip netns add` makes /run/netns (a mount of itself), and the nodes' mount namespaces need
@@ -333,9 +373,10 @@ start() {
   for d in /run/netns /run/containerd; do [[ -e "$d" ]] || echo "$d" >>"$DIR/made"; done
   network_up "$nodes"
   echo "nameserver $BRIDGE_IP" >"$DIR/resolv.conf"
-  KAFKA_EXPOSE_APISERVER_ADDRESS="$BRIDGE_IP" "$HERE/control-plane.sh" start "$DIR"
+  make_cgroup kx-plane
+  KAFKA_EXPOSE_APISERVER_ADDRESS="$BRIDGE_IP" "${IN_PLANE[@]}" "$HERE/control-plane.sh" start "$DIR"
   local bin; bin="$("$HERE/control-plane.sh" bin-dir)"
-  "$bin/kube-scheduler" --kubeconfig "$DIR/kubeconfig" --leader-elect=false --port 0 \
+  "${IN_PLANE[@]}" "$bin/kube-scheduler" --kubeconfig "$DIR/kubeconfig" --leader-elect=false --port 0 \
     --bind-address 127.0.0.1 --secure-port 0 >"$DIR/scheduler.log" 2>&1 &
   echo $! >"$DIR/scheduler.pid"
   dns_up "$DIR"
@@ -363,11 +404,11 @@ dns_up() {
   kubectl="$("$HERE/control-plane.sh" tools)/kubectl"
   mkdir -p "$dir/dns"
   : >"$dir/dns/cluster"
-  dnsmasq --keep-in-foreground --no-hosts --no-resolv --addn-hosts="$dir/dns/cluster" --local=/cluster.local/ \
+  "${IN_PLANE[@]}" dnsmasq --keep-in-foreground --no-hosts --no-resolv --addn-hosts="$dir/dns/cluster" --local=/cluster.local/ \
     --listen-address="$BRIDGE_IP" --bind-interfaces --user=root --pid-file= --log-facility=- \
     >"$dir/dnsmasq.log" 2>&1 &
   echo $! >"$dir/dnsmasq.pid"
-  python3 - "$kubectl" "$dir" "$(cat "$dir/dnsmasq.pid")" >"$dir/dns-watch.log" 2>&1 <<'PY' &
+  "${IN_PLANE[@]}" python3 - "$kubectl" "$dir" "$(cat "$dir/dnsmasq.pid")" >"$dir/dns-watch.log" 2>&1 <<'PY' &
 import json, os, signal, subprocess, sys, time
 kubectl, d, dnsmasq = sys.argv[1], sys.argv[2], int(sys.argv[3])
 last = None
@@ -418,13 +459,14 @@ PY
   echo $! >"$dir/dns-watch.pid"
 }
 
+# Kills every process in cgroup $1 and below, and removes the cgroups.
 kill_cgroup() {
-  local i="$1" c pids
+  local name="$1" c pids
   for ((round = 0; round < 50; round++)); do
     pids=""
     for c in $(cgroup_dirs); do
-      [[ -d "$c/kx-node$i" ]] || continue
-      pids="$pids $(find "$c/kx-node$i" -name cgroup.procs -exec cat {} + 2>/dev/null)"
+      [[ -d "$c/$name" ]] || continue
+      pids="$pids $(find "$c/$name" -name cgroup.procs -exec cat {} + 2>/dev/null)"
     done
     [[ -n "${pids// /}" ]] || break
     # shellcheck disable=SC2086 # a list of pids
@@ -432,8 +474,8 @@ kill_cgroup() {
     sleep 0.2
   done
   for c in $(cgroup_dirs); do
-    [[ -d "$c/kx-node$i" ]] || continue
-    find "$c/kx-node$i" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [[ -d "$c/$name" ]] || continue
+    find "$c/$name" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
 }
 
@@ -442,8 +484,9 @@ stop() {
   for p in scheduler dns-watch dnsmasq; do
     [[ -f "$dir/$p.pid" ]] && { kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; }
   done
-  for ((i = 1; i <= 2; i++)); do kill_cgroup "$i"; done
+  for ((i = 1; i <= 2; i++)); do kill_cgroup "kx-node$i"; done
   "$HERE/control-plane.sh" stop "$dir" || true
+  kill_cgroup kx-plane
   for ((i = 1; i <= 2; i++)); do
     ip netns del "kx-node$i" 2>/dev/null || true
     ip link del "kx-n$i" 2>/dev/null || true
@@ -452,6 +495,7 @@ stop() {
   ip link del kx-c 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
   for ((i = 1; i <= 2; i++)); do ip route del "10.78.$i.0/24" 2>/dev/null || true; done
+  rm -f "$OWNER"
   if [[ -f "$dir/made" ]]; then
     local d
     while read -r d; do
