@@ -109,14 +109,18 @@ pub fn names_host(names: &[String], host: &str) -> bool {
 }
 
 /// A certificate for one broker's external listener, signed with a CA key pair (`ca:`): its
-/// subject alternative name is exactly `host` (an IP name for an address, a DNS name for a name),
-/// for server and client authentication, valid from an hour ago (clocks drift) for `lifetime`.
+/// subject alternative names are exactly `hosts` (an IP name for an address, a DNS name for a
+/// name), the first of them, the broker's own, its common name; for server and client
+/// authentication, valid from an hour ago (clocks drift) for `lifetime`.
 pub fn sign_broker(
     ca_cert_pem: &str,
     ca_key_pem: &str,
-    host: &str,
+    hosts: &[String],
     lifetime: std::time::Duration,
 ) -> Result<(String, String), CertError> {
+    let Some(host) = hosts.first() else {
+        return Err(CertError::Parse("no host to name".into()));
+    };
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| {
         CertError::Parse(format!(
             "the CA's key (a PKCS#8 PEM key: RSA, ECDSA P-256/P-384 or Ed25519): {e}"
@@ -124,18 +128,17 @@ pub fn sign_broker(
     })?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
         .map_err(|e| CertError::Parse(format!("the CA's certificate: {e}")))?;
-    let san = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(
-            host.try_into()
-                .map_err(|e| CertError::Parse(format!("{host:?} as a DNS name: {e}")))?,
-        ),
+    let san = |host: &String| match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(SanType::IpAddress(ip)),
+        Err(_) => Ok(SanType::DnsName(host.as_str().try_into().map_err(|e| {
+            CertError::Parse(format!("{host:?} as a DNS name: {e}"))
+        })?)),
     };
     let now = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(unix_secs());
     let mut params = CertificateParams::default();
-    params.subject_alt_names = vec![san];
+    params.subject_alt_names = hosts.iter().map(san).collect::<Result<_, CertError>>()?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, host);
+    dn.push(DnType::CommonName, host.as_str());
     params.distinguished_name = dn;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -153,13 +156,13 @@ pub fn sign_broker(
 }
 
 /// Why a broker's certificate must be signed again, or `None` while it serves: it is missing, it
-/// does not name exactly `host`, another CA than `ca_pem` signed it, or less than `renew_before`
+/// does not name exactly `hosts`, another CA than `ca_pem` signed it, or less than `renew_before`
 /// of it is left at `now` (seconds since the epoch).
 pub fn resign_reason(
     cert_pem: Option<&str>,
     its_ca: Option<&str>,
     ca_pem: &str,
-    host: &str,
+    hosts: &[String],
     now: i64,
     renew_before: std::time::Duration,
 ) -> Option<String> {
@@ -171,10 +174,11 @@ pub fn resign_reason(
         Err(e) => return Some(format!("its certificate cannot be read ({e})")),
     };
     let leaf = &facts[0];
-    if leaf.names.len() != 1 || !names_host(&leaf.names, host) {
+    if !same_names(&leaf.names, hosts) {
         return Some(format!(
-            "its certificate names {}, and the broker advertises {host}",
-            leaf.names.join(", ")
+            "its certificate names {}, and the broker needs {}",
+            leaf.names.join(", "),
+            hosts.join(", ")
         ));
     }
     if its_ca.map(str::trim) != Some(ca_pem.trim()) {
@@ -189,6 +193,24 @@ pub fn resign_reason(
         ));
     }
     None
+}
+
+/// Whether a certificate's subject alternative names are exactly `hosts`, in any order: addresses
+/// compared as addresses, DNS names without case or a final dot.
+pub fn same_names(names: &[String], hosts: &[String]) -> bool {
+    let norm = |h: &String| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => h.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    };
+    let set = |v: &[String]| {
+        v.iter()
+            .map(norm)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    set(names) == set(hosts)
 }
 
 /// Splits a PEM bundle into its certificates' PEM texts.
@@ -417,18 +439,18 @@ mod tests {
         let now = unix_secs() as i64;
         let day = Duration::from_secs(86_400);
         for host in ["203.0.113.7", "kafka-0.example.com", "2001:db8::7"] {
-            let (cert, key) = sign_broker(&ca_pem, &ca_key, host, 90 * day).unwrap();
+            let (cert, key) = sign_broker(&ca_pem, &ca_key, &[host.into()], 90 * day).unwrap();
             assert!(key.contains("BEGIN PRIVATE KEY"));
             let facts = inspect(&cert).unwrap();
             assert_eq!(facts[0].names, [host], "exactly the advertised host");
             let reason = |h: &str, ca: &str, now: i64| {
-                resign_reason(Some(&cert), Some(ca), &ca_pem, h, now, 30 * day)
+                resign_reason(Some(&cert), Some(ca), &ca_pem, &[h.into()], now, 30 * day)
             };
             assert_eq!(reason(host, &ca_pem, now), None, "{host}: it serves");
             assert!(
                 reason("198.51.100.1", &ca_pem, now)
                     .unwrap()
-                    .contains("advertises 198.51.100.1")
+                    .contains("needs 198.51.100.1")
             );
             assert!(
                 reason(host, "another CA", now)
@@ -443,10 +465,37 @@ mod tests {
             );
         }
         assert!(
-            resign_reason(None, None, &ca_pem, "h", 0, day)
+            resign_reason(None, None, &ca_pem, &["h".into()], 0, day)
                 .unwrap()
                 .contains("no certificate")
         );
+    }
+
+    #[test]
+    fn a_broker_certificate_may_also_name_the_bootstrap_and_is_signed_again_when_those_change() {
+        let (ca_pem, ca_key) = ca();
+        let now = unix_secs() as i64;
+        let day = Duration::from_secs(86_400);
+        let hosts: Vec<String> = vec!["203.0.113.7".into(), "Bootstrap.Example.com.".into()];
+        let (cert, _) = sign_broker(&ca_pem, &ca_key, &hosts, 90 * day).unwrap();
+        let names = inspect(&cert).unwrap().remove(0).names;
+        assert!(names_host(&names, "203.0.113.7") && names_host(&names, "bootstrap.example.com"));
+        let reason = |hosts: &[&str]| {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            resign_reason(Some(&cert), Some(&ca_pem), &ca_pem, &hosts, now, day)
+        };
+        assert_eq!(
+            reason(&["bootstrap.example.com", "203.0.113.7"]),
+            None,
+            "any order"
+        );
+        assert!(
+            reason(&["203.0.113.7"])
+                .unwrap()
+                .contains("needs 203.0.113.7")
+        );
+        assert!(reason(&["203.0.113.7", "bootstrap.example.com", "198.51.100.2"]).is_some());
+        assert!(sign_broker(&ca_pem, &ca_key, &[], day).is_err());
     }
 
     #[test]
@@ -455,7 +504,7 @@ mod tests {
         let e = sign_broker(
             &ca_pem,
             "not a key",
-            "h.example.com",
+            &["h.example.com".into()],
             Duration::from_secs(60),
         )
         .unwrap_err()
@@ -464,7 +513,7 @@ mod tests {
         let e = sign_broker(
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
             &ca_key,
-            "h",
+            &["h".into()],
             Duration::from_secs(60),
         )
         .unwrap_err()

@@ -1379,7 +1379,7 @@ async fn with_a_ca_each_broker_gets_a_secret_naming_its_node_ip_or_its_templated
     .await;
     for i in 0..3 {
         // The brokers advertise their nodes' IPs: the fake kubelet puts every pod at HOST_IP.
-        let s = wait_signed(&c, ns, i, HOST_IP, &ca).await;
+        let s = wait_signed(&c, ns, i, &[HOST_IP], &ca).await;
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
         let owner = &s.owner_references()[0];
         assert_eq!(
@@ -1393,7 +1393,7 @@ async fn with_a_ca_each_broker_gets_a_secret_naming_its_node_ip_or_its_templated
             Some("kafka-expose")
         );
     }
-    let first = wait_signed(&c, ns, 0, HOST_IP, &ca).await;
+    let first = wait_signed(&c, ns, 0, &[HOST_IP], &ca).await;
 
     // A templated name: the certificates follow the host, each signed again.
     annotate(
@@ -1404,9 +1404,9 @@ async fn with_a_ca_each_broker_gets_a_secret_naming_its_node_ip_or_its_templated
     )
     .await;
     for i in 0..3 {
-        wait_signed(&c, ns, i, &format!("kafka-{i}.e2e.example.com"), &ca).await;
+        wait_signed(&c, ns, i, &[&format!("kafka-{i}.e2e.example.com")], &ca).await;
     }
-    let again = wait_signed(&c, ns, 0, "kafka-0.e2e.example.com", &ca).await;
+    let again = wait_signed(&c, ns, 0, &["kafka-0.e2e.example.com"], &ca).await;
     assert_ne!(
         again.data, first.data,
         "a new key and certificate for the new host"
@@ -1462,8 +1462,8 @@ async fn a_secret_kafka_expose_did_not_make_is_left_alone_and_reported_and_a_mis
         .await
         .unwrap();
     let ca = ca_secret(&c, ns).await;
-    wait_signed(&c, ns, 0, HOST_IP, &ca).await;
-    wait_signed(&c, ns, 2, HOST_IP, &ca).await;
+    wait_signed(&c, ns, 0, &[HOST_IP], &ca).await;
+    wait_signed(&c, ns, 2, &[HOST_IP], &ca).await;
     wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
         s.contains(
             "Secret e2e-ca-theirs/kafka-1-external-tls exists and kafka-expose did not make it",
@@ -1496,7 +1496,7 @@ async fn a_sixty_second_certificate_is_signed_again_before_it_ends() {
     );
     sts.spec.replicas = Some(1);
     create_sts(&c, ns, &sts).await;
-    let first = wait_signed(&c, ns, 0, HOST_IP, &ca).await;
+    let first = wait_signed(&c, ns, 0, &[HOST_IP], &ca).await;
     let end = |s: &k8s_openapi::api::core::v1::Secret| {
         let pem = String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
         kafka_expose::certs::inspect(&pem).unwrap()[0].not_after
@@ -1571,9 +1571,27 @@ async fn with_a_ca_a_loadbalancer_broker_gets_a_certificate_for_its_ingress() {
             .await
             .unwrap();
     }
-    // Until now no host was known; the reconciler kept looking, and signs as the ingress comes.
-    wait_signed(&c, ns, 0, "203.0.113.41", &ca).await;
-    wait_signed(&c, ns, 1, "lb-1.e2e.example.com", &ca).await;
+    // The bootstrap LoadBalancer may hand a connection to either broker: each certificate names
+    // its address too, so none is signed while it has none.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    let early = secrets.get_opt("kafka-0-external-tls").await.unwrap();
+    assert!(
+        early.is_none(),
+        "signed before the bootstrap had an address"
+    );
+    svc_api
+        .patch_status(
+            "kafka-external-bootstrap",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.40"}]}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    // Until now no bootstrap address was known; the reconciler kept looking, and signs as it comes.
+    wait_signed(&c, ns, 0, &["203.0.113.41", "203.0.113.40"], &ca).await;
+    wait_signed(&c, ns, 1, &["lb-1.e2e.example.com", "203.0.113.40"], &ca).await;
     Api::<StatefulSet>::namespaced(c.clone(), ns)
         .delete("kafka", &DeleteParams::background())
         .await

@@ -1471,7 +1471,7 @@ async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
             Some(format!("kafka-{i}-external-tls").as_str())
         );
 
-        let s = wait_signed(&c, ns, i, "203.0.113.8", &ca).await;
+        let s = wait_signed(&c, ns, i, &["203.0.113.8"], &ca).await;
         // The gate's own check, on the Secret as the kubelet would mount it.
         let dir = std::env::temp_dir().join(format!("kx-e2e-tls-{}-{i}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1622,9 +1622,13 @@ async fn with_a_cert_manager_issuer_each_broker_gets_a_certificate_request_and_i
             "StatefulSet"
         );
         // The Secret cert-manager would write, for the names the Certificate asks.
-        let (crt, key) =
-            kafka_expose::certs::sign_broker(&ca_pem, &ca_key, &host, Duration::from_secs(3600))
-                .unwrap();
+        let (crt, key) = kafka_expose::certs::sign_broker(
+            &ca_pem,
+            &ca_key,
+            std::slice::from_ref(&host),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
         let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
             "metadata": {"name": spec["secretName"], "namespace": ns},
             "type": "kubernetes.io/tls",

@@ -391,7 +391,7 @@ fn broker_pair() -> (String, String, String) {
     let (cert, leaf_key) = kafka_expose::certs::sign_broker(
         &ca_pem,
         &key.serialize_pem(),
-        "203.0.113.7",
+        &["203.0.113.7".into()],
         std::time::Duration::from_secs(3600),
     )
     .unwrap();

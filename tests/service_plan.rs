@@ -119,6 +119,30 @@ fn nodeport_services_pin_base_plus_index_and_the_bootstrap_node_port() {
 }
 
 #[test]
+fn with_external_tls_a_nodeport_bootstrap_reaches_only_the_brokers_on_the_node_dialled() {
+    // A connection to node A's bootstrap port must not reach a broker on node B: that broker's
+    // certificate names B's address, and a verifying client dialled A's.
+    let svcs = services(json!({
+        "kafka-expose.io/expose": "nodeport",
+        "kafka-expose.io/external-tls": "ca:kafka-ca"
+    }));
+    let policy = |s: &Value| s["spec"]["externalTrafficPolicy"].clone();
+    assert_eq!(svcs[2]["metadata"]["name"], "kafka-external-bootstrap");
+    assert_eq!(policy(&svcs[2]), "Local");
+    assert_eq!(
+        policy(&svcs[0]),
+        "Cluster",
+        "a broker's own port: as configured"
+    );
+    // A LoadBalancer bootstrap keeps the configured policy: its address is in every certificate.
+    let lb = services(json!({
+        "kafka-expose.io/expose": "loadbalancer",
+        "kafka-expose.io/external-tls": "ca:kafka-ca"
+    }));
+    assert_eq!(policy(&lb[2]), "Cluster");
+}
+
+#[test]
 fn hostport_plans_only_a_cluster_ip_bootstrap() {
     let svcs = services(json!({"kafka-expose.io/expose": "hostport"}));
     assert_eq!(svcs.len(), 1);

@@ -9,7 +9,12 @@
 //! - A certificate is signed as soon as its host is known: from the configuration for templates
 //!   and static hosts, at binding for node addresses (the pod's `external-host`, or its
 //!   `status.hostIP`), once the Service has its ingress for LoadBalancers.
-//! - It is signed again when it does not name exactly that host, when the CA changed, or within
+//! - With `expose=loadbalancer` it also names the bootstrap LoadBalancer's address, which hands a
+//!   connection to any broker, and waits for that address too. With `expose=nodeport` the
+//!   bootstrap Service is `externalTrafficPolicy: Local` instead ([`services::plan`]): a
+//!   connection to a node's bootstrap port reaches a broker on that node, whose certificate names
+//!   that node. The other modes' bootstrap addresses are the brokers' own.
+//! - It is signed again when it does not name exactly those hosts, when the CA changed, or within
 //!   `external-tls-renew-before` of its end. A running broker keeps the key store it started with
 //!   until it restarts.
 //! - A Secret of that name that kafka-expose did not make is never touched: it is reported.
@@ -28,11 +33,11 @@ use super::caches::ingress;
 use super::context::Context;
 use super::unix_now;
 use crate::certs;
-use crate::config::{AdvertisedHost, ExternalTls};
+use crate::config::{AdvertisedHost, ExposeMode, ExternalTls};
 use crate::engine::exposure::Exposure;
 use crate::engine::services;
 use crate::engine::workload::Workload;
-use crate::names::{FIELD_MANAGER, PREFIX, labels, own};
+use crate::names::{FIELD_MANAGER, PREFIX, bootstrap_service_name, labels, own};
 
 /// What one pass did and found.
 #[derive(Debug, Default)]
@@ -88,8 +93,26 @@ pub async fn ensure(
         }
         _ => BTreeMap::new(),
     };
+    let routes = services::routes(w, e);
+    // What every certificate names besides its broker's own host: the bootstrap LoadBalancer's
+    // address, which may hand a connection to any broker. Not there (another owner's Service
+    // holds the name): nothing. There and without an address yet: every broker waits for it.
+    let mut also = Vec::new();
+    if cfg.mode == ExposeMode::LoadBalancer
+        && let Some(svc) = applied
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(&bootstrap_service_name(&w.name)))
+    {
+        match ingress(svc) {
+            Some(addr) => also.push(addr),
+            None => {
+                out.waiting += routes.brokers.len();
+                return out;
+            }
+        }
+    }
     let now = unix_now();
-    for r in &services::routes(w, e).brokers {
+    for r in &routes.brokers {
         let host = match &cfg.advertised_host {
             AdvertisedHost::Template(_) | AdvertisedHost::Static(_) => {
                 services::configured_host(cfg, r, w)
@@ -104,6 +127,15 @@ pub async fn ensure(
             out.waiting += 1;
             continue;
         };
+        let mut hosts = vec![host];
+        for a in &also {
+            if !hosts
+                .iter()
+                .any(|h| certs::same_names(std::slice::from_ref(h), std::slice::from_ref(a)))
+            {
+                hosts.push(a.clone());
+            }
+        }
         let name = match crate::engine::tls::secret_name(cfg, &w.name, ns, r.ordinal, Some(&r.pod))
         {
             Ok(Some(n)) => n,
@@ -113,10 +145,18 @@ pub async fn ensure(
                 continue;
             }
         };
+        let wanted = Wanted {
+            w,
+            ns,
+            name: &name,
+            hosts: &hosts,
+            duration: cfg.tls_duration,
+            renew_before: cfg.tls_renew_before(),
+        };
         let (ca_name, ca) = match &signer {
             Signer::Ca(n, ca) => (*n, ca),
             Signer::CertManager { kind, name: issuer } => {
-                request(ctx, w, ns, &name, &host, kind, issuer, cfg, &mut out).await;
+                request(ctx, &wanted, kind, issuer, &mut out).await;
                 continue;
             }
         };
@@ -140,12 +180,12 @@ pub async fn ensure(
         let field = |k: &str| existing.as_ref().and_then(|s| text(s, k));
         let cert = field(certs::TLS_CERT);
         let its_ca = field(certs::CA_CERT);
-        let renew_before = cfg.tls_renew_before();
+        let renew_before = wanted.renew_before;
         let due = certs::resign_reason(
             cert.as_deref(),
             its_ca.as_deref(),
             &ca.0,
-            &host,
+            &hosts,
             now,
             renew_before,
         );
@@ -160,7 +200,7 @@ pub async fn ensure(
             }
             continue;
         };
-        let (leaf, key) = match certs::sign_broker(&ca.0, &ca.1, &host, cfg.tls_duration) {
+        let (leaf, key) = match certs::sign_broker(&ca.0, &ca.1, &hosts, cfg.tls_duration) {
             Ok(pair) => pair,
             Err(err) => {
                 out.failures
@@ -168,14 +208,17 @@ pub async fn ensure(
                 continue;
             }
         };
-        let secret = broker_secret(w, ns, &name, &host, &leaf, &key, &ca.0);
+        let secret = broker_secret(&wanted, &leaf, &key, &ca.0);
         // Forced only onto a Secret kafka-expose made (checked above); a new one is created.
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match secrets.patch(&name, &params, &Patch::Apply(&secret)).await {
             Ok(_) => {
                 out.signed.push((
                     name.clone(),
-                    format!("Secret {name}: a certificate for {host} ({why})"),
+                    format!(
+                        "Secret {name}: a certificate for {} ({why})",
+                        hosts.join(", ")
+                    ),
                 ));
                 let left = cfg.tls_duration.saturating_sub(renew_before);
                 out.next = Some(out.next.map_or(left, |n| n.min(left)));
@@ -186,6 +229,18 @@ pub async fn ensure(
         }
     }
     out
+}
+
+/// One broker's certificate, as kafka-expose wants it.
+pub struct Wanted<'a> {
+    pub w: &'a Workload,
+    pub ns: &'a str,
+    /// The Secret's name, and the `Certificate`'s.
+    pub name: &'a str,
+    /// The names it carries: the broker's own host first.
+    pub hosts: &'a [String],
+    pub duration: Duration,
+    pub renew_before: Duration,
 }
 
 /// Who signs the brokers' certificates.
@@ -222,24 +277,24 @@ fn certificate_resource() -> ApiResource {
     )
 }
 
-/// The `Certificate` that asks cert-manager for broker `name`'s certificate: exactly `host`,
+/// The `Certificate` that asks cert-manager for a broker's certificate: exactly its hosts,
 /// server and client authentication, a PKCS#8 key (the only kind Kafka's PEM store reads), the
 /// workload's duration and renewal, into the Secret the gate mounts.
-#[allow(clippy::too_many_arguments)]
-pub fn certificate(
-    w: &Workload,
-    ns: &str,
-    name: &str,
-    host: &str,
-    kind: &str,
-    issuer: &str,
-    duration: Duration,
-    renew_before: Duration,
-) -> serde_json::Value {
-    let san = match host.parse::<std::net::IpAddr>() {
-        Ok(_) => serde_json::json!({"ipAddresses": [host]}),
-        Err(_) => serde_json::json!({"dnsNames": [host]}),
-    };
+pub fn certificate(c: &Wanted<'_>, kind: &str, issuer: &str) -> serde_json::Value {
+    let (ips, dns): (Vec<&String>, Vec<&String>) = c
+        .hosts
+        .iter()
+        .partition(|h| h.parse::<std::net::IpAddr>().is_ok());
+    let mut san = serde_json::Map::new();
+    if !ips.is_empty() {
+        san.insert("ipAddresses".into(), serde_json::json!(ips));
+    }
+    if !dns.is_empty() {
+        san.insert("dnsNames".into(), serde_json::json!(dns));
+    }
+    let (w, ns, name) = (c.w, c.ns, c.name);
+    let host = c.hosts.first().map(String::as_str).unwrap_or_default();
+    let (duration, renew_before) = (c.duration, c.renew_before);
     let mut spec = serde_json::json!({
         "secretName": name,
         "issuerRef": {"group": "cert-manager.io", "kind": kind, "name": issuer},
@@ -248,8 +303,8 @@ pub fn certificate(
         "usages": ["digital signature", "key encipherment", "server auth", "client auth"],
         "privateKey": {"encoding": "PKCS8", "rotationPolicy": "Always"},
     });
-    if let (Some(spec), Some(san)) = (spec.as_object_mut(), san.as_object()) {
-        spec.extend(san.clone());
+    if let Some(spec) = spec.as_object_mut() {
+        spec.extend(san);
     }
     serde_json::json!({
         "apiVersion": "cert-manager.io/v1",
@@ -265,32 +320,13 @@ pub fn certificate(
     })
 }
 
-/// Asks cert-manager for broker `name`'s certificate: applies its `Certificate` when it is new or
-/// differs (another host, issuer, duration), and leaves one kafka-expose did not make alone.
-#[allow(clippy::too_many_arguments)]
-async fn request(
-    ctx: &Context,
-    w: &Workload,
-    ns: &str,
-    name: &str,
-    host: &str,
-    kind: &str,
-    issuer: &str,
-    cfg: &crate::config::ExposeConfig,
-    out: &mut Outcome,
-) {
+/// Asks cert-manager for a broker's certificate: applies its `Certificate` when it is new or
+/// differs (other hosts, issuer, duration), and leaves one kafka-expose did not make alone.
+async fn request(ctx: &Context, c: &Wanted<'_>, kind: &str, issuer: &str, out: &mut Outcome) {
+    let (ns, name) = (c.ns, c.name);
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), ns, &certificate_resource());
-    let wanted = certificate(
-        w,
-        ns,
-        name,
-        host,
-        kind,
-        issuer,
-        cfg.tls_duration,
-        cfg.tls_renew_before(),
-    );
+    let wanted = certificate(c, kind, issuer);
     let not_served = |e: &kube::Error| match e {
         kube::Error::Api(s) if s.code == 404 => format!(
             "{}; cert-manager's Certificate API (cert-manager.io/v1) is not served here: install cert-manager, or use kafka-expose.io/external-tls=ca:<Secret>",
@@ -327,7 +363,10 @@ async fn request(
     match api.patch(name, &params, &Patch::Apply(&wanted)).await {
         Ok(_) => out.signed.push((
             name.to_string(),
-            format!("Certificate {name}: requested for {host} from {kind} {issuer}"),
+            format!(
+                "Certificate {name}: requested for {} from {kind} {issuer}",
+                c.hosts.join(", ")
+            ),
         )),
         Err(e) => out
             .failures
@@ -369,15 +408,9 @@ fn message(e: &kube::Error) -> String {
 
 /// The broker's Secret: `kubernetes.io/tls`, its chain (the leaf, then the CA), its key and the
 /// CA, owned by the workload and labelled as kafka-expose's.
-fn broker_secret(
-    w: &Workload,
-    ns: &str,
-    name: &str,
-    host: &str,
-    leaf: &str,
-    key: &str,
-    ca: &str,
-) -> Secret {
+fn broker_secret(c: &Wanted<'_>, leaf: &str, key: &str, ca: &str) -> Secret {
+    let (w, ns, name) = (c.w, c.ns, c.name);
+    let host = c.hosts.first().map(String::as_str).unwrap_or_default();
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
     let chain = format!("{}\n{}\n", leaf.trim_end(), ca.trim_end());
     Secret {
@@ -414,16 +447,22 @@ mod tests {
         .unwrap();
         let w = Workload::from_statefulset(sts);
         let day = Duration::from_secs(86_400);
-        let ip = certificate(
-            &w,
-            "k",
-            "kafka-0-external-tls",
-            "203.0.113.7",
-            "Issuer",
-            "ca",
-            90 * day,
-            30 * day,
-        );
+        let wanted = |name, hosts: &[&str], duration, renew_before| {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            let c = Wanted {
+                w: &w,
+                ns: "k",
+                name,
+                hosts: &hosts,
+                duration,
+                renew_before,
+            };
+            (
+                certificate(&c, "Issuer", "ca"),
+                certificate(&c, "ClusterIssuer", "ca"),
+            )
+        };
+        let (ip, _) = wanted("kafka-0-external-tls", &["203.0.113.7"], 90 * day, 30 * day);
         assert_eq!(
             ip["spec"]["ipAddresses"],
             serde_json::json!(["203.0.113.7"])
@@ -437,20 +476,31 @@ mod tests {
             ip["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "kafka-expose"
         );
-        let dns = certificate(
-            &w,
-            "k",
-            "kafka-1-external-tls",
-            "b-1.example.com",
-            "ClusterIssuer",
-            "ca",
-            day,
-            day / 3,
-        );
+        let (_, dns) = wanted("kafka-1-external-tls", &["b-1.example.com"], day, day / 3);
         assert_eq!(
             dns["spec"]["dnsNames"],
             serde_json::json!(["b-1.example.com"])
         );
+        assert!(dns["spec"].get("ipAddresses").is_none());
         assert_eq!(dns["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+        // A LoadBalancer broker's: its own address and the bootstrap's, of both kinds.
+        let (both, _) = wanted(
+            "kafka-2-external-tls",
+            &["lb-2.example.com", "203.0.113.9"],
+            day,
+            day / 3,
+        );
+        assert_eq!(
+            both["spec"]["dnsNames"],
+            serde_json::json!(["lb-2.example.com"])
+        );
+        assert_eq!(
+            both["spec"]["ipAddresses"],
+            serde_json::json!(["203.0.113.9"])
+        );
+        assert_eq!(
+            both["metadata"]["annotations"]["kafka-expose.io/external-host"], "lb-2.example.com",
+            "the annotation names the broker's own host"
+        );
     }
 }

@@ -29,7 +29,7 @@ use super::adapters::Adapter;
 use super::adapters::adopt::TargetPort;
 use super::exposure::Exposure;
 use super::workload::{Workload, WorkloadKind};
-use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, Placeholder, Template};
+use crate::config::{AdvertisedHost, ExposeConfig, ExposeMode, ExternalTls, Placeholder, Template};
 use crate::names::{
     PORT_NAME, SERVICE_PORT_NAME, bootstrap_service_name, broker_port_name, labels,
     shared_service_name, shared_service_port_name,
@@ -263,6 +263,16 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
             ..ServicePort::default()
         },
     );
+    if cfg.mode == ExposeMode::NodePort
+        && cfg.external_tls != ExternalTls::Off
+        && let Some(spec) = bootstrap.spec.as_mut()
+    {
+        // Any node's bootstrap port could hand a connection to a broker on another node, whose
+        // certificate names that node's address, not the one dialled: with `Local`, a node's
+        // bootstrap port reaches only the brokers on it. The bootstrap list names exactly the
+        // brokers' nodes.
+        spec.external_traffic_policy = Some("Local".into());
+    }
     if cfg.mode == ExposeMode::HostPort
         && let Some(spec) = bootstrap.spec.as_mut()
     {

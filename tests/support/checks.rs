@@ -417,7 +417,7 @@ pub fn broker_certificate(chain: &str, key: &str, ca: &str, host: &str) {
         Some(chain),
         Some(ca),
         ca,
-        host,
+        &[host.to_string(), chain.to_string()],
         0,
         std::time::Duration::from_secs(60),
     );

@@ -359,20 +359,20 @@ pub async fn ca_secret(c: &Client, ns: &str) -> String {
     cert
 }
 
-/// Waits for broker `i`'s signed Secret to hold a certificate naming exactly `host`, signed by
+/// Waits for broker `i`'s signed Secret to hold a certificate naming exactly `hosts`, signed by
 /// `ca`, and returns it.
 pub async fn wait_signed(
     c: &Client,
     ns: &str,
     i: u32,
-    host: &str,
+    hosts: &[&str],
     ca: &str,
 ) -> k8s_openapi::api::core::v1::Secret {
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
     let name = format!("kafka-{i}-external-tls");
     eventually(
         Duration::from_secs(30),
-        &format!("Secret {name} for {host}"),
+        &format!("Secret {name} for {hosts:?}"),
         || async {
             let s = api
                 .get_opt(&name)
@@ -385,7 +385,8 @@ pub async fn wait_signed(
             };
             let facts =
                 kafka_expose::certs::inspect(&text("tls.crt")).map_err(|e| e.to_string())?;
-            if facts[0].names != [host] {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            if !kafka_expose::certs::same_names(&facts[0].names, &hosts) {
                 return Err(format!("names {:?}", facts[0].names));
             }
             if text("ca.crt").trim() != ca.trim() || !text("tls.key").contains("PRIVATE KEY") {
