@@ -1,7 +1,7 @@
 //! `external-tls`: which Secret holds each broker's certificate, and what the certificate must
 //! name. The pod decision mounts that Secret for the gate; `mutate --explain` shows the plan.
 
-use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, Placeholder};
+use crate::config::{AdvertisedHost, ConfigError, ExposeConfig, ExposeMode, Placeholder};
 use crate::names::keys;
 
 /// The name of broker `ordinal`'s certificate Secret, or `None` when the external listener has no
@@ -39,7 +39,7 @@ pub fn must_name(cfg: &ExposeConfig, host: Option<&str>) -> String {
         Ok(_) => format!("{h} (an IP SAN)"),
         Err(_) => format!("{h} (a DNS SAN, or a wildcard one level above it)"),
     };
-    match (&cfg.advertised_host, host) {
+    let own = match (&cfg.advertised_host, host) {
         (AdvertisedHost::Template(_) | AdvertisedHost::Static(_), Some(h)) => san(h),
         (AdvertisedHost::HostIp, _) => "its node's IP (an IP SAN), known once it is scheduled".into(),
         (AdvertisedHost::Node(types), _) => format!(
@@ -48,5 +48,45 @@ pub fn must_name(cfg: &ExposeConfig, host: Option<&str>) -> String {
         ),
         (AdvertisedHost::LoadBalancer, _) => "its LoadBalancer's address, known once the cloud gives it (an IP SAN for an IP ingress, a DNS SAN for a hostname)".into(),
         (_, None) => "the host it advertises".into(),
+    };
+    match cfg.mode {
+        // The bootstrap LoadBalancer hands a connection to any broker.
+        ExposeMode::LoadBalancer => format!(
+            "{own}, and the bootstrap LoadBalancer's address for clients that bootstrap through it"
+        ),
+        _ => own,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Requested, parse};
+
+    fn config(pairs: &[(&str, &str)]) -> ExposeConfig {
+        let ann = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(&ann).unwrap() {
+            Requested::Expose(c) => c,
+            other => panic!("expected an exposure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn behind_a_bootstrap_load_balancer_the_certificate_must_name_its_address_too() {
+        let lb = config(&[("expose", "loadbalancer"), ("external-tls", "ca:ca")]);
+        let said = must_name(&lb, None);
+        assert!(said.starts_with("its LoadBalancer's address"), "{said}");
+        assert!(
+            said.contains("the bootstrap LoadBalancer's address"),
+            "{said}"
+        );
+        let np = config(&[("expose", "nodeport"), ("external-tls", "ca:ca")]);
+        assert_eq!(
+            must_name(&np, None),
+            "its node's IP (an IP SAN), known once it is scheduled"
+        );
     }
 }
