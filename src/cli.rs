@@ -129,6 +129,9 @@ pub struct GateArgs {
     /// The listener's `ssl.client.auth`: other than none, the Secret's `ca.crt` is the trust store.
     #[arg(long, value_parser = parse_client_auth, default_value = "none")]
     pub tls_client_auth: ClientAuth,
+    /// A Secret mounted whose `ca.crt` is the trust store instead (`external-tls-client-ca`).
+    #[arg(long, requires = "tls_secret_dir")]
+    pub tls_client_ca_dir: Option<std::path::PathBuf>,
     /// How long to wait before failing, so that the kubelet restarts the gate.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -30,11 +30,12 @@ pub mod keys {
     pub const LB_MAX_PORTS: &str = "load-balancer-max-ports";
     pub const EXTERNAL_TLS: &str = "external-tls";
     pub const EXTERNAL_TLS_CLIENT_AUTH: &str = "external-tls-client-auth";
+    pub const EXTERNAL_TLS_CLIENT_CA: &str = "external-tls-client-ca";
     pub const EXTERNAL_TLS_DURATION: &str = "external-tls-duration";
     pub const EXTERNAL_TLS_RENEW_BEFORE: &str = "external-tls-renew-before";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -53,6 +54,7 @@ pub mod keys {
         LB_MAX_PORTS,
         EXTERNAL_TLS,
         EXTERNAL_TLS_CLIENT_AUTH,
+        EXTERNAL_TLS_CLIENT_CA,
         EXTERNAL_TLS_DURATION,
         EXTERNAL_TLS_RENEW_BEFORE,
     ];
@@ -151,6 +153,10 @@ pub const GATE_MOUNT: &str = "/etc/kafka-expose";
 /// `external-tls`: the broker's own certificate Secret, mounted in the gate only, and where.
 pub const TLS_SECRET_VOLUME: &str = "kafka-expose-tls-secret";
 pub const TLS_SECRET_MOUNT: &str = "/kafka-expose-tls-secret";
+/// `external-tls-client-ca`: the Secret whose `ca.crt` checks client certificates, mounted in
+/// the gate only, and where.
+pub const TLS_CLIENT_CA_VOLUME: &str = "kafka-expose-tls-client-ca";
+pub const TLS_CLIENT_CA_MOUNT: &str = "/kafka-expose-tls-client-ca";
 /// `external-tls`: the in-memory `emptyDir` the gate writes the broker's PEM stores to, mounted
 /// read-only in the broker, and where.
 pub const TLS_VOLUME: &str = "kafka-expose-tls";

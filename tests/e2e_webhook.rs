@@ -1478,10 +1478,16 @@ async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
         for (k, v) in s.data.unwrap() {
             std::fs::write(dir.join(k), v.0).unwrap();
         }
-        use kafka_expose::cmd::gate::certificate_for;
+        use kafka_expose::cmd::gate::{Wanted, certificate_for};
         use kafka_expose::kafka::tls::ClientAuth;
-        certificate_for(&dir, "203.0.113.8", ClientAuth::Required).expect("the gate accepts it");
-        let e = certificate_for(&dir, "10.1.0.8", ClientAuth::None).unwrap_err();
+        let wanted = |host, client_auth| Wanted {
+            secret: &dir,
+            client_ca: None,
+            host,
+            client_auth,
+        };
+        certificate_for(&wanted("203.0.113.8", ClientAuth::Required)).expect("the gate accepts it");
+        let e = certificate_for(&wanted("10.1.0.8", ClientAuth::None)).unwrap_err();
         assert!(e.contains("names 203.0.113.8, and not 10.1.0.8"), "{e}");
     }
     // No key in the open: not in the server's log (at its default level, info), not in any Event.

@@ -577,6 +577,61 @@ fn external_tls_puts_the_pem_settings_in_the_images_variables_and_the_gate_on_th
 }
 
 #[test]
+fn client_certificates_may_be_checked_against_a_ca_of_another_secret() {
+    let mut pod = tls_pod("kafka-1", "ca:kafka-ca");
+    let ann = &mut pod["metadata"]["annotations"];
+    ann["kafka-expose.io/external-tls-client-auth"] = json!("required");
+    ann["kafka-expose.io/external-tls-client-ca"] = json!("clients-ca");
+    let d = decide(&pod);
+    let out = apply(&pod, &d);
+    let gate = &out["spec"]["initContainers"][0];
+    let args: Vec<&str> = gate["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--tls-client-ca-dir", "/kafka-expose-tls-client-ca"]),
+        "{args:?}"
+    );
+    let ca = out["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "kafka-expose-tls-client-ca")
+        .expect("the client CA's volume");
+    assert_eq!(
+        ca["secret"],
+        json!({"secretName": "clients-ca", "optional": true, "defaultMode": 0o444,
+               "items": [{"key": "ca.crt", "path": "ca.crt"}]}),
+        "its ca.crt alone: no key of that Secret reaches the pod"
+    );
+    assert!(
+        gate["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/kafka-expose-tls-client-ca"),
+        "the gate reads it"
+    );
+    let mounts = &out["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        !mounts.to_string().contains("client-ca"),
+        "the broker reads only the trust store the gate writes: {mounts}"
+    );
+    // Without clients presenting certificates, a client CA is a mistake, said so.
+    let mut none = tls_pod("kafka-1", "ca:kafka-ca");
+    none["metadata"]["annotations"]["kafka-expose.io/external-tls-client-ca"] = json!("clients-ca");
+    let said = refusal(&none);
+    assert!(
+        said.contains("external-tls-client-auth=requested or required"),
+        "{said}"
+    );
+}
+
+#[test]
 fn a_node_address_broker_with_external_tls_has_one_gate_for_both() {
     let mut pod = tls_pod("kafka-0", "secret:{pod}-tls");
     pod["metadata"]["annotations"]["kafka-expose.io/advertised-host"] = json!("node:ExternalIP");

@@ -163,6 +163,11 @@ pub struct PolicyExposure {
     /// With `externalTls`: `none`, `requested` or `required` (Kafka's `ssl.client.auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_client_auth: Option<String>,
+    /// With `externalTlsClientAuth` `requested` or `required`: the Secret of the workload's
+    /// namespace whose `ca.crt` client certificates are checked against (by default the
+    /// certificate Secret's own `ca.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_tls_client_ca: Option<String>,
     /// With `externalTls: ca:…` or `issuer:…`: how long a certificate is valid (`2160h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_duration: Option<String>,
@@ -381,6 +386,10 @@ impl PolicyExposure {
         put(
             keys::EXTERNAL_TLS_CLIENT_AUTH,
             self.external_tls_client_auth.clone(),
+        );
+        put(
+            keys::EXTERNAL_TLS_CLIENT_CA,
+            self.external_tls_client_ca.clone(),
         );
         put(
             keys::EXTERNAL_TLS_DURATION,
@@ -676,6 +685,7 @@ mod tests {
             port_pool: None,
             external_tls: Some("secret:{pod}-tls".into()),
             external_tls_client_auth: Some("required".into()),
+            external_tls_client_ca: Some("clients-ca".into()),
             external_tls_duration: Some("60s".into()),
             external_tls_renew_before: Some("30s".into()),
         };

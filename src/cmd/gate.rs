@@ -35,14 +35,13 @@ pub fn run(args: GateArgs) -> Result<ExitCode> {
     println!("kafka-expose gate: this broker advertises {host}");
     if let (Some(secret), Some(out)) = (&args.tls_secret_dir, &args.tls_dir) {
         let left = args.timeout.saturating_sub(start.elapsed());
-        match wait_for_certificate(
+        let wanted = Wanted {
             secret,
-            out,
-            &host,
-            args.tls_client_auth,
-            left,
-            args.interval,
-        ) {
+            client_ca: args.tls_client_ca_dir.as_deref(),
+            host: &host,
+            client_auth: args.tls_client_auth,
+        };
+        match wait_for_certificate(&wanted, out, left, args.interval) {
             Ok(note) => println!("kafka-expose gate: {note}"),
             Err(why) => {
                 eprintln!("kafka-expose gate: {why}");
@@ -54,28 +53,34 @@ pub fn run(args: GateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What is wrong with the mounted certificate for `host`, or the PEM texts to write: the key
-/// store (the key, then the chain) and, when clients are authenticated, the trust store.
-pub fn certificate_for(
-    secret: &Path,
-    host: &str,
-    client_auth: ClientAuth,
-) -> Result<(String, Option<String>, String), String> {
-    let read = |name: &str| -> Result<String, String> {
-        std::fs::read_to_string(secret.join(name)).map_err(|e| {
-            format!(
-                "the Secret has no readable {name} at {}: {e}",
-                secret.display()
-            )
-        })
+/// What the gate waits for: the broker's certificate Secret, mounted, naming `host`; with client
+/// authentication, a trust store from that Secret's `ca.crt` or from `client_ca`'s.
+pub struct Wanted<'a> {
+    pub secret: &'a Path,
+    pub client_ca: Option<&'a Path>,
+    pub host: &'a str,
+    pub client_auth: ClientAuth,
+}
+
+/// What is wrong with the mounted certificate, or the PEM texts to write: the key store (the key,
+/// then the chain) and, when clients are authenticated, the trust store.
+pub fn certificate_for(w: &Wanted<'_>) -> Result<(String, Option<String>, String), String> {
+    let read = |dir: &Path, what: &str, name: &str| -> Result<String, String> {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(|e| format!("{what} has no readable {name} at {}: {e}", dir.display()))
     };
-    let chain = read(certs::TLS_CERT)?;
-    let key = read(certs::TLS_KEY)?;
-    let ca = match client_auth {
-        ClientAuth::None => None,
-        _ => Some(read(certs::CA_CERT)?),
+    let chain = read(w.secret, "the Secret", certs::TLS_CERT)?;
+    let key = read(w.secret, "the Secret", certs::TLS_KEY)?;
+    let ca = match (w.client_auth, w.client_ca) {
+        (ClientAuth::None, _) => None,
+        (_, Some(dir)) => Some(read(
+            dir,
+            "the client CA Secret (external-tls-client-ca)",
+            certs::CA_CERT,
+        )?),
+        (_, None) => Some(read(w.secret, "the Secret", certs::CA_CERT)?),
     };
-    stores_for(&chain, &key, ca.as_deref(), host, client_auth)
+    stores_for(&chain, &key, ca.as_deref(), w.host, w.client_auth)
 }
 
 /// [`certificate_for`] on the Secret's texts: the checks, and the stores to write. Nothing of the
@@ -139,16 +144,15 @@ pub fn stores_for(
 /// or fixed after the pod started is seen here within its sync period. The error says what the
 /// certificate lacks; no key text is ever in it.
 pub fn wait_for_certificate(
-    secret: &Path,
+    w: &Wanted<'_>,
     out: &Path,
-    host: &str,
-    client_auth: ClientAuth,
     timeout: Duration,
     interval: Duration,
 ) -> Result<String, String> {
+    let host = w.host;
     let start = Instant::now();
     loop {
-        let why = match certificate_for(secret, host, client_auth) {
+        let why = match certificate_for(w) {
             Ok((store, trust, names)) => {
                 write_shared(&out.join(tls::KEYSTORE_FILE), &store)?;
                 if let Some(t) = trust {
@@ -219,6 +223,15 @@ pub fn wait_for(file: &Path, timeout: Duration, interval: Duration) -> Result<St
 mod tests {
     use super::*;
 
+    fn wanted<'a>(secret: &'a Path, host: &'a str, client_auth: ClientAuth) -> Wanted<'a> {
+        Wanted {
+            secret,
+            client_ca: None,
+            host,
+            client_auth,
+        }
+    }
+
     /// A mounted Secret (as the kubelet lays it out) whose certificate names `names`.
     fn secret(
         tag: &str,
@@ -242,10 +255,8 @@ mod tests {
             "B-1.Kafka.Example.COM",
         ] {
             let note = wait_for_certificate(
-                &s,
+                &wanted(&s, host, ClientAuth::None),
                 &out,
-                host,
-                ClientAuth::None,
                 Duration::ZERO,
                 Duration::ZERO,
             )
@@ -269,10 +280,8 @@ mod tests {
             "no trust store without client auth"
         );
         wait_for_certificate(
-            &s,
+            &wanted(&s, "203.0.113.7", ClientAuth::Required),
             &out,
-            "203.0.113.7",
-            ClientAuth::Required,
             Duration::ZERO,
             Duration::ZERO,
         )
@@ -280,6 +289,28 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(out.join(tls::TRUSTSTORE_FILE)).unwrap(),
             b.ca_pem
+        );
+    }
+
+    #[test]
+    fn client_certificates_are_checked_against_the_client_ca_secret_when_one_is_named() {
+        let (s, out, _) = secret("client-ca", &["203.0.113.7"]);
+        let (clients, _, other) = secret("client-ca-other", &["clients"]);
+        let w = Wanted {
+            client_ca: Some(&clients),
+            ..wanted(&s, "203.0.113.7", ClientAuth::Required)
+        };
+        wait_for_certificate(&w, &out, Duration::ZERO, Duration::ZERO).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join(tls::TRUSTSTORE_FILE)).unwrap(),
+            other.ca_pem,
+            "the named Secret's ca.crt, not the certificate's own CA"
+        );
+        std::fs::remove_file(clients.join(certs::CA_CERT)).unwrap();
+        let e = wait_for_certificate(&w, &out, Duration::ZERO, Duration::ZERO).unwrap_err();
+        assert!(
+            e.contains("external-tls-client-ca") && e.contains("ca.crt"),
+            "{e}"
         );
     }
 
@@ -292,10 +323,8 @@ mod tests {
             "a.b.kafka.example.com",
         ] {
             let e = wait_for_certificate(
-                &s,
+                &wanted(&s, host, ClientAuth::None),
                 &out,
-                host,
-                ClientAuth::None,
                 Duration::from_millis(30),
                 Duration::from_millis(10),
             )
@@ -316,10 +345,8 @@ mod tests {
     fn a_missing_secret_is_waited_for_and_named() {
         let root = std::env::temp_dir().join(format!("kx-gate-tls-none-{}", std::process::id()));
         let e = wait_for_certificate(
-            &root.join("secret"),
+            &wanted(&root.join("secret"), "h.example.com", ClientAuth::None),
             &root,
-            "h.example.com",
-            ClientAuth::None,
             Duration::from_millis(20),
             Duration::from_millis(5),
         )
@@ -329,10 +356,8 @@ mod tests {
         let (s, out, _) = secret("noca", &["h.example.com"]);
         std::fs::remove_file(s.join(certs::CA_CERT)).unwrap();
         let e = wait_for_certificate(
-            &s,
+            &wanted(&s, "h.example.com", ClientAuth::Requested),
             &out,
-            "h.example.com",
-            ClientAuth::Requested,
             Duration::ZERO,
             Duration::ZERO,
         )
@@ -347,10 +372,8 @@ mod tests {
             .replace("BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY");
         std::fs::write(s.join(certs::TLS_KEY), pkcs1).unwrap();
         let e = wait_for_certificate(
-            &s,
+            &wanted(&s, "h.example.com", ClientAuth::None),
             &out,
-            "h.example.com",
-            ClientAuth::None,
             Duration::ZERO,
             Duration::ZERO,
         )

@@ -252,6 +252,9 @@ pub struct ExposeConfig {
     pub external_tls: ExternalTls,
     /// `external-tls-client-auth`: its `ssl.client.auth`.
     pub tls_client_auth: ClientAuth,
+    /// `external-tls-client-ca`: the Secret whose `ca.crt` client certificates are checked
+    /// against, instead of the certificate Secret's own `ca.crt`.
+    pub tls_client_ca: Option<String>,
     /// `external-tls-duration`: how long a certificate kafka-expose signs (`ca:`) is valid.
     pub tls_duration: std::time::Duration,
     /// `external-tls-renew-before`: how long before its end it is signed again; by default a
@@ -454,6 +457,7 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         tls_client_auth: r
             .read(keys::EXTERNAL_TLS_CLIENT_AUTH, values::client_auth)
             .unwrap_or_default(),
+        tls_client_ca: r.read(keys::EXTERNAL_TLS_CLIENT_CA, values::secret_name),
         tls_duration: r
             .read(keys::EXTERNAL_TLS_DURATION, values::lifetime)
             .unwrap_or(DEFAULT_TLS_DURATION),
@@ -482,6 +486,12 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         r.not_with(
             keys::EXTERNAL_TLS_CLIENT_AUTH,
             "applies only with kafka-expose.io/external-tls, where the external listener has a certificate of its own",
+        );
+    }
+    if config.tls_client_auth == ClientAuth::None {
+        r.not_with(
+            keys::EXTERNAL_TLS_CLIENT_CA,
+            "applies only with kafka-expose.io/external-tls-client-auth=requested or required, where clients present certificates",
         );
     }
     if config.external_tls.is_on() && config.adapter == AdapterChoice::Adopt {

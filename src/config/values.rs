@@ -212,6 +212,20 @@ fn span(v: &str, min_secs: u64) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// `external-tls-client-ca`: a Secret's name.
+pub fn secret_name(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !ok {
+        return Err(format!(
+            "{v:?} is not a Secret name (lower-case letters, digits, '-' and '.'): the Secret in the workload's namespace whose ca.crt client certificates are checked against"
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// `external-tls-client-auth`: Kafka's `ssl.client.auth`.
 pub fn client_auth(v: &str) -> Result<ClientAuth, String> {
     ClientAuth::parse(v).ok_or_else(|| "allowed: none, requested, required".into())

@@ -39,8 +39,9 @@ use crate::kafka::tls::ClientAuth;
 use crate::kafka::tls::ListenerTls;
 use crate::names::{
     GATE_CONTAINER, GATE_MOUNT, GATE_VOLUME, INIT_CONTAINER, INSTALL_CONTAINER, LAUNCH_MOUNT,
-    LAUNCH_VOLUME, PORT_NAME, PREFIX, SAVE_CONTAINER, TLS_MOUNT, TLS_SECRET_MOUNT,
-    TLS_SECRET_VOLUME, TLS_VOLUME, broker_port_name, envs, keys, labels, own,
+    LAUNCH_VOLUME, PORT_NAME, PREFIX, SAVE_CONTAINER, TLS_CLIENT_CA_MOUNT, TLS_CLIENT_CA_VOLUME,
+    TLS_MOUNT, TLS_SECRET_MOUNT, TLS_SECRET_VOLUME, TLS_VOLUME, broker_port_name, envs, keys,
+    labels, own,
 };
 use crate::ptr;
 
@@ -205,7 +206,11 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
         let gate = Gate {
             node: node_types.is_some(),
             env: &base_env,
-            tls: tls.as_deref().map(|s| (s, cfg.tls_client_auth)),
+            tls: tls.as_deref().map(|secret| GateTls {
+                secret,
+                client_auth: cfg.tls_client_auth,
+                client_ca: cfg.tls_client_ca.as_deref(),
+            }),
         };
         gate_ops(&mut b, spec, &ctx.settings.patcher_image, &gate);
     }
@@ -512,7 +517,15 @@ struct Gate<'a> {
     /// The broker's downward-API fields and external host, so that `--host` expands as the
     /// broker's own variable does.
     env: &'a [EnvVar],
-    tls: Option<(&'a str, ClientAuth)>,
+    tls: Option<GateTls<'a>>,
+}
+
+/// With `external-tls`: the broker's certificate Secret, its `ssl.client.auth`, and the Secret
+/// whose `ca.crt` checks client certificates when it is not the certificate Secret.
+struct GateTls<'a> {
+    secret: &'a str,
+    client_auth: ClientAuth,
+    client_ca: Option<&'a str>,
 }
 
 /// The gate: a first init container. For a `node:` broker it reads the node address annotation
@@ -546,7 +559,12 @@ fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str, gate: &Gate<'_>) 
     } else {
         args.extend(["--host".into(), envs::reference(envs::EXTERNAL_HOST)]);
     }
-    if let Some((secret, client_auth)) = gate.tls {
+    if let Some(GateTls {
+        secret,
+        client_auth,
+        client_ca,
+    }) = &gate.tls
+    {
         volumes.push(json!({
             "name": TLS_SECRET_VOLUME,
             "secret": {"secretName": secret, "optional": true, "defaultMode": 0o444}
@@ -571,6 +589,20 @@ fn gate_ops(b: &mut PatchBuilder, spec: &PodSpec, image: &str, gate: &Gate<'_>) 
             "--tls-client-auth".into(),
             client_auth.as_str().into(),
         ]);
+        if let Some(ca) = client_ca {
+            volumes.push(json!({
+                "name": TLS_CLIENT_CA_VOLUME,
+                "secret": {"secretName": ca, "optional": true, "defaultMode": 0o444,
+                           "items": [{"key": crate::certs::CA_CERT, "path": crate::certs::CA_CERT}]}
+            }));
+            mounts.push(VolumeMount {
+                name: TLS_CLIENT_CA_VOLUME.to_string(),
+                mount_path: TLS_CLIENT_CA_MOUNT.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+            args.extend(["--tls-client-ca-dir".into(), TLS_CLIENT_CA_MOUNT.into()]);
+        }
     }
     args.extend(["--timeout".into(), format!("{GATE_TIMEOUT_SECS}s")]);
     let present = spec.volumes.as_deref();
