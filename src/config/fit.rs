@@ -222,20 +222,10 @@ pub fn check_against_workload(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::config::{Requested, parse};
 
     fn expose(pairs: &[(&str, &str)]) -> ExposeConfig {
-        let ann: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match parse(&ann).unwrap() {
-            Requested::Expose(c) => c,
-            other => panic!("expected an exposure, got {other:?}"),
-        }
+        crate::config::exposure_of(pairs)
     }
 
     fn facts(replicas: u32) -> WorkloadFacts<'static> {

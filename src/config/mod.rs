@@ -553,6 +553,19 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
     Ok(Requested::Expose(config))
 }
 
+/// For tests: the exposure that annotations (keys without the prefix) request.
+#[cfg(test)]
+pub(crate) fn exposure_of(pairs: &[(&str, &str)]) -> ExposeConfig {
+    let ann: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match parse(&ann).unwrap() {
+        Requested::Expose(c) => c,
+        other => panic!("expected an exposure, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,10 +578,7 @@ mod tests {
     }
 
     fn expose(pairs: &[(&str, &str)]) -> ExposeConfig {
-        match parse(&ann(pairs)).unwrap() {
-            Requested::Expose(c) => c,
-            other => panic!("expected an exposure, got {other:?}"),
-        }
+        exposure_of(pairs)
     }
 
     fn errors(pairs: &[(&str, &str)]) -> ConfigError {

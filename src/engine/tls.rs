@@ -61,18 +61,7 @@ pub fn must_name(cfg: &ExposeConfig, host: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Requested, parse};
-
-    fn config(pairs: &[(&str, &str)]) -> ExposeConfig {
-        let ann = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match parse(&ann).unwrap() {
-            Requested::Expose(c) => c,
-            other => panic!("expected an exposure, got {other:?}"),
-        }
-    }
+    use crate::config::exposure_of as config;
 
     #[test]
     fn behind_a_bootstrap_load_balancer_the_certificate_must_name_its_address_too() {
