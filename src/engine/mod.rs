@@ -15,6 +15,7 @@ pub mod exposure;
 pub mod patch;
 pub mod pod;
 pub mod policy;
+pub mod restart;
 pub mod rollout;
 pub mod services;
 pub mod tls;
