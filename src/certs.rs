@@ -40,6 +40,8 @@ impl Default for Validity {
 /// What a certificate says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFacts {
+    /// Its serial number, in lowercase hex: what tells one issue from the next.
+    pub serial: String,
     /// The end of its validity, in seconds since the epoch.
     pub not_after: i64,
     /// Its subject alternative names: DNS names and IP addresses, as text.
@@ -80,6 +82,11 @@ pub fn inspect_der(der: &[u8]) -> Result<CertFacts, CertError> {
         }
     }
     Ok(CertFacts {
+        serial: cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
         not_after: cert.validity().not_after.timestamp(),
         names,
     })

@@ -262,6 +262,13 @@ pub struct ServeArgs {
     /// How long a LoadBalancer may stay without an address before a Warning Event.
     #[arg(long, env = "KAFKA_EXPOSE_LB_PENDING_WARNING", default_value = "5m", value_parser = parse_duration)]
     pub lb_pending_warning: Duration,
+    /// How long a broker restarted for a new address is Ready before the next one restarts.
+    #[arg(long, env = "KAFKA_EXPOSE_RESTART_SETTLE", default_value = "30s", value_parser = parse_duration)]
+    pub restart_settle: Duration,
+    /// How long a restarted broker may take to be Ready again before the restarts stall (a
+    /// policy's rollout.progressDeadlineSeconds wins for its workloads).
+    #[arg(long, env = "KAFKA_EXPOSE_RESTART_PROGRESS_DEADLINE", default_value = "10m", value_parser = parse_duration)]
+    pub restart_progress_deadline: Duration,
     /// How long to keep serving, telling clients to close, after SIGTERM.
     #[arg(long, env = "KAFKA_EXPOSE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -33,9 +33,13 @@ pub mod keys {
     pub const EXTERNAL_TLS_CLIENT_CA: &str = "external-tls-client-ca";
     pub const EXTERNAL_TLS_DURATION: &str = "external-tls-duration";
     pub const EXTERNAL_TLS_RENEW_BEFORE: &str = "external-tls-renew-before";
+    /// What to do when a running broker's external address changes: `restart` or `warn`. Read
+    /// from the workload when it happens; not part of the brokers' configuration (changing it
+    /// restarts nothing).
+    pub const ON_ADDRESS_CHANGE: &str = "on-address-change";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -57,6 +61,7 @@ pub mod keys {
         EXTERNAL_TLS_CLIENT_CA,
         EXTERNAL_TLS_DURATION,
         EXTERNAL_TLS_RENEW_BEFORE,
+        ON_ADDRESS_CHANGE,
     ];
 }
 
@@ -82,8 +87,15 @@ pub mod own {
     /// On a broker pod with `advertised-host: node:…`: the address of its node, set when it is
     /// bound (the Binding's annotations are copied onto the pod), read by the downward API.
     pub const EXTERNAL_HOST: &str = "external-host";
+    /// On a broker pod, set at admission: what it advertises, `<host>:<port>` as the kubelet
+    /// resolves it, e.g. `203.0.113.7:9094` or `$(KAFKA_EXPOSE_EXTERNAL_HOST):32400` (the node's
+    /// address, given at binding in `external-host`). What a later address is compared with.
+    pub const ADVERTISED: &str = "advertised";
+    /// On the workload: the restart of brokers whose address changed, as it stands
+    /// ([`crate::engine::restart::Record`]). Kept in the cluster, so a new leader resumes it.
+    pub const RESTART: &str = "restart";
 
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         CONFIG_HASH,
         INHERITED,
         ORDINALS_START,
@@ -93,6 +105,8 @@ pub mod own {
         POLICY_KEYS,
         ROLLOUT,
         EXTERNAL_HOST,
+        ADVERTISED,
+        RESTART,
     ];
 }
 
@@ -166,6 +180,10 @@ pub const TLS_MOUNT: &str = "/kafka-expose-tls";
 pub const INIT_CONTAINER: &str = "kafka-expose-properties";
 
 pub use kafka_expose_kafka::KEPT_MARK;
+
+/// How the gate's termination message starts when it let the broker start with a certificate;
+/// the serial follows, in hex.
+pub const LOADED_CERT_MARK: &str = "kafka-expose gate: the broker starts with certificate serial ";
 
 /// Launch adapter: the init container that copies the launcher from kafka-expose's image.
 pub const INSTALL_CONTAINER: &str = "kafka-expose-launch-install";

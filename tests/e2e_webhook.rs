@@ -1663,3 +1663,253 @@ async fn with_a_cert_manager_issuer_each_broker_gets_a_certificate_request_and_i
     }
     k.abort();
 }
+
+/// The pods of `sts` that are present, not being deleted and Ready, by name.
+async fn up(c: &Client, ns: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let Ok(list) = pods.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(|p| p.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+fn uids(pods: &[Pod]) -> Vec<String> {
+    pods.iter().map(|p| p.uid().unwrap_or_default()).collect()
+}
+
+/// Issue 28 on the real API server and StatefulSet controller, as a user would meet it: a node's
+/// ExternalIP changes under three running brokers.
+/// - `on-address-change: warn` only reports the stale broker, in the status and an Event;
+/// - with `restart`, a PodDisruptionBudget of `maxUnavailable: 0` refuses the eviction, and the
+///   status says so;
+/// - without it, the brokers are evicted one at a time, the highest ordinal first: a sampler of
+///   the pods never sees two missing, and each comes back advertising the new address.
+///
+/// The server runs under the install's own RBAC (the Eviction API is granted there).
+#[tokio::test]
+async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and_a_pdb_holds() {
+    use support::serve::Extra;
+    let c = client().await;
+    let node = "e2e-restart-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.3.0.1"), ("ExternalIP", "198.51.100.21")],
+    )
+    .await;
+    let tag = "restart";
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let ns = "e2e-restart";
+    let wh = Webhook::start_with(
+        tag,
+        kubeconfig,
+        dir,
+        Some(ns),
+        Extra {
+            args: vec!["--restart-settle".into(), "2s".into()],
+            ..Extra::default()
+        },
+    );
+    wh.register(&c, tag).await;
+    tagged_namespace(&c, ns, tag).await;
+    let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.3.0.1".into());
+    let docs = apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30600",
+                "kafka-expose.io/bootstrap-node-port": "30605",
+                "kafka-expose.io/advertised-host": "node:ExternalIP",
+                "kafka-expose.io/on-address-change": "warn"}),
+    )
+    .await;
+    bound_pods(&c, ns, "kafka", 3).await;
+    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
+    eventually(Duration::from_secs(30), "three brokers Ready", || async {
+        let u = up(&c, ns).await;
+        if u == all {
+            Ok(())
+        } else {
+            Err(format!("{u:?}"))
+        }
+    })
+    .await;
+    let before = pods_of(&c, ns, "kafka").await;
+    for p in &before {
+        let i = ordinal_of(&p.name_any());
+        assert_eq!(external_host(p).as_deref(), Some("198.51.100.21"));
+        assert_eq!(
+            p.annotations()
+                .get("kafka-expose.io/advertised")
+                .map(String::as_str),
+            Some(format!("$(KAFKA_EXPOSE_EXTERNAL_HOST):{}", 30600 + i).as_str()),
+            "admission records what it advertises"
+        );
+    }
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
+
+    // The node's ExternalIP changes. With warn: reported, and nothing restarts.
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.3.0.1"), ("ExternalIP", "198.51.100.77")],
+    )
+    .await;
+    let status = wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.starts_with("restart: stale kafka-2")
+    })
+    .await;
+    assert!(
+        status
+            .contains("advertises 198.51.100.21:30602; its node's ExternalIP is now 198.51.100.77")
+            && status.contains("(2 more stale)")
+            && status.contains("on-address-change is warn"),
+        "{status}"
+    );
+    wait_event(
+        &c,
+        ns,
+        "BrokerAddressStale",
+        "kubectl delete pod -n e2e-restart kafka-2",
+    )
+    .await;
+    assert_eq!(
+        uids(&pods_of(&c, ns, "kafka").await),
+        uids(&before),
+        "warn deletes no pod"
+    );
+
+    // restart, under a PodDisruptionBudget that allows no disruption: blocked, and said.
+    let pdb_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        ns,
+        &kube::api::ApiResource {
+            group: "policy".into(),
+            version: "v1beta1".into(),
+            api_version: "policy/v1beta1".into(),
+            kind: "PodDisruptionBudget".into(),
+            plural: "poddisruptionbudgets".into(),
+        },
+    );
+    let sts: StatefulSet = Api::namespaced(c.clone(), ns).get("kafka").await.unwrap();
+    let pdb: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "kafka", "namespace": ns},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": template_labels(sts)}}
+    }))
+    .unwrap();
+    pdb_api.create(&PostParams::default(), &pdb).await.unwrap();
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .patch(
+            "kafka",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/on-address-change": "restart"}}})),
+        )
+        .await
+        .unwrap();
+    let status = wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.starts_with("restart: blocked kafka-2")
+    })
+    .await;
+    assert!(status.contains("disruption budget"), "{status}");
+    wait_event(&c, ns, "RestartBlocked", "kafka-2").await;
+    assert_eq!(
+        uids(&pods_of(&c, ns, "kafka").await),
+        uids(&before),
+        "the budget holds every broker"
+    );
+
+    // The budget removed: one broker at a time, each back on the new address.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+    let sampler = {
+        let (c, seen) = (c.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let u = up(&c, "e2e-restart").await;
+                seen.lock().unwrap().push(u);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    pdb_api.delete("kafka", &Default::default()).await.unwrap();
+    let after = eventually(
+        Duration::from_secs(120),
+        "every broker back on the new address",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let hosts: Vec<Option<String>> = pods.iter().map(external_host).collect();
+            let u = up(&c, ns).await;
+            let sts: StatefulSet = Api::namespaced(c.clone(), ns)
+                .get("kafka")
+                .await
+                .map_err(|e| e.to_string())?;
+            let record = sts.annotations().get("kafka-expose.io/restart").cloned();
+            if pods.len() == 3
+                && hosts.iter().all(|h| h.as_deref() == Some("198.51.100.77"))
+                && u == all
+                && record.is_none()
+            {
+                Ok(pods)
+            } else {
+                Err(format!("{hosts:?}, up {u:?}, record {record:?}"))
+            }
+        },
+    )
+    .await;
+    sampler.abort();
+    let seen = seen.lock().unwrap().clone();
+    let fewest = seen.iter().map(Vec::len).min().unwrap_or(0);
+    assert!(
+        fewest >= 2,
+        "never two brokers missing; the sampler saw {:?}",
+        seen.iter().find(|u| u.len() < 2)
+    );
+    for (old, new) in before.iter().zip(&after) {
+        assert_ne!(old.uid(), new.uid(), "{} was restarted", new.name_any());
+    }
+    // The highest ordinal first, as the StatefulSet itself rolls.
+    let first_missing = seen
+        .iter()
+        .find(|u| u.len() < 3)
+        .and_then(|u| all.iter().find(|n| !u.contains(n)))
+        .cloned();
+    assert_eq!(first_missing.as_deref(), Some("kafka-2"));
+    for p in &after {
+        let i = ordinal_of(&p.name_any());
+        let eff = effective_config(
+            &docs,
+            &serde_json::to_value(p).unwrap(),
+            "broker",
+            i,
+            Image::Apache,
+        );
+        let adv = listeners(eff.get("advertised.listeners"));
+        assert!(
+            adv.contains(&(
+                "EXTERNAL".to_string(),
+                "198.51.100.77".to_string(),
+                (30600 + i).to_string()
+            )),
+            "{}: advertises {adv:?}",
+            p.name_any()
+        );
+    }
+    wait_event(&c, ns, "BrokerRestarted", "evicted broker pod kafka-0").await;
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
+    k.abort();
+    drop(wh);
+}

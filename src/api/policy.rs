@@ -197,6 +197,12 @@ pub struct Rollout {
     /// How long one workload may take to be updated and Ready before the rollout stops.
     #[serde(default = "twenty_minutes")]
     pub progress_deadline_seconds: u32,
+    /// When a running broker's external address (or certificate) changes under it: `restart`
+    /// (the default) evicts the stale brokers one at a time, within `maxConcurrent` workloads
+    /// and `progressDeadlineSeconds`; `warn` reports them only. A workload's own
+    /// `kafka-expose.io/on-address-change` wins. Changing it restarts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_address_change: Option<AddressChange>,
 }
 
 impl Default for Rollout {
@@ -204,6 +210,24 @@ impl Default for Rollout {
         Self {
             max_concurrent: one(),
             progress_deadline_seconds: twenty_minutes(),
+            on_address_change: None,
+        }
+    }
+}
+
+/// `rollout.onAddressChange`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressChange {
+    Restart,
+    Warn,
+}
+
+impl From<AddressChange> for crate::config::OnAddressChange {
+    fn from(a: AddressChange) -> Self {
+        match a {
+            AddressChange::Restart => Self::Restart,
+            AddressChange::Warn => Self::Warn,
         }
     }
 }
@@ -433,6 +457,7 @@ pub fn field_of(key: &str) -> String {
     let camel = match key {
         keys::LB_SOURCE_RANGES => "loadBalancerSourceRanges".to_string(),
         keys::LB_CLASS => "loadBalancerClass".to_string(),
+        keys::ON_ADDRESS_CHANGE => return "spec.rollout.onAddressChange".into(),
         k => {
             let mut out = String::new();
             let mut upper = false;
@@ -692,7 +717,8 @@ mod tests {
         let set: Vec<String> = full.to_annotations().into_keys().collect();
         let want: Vec<String> = keys::ALL
             .iter()
-            .filter(|k| **k != keys::ORDINAL)
+            // The ordinal is per workload; what happens on an address change is the rollout's.
+            .filter(|k| **k != keys::ORDINAL && **k != keys::ON_ADDRESS_CHANGE)
             .map(|k| k.to_string())
             .collect();
         let mut want = want;

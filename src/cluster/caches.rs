@@ -264,7 +264,7 @@ pub fn watch_bindings(
     namespace: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> BindingCache {
-    use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
+    use k8s_openapi::api::core::v1::{Node, Pod};
     let (pods, pw) = reflector::store();
     let (nodes, nw) = reflector::store();
     let pod_stream = watcher(
@@ -272,25 +272,7 @@ pub fn watch_bindings(
         watcher::Config::default().labels(&format!("{}=true", labels::EXPOSED)),
     )
     .default_backoff()
-    .modify(|p| {
-        let kept = kept_note(p);
-        p.metadata.managed_fields = None;
-        if let Some(a) = p.metadata.annotations.as_mut() {
-            a.retain(|k, _| k.starts_with(crate::names::PREFIX));
-        }
-        if let Some(note) = kept {
-            p.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(KEPT_NOTE.into(), note);
-        }
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        p.spec = Some(PodSpec {
-            node_name: node,
-            ..PodSpec::default()
-        });
-        p.status = None;
-    })
+    .modify(strip_broker_pod)
     .reflect(pw)
     .for_each(|e| {
         if let Err(e) = e {
@@ -326,6 +308,90 @@ pub fn watch_bindings(
         futures::future::select(Box::pin(both), Box::pin(shutdown)).await;
     });
     BindingCache { pods, nodes }
+}
+
+/// Strips a watched broker pod to what the binding webhook, the node fallback and the restarts
+/// read: its kafka-expose annotations (with the notes its containers left, see [`KEPT_NOTE`],
+/// [`LOADED_SERIAL`] and [`TLS_SECRET`]), its owner and node, and its Ready condition.
+pub fn strip_broker_pod(p: &mut k8s_openapi::api::core::v1::Pod) {
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    let mut notes = Vec::new();
+    if let Some(note) = kept_note(p) {
+        notes.push((KEPT_NOTE, note));
+    }
+    if let Some(serial) = loaded_serial(p) {
+        notes.push((LOADED_SERIAL, serial));
+    }
+    if let Some(secret) = tls_secret(p) {
+        notes.push((TLS_SECRET, secret));
+    }
+    p.metadata.managed_fields = None;
+    if let Some(a) = p.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(crate::names::PREFIX) && !k.starts_with(CACHE_PREFIX));
+    }
+    for (key, value) in notes {
+        p.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value);
+    }
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    p.spec = Some(PodSpec {
+        node_name: node,
+        ..PodSpec::default()
+    });
+    let ready = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready").cloned());
+    p.status = ready.map(|r| PodStatus {
+        conditions: Some(vec![r]),
+        ..PodStatus::default()
+    });
+}
+
+/// The notes the cache adds start so; a pod's own annotations of that form are dropped.
+const CACHE_PREFIX: &str = "kafka-expose.io/cache.";
+
+/// Where a cached broker pod carries the serial of the certificate its gate let it start with.
+pub const LOADED_SERIAL: &str = "kafka-expose.io/cache.loaded-serial";
+
+/// Where a cached broker pod carries the name of its certificate Secret (its gate's volume).
+pub const TLS_SECRET: &str = "kafka-expose.io/cache.tls-secret";
+
+/// The serial of the certificate the pod's gate let the broker start with: the gate's
+/// termination message in its current state (the broker runs with what the last run wrote).
+fn loaded_serial(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let gate = p
+        .status
+        .as_ref()?
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == crate::names::GATE_CONTAINER)?;
+    let message = gate
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .as_deref()?;
+    crate::engine::restart::loaded_serial(message).map(str::to_string)
+}
+
+/// The Secret the pod's gate reads its certificate from.
+fn tls_secret(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    p.spec
+        .as_ref()?
+        .volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == crate::names::TLS_SECRET_VOLUME)?
+        .secret
+        .as_ref()?
+        .secret_name
+        .clone()
 }
 
 /// Every NodePort in use in the cluster, from a watch of all Services stripped to their ports'

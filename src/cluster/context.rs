@@ -49,6 +49,8 @@ pub struct Periods {
     pub policy_settle: Duration,
     /// How often the cached broker pods are checked for a missing node address.
     pub node_fallback: Duration,
+    /// How the brokers whose address changed are restarted.
+    pub restarts: RestartSettings,
 }
 
 impl Default for Periods {
@@ -58,6 +60,29 @@ impl Default for Periods {
             policy_idle: Duration::from_secs(30),
             policy_settle: Duration::from_millis(200),
             node_fallback: Duration::from_secs(2),
+            restarts: RestartSettings::default(),
+        }
+    }
+}
+
+/// How the restarts are paced where no policy says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartSettings {
+    /// How often the cached brokers are compared.
+    pub every: Duration,
+    /// How long a restarted broker is Ready before the next one goes.
+    pub settle: Duration,
+    /// How long a restarted broker may take to be Ready again (a policy's
+    /// `rollout.progressDeadlineSeconds` wins).
+    pub progress_deadline: Duration,
+}
+
+impl Default for RestartSettings {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(5),
+            settle: Duration::from_secs(30),
+            progress_deadline: Duration::from_secs(600),
         }
     }
 }

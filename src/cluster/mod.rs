@@ -26,6 +26,7 @@ pub mod own_image;
 pub mod policies;
 pub mod reconciler;
 pub mod requests;
+pub mod restarts;
 pub mod runtime;
 pub mod status;
 

@@ -3,10 +3,10 @@
 //! the pod yet) gets the annotation patched in, and its gate lets the broker start. Runs on the
 //! leader, from the caches the binding webhook reads ([`super::caches::BindingCache`]).
 //!
-//! A node without any address of the wanted types, and a node whose chosen address changed under
-//! a running broker, are Warning Events on the broker's workload. Kafka cannot change
-//! `advertised.listeners` without a restart, so the Event says to restart that broker; nothing is
-//! restarted automatically.
+//! A node without any address of the wanted types is a Warning Event on the broker's workload.
+//! A node whose chosen address changed under a running broker of a StatefulSet is
+//! [`super::restarts`]' to act on; for any other broker it is a Warning Event saying to restart it
+//! (Kafka cannot change `advertised.listeners` without a restart).
 
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod) {
                 publish_once(ctx, pod, EventType::Warning, "NodeAddressMissing", &note).await;
             }
         }
+        // A StatefulSet's broker is restarted, or reported, by the restarts loop.
+        Step::Changed { .. } if owned_by_statefulset(pod) => {}
         Step::Changed { advertised, now } => {
             let note = format!(
                 "broker pod {name} advertises {advertised}, but its node's address is now {now}. Kafka cannot change advertised.listeners without a restart: delete the pod (kubectl delete pod -n {ns} {name}) when it suits, and it comes back advertising {now}"
@@ -111,6 +113,14 @@ async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod) {
             publish_once(ctx, pod, EventType::Warning, "NodeAddressChanged", &note).await;
         }
     }
+}
+
+fn owned_by_statefulset(pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind == "StatefulSet")
 }
 
 /// The pod's controller (its StatefulSet), else the pod.

@@ -246,6 +246,13 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         previous.as_deref(),
         ctx.lb_pending_warning,
     );
+    // The restarts of brokers whose address changed (see `restarts`), as that loop recorded them.
+    let v = status::with_restart(
+        v,
+        obj.annotations()
+            .get(&format!("{PREFIX}{}", own::RESTART))
+            .map(String::as_str),
+    );
     let first_cert_failure = failures.len() - cert_failures;
     for (i, f) in failures.iter().enumerate() {
         let reason = match i >= first_cert_failure {

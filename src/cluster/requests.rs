@@ -55,6 +55,12 @@ pub fn counted_client(
     requests: Family<ApiRequestLabels, Counter>,
     component: &'static str,
 ) -> kube::Result<kube::Client> {
+    // No retry hidden in the client: kube's default retries a 429 up to 15 times with a backoff
+    // growing to 1000 s, and a 429 is also the Eviction API's answer when a PodDisruptionBudget
+    // refuses (not transient: the restart must see it and say so). Every caller here already
+    // retries on its own terms: a reconcile requeues, a watch backs off, admission answers fast.
+    let mut config = config;
+    config.default_retry = false;
     let layer =
         tower::util::MapRequestLayer::new(move |req: hyper::Request<kube::client::Body>| {
             let (verb, resource) =

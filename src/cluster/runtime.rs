@@ -20,10 +20,10 @@ use tracing::info;
 use super::caches::{self, BindingCache, ServiceCache};
 use super::certs::{self, Renewer};
 use super::context::Context;
-pub use super::context::Periods;
+pub use super::context::{Periods, RestartSettings};
 use super::events::Announcer;
 use super::policies::{self, PolicyStores};
-use super::{leader, nodes, own_image, reconciler};
+use super::{leader, nodes, own_image, reconciler, restarts};
 use crate::config::{Settings, default_patcher_image};
 use crate::metrics::{Metrics, Readiness};
 use crate::names::{FIELD_MANAGER, LEASE};
@@ -150,6 +150,13 @@ async fn lead(
         }),
         None => ctx.clone(),
     };
+    let restarts = restarts::run(
+        ctx.clone(),
+        bindings.clone(),
+        stores.policies.clone(),
+        periods.restarts,
+        shutdown.clone(),
+    );
     let policy_stop = shutdown.clone();
     let policies = async move {
         if policies::served(&policy_ctx.client).await {
@@ -165,6 +172,7 @@ async fn lead(
         ),
         reconciler::run(ctx, options.namespace, shutdown),
         policies,
+        restarts,
     );
 }
 

@@ -100,9 +100,42 @@ pub fn verdict(
     v
 }
 
+/// The status with the workload's restart record (`kafka-expose.io/restart`) in place of `ok`:
+/// a workload whose brokers advertise an old address is not ok, whatever its Services. A failure
+/// or a pending address says more, and stays.
+pub fn with_restart(mut v: Verdict, record: Option<&str>) -> Verdict {
+    if let Some(r) = record.map(str::trim).filter(|r| !r.is_empty())
+        && v.status.as_deref() == Some("ok")
+    {
+        v.status = Some(format!("restart: {r}"));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_on_record_is_the_status_of_an_otherwise_settled_workload() {
+        let ok = verdict(
+            &exposed(Some("192.0.2.10:31000"), None),
+            &[],
+            &[],
+            None,
+            WARN,
+        );
+        let r = "restarting kafka-2 since 1: advertises a:1; its node's ExternalIP is now b";
+        assert_eq!(
+            with_restart(ok.clone(), Some(r)).status.as_deref(),
+            Some(
+                "restart: restarting kafka-2 since 1: advertises a:1; its node's ExternalIP is now b"
+            )
+        );
+        assert_eq!(with_restart(ok.clone(), None), ok);
+        let failed = verdict(&exposed(None, None), &["x".into()], &[], None, WARN);
+        assert_eq!(with_restart(failed.clone(), Some(r)), failed);
+    }
 
     const WARN: Duration = Duration::from_secs(300);
 

@@ -17,6 +17,7 @@ use anyhow::Result;
 
 use crate::certs;
 use crate::cli::GateArgs;
+use crate::engine::restart;
 use crate::kafka::tls::{self, ClientAuth};
 use crate::names::{PREFIX, own};
 
@@ -42,7 +43,14 @@ pub fn run(args: GateArgs) -> Result<ExitCode> {
             client_auth: args.tls_client_auth,
         };
         match wait_for_certificate(&wanted, out, left, args.interval) {
-            Ok(note) => println!("kafka-expose gate: {note}"),
+            Ok(loaded) => {
+                println!("kafka-expose gate: {}", loaded.note);
+                // Best effort: without it, only a renewal is not noticed until the next restart.
+                let _ = std::fs::write(
+                    "/dev/termination-log",
+                    restart::loaded_message(&loaded.serial),
+                );
+            }
             Err(why) => {
                 eprintln!("kafka-expose gate: {why}");
                 let _ = std::fs::write("/dev/termination-log", &why);
@@ -64,7 +72,9 @@ pub struct Wanted<'a> {
 
 /// What is wrong with the mounted certificate, or the PEM texts to write: the key store (the key,
 /// then the chain) and, when clients are authenticated, the trust store.
-pub fn certificate_for(w: &Wanted<'_>) -> Result<(String, Option<String>, String), String> {
+pub fn certificate_for(
+    w: &Wanted<'_>,
+) -> Result<(String, Option<String>, certs::CertFacts), String> {
     let read = |dir: &Path, what: &str, name: &str| -> Result<String, String> {
         std::fs::read_to_string(dir.join(name))
             .map_err(|e| format!("{what} has no readable {name} at {}: {e}", dir.display()))
@@ -91,7 +101,7 @@ pub fn stores_for(
     ca: Option<&str>,
     host: &str,
     client_auth: ClientAuth,
-) -> Result<(String, Option<String>, String), String> {
+) -> Result<(String, Option<String>, certs::CertFacts), String> {
     let facts = certs::inspect(chain).map_err(|e| format!("its {}: {e}", certs::TLS_CERT))?;
     let leaf = &facts[0];
     if !certs::names_host(&leaf.names, host) {
@@ -136,7 +146,14 @@ pub fn stores_for(
     store.push('\n');
     store.push_str(chain.trim_end());
     store.push('\n');
-    Ok((store, trust, leaf.names.join(", ")))
+    Ok((store, trust, leaf.clone()))
+}
+
+/// The certificate the broker starts with.
+#[derive(Debug)]
+pub struct Loaded {
+    pub serial: String,
+    pub note: String,
 }
 
 /// Waits until the Secret mounted at `secret` holds a certificate for `host`, then writes the
@@ -148,20 +165,24 @@ pub fn wait_for_certificate(
     out: &Path,
     timeout: Duration,
     interval: Duration,
-) -> Result<String, String> {
+) -> Result<Loaded, String> {
     let host = w.host;
     let start = Instant::now();
     loop {
         let why = match certificate_for(w) {
-            Ok((store, trust, names)) => {
+            Ok((store, trust, leaf)) => {
                 write_shared(&out.join(tls::KEYSTORE_FILE), &store)?;
                 if let Some(t) = trust {
                     write_shared(&out.join(tls::TRUSTSTORE_FILE), &t)?;
                 }
-                return Ok(format!(
-                    "its certificate names {names}; the external listener's key store is {}",
-                    out.join(tls::KEYSTORE_FILE).display()
-                ));
+                return Ok(Loaded {
+                    serial: leaf.serial,
+                    note: format!(
+                        "its certificate names {}; the external listener's key store is {}",
+                        leaf.names.join(", "),
+                        out.join(tls::KEYSTORE_FILE).display()
+                    ),
+                });
             }
             Err(why) => why,
         };
@@ -254,15 +275,33 @@ mod tests {
             "b-0.kafka.example.com",
             "B-1.Kafka.Example.COM",
         ] {
-            let note = wait_for_certificate(
+            let loaded = wait_for_certificate(
                 &wanted(&s, host, ClientAuth::None),
                 &out,
                 Duration::ZERO,
                 Duration::ZERO,
             )
             .unwrap();
-            assert!(note.contains("keystore.pem"), "{note}");
+            assert!(loaded.note.contains("keystore.pem"), "{loaded:?}");
+            // The termination message names the certificate it starts with, and reads back.
+            let serial = crate::certs::inspect(&b.cert_pem).unwrap()[0]
+                .serial
+                .clone();
+            assert_eq!(loaded.serial, serial);
+            let message = restart::loaded_message(&loaded.serial);
+            assert_eq!(
+                crate::engine::restart::loaded_serial(&message),
+                Some(serial.as_str())
+            );
         }
+        assert_eq!(
+            crate::engine::restart::loaded_serial("kafka-expose gate: something else"),
+            None
+        );
+        assert_eq!(
+            crate::engine::restart::loaded_serial(&crate::engine::restart::loaded_message("")),
+            None
+        );
         let store = std::fs::read_to_string(out.join(tls::KEYSTORE_FILE)).unwrap();
         assert!(store.starts_with(b.key_pem.trim_end()), "the key first");
         assert!(

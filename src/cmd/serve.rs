@@ -30,6 +30,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         watch_namespace,
         leader_elect,
         lb_pending_warning,
+        restart_settle,
+        restart_progress_deadline,
         shutdown_grace,
         certs_secret,
         certs_webhook,
@@ -80,7 +82,14 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     options: runtime::Options {
                         namespace: watch_namespace.clone(),
                         lb_pending_warning,
-                        periods: runtime::Periods::default(),
+                        periods: runtime::Periods {
+                            restarts: runtime::RestartSettings {
+                                settle: restart_settle,
+                                progress_deadline: restart_progress_deadline,
+                                ..runtime::RestartSettings::default()
+                            },
+                            ..runtime::Periods::default()
+                        },
                         policy_client: None,
                     },
                     leader_elect,

@@ -225,6 +225,34 @@ impl TrafficPolicy {
     }
 }
 
+/// `on-address-change`: what kafka-expose does when a running broker's external address (or its
+/// certificate) is no longer what it should advertise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAddressChange {
+    /// Evict the stale brokers one at a time (the default).
+    #[default]
+    Restart,
+    /// Report them only.
+    Warn,
+}
+
+impl OnAddressChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Warn => "warn",
+        }
+    }
+
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim() {
+            "restart" => Some(Self::Restart),
+            "warn" => Some(Self::Warn),
+            _ => None,
+        }
+    }
+}
+
 /// The validated exposure settings of one workload (or one pod).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExposeConfig {
@@ -260,6 +288,8 @@ pub struct ExposeConfig {
     /// `external-tls-renew-before`: how long before its end it is signed again; by default a
     /// third of its duration.
     pub tls_renew_before: Option<std::time::Duration>,
+    /// `on-address-change`.
+    pub on_address_change: OnAddressChange,
 }
 
 impl ExposeConfig {
@@ -462,6 +492,9 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
             .read(keys::EXTERNAL_TLS_DURATION, values::lifetime)
             .unwrap_or(DEFAULT_TLS_DURATION),
         tls_renew_before: r.read(keys::EXTERNAL_TLS_RENEW_BEFORE, values::renew_before),
+        on_address_change: r
+            .read(keys::ON_ADDRESS_CHANGE, values::on_address_change)
+            .unwrap_or_default(),
     };
 
     if !matches!(

@@ -231,6 +231,11 @@ pub fn client_auth(v: &str) -> Result<ClientAuth, String> {
     ClientAuth::parse(v).ok_or_else(|| "allowed: none, requested, required".into())
 }
 
+/// `on-address-change`.
+pub fn on_address_change(v: &str) -> Result<super::OnAddressChange, String> {
+    super::OnAddressChange::parse(v).ok_or_else(|| "allowed: restart, warn".into())
+}
+
 /// `security-protocol`.
 pub fn security_protocol(v: &str) -> Result<SecurityProtocol, String> {
     SecurityProtocol::parse(v)

@@ -37,12 +37,21 @@ pub fn wanted_types(own: &BTreeMap<String, String>) -> Option<Vec<NodeAddressTyp
 /// The node's first address of the wanted types, in their order. Among several addresses of
 /// one type, the smallest (as text): the choice depends on the set, never on its order.
 pub fn choose(addresses: &[(String, String)], types: &[NodeAddressType]) -> Option<String> {
+    choose_typed(addresses, types).map(|(_, a)| a)
+}
+
+/// [`choose`], with the type it chose.
+pub fn choose_typed(
+    addresses: &[(String, String)],
+    types: &[NodeAddressType],
+) -> Option<(NodeAddressType, String)> {
     types.iter().find_map(|t| {
         addresses
             .iter()
             .filter(|(ty, a)| ty == t.as_str() && !a.trim().is_empty())
             .map(|(_, a)| a.trim().to_string())
             .min()
+            .map(|a| (*t, a))
     })
 }
 

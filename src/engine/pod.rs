@@ -225,6 +225,17 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
     };
     let bind_port = detection.target.for_ordinal(ordinal.ordinal);
     let advertised = format!("{host}:{port}");
+    // What it advertises as the kubelet resolves it: a node's address is given at binding.
+    let record = match node_types {
+        Some(_) => format!("{}:{port}", envs::reference(envs::EXTERNAL_HOST)),
+        None => advertised.clone(),
+    };
+    b.set_map_entry(
+        &ptr!("metadata", "annotations"),
+        pod.metadata.annotations.as_ref(),
+        &format!("{PREFIX}{}", own::ADVERTISED),
+        &record,
+    );
     // Behind a shared load balancer the port's name routes: only this broker carries it.
     let (port_name, named) = match cfg.mode {
         ExposeMode::SharedLoadBalancer => (broker_port_name(ordinal.ordinal), true),

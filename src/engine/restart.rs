@@ -11,8 +11,10 @@
 //! - a broker in flight past the progress deadline stalls the workload: nothing more is evicted
 //!   until it is back, or the user acts.
 //!
-//! Not wired yet: the detection (what each pod advertises against what it should) and the
-//! Eviction calls are the rest of the issue.
+//! What is stale is [`stale`]: what a pod recorded at admission (`kafka-expose.io/advertised`),
+//! its node address given at binding, and the certificate its gate let it start with, against
+//! what it would be given now. Where the restart stands is a [`Record`] on the workload.
+//! `cluster::restarts` reads the cluster and carries the steps out.
 
 use std::time::Duration;
 
@@ -148,10 +150,269 @@ pub fn next(
     }
 }
 
+/// What one broker pod shows of what it advertises, and what it would be given now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// `kafka-expose.io/advertised`, as admission recorded it: `<host>:<port>`, the host a
+    /// literal or a `$(VAR)` reference.
+    pub advertised: Option<&'a str>,
+    /// `kafka-expose.io/external-host`: the node's address, given at binding.
+    pub given_host: Option<&'a str>,
+    /// The host it would be given now, and where that comes from (`its node's ExternalIP`).
+    pub wanted_host: Option<(String, String)>,
+    /// The serial of the certificate its gate let it start with.
+    pub loaded_serial: Option<&'a str>,
+    /// The serial its certificate Secret holds now, and the Secret's name.
+    pub current_serial: Option<(String, String)>,
+}
+
+/// Why the broker must restart to advertise what it should, if it must: e.g. `advertises
+/// 198.51.100.21:32401; its node's ExternalIP is now 198.51.100.77`. A host that is another
+/// `$(VAR)` (the pod's name, its host IP) cannot change while the pod lives; what is not known
+/// (a pod from before this record, a node not cached) is never taken as stale.
+pub fn stale(f: &Facts<'_>) -> Option<String> {
+    let given = format!(
+        "{}:",
+        crate::names::envs::reference(crate::names::envs::EXTERNAL_HOST)
+    );
+    let address = f.advertised.and_then(|a| {
+        let a = a.trim();
+        let (host, port) = match a.strip_prefix(given.as_str()) {
+            Some(port) => (f.given_host?.trim(), port),
+            None => a.rsplit_once(':')?,
+        };
+        (!host.is_empty() && !host.contains("$(")).then(|| (host.to_string(), port.to_string()))
+    });
+    let mut why = Vec::new();
+    if let (Some((host, port)), Some((wanted, source))) = (address, &f.wanted_host)
+        && !host.eq_ignore_ascii_case(wanted)
+    {
+        why.push(format!(
+            "advertises {host}:{port}; {source} is now {wanted}"
+        ));
+    }
+    if let (Some(loaded), Some((current, secret))) = (f.loaded_serial, &f.current_serial)
+        && !loaded.eq_ignore_ascii_case(current)
+    {
+        why.push(format!(
+            "started with certificate serial {loaded}; Secret {secret} now holds serial {current}"
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; and "))
+}
+
+/// The gate's termination message once the broker's stores are written: which certificate it
+/// starts with, so that the reconciler can tell when the Secret holds a newer one (issue 28's
+/// restart). Read back by [`loaded_serial`].
+pub fn loaded_message(serial: &str) -> String {
+    format!("{}{serial}", crate::names::LOADED_CERT_MARK)
+}
+
+/// The serial of a gate's termination message, if it is one.
+pub fn loaded_serial(message: &str) -> Option<&str> {
+    let s = message
+        .trim()
+        .strip_prefix(crate::names::LOADED_CERT_MARK)?;
+    (!s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())).then_some(s)
+}
+
+/// Where a workload's restart stands: `kafka-expose.io/restart` on the workload, e.g.
+/// `restarting kafka-2 since 1764962000: advertises 198.51.100.21:32402; its node's ExternalIP
+/// is now 198.51.100.77`. The broker in flight is read back from it by a new leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub state: State,
+    pub pod: String,
+    /// When its eviction was made (unix seconds), for `restarting` and `stalled`.
+    pub since: Option<i64>,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Evicted; not Ready again yet, or settling.
+    Restarting,
+    /// Evicted, and not Ready again within the progress deadline.
+    Stalled,
+    /// Stale, and its eviction was refused (a PodDisruptionBudget).
+    Blocked,
+    /// Stale, and waiting its turn (another broker is down, the policy's budget is spent).
+    Waiting,
+    /// Stale, and `on-address-change: warn`: reported only.
+    Stale,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restarting => "restarting",
+            Self::Stalled => "stalled",
+            Self::Blocked => "blocked",
+            Self::Waiting => "waiting",
+            Self::Stale => "stale",
+        }
+    }
+
+    const ALL: [Self; 5] = [
+        Self::Restarting,
+        Self::Stalled,
+        Self::Blocked,
+        Self::Waiting,
+        Self::Stale,
+    ];
+}
+
+impl std::fmt::Display for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.state.as_str(), self.pod)?;
+        if let Some(t) = self.since {
+            write!(f, " since {t}")?;
+        }
+        write!(f, ": {}", self.why)
+    }
+}
+
+impl Record {
+    /// Reads a record back; `None` for anything else (edited by hand, from another version).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (head, why) = text.split_once(": ")?;
+        let mut words = head.split_whitespace();
+        let state = words.next()?;
+        let state = State::ALL.into_iter().find(|s| s.as_str() == state)?;
+        let pod = words.next()?.to_string();
+        let since = match (words.next(), words.next()) {
+            (Some("since"), Some(t)) => Some(t.parse().ok()?),
+            (None, _) => None,
+            _ => return None,
+        };
+        if words.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            state,
+            pod,
+            since,
+            why: why.to_string(),
+        })
+    }
+
+    /// The broker in flight it names, if its eviction was made.
+    pub fn in_flight(&self) -> Option<InFlight> {
+        match self.state {
+            State::Restarting | State::Stalled => Some(InFlight {
+                pod: self.pod.clone(),
+                since: self.since?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_broker_is_stale_when_its_address_or_certificate_is_not_what_it_would_be_given() {
+        let node = |now: &str| Some((now.to_string(), "its node's ExternalIP".to_string()));
+        let f = Facts {
+            advertised: Some("$(KAFKA_EXPOSE_EXTERNAL_HOST):32401"),
+            given_host: Some("198.51.100.21"),
+            wanted_host: node("198.51.100.77"),
+            ..Facts::default()
+        };
+        assert_eq!(
+            stale(&f).as_deref(),
+            Some("advertises 198.51.100.21:32401; its node's ExternalIP is now 198.51.100.77")
+        );
+        assert_eq!(
+            stale(&Facts {
+                wanted_host: node("198.51.100.21"),
+                ..f.clone()
+            }),
+            None
+        );
+        // Not given yet, not recorded, another variable: nothing to compare.
+        for (advertised, given) in [
+            (Some("$(KAFKA_EXPOSE_EXTERNAL_HOST):32401"), None),
+            (None, Some("198.51.100.21")),
+            (Some("$(KAFKA_EXPOSE_HOST_IP):32401"), None),
+            (Some("garbage"), None),
+        ] {
+            let f = Facts {
+                advertised,
+                given_host: given,
+                ..f.clone()
+            };
+            assert_eq!(stale(&f), None, "{f:?}");
+        }
+        // A LoadBalancer's literal address.
+        let lb = Facts {
+            advertised: Some("203.0.113.10:9094"),
+            wanted_host: Some((
+                "203.0.113.99".into(),
+                "its LoadBalancer Service kafka-0-external's ingress".into(),
+            )),
+            loaded_serial: Some("0a"),
+            current_serial: Some(("0b".into(), "kafka-0-external-tls".into())),
+            ..Facts::default()
+        };
+        assert_eq!(
+            stale(&lb).as_deref(),
+            Some(
+                "advertises 203.0.113.10:9094; its LoadBalancer Service kafka-0-external's ingress is now 203.0.113.99; and started with certificate serial 0a; Secret kafka-0-external-tls now holds serial 0b"
+            )
+        );
+    }
+
+    #[test]
+    fn a_record_reads_back_and_names_the_broker_in_flight() {
+        let r = Record {
+            state: State::Restarting,
+            pod: "kafka-2".into(),
+            since: Some(1_764_962_000),
+            why: "advertises a:1; its node's ExternalIP is now b".into(),
+        };
+        let text = r.to_string();
+        assert_eq!(
+            text,
+            "restarting kafka-2 since 1764962000: advertises a:1; its node's ExternalIP is now b"
+        );
+        assert_eq!(Record::parse(&text), Some(r.clone()));
+        assert_eq!(
+            r.in_flight(),
+            Some(InFlight {
+                pod: "kafka-2".into(),
+                since: 1_764_962_000
+            })
+        );
+        let blocked = Record {
+            state: State::Blocked,
+            since: None,
+            ..r
+        };
+        assert_eq!(Record::parse(&blocked.to_string()), Some(blocked.clone()));
+        assert_eq!(blocked.in_flight(), None);
+        for bad in [
+            "",
+            "restarting",
+            "restarting kafka-2 since x: y",
+            "gone kafka-2: y",
+            "restarting a b c: y",
+        ] {
+            assert_eq!(Record::parse(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_as_a_record_or_nothing(text in ".{0,80}") {
+            if let Some(r) = Record::parse(&text) {
+                prop_assert_eq!(Record::parse(&r.to_string()), Some(r));
+            }
+        }
+    }
 
     const PACE: Pace = Pace {
         settle: Duration::from_secs(30),

@@ -307,7 +307,12 @@ impl Summarized for WorkloadOutcome {
 /// A short hash of the effective configuration.
 pub fn config_hash(effective: &BTreeMap<String, String>, ordinals_start: u32) -> String {
     let mut h = Sha256::new();
-    for (k, v) in effective {
+    // What happens on a later address change is no part of the brokers' configuration: changing
+    // it must not restart them.
+    for (k, v) in effective
+        .iter()
+        .filter(|(k, _)| *k != keys::ON_ADDRESS_CHANGE)
+    {
         h.update(k.as_bytes());
         h.update([0]);
         h.update(v.as_bytes());
@@ -369,7 +374,13 @@ pub fn plan(w: &Workload, decision: &Decision<'_>) -> WorkloadDecision {
     let user = user_keys(&tpl);
     let copied: Vec<(&String, &String)> = meta
         .iter()
-        .filter(|(k, _)| keys::ALL.contains(&k.as_str()) && !user.contains_key(*k))
+        // What happens on an address change is read from the workload itself: in the template it
+        // would roll the brokers.
+        .filter(|(k, _)| {
+            keys::ALL.contains(&k.as_str())
+                && !user.contains_key(*k)
+                && *k != keys::ON_ADDRESS_CHANGE
+        })
         .collect();
     let stamp = w.wanted_stamp();
 

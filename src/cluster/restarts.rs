@@ -1,0 +1,492 @@
+//! Restarting the brokers whose external address changed under them (issue 28), on the leader.
+//!
+//! Kafka cannot change a running broker's `advertised.listeners` (read-only in KRaft since 4.0),
+//! so a broker whose node address, LoadBalancer address or certificate changed advertises the old
+//! one until it restarts. Every `every`, this loop compares each cached broker pod of a
+//! StatefulSet with what it would be given now ([`restart::stale`]); a workload with a stale
+//! broker, or a restart on record, is read and its next step taken by the pure
+//! [`restart::next`]: one broker at a time, through the Eviction API (so PodDisruptionBudgets
+//! hold), the next only once the last is Ready again and has settled. Where it stands is the
+//! workload's `kafka-expose.io/restart` ([`Record`]), which the reconciler folds into
+//! `kafka-expose.io/status`, and an Event per step.
+//!
+//! `on-address-change: warn` (the workload's annotation, else its policy's
+//! `rollout.onAddressChange`) reports the stale broker and restarts nothing. A workload that
+//! rolls to another configuration is left to its roll: its pods of the old one are not judged.
+//! Deployments' brokers are not restarted here (one pod, replaced on the Deployment's own terms);
+//! their changed node address is the node fallback's Warning Event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, EvictParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::KafkaExposePolicy;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::caches::{self, BindingCache, LOADED_SERIAL, TLS_SECRET};
+use super::context::{Context, RestartSettings as Settings};
+use super::events::Note;
+use super::unix_now;
+use crate::config::{self, AdvertisedHost, OnAddressChange, Requested};
+use crate::engine::binding::choose_typed;
+use crate::engine::restart::{self, Broker, Budget, Facts, Pace, Record, State, Step};
+use crate::names::{FIELD_MANAGER, PREFIX, keys, own};
+
+/// How often a certificate Secret is read again for its serial.
+const SECRET_TTL: Duration = Duration::from_secs(60);
+
+/// What the loop remembers between passes: the workloads with a restart on record (read each pass
+/// until it is over) and the serials of the Secrets it read lately.
+#[derive(Default)]
+struct Memory {
+    /// (namespace, StatefulSet) → its policy, while it has a record.
+    active: HashMap<(String, String), Option<String>>,
+    /// (namespace, Secret) → its certificate's serial, and when it was read.
+    serials: HashMap<(String, String), (Option<String>, Instant)>,
+    /// Whether a first pass read every StatefulSet with exposed brokers: a record a former
+    /// leader left is then taken up, or cleared.
+    swept: bool,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    cache: BindingCache,
+    policies: Store<KafkaExposePolicy>,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut shutdown = Box::pin(shutdown);
+    let mut memory = Memory::default();
+    loop {
+        pass(&ctx, &cache, &policies, settings, &mut memory).await;
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(settings.every) => {}
+        }
+    }
+}
+
+/// The StatefulSet that owns a pod, if one does.
+fn statefulset_of(p: &Pod) -> Option<String> {
+    p.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
+        .map(|o| o.name.clone())
+}
+
+/// The pod's ordinal, from its name `<statefulset>-<n>`.
+fn ordinal(sts: &str, pod: &str) -> Option<u32> {
+    pod.strip_prefix(sts)?.strip_prefix('-')?.parse().ok()
+}
+
+async fn pass(
+    ctx: &Context,
+    cache: &BindingCache,
+    policies: &Store<KafkaExposePolicy>,
+    settings: Settings,
+    memory: &mut Memory,
+) {
+    let mut groups: BTreeMap<(String, String), Vec<Arc<Pod>>> = BTreeMap::new();
+    for p in cache.pods.state() {
+        if let (Some(ns), Some(sts)) = (p.namespace(), statefulset_of(&p)) {
+            groups.entry((ns, sts)).or_default().push(p);
+        }
+    }
+    // A workload with a record whose pods are all gone still has its record cleared.
+    for key in memory.active.keys() {
+        groups.entry(key.clone()).or_default();
+    }
+    for (key, pods) in groups {
+        tracing::debug!(namespace = %key.0, statefulset = %key.1, pods = pods.len(), "restart pass");
+        let serials = serials_for(ctx, &key.0, &pods, memory).await;
+        let any_stale = pods
+            .iter()
+            .any(|p| stale_reason(cache, &ctx.services.store, &serials, &key.1, p).is_some());
+        if !any_stale && !memory.active.contains_key(&key) && memory.swept {
+            continue;
+        }
+        let budget_of = |policy: &Option<String>| {
+            policy.as_ref().map(|name| {
+                let elsewhere = memory
+                    .active
+                    .iter()
+                    .filter(|(k, p)| **k != key && p.as_ref() == Some(name))
+                    .count();
+                u32::try_from(elsewhere).unwrap_or(u32::MAX)
+            })
+        };
+        match workload(
+            ctx, cache, policies, settings, &serials, &key, &pods, budget_of,
+        )
+        .await
+        {
+            Ok(Some((policy, true))) => {
+                memory.active.insert(key, policy);
+            }
+            Ok(_) => {
+                memory.active.remove(&key);
+            }
+            Err(e) => {
+                warn!(namespace = %key.0, statefulset = %key.1, error = %e, "restart pass failed; retrying");
+            }
+        }
+    }
+    memory.swept = true;
+}
+
+/// The current serials of the certificate Secrets `pods` started from, read at most every
+/// [`SECRET_TTL`]: (Secret name → serial).
+async fn serials_for(
+    ctx: &Context,
+    ns: &str,
+    pods: &[Arc<Pod>],
+    memory: &mut Memory,
+) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for p in pods {
+        let a = p.annotations();
+        let (Some(_), Some(secret)) = (a.get(LOADED_SERIAL), a.get(TLS_SECRET)) else {
+            continue;
+        };
+        let key = (ns.to_string(), secret.clone());
+        let fresh = memory
+            .serials
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < SECRET_TTL)
+            .map(|(s, _)| s.clone());
+        let serial = match fresh {
+            Some(s) => s,
+            None => {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+                let serial = match api.get_opt(secret).await {
+                    Ok(s) => s.and_then(|s| secret_serial(&s)),
+                    // Reading Secrets is granted only with external-tls-signing: without it a
+                    // renewal is noticed at the broker's next restart, not before.
+                    Err(kube::Error::Api(s)) if s.code == 403 => None,
+                    Err(e) => {
+                        warn!(secret = %secret, namespace = %ns, error = %e, "could not read a broker's certificate Secret");
+                        None
+                    }
+                };
+                memory.serials.insert(key, (serial.clone(), Instant::now()));
+                serial
+            }
+        };
+        if let Some(s) = serial {
+            out.insert(secret.clone(), s);
+        }
+    }
+    memory
+        .serials
+        .retain(|_, (_, at)| at.elapsed() < SECRET_TTL * 10);
+    out
+}
+
+fn secret_serial(s: &Secret) -> Option<String> {
+    let crt = s.data.as_ref()?.get(crate::certs::TLS_CERT)?;
+    let text = std::str::from_utf8(&crt.0).ok()?;
+    Some(crate::certs::inspect(text).ok()?.first()?.serial.clone())
+}
+
+/// Why cached pod `p` of StatefulSet `sts` must restart, if it must.
+fn stale_reason(
+    cache: &BindingCache,
+    services: &Store<k8s_openapi::api::core::v1::Service>,
+    serials: &HashMap<String, String>,
+    sts: &str,
+    p: &Pod,
+) -> Option<String> {
+    if p.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let a = p.annotations();
+    let get = |k: &str| a.get(&format!("{PREFIX}{k}")).map(String::as_str);
+    let Ok(Requested::Expose(cfg)) = config::parse(&config::user_annotations(Some(a))) else {
+        return None;
+    };
+    let ns = p.namespace().unwrap_or_default();
+    let wanted_host = match &cfg.advertised_host {
+        AdvertisedHost::Node(types) => {
+            let node = p.spec.as_ref()?.node_name.as_deref()?;
+            let n = cache.nodes.get(&ObjectRef::new(node))?;
+            let addresses: Vec<(String, String)> = n
+                .status
+                .as_ref()?
+                .addresses
+                .iter()
+                .flatten()
+                .map(|a| (a.type_.clone(), a.address.clone()))
+                .collect();
+            choose_typed(&addresses, types).map(|(t, a)| (a, format!("its node's {}", t.as_str())))
+        }
+        AdvertisedHost::LoadBalancer => {
+            let i = ordinal(sts, &p.name_any())?;
+            let service = cfg.broker_service(sts, i);
+            let svc = services.get(&ObjectRef::new(&service).within(&ns))?;
+            caches::ingress(&svc).map(|a| {
+                (
+                    a,
+                    format!("the ingress of its LoadBalancer Service {service}"),
+                )
+            })
+        }
+        _ => None,
+    };
+    let secret = a.get(TLS_SECRET);
+    let facts = Facts {
+        advertised: get(own::ADVERTISED),
+        given_host: get(own::EXTERNAL_HOST),
+        wanted_host,
+        loaded_serial: a.get(LOADED_SERIAL).map(String::as_str),
+        current_serial: secret.and_then(|s| Some((serials.get(s)?.clone(), s.clone()))),
+    };
+    restart::stale(&facts)
+}
+
+/// One StatefulSet's step. Returns its policy and whether it keeps a record (is still active),
+/// or `None` when it is gone.
+#[allow(clippy::too_many_arguments)]
+async fn workload(
+    ctx: &Context,
+    cache: &BindingCache,
+    policies: &Store<KafkaExposePolicy>,
+    settings: Settings,
+    serials: &HashMap<String, String>,
+    (ns, name): &(String, String),
+    pods: &[Arc<Pod>],
+    budget_of: impl Fn(&Option<String>) -> Option<u32>,
+) -> kube::Result<Option<(Option<String>, bool)>> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(sts) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let meta = config::own_annotations(sts.metadata.annotations.as_ref());
+    let template = sts
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref());
+    let tpl = config::own_annotations(template);
+    let policy = tpl.get(own::POLICY).cloned();
+    let policy_obj = policy
+        .as_ref()
+        .and_then(|p| policies.state().into_iter().find(|x| x.name_any() == *p));
+    let mode = match meta
+        .get(keys::ON_ADDRESS_CHANGE)
+        .or(tpl.get(keys::ON_ADDRESS_CHANGE))
+    {
+        Some(v) => OnAddressChange::parse(v).unwrap_or_default(),
+        None => policy_obj
+            .as_ref()
+            .and_then(|p| p.spec.rollout.on_address_change)
+            .map(Into::into)
+            .unwrap_or_default(),
+    };
+    let pace = Pace {
+        settle: settings.settle,
+        progress_deadline: policy_obj
+            .as_ref()
+            .map(|p| Duration::from_secs(p.spec.rollout.progress_deadline_seconds.into()))
+            .unwrap_or(settings.progress_deadline),
+    };
+    let budget = budget_of(&policy).map(|elsewhere| Budget {
+        max_concurrent: policy_obj
+            .as_ref()
+            .map_or(1, |p| p.spec.rollout.max_concurrent.max(1)),
+        restarting_elsewhere: elsewhere,
+    });
+    let hash = tpl.get(own::CONFIG_HASH);
+    let replicas = sts.spec.replicas.unwrap_or(1);
+    let start: u32 = tpl
+        .get(own::ORDINALS_START)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let by_name: HashMap<String, &Arc<Pod>> = pods.iter().map(|p| (p.name_any(), p)).collect();
+    let brokers: Vec<Broker> = (0..u32::try_from(replicas).unwrap_or(0))
+        .map(|i| {
+            let ordinal = start.saturating_add(i);
+            let pod = format!("{name}-{ordinal}");
+            let p = by_name.get(&pod);
+            let present = p.is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+            let stale = p
+                // A pod of another configuration is the roll's, not this restart's.
+                .filter(|p| {
+                    config::own_annotations(p.metadata.annotations.as_ref()).get(own::CONFIG_HASH)
+                        == hash
+                })
+                .and_then(|p| stale_reason(cache, &ctx.services.store, serials, name, p));
+            Broker {
+                pod,
+                ordinal,
+                present,
+                ready_since: p.and_then(|p| ready_since(p)),
+                stale,
+            }
+        })
+        .collect();
+    let current = meta.get(own::RESTART).cloned();
+    let recorded = current.as_deref().and_then(Record::parse);
+    let now = unix_now();
+    let first_stale = brokers
+        .iter()
+        .filter_map(|b| Some((b, b.stale.as_ref()?)))
+        .max_by_key(|(b, _)| b.ordinal);
+    let more = brokers
+        .iter()
+        .filter(|b| b.stale.is_some())
+        .count()
+        .saturating_sub(1);
+    let more = match more {
+        0 => String::new(),
+        n => format!(" ({n} more stale)"),
+    };
+    // Each Event is related to the broker pod it is about: an Event series of its own per pod,
+    // which the Recorder would otherwise merge by reason.
+    let mut event: Option<(EventType, &str, String, String)> = None;
+    let record = match mode {
+        OnAddressChange::Warn => first_stale.map(|(b, why)| {
+            let r = Record {
+                state: State::Stale,
+                pod: b.pod.clone(),
+                since: None,
+                why: format!(
+                    "{why}{more}; on-address-change is warn: delete the pod when it suits (kubectl delete pod -n {ns} {})",
+                    b.pod
+                ),
+            };
+            event = Some((EventType::Warning, "BrokerAddressStale", r.to_string(), b.pod.clone()));
+            r
+        }),
+        OnAddressChange::Restart => {
+            let in_flight = recorded.as_ref().and_then(Record::in_flight);
+            match restart::next(&brokers, in_flight.as_ref(), pace, budget, now) {
+                Step::Idle => None,
+                Step::Evict { pod, why } => {
+                    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+                    match pods.evict(&pod, &EvictParams::default()).await {
+                        Ok(_) => {
+                            let r = Record {
+                                state: State::Restarting,
+                                pod: pod.clone(),
+                                since: Some(now),
+                                why: why.clone(),
+                            };
+                            info!(namespace = %ns, pod = %pod, "{why}: evicted");
+                            event = Some((
+                                EventType::Normal,
+                                "BrokerRestarted",
+                                format!(
+                                    "evicted broker pod {pod} so that it advertises its new address: {why}. The next stale broker goes once it is Ready again and has settled {}s",
+                                    pace.settle.as_secs()
+                                ),
+                                pod.clone(),
+                            ));
+                            Some(r)
+                        }
+                        Err(e) => {
+                            let message = match &e {
+                                kube::Error::Api(s) => s.message.clone(),
+                                other => other.to_string(),
+                            };
+                            let r = Record {
+                                state: State::Blocked,
+                                pod: pod.clone(),
+                                since: None,
+                                why: format!("{why}; its eviction was refused: {message}"),
+                            };
+                            event = Some((
+                                EventType::Warning,
+                                "RestartBlocked",
+                                r.to_string(),
+                                pod.clone(),
+                            ));
+                            Some(r)
+                        }
+                    }
+                }
+                Step::Wait { why, .. } => match (in_flight, &recorded) {
+                    (Some(_), Some(r)) => Some(Record {
+                        state: State::Restarting,
+                        ..r.clone()
+                    }),
+                    _ => first_stale.map(|(b, stale)| Record {
+                        state: State::Waiting,
+                        pod: b.pod.clone(),
+                        since: None,
+                        why: format!("{stale}{more}; waiting: {why}"),
+                    }),
+                },
+                Step::Stalled { why } => {
+                    let r = recorded.clone().map(|r| Record {
+                        state: State::Stalled,
+                        why: why.clone(),
+                        ..r
+                    });
+                    let pod = r.as_ref().map(|r| r.pod.clone()).unwrap_or_default();
+                    event = Some((EventType::Warning, "RestartStalled", why, pod));
+                    r
+                }
+            }
+        }
+    };
+    let text = record.as_ref().map(Record::to_string);
+    if text != current {
+        info!(namespace = %ns, statefulset = %name, record = ?text, "restart record");
+        let patch =
+            json!({"metadata": {"annotations": {format!("{PREFIX}{}", own::RESTART): text}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    }
+    if let Some((type_, reason, note, pod)) = event {
+        let uid = sts.uid().unwrap_or_default();
+        let n = Note {
+            type_,
+            reason,
+            note: &note,
+            action: "Restart",
+            secondary: Some(k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            }),
+        };
+        let said = ctx.events.publish_once(&uid, &sts.object_ref(&()), n).await;
+        if said && type_ == EventType::Warning {
+            warn!(namespace = %ns, statefulset = %name, reason, "{note}");
+        }
+    }
+    Ok(Some((policy, record.is_some())))
+}
+
+/// Since when the pod is Ready (its condition's last transition, else its creation), if it is.
+fn ready_since(p: &Pod) -> Option<i64> {
+    let ready = p
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    ready
+        .last_transition_time
+        .as_ref()
+        .or(p.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0.as_second())
+}
