@@ -1686,6 +1686,20 @@ async fn up(c: &Client, ns: &str) -> Vec<String> {
     names
 }
 
+/// `kafka-expose check -o json` on a workload, as a user with cluster credentials runs it: its
+/// JSON text. Nothing listens at the test's addresses, so the brokers fail to answer; what is read
+/// here is the cluster view.
+async fn check_json(ns: &str, name: &str) -> String {
+    let out = tokio::process::Command::new(support::serve::BIN)
+        .args(["check", "-n", ns, name, "-o", "json"])
+        .args(["--connect-timeout", "300ms", "--request-timeout", "300ms"])
+        .env("KUBECONFIG", env()["KUBECONFIG"].clone())
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn uids(pods: &[Pod]) -> Vec<String> {
     pods.iter().map(|p| p.uid().unwrap_or_default()).collect()
 }
@@ -1787,6 +1801,16 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
         "kubectl delete pod -n e2e-restart kafka-2",
     )
     .await;
+    let report = check_json(ns, "kafka").await;
+    for i in 0..3 {
+        assert!(
+            report.contains(&format!(
+                "broker pod kafka-{i} advertises 198.51.100.21:3060{i}; its node's ExternalIP is now 198.51.100.77"
+            )),
+            "check names each stale broker: {report}"
+        );
+    }
+    assert!(report.contains("\"stale-address\""), "{report}");
     assert_eq!(
         uids(&pods_of(&c, ns, "kafka").await),
         uids(&before),
@@ -1910,6 +1934,11 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
     }
     wait_event(&c, ns, "BrokerRestarted", "evicted broker pod kafka-0").await;
     wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
+    let report = check_json(ns, "kafka").await;
+    assert!(
+        !report.contains("stale") && report.contains("\"kafka-2\""),
+        "after the restarts check finds no stale broker: {report}"
+    );
     k.abort();
     drop(wh);
 }

@@ -44,6 +44,7 @@ fn path(pod_ready: Option<bool>, service: Option<ServiceHop>) -> BrokerPath {
         node: Some("n1".into()),
         node_addresses: vec!["InternalIP=10.0.0.1".into()],
         service,
+        stale: None,
     }
 }
 

@@ -74,11 +74,13 @@ pub enum ProblemKind {
     WrongRoute,
     /// The path in the cluster is complete: the network outside stops it.
     BlockedOutsideTheCluster,
+    /// The broker advertises an address (or runs a certificate) it would no longer be given.
+    StaleAddress,
 }
 
 impl ProblemKind {
     /// Every kind.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 34] = [
         Self::NameNotResolved,
         Self::ConnectionRefused,
         Self::ConnectTimeout,
@@ -112,6 +114,7 @@ impl ProblemKind {
         Self::AddressMismatch,
         Self::WrongRoute,
         Self::BlockedOutsideTheCluster,
+        Self::StaleAddress,
     ];
 
     /// The name scripts read, as the JSON carries it.
@@ -150,6 +153,7 @@ impl ProblemKind {
             Self::AddressMismatch => "address-mismatch",
             Self::WrongRoute => "wrong-route",
             Self::BlockedOutsideTheCluster => "blocked-outside-the-cluster",
+            Self::StaleAddress => "stale-address",
         }
     }
 

@@ -99,6 +99,9 @@ async fn dial_services(
             .clone();
         Some(async move {
             probe::at_service(r, &addr, security, timeouts).await;
+            if r.cluster.as_ref().is_some_and(|c| c.stale.is_some()) {
+                r.ok = false;
+            }
             r.diagnosis = path::diagnose(r, wp.mode);
         })
     });

@@ -44,6 +44,10 @@ pub struct BrokerPath {
     pub node_addresses: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceHop>,
+    /// Why the broker advertises what it would no longer be given (its node's or
+    /// LoadBalancer's address changed under it): it needs a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 /// The broker's own Service and its endpoints.
@@ -178,6 +182,11 @@ pub fn join(target: &mut Target, wp: &WorkloadPath) {
         });
     }
     for r in &mut target.brokers {
+        // A broker that advertises an address it would no longer be given is not ok, even where
+        // the old address still answers: clients that learn it from the metadata may not reach it.
+        if r.cluster.as_ref().is_some_and(|c| c.stale.is_some()) {
+            r.ok = false;
+        }
         if !r.ok {
             r.diagnosis = diagnose(r, wp.mode);
         }
@@ -248,6 +257,15 @@ pub fn diagnose(r: &BrokerReport, mode: ExposeMode) -> Option<Problem> {
             )
         });
     };
+    if let Some(stale) = &path.stale {
+        return Some(Problem::new(
+            ProblemKind::StaleAddress,
+            format!(
+                "broker pod {} {stale}: Kafka reads its listeners only at start, so it needs a restart (kafka-expose restarts it with on-address-change: restart, the default; the workload's kafka-expose.io/restart says where that stands)",
+                path.pod
+            ),
+        ));
+    }
     if path.pod_ready.is_none() {
         return Some(Problem::new(
             ProblemKind::NoPod,
@@ -364,6 +382,7 @@ mod tests {
                 not_ready_endpoints: 1 - ready,
                 external: vec![external.into()],
             }),
+            stale: None,
         }
     }
 
@@ -544,6 +563,50 @@ mod tests {
             !target.ok,
             "a broker the metadata leaves out fails the check"
         );
+    }
+
+    #[test]
+    fn a_broker_advertising_an_address_it_would_no_longer_be_given_fails_and_is_named() {
+        let stale = "advertises 198.51.100.21:31091; its node's ExternalIP is now 198.51.100.77";
+        let wp = WorkloadPath {
+            workload: WorkloadRef {
+                kind: "StatefulSet".into(),
+                namespace: "ns".into(),
+                name: "kafka".into(),
+            },
+            mode: ExposeMode::NodePort,
+            bootstrap: Some("198.51.100.77:31100".into()),
+            bootstrap_service: None,
+            brokers: vec![BrokerPath {
+                stale: Some(stale.into()),
+                ..path(1, "198.51.100.77:31091")
+            }],
+        };
+        // It still answers at the old address: the check fails all the same.
+        let mut target = Target {
+            workload: None,
+            bootstrap: super::super::report::Bootstrap {
+                answered_by: Some("198.51.100.77:31100".into()),
+                ..Default::default()
+            },
+            brokers: vec![BrokerReport {
+                node_id: Some(1),
+                advertised: Some("198.51.100.21:31091".into()),
+                ok: true,
+                ..BrokerReport::default()
+            }],
+            ok: true,
+        };
+        join(&mut target, &wp);
+        let r = &target.brokers[0];
+        let d = r.diagnosis.as_ref().unwrap();
+        assert_eq!(d.kind, ProblemKind::StaleAddress);
+        assert!(
+            d.message.contains(&format!("broker pod kafka-1 {stale}")),
+            "{}",
+            d.message
+        );
+        assert!(!r.ok && !target.ok);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! broker's Service and that Service's Endpoints, the broker pod, and its node. Read-only: `get`
 //! and `list` on StatefulSets, Deployments, Services, Endpoints, Pods and Nodes.
 
+use crate::engine::restart;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -230,8 +231,27 @@ async fn workload(
                 all_hosts.push(h);
             }
         }
+        let ingress_of = |name: &str| {
+            [svc, shared.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|s| s.metadata.name.as_deref() == Some(name))
+                .and_then(crate::engine::services::ingress)
+        };
+        let stale = pod.as_ref().and_then(|p| {
+            let addresses = node.as_ref().and_then(|n| node_cache.get(n));
+            restart::pod_stale(
+                p,
+                &w.name,
+                addresses.map(Vec::as_slice),
+                ingress_of,
+                None,
+                None,
+            )
+        });
         brokers.push(BrokerPath {
             ordinal,
+            stale,
             pod: pod_name,
             pod_ready: pod.as_ref().map(ready),
             deleting: pod

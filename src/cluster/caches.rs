@@ -95,19 +95,7 @@ impl NamespaceServices for LiveServices {
     }
 }
 
-/// The first ingress IP or hostname of a LoadBalancer Service.
-pub fn ingress(svc: &Service) -> Option<String> {
-    let i = svc
-        .status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
-        .first()?
-        .clone();
-    i.ip.or(i.hostname).filter(|s| !s.is_empty())
-}
+pub use crate::engine::services::ingress;
 
 /// An API over every namespace, or over one.
 pub fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>

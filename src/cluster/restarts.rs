@@ -35,9 +35,9 @@ use super::caches::{self, BindingCache, LOADED_SERIAL, TLS_SECRET};
 use super::context::{Context, RestartSettings as Settings};
 use super::events::Note;
 use super::unix_now;
-use crate::config::{self, AdvertisedHost, OnAddressChange, Requested};
-use crate::engine::binding::choose_typed;
-use crate::engine::restart::{self, Broker, Budget, Facts, Pace, Record, State, Step};
+use crate::config::{self, OnAddressChange};
+use crate::engine::binding::BindingFacts;
+use crate::engine::restart::{self, Broker, Budget, Pace, Record, State, Step};
 use crate::names::{FIELD_MANAGER, PREFIX, keys, own};
 
 /// How often a certificate Secret is read again for its serial.
@@ -83,11 +83,6 @@ fn statefulset_of(p: &Pod) -> Option<String> {
         .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
         .map(|o| o.name.clone())
-}
-
-/// The pod's ordinal, from its name `<statefulset>-<n>`.
-fn ordinal(sts: &str, pod: &str) -> Option<u32> {
-    pod.strip_prefix(sts)?.strip_prefix('-')?.parse().ok()
 }
 
 async fn pass(
@@ -207,51 +202,22 @@ fn stale_reason(
     sts: &str,
     p: &Pod,
 ) -> Option<String> {
-    if p.metadata.deletion_timestamp.is_some() {
-        return None;
-    }
-    let a = p.annotations();
-    let get = |k: &str| a.get(&format!("{PREFIX}{k}")).map(String::as_str);
-    let Ok(Requested::Expose(cfg)) = config::parse(&config::user_annotations(Some(a))) else {
-        return None;
-    };
     let ns = p.namespace().unwrap_or_default();
-    let wanted_host = match &cfg.advertised_host {
-        AdvertisedHost::Node(types) => {
-            let node = p.spec.as_ref()?.node_name.as_deref()?;
-            let n = cache.nodes.get(&ObjectRef::new(node))?;
-            let addresses: Vec<(String, String)> = n
-                .status
-                .as_ref()?
-                .addresses
-                .iter()
-                .flatten()
-                .map(|a| (a.type_.clone(), a.address.clone()))
-                .collect();
-            choose_typed(&addresses, types).map(|(t, a)| (a, format!("its node's {}", t.as_str())))
-        }
-        AdvertisedHost::LoadBalancer => {
-            let i = ordinal(sts, &p.name_any())?;
-            let service = cfg.broker_service(sts, i);
-            let svc = services.get(&ObjectRef::new(&service).within(&ns))?;
-            caches::ingress(&svc).map(|a| {
-                (
-                    a,
-                    format!("the ingress of its LoadBalancer Service {service}"),
-                )
-            })
-        }
-        _ => None,
-    };
+    let addresses: Option<Vec<(String, String)>> = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .and_then(|node| cache.node_addresses(node));
+    let a = p.annotations();
     let secret = a.get(TLS_SECRET);
-    let facts = Facts {
-        advertised: get(own::ADVERTISED),
-        given_host: get(own::EXTERNAL_HOST),
-        wanted_host,
-        loaded_serial: a.get(LOADED_SERIAL).map(String::as_str),
-        current_serial: secret.and_then(|s| Some((serials.get(s)?.clone(), s.clone()))),
-    };
-    restart::stale(&facts)
+    restart::pod_stale(
+        p,
+        sts,
+        addresses.as_deref(),
+        |service| caches::ingress(&*services.get(&ObjectRef::new(service).within(&ns))?),
+        a.get(LOADED_SERIAL).map(String::as_str),
+        secret.and_then(|s| Some((serials.get(s)?.clone(), s.clone()))),
+    )
 }
 
 /// One StatefulSet's step. Returns its policy and whether it keeps a record (is still active),

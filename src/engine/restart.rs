@@ -216,6 +216,57 @@ pub fn loaded_serial(message: &str) -> Option<&str> {
     (!s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())).then_some(s)
 }
 
+/// Why broker pod `p` of StatefulSet `workload` must restart, if it must: [`stale`] on what the
+/// pod recorded, against its node's `addresses` (type, address), the ingress of a LoadBalancer
+/// Service by name (`ingress`), and its certificate Secret's serial now (`current_serial`: the
+/// serial and the Secret's name). The restarts loop and `check` share it.
+pub fn pod_stale(
+    p: &k8s_openapi::api::core::v1::Pod,
+    workload: &str,
+    addresses: Option<&[(String, String)]>,
+    ingress: impl Fn(&str) -> Option<String>,
+    loaded_serial: Option<&str>,
+    current_serial: Option<(String, String)>,
+) -> Option<String> {
+    use crate::config::{self, AdvertisedHost, Requested};
+    use crate::names::{PREFIX, own};
+    if p.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let a = p.metadata.annotations.as_ref();
+    let get = |k: &str| a?.get(&format!("{PREFIX}{k}")).map(String::as_str);
+    let Ok(Requested::Expose(cfg)) = config::parse(&config::user_annotations(a)) else {
+        return None;
+    };
+    let name = p.metadata.name.as_deref().unwrap_or_default();
+    let wanted_host = match &cfg.advertised_host {
+        AdvertisedHost::Node(types) => super::binding::choose_typed(addresses?, types)
+            .map(|(t, a)| (a, format!("its node's {}", t.as_str()))),
+        AdvertisedHost::LoadBalancer => {
+            let ordinal = name
+                .strip_prefix(workload)?
+                .strip_prefix('-')?
+                .parse()
+                .ok()?;
+            let service = cfg.broker_service(workload, ordinal);
+            ingress(&service).map(|a| {
+                (
+                    a,
+                    format!("the ingress of its LoadBalancer Service {service}"),
+                )
+            })
+        }
+        _ => None,
+    };
+    stale(&Facts {
+        advertised: get(own::ADVERTISED),
+        given_host: get(own::EXTERNAL_HOST),
+        wanted_host,
+        loaded_serial,
+        current_serial,
+    })
+}
+
 /// Where a workload's restart stands: `kafka-expose.io/restart` on the workload, e.g.
 /// `restarting kafka-2 since 1764962000: advertises 198.51.100.21:32402; its node's ExternalIP
 /// is now 198.51.100.77`. The broker in flight is read back from it by a new leader.

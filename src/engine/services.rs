@@ -532,3 +532,17 @@ pub fn plan_around(
     }
     out
 }
+
+/// The first ingress IP or hostname of a LoadBalancer Service.
+pub fn ingress(svc: &Service) -> Option<String> {
+    let i = svc
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?
+        .clone();
+    i.ip.or(i.hostname).filter(|s| !s.is_empty())
+}
