@@ -683,3 +683,113 @@ async fn more_reconciliations(wh: &Webhook, n: u64) {
     })
     .await;
 }
+
+/// Issue 28 with a LoadBalancer per broker: a new ingress address on one broker's Service (a
+/// cloud's load balancer re-created) restarts that broker alone, through the Eviction API, and it
+/// comes back advertising the new address; the others keep running.
+#[tokio::test]
+async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker() {
+    use support::serve::Extra;
+    let c = client().await;
+    let ns = "e2e-lb-restart";
+    let tag = "lb-restart";
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let wh = Webhook::start_with(
+        tag,
+        kubeconfig,
+        dir,
+        Some(ns),
+        Extra {
+            args: vec!["--restart-settle".into(), "2s".into()],
+            ..Extra::default()
+        },
+    );
+    wh.register(&c, tag).await;
+    tagged_namespace(&c, ns, tag).await;
+    let kubelet = fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)));
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "loadbalancer",
+                "kafka-expose.io/advertised-host": "loadbalancer"}),
+    )
+    .await;
+    let services = [
+        "kafka-0-external",
+        "kafka-1-external",
+        "kafka-2-external",
+        "kafka-external-bootstrap",
+    ];
+    wait_managed(&c, ns, &services).await;
+    // A cloud controller would set the ingress; the test does.
+    let svc_api: Api<Service> = Api::namespaced(c.clone(), ns);
+    let set_ingress = |name: &'static str, ip: &'static str| {
+        let api = svc_api.clone();
+        async move {
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    for (name, ip) in services.iter().zip([
+        "203.0.113.10",
+        "203.0.113.11",
+        "203.0.113.12",
+        "203.0.113.20",
+    ]) {
+        set_ingress(name, ip).await;
+    }
+    let before = running_brokers(&c, ns, "kafka", 3).await;
+    for p in &before {
+        let i = ordinal_of(&p.name_any());
+        assert_eq!(
+            p.annotations()
+                .get("kafka-expose.io/advertised")
+                .map(String::as_str),
+            Some(format!("203.0.113.1{i}:9094").as_str()),
+            "admission records the load balancer's address"
+        );
+    }
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
+
+    set_ingress("kafka-1-external", "203.0.113.99").await;
+    let pod_api: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let back = eventually(
+        Duration::from_secs(90),
+        "broker 1 back on its new address",
+        || async {
+            let p = pod_api.get("kafka-1").await.map_err(|e| e.to_string())?;
+            let adv = p.annotations().get("kafka-expose.io/advertised").cloned();
+            let ready = p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
+            if adv.as_deref() == Some("203.0.113.99:9094") && ready {
+                Ok(p)
+            } else {
+                Err(format!("{adv:?}, running {ready}"))
+            }
+        },
+    )
+    .await;
+    assert_ne!(back.uid(), before[1].uid(), "broker 1 was restarted");
+    let note = support::cluster::wait_event(&c, ns, "BrokerRestarted", "kafka-1").await;
+    assert!(
+        note.contains(
+            "advertises 203.0.113.11:9094; the ingress of its LoadBalancer Service kafka-1-external is now 203.0.113.99"
+        ),
+        "{note}"
+    );
+    wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
+    let after = pods_of(&c, ns, "kafka").await;
+    for i in [0, 2] {
+        assert_eq!(after[i].uid(), before[i].uid(), "broker {i} kept running");
+    }
+    kubelet.abort();
+    let log = wh.log();
+    assert!(!log.contains("panicked"), "{log}");
+    release_node_ports(&c, ns, wh).await;
+}
