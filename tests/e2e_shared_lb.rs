@@ -22,7 +22,7 @@ use serde_json::json;
 
 use support::cluster::{client, env, eventually, fake_kubelet_with, pod_ip, wait_status};
 use support::kafka::{self, Behaviour};
-use support::serve::{Webhook, apply_fixture, install_rbac, pods_of, scratch, tagged_namespace};
+use support::serve::{Webhook, apply_fixture, pods_of};
 use support::{Image, effective_config, listeners, node_ip};
 
 const CHART: &str = "bitnami-32.4.4.yaml";
@@ -260,12 +260,7 @@ async fn release_node_ports(c: &Client, ns: &str, mut wh: Webhook) {
 }
 
 async fn webhook(c: &Client, tag: &str, ns: &str) -> Webhook {
-    let dir = scratch(tag);
-    let kubeconfig = install_rbac(c, &dir).await;
-    let wh = Webhook::start(tag, kubeconfig, dir, Some(ns));
-    wh.register(c, tag).await;
-    tagged_namespace(c, ns, tag).await;
-    wh
+    support::serve::installed_webhook(c, tag, ns, &[]).await
 }
 
 #[tokio::test]
@@ -689,24 +684,10 @@ async fn more_reconciliations(wh: &Webhook, n: u64) {
 /// comes back advertising the new address; the others keep running.
 #[tokio::test]
 async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker() {
-    use support::serve::Extra;
     let c = client().await;
     let ns = "e2e-lb-restart";
-    let tag = "lb-restart";
-    let dir = scratch(tag);
-    let kubeconfig = install_rbac(&c, &dir).await;
-    let wh = Webhook::start_with(
-        tag,
-        kubeconfig,
-        dir,
-        Some(ns),
-        Extra {
-            args: vec!["--restart-settle".into(), "2s".into()],
-            ..Extra::default()
-        },
-    );
-    wh.register(&c, tag).await;
-    tagged_namespace(&c, ns, tag).await;
+    let wh =
+        support::serve::installed_webhook(&c, "lb-restart", ns, &["--restart-settle", "2s"]).await;
     let kubelet = fake_kubelet_with(c.clone(), ns, |pod| node_ip(ordinal_of(pod)));
     apply_fixture(
         &c,

@@ -1715,7 +1715,6 @@ fn uids(pods: &[Pod]) -> Vec<String> {
 /// The server runs under the install's own RBAC (the Eviction API is granted there).
 #[tokio::test]
 async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and_a_pdb_holds() {
-    use support::serve::Extra;
     let c = client().await;
     let node = "e2e-restart-node";
     node_with_addresses(
@@ -1724,22 +1723,9 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
         &[("InternalIP", "10.3.0.1"), ("ExternalIP", "198.51.100.21")],
     )
     .await;
-    let tag = "restart";
-    let dir = scratch(tag);
-    let kubeconfig = install_rbac(&c, &dir).await;
     let ns = "e2e-restart";
-    let wh = Webhook::start_with(
-        tag,
-        kubeconfig,
-        dir,
-        Some(ns),
-        Extra {
-            args: vec!["--restart-settle".into(), "2s".into()],
-            ..Extra::default()
-        },
-    );
-    wh.register(&c, tag).await;
-    tagged_namespace(&c, ns, tag).await;
+    let wh =
+        support::serve::installed_webhook(&c, "restart", ns, &["--restart-settle", "2s"]).await;
     let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.3.0.1".into());
     let docs = apply_fixture(
         &c,

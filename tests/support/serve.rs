@@ -397,3 +397,24 @@ pub async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
     pods.sort_by_key(|p| p.name_any());
     pods
 }
+
+/// A server for one test under the install's own RBAC, with `args` added to `serve`: its
+/// reconciler watches `ns`, its webhook configuration selects namespaces tagged `tag`, and `ns`
+/// is made and tagged.
+pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&str]) -> Webhook {
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(c, &dir).await;
+    let wh = Webhook::start_with(
+        tag,
+        kubeconfig,
+        dir,
+        Some(ns),
+        Extra {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Extra::default()
+        },
+    );
+    wh.register(c, tag).await;
+    tagged_namespace(c, ns, tag).await;
+    wh
+}
