@@ -679,9 +679,26 @@ async fn more_reconciliations(wh: &Webhook, n: u64) {
     .await;
 }
 
-/// Issue 28 with a LoadBalancer per broker: a new ingress address on one broker's Service (a
-/// cloud's load balancer re-created) restarts that broker alone, through the Eviction API, and it
-/// comes back advertising the new address; the others keep running.
+/// `kafka-expose check -o json -n ns name` with cluster credentials: its exit code and report.
+async fn check_report(ns: &str, name: &str) -> (Option<i32>, serde_json::Value) {
+    let out = tokio::process::Command::new(support::serve::BIN)
+        .args(["check", "-n", ns, name, "-o", "json"])
+        .env("KUBECONFIG", env()["KUBECONFIG"].clone())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (out.status.code(), report)
+}
+
+/// Issue 28 with a LoadBalancer per broker, as a user meets it: a new ingress address on one
+/// broker's Service (a cloud's load balancer re-created). The load balancers' addresses are
+/// loopback ones, where stand-in brokers answer `kafka-expose check` as the pods advertise.
+/// - with `on-address-change: warn`, `check` fails that broker, naming what it advertises and
+///   the new address, and nothing restarts;
+/// - with `restart`, that broker alone is evicted and comes back advertising the new address;
+///   the others keep running, and `check` passes.
 #[tokio::test]
 async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker() {
     let c = client().await;
@@ -694,7 +711,8 @@ async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker
         ns,
         "apache-kafka-kraft.yaml",
         &json!({"kafka-expose.io/expose": "loadbalancer",
-                "kafka-expose.io/advertised-host": "loadbalancer"}),
+                "kafka-expose.io/advertised-host": "loadbalancer",
+                "kafka-expose.io/on-address-change": "warn"}),
     )
     .await;
     let services = [
@@ -718,12 +736,8 @@ async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker
             .unwrap();
         }
     };
-    for (name, ip) in services.iter().zip([
-        "203.0.113.10",
-        "203.0.113.11",
-        "203.0.113.12",
-        "203.0.113.20",
-    ]) {
+    let ips = ["127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.20"];
+    for (name, ip) in services.iter().zip(ips) {
         set_ingress(name, ip).await;
     }
     let before = running_brokers(&c, ns, "kafka", 3).await;
@@ -733,13 +747,72 @@ async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker
             p.annotations()
                 .get("kafka-expose.io/advertised")
                 .map(String::as_str),
-            Some(format!("203.0.113.1{i}:9094").as_str()),
+            Some(format!("127.0.0.1{i}:9094").as_str()),
             "admission records the load balancer's address"
         );
     }
     wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
 
-    set_ingress("kafka-1-external", "203.0.113.99").await;
+    // Stand-in brokers where the load balancers are, advertising what the pods advertise.
+    let adv = std::sync::Arc::new(std::sync::Mutex::new(
+        (0..3)
+            .map(|i| (i, format!("127.0.0.1{i}"), 9094u16))
+            .collect::<Vec<_>>(),
+    ));
+    let mut stand_ins = Vec::new();
+    let listen = |ip: String,
+                  id: i32,
+                  adv: std::sync::Arc<std::sync::Mutex<Vec<kafka::Advertised>>>| async move {
+        let l = tokio::net::TcpListener::bind((ip.as_str(), 9094))
+            .await
+            .unwrap_or_else(|e| panic!("{ip}:9094: {e}"));
+        kafka::start_on(l, Behaviour::new(id, adv))
+    };
+    for i in 0..3 {
+        stand_ins.push(listen(format!("127.0.0.1{i}"), i, adv.clone()).await);
+    }
+    stand_ins.push(listen("127.0.0.20".into(), 0, adv.clone()).await);
+    let (code, report) = check_report(ns, "kafka").await;
+    assert_eq!(code, Some(0), "every broker answers as itself: {report}");
+
+    // Broker 1's load balancer gets a new address: check names the stale broker, warn restarts
+    // nothing.
+    set_ingress("kafka-1-external", "127.0.0.99").await;
+    let status = wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| {
+        s.starts_with("restart: stale kafka-1")
+    })
+    .await;
+    let want = "advertises 127.0.0.11:9094; the ingress of its LoadBalancer Service kafka-1-external is now 127.0.0.99";
+    assert!(status.contains(want), "{status}");
+    let (code, report) = check_report(ns, "kafka").await;
+    assert_eq!(code, Some(1), "{report}");
+    let rows = report["targets"][0]["brokers"].as_array().unwrap();
+    let stale: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|b| b["diagnosis"]["kind"] == "stale-address")
+        .collect();
+    assert_eq!(stale.len(), 1, "{report}");
+    assert_eq!(stale[0]["cluster"]["pod"], "kafka-1", "{report}");
+    let message = stale[0]["diagnosis"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("broker pod kafka-1 {want}")),
+        "{message}"
+    );
+    assert_eq!(
+        pods_of(&c, ns, "kafka").await[1].uid(),
+        before[1].uid(),
+        "warn restarts nothing"
+    );
+
+    // restart: broker 1 alone is evicted, and comes back advertising the new address.
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .patch(
+            "kafka",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"kafka-expose.io/on-address-change": "restart"}}})),
+        )
+        .await
+        .unwrap();
     let pod_api: Api<Pod> = Api::namespaced(c.clone(), ns);
     let back = eventually(
         Duration::from_secs(90),
@@ -747,28 +820,29 @@ async fn a_new_ingress_address_on_one_brokers_load_balancer_restarts_that_broker
         || async {
             let p = pod_api.get("kafka-1").await.map_err(|e| e.to_string())?;
             let adv = p.annotations().get("kafka-expose.io/advertised").cloned();
-            let ready = p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
-            if adv.as_deref() == Some("203.0.113.99:9094") && ready {
+            let running = p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some();
+            if adv.as_deref() == Some("127.0.0.99:9094") && running {
                 Ok(p)
             } else {
-                Err(format!("{adv:?}, running {ready}"))
+                Err(format!("{adv:?}, running {running}"))
             }
         },
     )
     .await;
     assert_ne!(back.uid(), before[1].uid(), "broker 1 was restarted");
     let note = support::cluster::wait_event(&c, ns, "BrokerRestarted", "kafka-1").await;
-    assert!(
-        note.contains(
-            "advertises 203.0.113.11:9094; the ingress of its LoadBalancer Service kafka-1-external is now 203.0.113.99"
-        ),
-        "{note}"
-    );
+    assert!(note.contains(want), "{note}");
     wait_status(&c, ns, "kafka", Duration::from_secs(30), |s| s == "ok").await;
     let after = pods_of(&c, ns, "kafka").await;
     for i in [0, 2] {
         assert_eq!(after[i].uid(), before[i].uid(), "broker {i} kept running");
     }
+    // The restarted broker advertises its new address, where it answers: check passes.
+    adv.lock().unwrap()[1].1 = "127.0.0.99".into();
+    stand_ins.push(listen("127.0.0.99".into(), 1, adv.clone()).await);
+    let (code, report) = check_report(ns, "kafka").await;
+    assert_eq!(code, Some(0), "clean after the restart: {report}");
+    drop(stand_ins);
     kubelet.abort();
     let log = wh.log();
     assert!(!log.contains("panicked"), "{log}");
