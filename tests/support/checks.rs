@@ -177,6 +177,7 @@ pub fn charts_with_the_listener_present() -> Vec<String> {
 
 /// Annotation parsing, and the fit against a workload, do not panic.
 pub fn annotations(ann: &BTreeMap<String, String>, replicas: u32) {
+    restart_reads(ann);
     if let Ok(Requested::Expose(cfg)) = parse(ann) {
         for kind in ["StatefulSet", "Deployment"] {
             let facts = WorkloadFacts {
@@ -439,4 +440,38 @@ pub fn certificate_input(data: &[u8]) {
         parts.next().unwrap_or("203.0.113.7"),
     );
     broker_certificate(chain, key, ca, host);
+}
+
+/// What the restarts read from the cluster, on any annotations: a broker pod carrying them, its
+/// node's addresses and a load balancer's, a workload's restart record, a gate's message. No
+/// panic, and a record that reads back writes itself the same.
+pub fn restart_reads(ann: &BTreeMap<String, String>) {
+    use kafka_expose::engine::restart::{Record, loaded_serial, pod_stale};
+    let prefixed: BTreeMap<String, String> = ann
+        .iter()
+        .map(|(k, v)| (format!("kafka-expose.io/{k}"), v.clone()))
+        .chain(ann.clone())
+        .collect();
+    // Built from JSON, so that the fuzz crate needs no Kubernetes types of its own.
+    let Ok(pod) = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "kafka-1", "annotations": prefixed}}),
+    ) else {
+        return;
+    };
+    let addresses: Vec<(String, String)> =
+        ann.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let _ = pod_stale(
+        &pod,
+        "kafka",
+        Some(&addresses),
+        |s| ann.get(s).cloned(),
+        ann.get("serial").map(String::as_str),
+        ann.get("current").map(|c| (c.clone(), "s".into())),
+    );
+    for v in ann.values() {
+        if let Some(r) = Record::parse(v) {
+            assert_eq!(Record::parse(&r.to_string()), Some(r));
+        }
+        let _ = loaded_serial(v);
+    }
 }
