@@ -202,6 +202,7 @@ pub struct Rollout {
     /// and `progressDeadlineSeconds`; `warn` reports them only. A workload's own
     /// `kafka-expose.io/on-address-change` wins. Changing it restarts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "address_change_schema")]
     pub on_address_change: Option<AddressChange>,
 }
 
@@ -213,6 +214,16 @@ impl Default for Rollout {
             on_address_change: None,
         }
     }
+}
+
+/// The schema of `rollout.onAddressChange`: a string of the two values. schemars would add
+/// `null` to the enum of an `Option`, which a CustomResourceDefinition refuses.
+fn address_change_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "When a running broker's external address (or certificate) changes under it: `restart` (the default) evicts the stale brokers one at a time, within `maxConcurrent` workloads and `progressDeadlineSeconds`; `warn` reports them only. A workload's own `kafka-expose.io/on-address-change` wins. Changing it restarts nothing.",
+        "type": "string",
+        "enum": ["restart", "warn"]
+    })
 }
 
 /// `rollout.onAddressChange`.
