@@ -339,6 +339,16 @@ pub fn strip_broker_pod(p: &mut k8s_openapi::api::core::v1::Pod) {
     });
 }
 
+/// The StatefulSet that controls a pod, if one does.
+pub fn statefulset_of(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    p.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
+        .map(|o| o.name.clone())
+}
+
 /// The notes the cache adds start so; a pod's own annotations of that form are dropped.
 const CACHE_PREFIX: &str = "kafka-expose.io/cache.";
 

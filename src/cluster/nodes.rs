@@ -105,7 +105,7 @@ async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod) {
             }
         }
         // A StatefulSet's broker is restarted, or reported, by the restarts loop.
-        Step::Changed { .. } if owned_by_statefulset(pod) => {}
+        Step::Changed { .. } if super::caches::statefulset_of(pod).is_some() => {}
         Step::Changed { advertised, now } => {
             let note = format!(
                 "broker pod {name} advertises {advertised}, but its node's address is now {now}. Kafka cannot change advertised.listeners without a restart: delete the pod (kubectl delete pod -n {ns} {name}) when it suits, and it comes back advertising {now}"
@@ -113,14 +113,6 @@ async fn handle(ctx: &Context, cache: &BindingCache, pod: &Pod) {
             publish_once(ctx, pod, EventType::Warning, "NodeAddressChanged", &note).await;
         }
     }
-}
-
-fn owned_by_statefulset(pod: &Pod) -> bool {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && o.kind == "StatefulSet")
 }
 
 /// The pod's controller (its StatefulSet), else the pod.

@@ -31,7 +31,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::caches::{self, BindingCache, LOADED_SERIAL, TLS_SECRET};
+use super::caches::{self, BindingCache, LOADED_SERIAL, TLS_SECRET, statefulset_of};
 use super::context::{Context, RestartSettings as Settings};
 use super::events::Note;
 use super::unix_now;
@@ -73,16 +73,6 @@ pub async fn run(
             _ = tokio::time::sleep(settings.every) => {}
         }
     }
-}
-
-/// The StatefulSet that owns a pod, if one does.
-fn statefulset_of(p: &Pod) -> Option<String> {
-    p.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
-        .map(|o| o.name.clone())
 }
 
 async fn pass(
