@@ -232,6 +232,22 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
             if !done {
                 return Err(format!("{} is not settled: {st:?}", s.name_any()));
             }
+            // And its reconciler done: an exposed workload says ok, with its bootstrap.
+            let exposed = s
+                .labels()
+                .get("tier")
+                .is_some_and(|t| matches!(t.as_str(), "enforce" | "other"));
+            let a = s.annotations();
+            if exposed
+                && (a.get("kafka-expose.io/status").map(String::as_str) != Some("ok")
+                    || !a.contains_key("kafka-expose.io/bootstrap-servers"))
+            {
+                return Err(format!(
+                    "{} is not reconciled: status {:?}",
+                    s.name_any(),
+                    a.get("kafka-expose.io/status")
+                ));
+            }
         }
         Ok(list
             .items
@@ -239,7 +255,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
             .map(|s| (s.name_any(), s.resource_version().unwrap_or_default()))
             .collect::<BTreeMap<_, _>>())
     };
-    let versions = eventually(limit, "every StatefulSet settled", settled).await;
+    eventually(limit, "every StatefulSet settled", settled).await;
     let converged = metrics.api_requests_so_far();
     let rollout = made(&start, &converged);
     let took = began.elapsed();
@@ -272,6 +288,14 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
         out
     };
     let statuses_before = statuses().await;
+    // The idle window starts here: what the catch-up passes wrote (a finished rollout's mark,
+    // the reconciler's last status) is theirs.
+    let versions = eventually(
+        Duration::from_secs(30),
+        "every StatefulSet settled",
+        settled,
+    )
+    .await;
 
     // Idle: no workload, Service, pod or policy changes. Counted over passes, not seconds.
     let passes = metrics.policy_passes.get();
@@ -291,11 +315,38 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
     )
     .await;
     let idle = made(&idle_from, &metrics.api_requests_so_far());
-    assert_eq!(
-        settled().await.unwrap(),
-        versions,
-        "no workload changed during the idle window (else it is read again, rightly)"
-    );
+    let after = settled().await;
+    if after.as_ref() != Ok(&versions) {
+        // Who wrote: each changed StatefulSet's field managers, with their times and fields.
+        let mut writers = Vec::new();
+        for (name, was) in &versions {
+            let Ok(s) = sts_api.get(name).await else {
+                continue;
+            };
+            if s.resource_version().as_deref() == Some(was.as_str()) {
+                continue;
+            }
+            for m in s.managed_fields() {
+                writers.push(format!(
+                    "{name} (was {was}, now {}): {} {} at {:?}: {}",
+                    s.resource_version().unwrap_or_default(),
+                    m.manager.as_deref().unwrap_or("?"),
+                    m.operation.as_deref().unwrap_or("?"),
+                    m.time.as_ref().map(|t| t.0.to_string()),
+                    m.fields_v1
+                        .as_ref()
+                        .map(|f| f.0.to_string())
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        panic!(
+            "a workload changed during the idle window (else it is read again, rightly): \
+             {after:?} != {versions:?}\nits writers:\n{}\nthe leader's requests meanwhile:\n{}",
+            writers.join("\n"),
+            table(&idle)
+        );
+    }
     let of = |component: &str| -> Counts {
         rollout
             .iter()
