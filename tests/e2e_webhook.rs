@@ -1731,8 +1731,8 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
         &c,
         ns,
         "apache-kafka-kraft.yaml",
-        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30600",
-                "kafka-expose.io/bootstrap-node-port": "30605",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30660",
+                "kafka-expose.io/bootstrap-node-port": "30665",
                 "kafka-expose.io/advertised-host": "node:ExternalIP",
                 "kafka-expose.io/on-address-change": "warn"}),
     )
@@ -1756,7 +1756,7 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
             p.annotations()
                 .get("kafka-expose.io/advertised")
                 .map(String::as_str),
-            Some(format!("$(KAFKA_EXPOSE_EXTERNAL_HOST):{}", 30600 + i).as_str()),
+            Some(format!("$(KAFKA_EXPOSE_EXTERNAL_HOST):{}", 30660 + i).as_str()),
             "admission records what it advertises"
         );
     }
@@ -1775,7 +1775,7 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
     .await;
     assert!(
         status
-            .contains("advertises 198.51.100.21:30602; its node's ExternalIP is now 198.51.100.77")
+            .contains("advertises 198.51.100.21:30662; its node's ExternalIP is now 198.51.100.77")
             && status.contains("(2 more stale)")
             && status.contains("on-address-change is warn"),
         "{status}"
@@ -1791,7 +1791,7 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
     for i in 0..3 {
         assert!(
             report.contains(&format!(
-                "broker pod kafka-{i} advertises 198.51.100.21:3060{i}; its node's ExternalIP is now 198.51.100.77"
+                "broker pod kafka-{i} advertises 198.51.100.21:3066{i}; its node's ExternalIP is now 198.51.100.77"
             )),
             "check names each stale broker: {report}"
         );
@@ -1912,7 +1912,7 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
             adv.contains(&(
                 "EXTERNAL".to_string(),
                 "198.51.100.77".to_string(),
-                (30600 + i).to_string()
+                (30660 + i).to_string()
             )),
             "{}: advertises {adv:?}",
             p.name_any()

@@ -257,7 +257,7 @@ fn twenty_minutes() -> u32 {
 pub struct KafkaExposePolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Conflict`, `RolloutProgressing`, `RolloutStalled`.
+    /// `Ready`, `Conflict`, `RolloutProgressing`, `RolloutStalled`, `RestartStalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default)]

@@ -16,7 +16,7 @@
 //! Deployments' brokers are not restarted here (one pod, replaced on the Deployment's own terms);
 //! their changed node address is the node fallback's Warning Event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use kube::api::{Api, EvictParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::KafkaExposePolicy;
+use crate::api::{KafkaExposePolicy, WorkloadState};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -47,8 +47,9 @@ const SECRET_TTL: Duration = Duration::from_secs(60);
 /// until it is over) and the serials of the Secrets it read lately.
 #[derive(Default)]
 struct Memory {
-    /// (namespace, StatefulSet) → its policy, while it has a record.
-    active: HashMap<(String, String), Option<String>>,
+    /// (namespace, StatefulSet) → its policy, and whether a broker is in flight (evicted, not
+    /// yet settled: it holds a slot of the policy), while it has a record.
+    active: HashMap<(String, String), (Option<String>, bool)>,
     /// (namespace, Secret) → its certificate's serial, and when it was read.
     serials: HashMap<(String, String), (Option<String>, Instant)>,
     /// Whether a first pass read every StatefulSet with exposed brokers: a record a former
@@ -95,29 +96,40 @@ async fn pass(
     for (key, pods) in groups {
         tracing::debug!(namespace = %key.0, statefulset = %key.1, pods = pods.len(), "restart pass");
         let serials = serials_for(ctx, &key.0, &pods, memory).await;
-        let any_stale = pods
+        // Pod name → why it must restart, for each stale pod: judged once a pass.
+        let stale: HashMap<String, String> = pods
             .iter()
-            .any(|p| stale_reason(cache, &ctx.services.store, &serials, &key.1, p).is_some());
-        if !any_stale && !memory.active.contains_key(&key) && memory.swept {
+            .filter_map(|p| {
+                let why = stale_reason(cache, &ctx.services.store, &serials, &key.1, p)?;
+                Some((p.name_any(), why))
+            })
+            .collect();
+        if stale.is_empty() && !memory.active.contains_key(&key) && memory.swept {
             continue;
         }
+        // The policy's slots hold its other workloads' restarts and, as its last status says,
+        // their rolls: one budget for both (the policy controller counts these restarts too).
         let budget_of = |policy: &Option<String>| {
             policy.as_ref().map(|name| {
-                let elsewhere = memory
+                let mut elsewhere: BTreeSet<(String, String)> = memory
                     .active
                     .iter()
-                    .filter(|(k, p)| **k != key && p.as_ref() == Some(name))
-                    .count();
-                u32::try_from(elsewhere).unwrap_or(u32::MAX)
+                    .filter(|(k, (p, in_flight))| {
+                        **k != key && *in_flight && p.as_ref() == Some(name)
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if let Some(p) = policies.state().into_iter().find(|p| p.name_any() == *name) {
+                    elsewhere.extend(rolling_under(&p).filter(|k| *k != key));
+                }
+                u32::try_from(elsewhere.len()).unwrap_or(u32::MAX)
             })
         };
-        match workload(
-            ctx, cache, policies, settings, &serials, &key, &pods, budget_of,
-        )
-        .await
-        {
-            Ok(Some((policy, true))) => {
-                memory.active.insert(key, policy);
+        match workload(ctx, policies, settings, &stale, &key, &pods, budget_of).await {
+            Ok(Some((policy, Some(record)))) => {
+                memory
+                    .active
+                    .insert(key, (policy, record.in_flight().is_some()));
             }
             Ok(_) => {
                 memory.active.remove(&key);
@@ -128,6 +140,18 @@ async fn pass(
         }
     }
     memory.swept = true;
+}
+
+/// The StatefulSets policy `p`'s last status has rolling (or stalled mid-roll).
+fn rolling_under(p: &KafkaExposePolicy) -> impl Iterator<Item = (String, String)> + '_ {
+    p.status
+        .iter()
+        .flat_map(|s| &s.workloads)
+        .filter(|w| {
+            w.kind == "StatefulSet"
+                && matches!(w.state, WorkloadState::Rolling | WorkloadState::Stalled)
+        })
+        .map(|w| (w.namespace.clone(), w.name.clone()))
 }
 
 /// The current serials of the certificate Secrets `pods` started from, read at most every
@@ -210,19 +234,17 @@ fn stale_reason(
     )
 }
 
-/// One StatefulSet's step. Returns its policy and whether it keeps a record (is still active),
-/// or `None` when it is gone.
-#[allow(clippy::too_many_arguments)]
+/// One StatefulSet's step. Returns its policy and the record it keeps (while it is active), or
+/// `None` when it is gone.
 async fn workload(
     ctx: &Context,
-    cache: &BindingCache,
     policies: &Store<KafkaExposePolicy>,
     settings: Settings,
-    serials: &HashMap<String, String>,
+    stale: &HashMap<String, String>,
     (ns, name): &(String, String),
     pods: &[Arc<Pod>],
     budget_of: impl Fn(&Option<String>) -> Option<u32>,
-) -> kube::Result<Option<(Option<String>, bool)>> {
+) -> kube::Result<Option<(Option<String>, Option<Record>)>> {
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let Some(sts) = api.get_opt(name).await? else {
         return Ok(None);
@@ -282,7 +304,7 @@ async fn workload(
                     config::own_annotations(p.metadata.annotations.as_ref()).get(own::CONFIG_HASH)
                         == hash
                 })
-                .and_then(|p| stale_reason(cache, &ctx.services.store, serials, name, p));
+                .and_then(|p| stale.get(&p.name_any()).cloned());
             Broker {
                 pod,
                 ordinal,
@@ -428,7 +450,7 @@ async fn workload(
             warn!(namespace = %ns, statefulset = %name, reason, "{note}");
         }
     }
-    Ok(Some((policy, record.is_some())))
+    Ok(Some((policy, record)))
 }
 
 /// Since when the pod is Ready (its condition's last transition, else its creation), if it is.

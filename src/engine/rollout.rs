@@ -64,6 +64,10 @@ pub struct Tracked {
     pub progress: Progress,
     /// The rollout mark: which policy started a roll of this workload, and when.
     pub rolling: Option<(String, i64)>,
+    /// The policy whose settings it runs, while one of its brokers restarts for a new address
+    /// (its `kafka-expose.io/restart` record is in flight): that restart holds one of the
+    /// policy's slots, as a roll does.
+    pub restarting: Option<String>,
 }
 
 /// A policy's pacing settings.
@@ -119,6 +123,14 @@ pub fn pace(policy: &str, pace: Pace, tracked: &[Tracked], now: i64) -> Steps {
             busy += 1;
         }
     }
+    // A broker restart under this policy holds a slot, unless the workload's own roll holds it.
+    busy += tracked
+        .iter()
+        .filter(|t| {
+            t.restarting.as_deref() == Some(policy)
+                && t.rolling.as_ref().is_none_or(|(o, _)| o != policy)
+        })
+        .count() as u32;
     let mut pending: Vec<&Tracked> = tracked
         .iter()
         .filter(|t| {
@@ -189,6 +201,7 @@ mod tests {
             strategy: Strategy::Rolling { partition: 0 },
             progress: Progress::Complete,
             rolling: None,
+            restarting: None,
         }
     }
 
@@ -278,6 +291,31 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_restart_under_the_policy_holds_a_slot_and_another_policys_does_not() {
+        let mut a = pending("a");
+        a.change_pending = false;
+        a.restarting = Some("prod".into());
+        let s = pace("prod", ONE, &[a.clone(), pending("b")], 10);
+        assert!(s.start.is_empty());
+        assert_eq!(s.waiting, vec![key("b")]);
+
+        a.restarting = Some("dev".into());
+        let s = pace("prod", ONE, &[a.clone(), pending("b")], 10);
+        assert_eq!(s.start, vec![key("b")]);
+
+        // Its own roll holds the slot already: one slot, not two.
+        a.restarting = Some("prod".into());
+        a.rolling = Some(("prod".into(), 5));
+        a.progress = Progress::Updating;
+        let two = Pace {
+            max_concurrent: 2,
+            ..ONE
+        };
+        let s = pace("prod", two, &[a, pending("b")], 10);
+        assert_eq!(s.start, vec![key("b")]);
+    }
+
+    #[test]
     fn marks_read_back() {
         assert_eq!(read_mark(&mark("prod", 42)), Some(("prod".into(), 42)));
         assert_eq!(read_mark("garbage"), None);
@@ -303,28 +341,32 @@ mod tests {
                 ]),
                 any::<bool>(),
                 prop::option::of((prop::sample::select(vec!["p", "q"]), 0i64..2000)),
+                prop::option::of(prop::sample::select(vec!["p", "q"])),
             )
-                .prop_map(|(n, owner, change, strategy, done, rolling)| Tracked {
-                    key: WorkloadKey {
-                        kind: "StatefulSet",
-                        namespace: format!("ns{n}"),
-                        name: "kafka".into(),
-                    },
-                    owner: owner.map(str::to_string),
-                    change_pending: change,
-                    strategy,
-                    progress: if done {
-                        Progress::Complete
-                    } else {
-                        Progress::Updating
-                    },
-                    rolling: rolling.map(|(o, t)| (o.to_string(), t)),
+                .prop_map(|(n, owner, change, strategy, done, rolling, restarting)| {
+                    Tracked {
+                        key: WorkloadKey {
+                            kind: "StatefulSet",
+                            namespace: format!("ns{n}"),
+                            name: "kafka".into(),
+                        },
+                        owner: owner.map(str::to_string),
+                        change_pending: change,
+                        strategy,
+                        progress: if done {
+                            Progress::Complete
+                        } else {
+                            Progress::Updating
+                        },
+                        rolling: rolling.map(|(o, t)| (o.to_string(), t)),
+                        restarting: restarting.map(str::to_string),
+                    }
                 })
         }
 
         proptest! {
             /// Whatever the cluster shows, a pass never adds a restart beyond the policy's
-            /// slots, never starts one while the policy is stalled (but for a marked workload
+            /// slots (its rolls and its workloads' broker restarts together), never starts one while the policy is stalled (but for a marked workload
             /// whose settings changed, in its own slot), never starts a paused workload or
             /// another policy's, and never starts one twice.
             #[test]
@@ -347,7 +389,14 @@ mod tests {
                     prop_assert!(t.owner.as_deref() == Some("p") || mine(t));
                     prop_assert!(t.change_pending);
                 }
-                let held = ts.iter().filter(|t| mine(t) && !s.finish.contains(&t.key)).count();
+                // Held: its roll, or a broker restart under the policy (issue 28).
+                let held = ts
+                    .iter()
+                    .filter(|t| {
+                        (mine(t) && !s.finish.contains(&t.key))
+                            || (!mine(t) && t.restarting.as_deref() == Some("p"))
+                    })
+                    .count();
                 let fresh = s
                     .start
                     .iter()

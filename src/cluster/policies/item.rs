@@ -8,6 +8,7 @@ use kube::ResourceExt;
 use super::found::Found;
 use crate::api::{KafkaExposePolicy, WorkloadState};
 use crate::engine::policy::{self, Candidate};
+use crate::engine::restart::Record;
 use crate::engine::rollout::{self, Tracked};
 use crate::engine::workload::{PolicyLayer, Stamp};
 use crate::names::{PREFIX, own};
@@ -55,6 +56,8 @@ pub(crate) struct Item {
     pub(crate) current: Option<Stamp>,
     pub(crate) wanted: Option<Stamp>,
     pub(crate) rolling: Option<(String, i64)>,
+    /// Its broker restart for a new address, as the restarts record it on the workload.
+    pub(crate) restart: Option<Record>,
     /// What each matching Audit policy would stamp, with its pool's block, by policy name.
     pub(crate) audit_values: BTreeMap<String, BTreeMap<String, String>>,
     /// The live policies that select it.
@@ -95,6 +98,11 @@ impl Item {
             .as_ref()
             .and_then(|a| a.get(&format!("{PREFIX}{}", own::ROLLOUT)))
             .and_then(|v| rollout::read_mark(v));
+        let restart = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&format!("{PREFIX}{}", own::RESTART)))
+            .and_then(|v| Record::parse(v));
         let current = found.workload().stamp();
         Self {
             found,
@@ -105,6 +113,7 @@ impl Item {
             current,
             wanted: None,
             rolling,
+            restart,
             audit_values: BTreeMap::new(),
             matched_by,
             host_ips: BTreeMap::new(),
@@ -127,6 +136,12 @@ impl Item {
             strategy: self.found.strategy(),
             progress: self.found.progress(),
             rolling: self.rolling.clone(),
+            restarting: self
+                .restart
+                .as_ref()
+                .and_then(Record::in_flight)
+                .and(self.current.as_ref())
+                .map(|c| c.policy.clone()),
         }
     }
 

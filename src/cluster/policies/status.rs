@@ -16,6 +16,7 @@ use crate::api::{
 use crate::config::{AdvertisedHost, ExposeMode, Settings};
 use crate::engine::exposure::Decision;
 use crate::engine::policy::Live;
+use crate::engine::restart::State as RestartState;
 use crate::engine::rollout::{Progress, Steps, Strategy};
 use crate::engine::services::{self, BootstrapFacts};
 use crate::engine::workload::{PolicyLayer, Stamp, Workload};
@@ -237,11 +238,23 @@ pub(crate) fn status_of(
     let name = p.name_any();
     let mut entries = Vec::new();
     let mut conflicts = Vec::new();
+    let mut restarts_stalled = Vec::new();
     for item in items {
-        let Some(e) = state(p, item, steps) else {
+        let Some(mut e) = state(p, item, steps) else {
             continue;
         };
-        conflicts.extend(e.conflicts);
+        conflicts.extend(e.conflicts.clone());
+        // A broker restart for a new address, under this policy's settings (issue 28).
+        if let Some(r) = item
+            .restart
+            .as_ref()
+            .filter(|_| item.current.as_ref().is_some_and(|c| c.policy == name))
+        {
+            if r.state == RestartState::Stalled {
+                restarts_stalled.push(format!("{}: {r}", item.found.key()));
+            }
+            e.reason = format!("{}; broker restart: {r}", e.reason);
+        }
         let key = item.found.key();
         let published = item.found.meta().annotations.as_ref().and_then(|a| {
             a.get(&format!("{PREFIX}{}", own::BOOTSTRAP_SERVERS))
@@ -270,7 +283,15 @@ pub(crate) fn status_of(
     let states: Vec<WorkloadState> = entries.iter().map(|e| e.state).collect();
     let tally = Tally::of(&states);
     let old = p.status.clone().unwrap_or_default();
-    let conditions = conditions(p, &old.conditions, &tally, steps, &conflicts, now);
+    let conditions = conditions(
+        p,
+        &old.conditions,
+        &tally,
+        steps,
+        &conflicts,
+        &restarts_stalled,
+        now,
+    );
     entries.truncate(STATUS_WORKLOADS_CAP);
     KafkaExposePolicyStatus {
         observed_generation: p.metadata.generation,
@@ -309,14 +330,17 @@ impl Tally {
     }
 }
 
-/// The policy's four conditions (`Ready`, `Conflict`, `RolloutProgressing`, `RolloutStalled`),
-/// each keeping its `lastTransitionTime` from `old` while its status stays, else `now`.
+/// The policy's five conditions (`Ready`, `Conflict`, `RolloutProgressing`, `RolloutStalled`,
+/// `RestartStalled`), each keeping its `lastTransitionTime` from `old` while its status stays,
+/// else `now`. `restarts_stalled` names the workloads whose broker restart for a new address is
+/// past its progress deadline, with their restart records.
 pub(crate) fn conditions(
     p: &KafkaExposePolicy,
     old: &[Condition],
     tally: &Tally,
     steps: &Steps,
     conflicts: &[String],
+    restarts_stalled: &[String],
     now: &Time,
 ) -> Vec<Condition> {
     let generation = p.metadata.generation;
@@ -332,9 +356,11 @@ pub(crate) fn conditions(
         .collect();
     cond(
         "Ready",
-        audit_mode || (tally.pending == 0 && stalled.is_empty()),
+        audit_mode || (tally.pending == 0 && stalled.is_empty() && restarts_stalled.is_empty()),
         if audit_mode {
             "Audit"
+        } else if !restarts_stalled.is_empty() && tally.pending == 0 {
+            "RestartStalled"
         } else if tally.pending == 0 {
             "UpToDate"
         } else {
@@ -393,6 +419,24 @@ pub(crate) fn conditions(
                 "past progressDeadlineSeconds {}: {}",
                 p.spec.rollout.progress_deadline_seconds,
                 stalled.join(", ")
+            )
+        },
+    );
+    cond(
+        "RestartStalled",
+        !restarts_stalled.is_empty(),
+        if restarts_stalled.is_empty() {
+            "InTime"
+        } else {
+            "ProgressDeadlineExceeded"
+        },
+        if restarts_stalled.is_empty() {
+            "every broker restart for a new address within its deadline".into()
+        } else {
+            format!(
+                "a restarted broker is not Ready again within progressDeadlineSeconds {}: {}",
+                p.spec.rollout.progress_deadline_seconds,
+                restarts_stalled.join("; ")
             )
         },
     );

@@ -522,12 +522,43 @@ fn every_condition_turns_true_and_false_with_its_reason() {
     };
     let quiet = Steps::default();
     let up = Tally::of(&[WorkloadState::UpToDate, WorkloadState::Kept]);
-    let cs = conditions(&enforce, &[], &up, &quiet, &[], &now);
+    let cs = conditions(&enforce, &[], &up, &quiet, &[], &[], &now);
     let types: Vec<&str> = cs.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(
         types,
-        ["Ready", "Conflict", "RolloutProgressing", "RolloutStalled"]
+        [
+            "Ready",
+            "Conflict",
+            "RolloutProgressing",
+            "RolloutStalled",
+            "RestartStalled"
+        ]
     );
+    let rs = cond(&cs, "RestartStalled");
+    assert_eq!(
+        (rs.status.as_str(), rs.reason.as_str()),
+        ("False", "InTime")
+    );
+    // A broker restart for a new address past its deadline: not Ready, and named.
+    let record = "StatefulSet ns/kafka: stalled kafka-2 since 5: not Ready again".to_string();
+    let cs = conditions(&enforce, &[], &up, &quiet, &[], &[record], &now);
+    let r = cond(&cs, "Ready");
+    assert_eq!(
+        (r.status.as_str(), r.reason.as_str()),
+        ("False", "RestartStalled")
+    );
+    let rs = cond(&cs, "RestartStalled");
+    assert_eq!(
+        (rs.status.as_str(), rs.reason.as_str()),
+        ("True", "ProgressDeadlineExceeded")
+    );
+    assert!(
+        rs.message
+            .ends_with("StatefulSet ns/kafka: stalled kafka-2 since 5: not Ready again"),
+        "{}",
+        rs.message
+    );
+    let cs = conditions(&enforce, &[], &up, &quiet, &[], &[], &now);
     let r = cond(&cs, "Ready");
     assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", "UpToDate"));
     assert_eq!(r.message, "1 of 2 workloads up to date");
@@ -553,7 +584,7 @@ fn every_condition_turns_true_and_false_with_its_reason() {
     };
     let moving = Tally::of(&[WorkloadState::Rolling, WorkloadState::Pending]);
     let conflicts = ["StatefulSet ns/kafka: tied with other at priority 0".to_string()];
-    let cs = conditions(&enforce, &[], &moving, &rolling, &conflicts, &now);
+    let cs = conditions(&enforce, &[], &moving, &rolling, &conflicts, &[], &now);
     let r = cond(&cs, "Ready");
     assert_eq!(
         (r.status.as_str(), r.reason.as_str()),
@@ -586,6 +617,7 @@ fn every_condition_turns_true_and_false_with_its_reason() {
         &Tally::of(&[WorkloadState::Matched]),
         &quiet,
         &[],
+        &[],
         &now,
     );
     let r = cond(&cs, "Ready");
@@ -598,11 +630,27 @@ fn a_condition_keeps_its_transition_time_while_its_status_stays() {
     let p = policy("prod", ENFORCE);
     let then = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     let now = Time("2026-12-03T10:00:00Z".parse().unwrap());
-    let first = conditions(&p, &[], &Tally::default(), &Steps::default(), &[], &then);
-    let again = conditions(&p, &first, &Tally::default(), &Steps::default(), &[], &now);
+    let first = conditions(
+        &p,
+        &[],
+        &Tally::default(),
+        &Steps::default(),
+        &[],
+        &[],
+        &then,
+    );
+    let again = conditions(
+        &p,
+        &first,
+        &Tally::default(),
+        &Steps::default(),
+        &[],
+        &[],
+        &now,
+    );
     assert!(again.iter().all(|c| c.last_transition_time == then));
     let pending = Tally::of(&[WorkloadState::Pending]);
-    let changed = conditions(&p, &first, &pending, &Steps::default(), &[], &now);
+    let changed = conditions(&p, &first, &pending, &Steps::default(), &[], &[], &now);
     assert_eq!(cond(&changed, "Ready").last_transition_time, now);
     assert_eq!(cond(&changed, "Conflict").last_transition_time, then);
 }
