@@ -21,12 +21,12 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use support::cluster::{
-    ca_secret, client, env, eventually, fake_kubelet_on, fake_kubelet_with, managed,
-    node_with_addresses, wait_event, wait_signed, wait_status,
+    ca_secret, client, env, eventually, fake_kubelet_gated, fake_kubelet_on, fake_kubelet_with,
+    managed, node_with_addresses, wait_event, wait_event_within, wait_signed, wait_status,
 };
 use support::serve::{
-    TAG, Webhook, apply_fixture, apply_value, deploy_docs, install_rbac, pods_of, scratch,
-    tagged_namespace,
+    TAG, Webhook, apply_fixture, apply_value, deploy_docs, grant_signing, install_rbac, pods_of,
+    scratch, tagged_namespace,
 };
 use support::{Image, effective_config, listeners, node_ip};
 
@@ -1435,19 +1435,7 @@ async fn with_a_ca_each_broker_gets_a_certificate_for_its_nodes_external_ip() {
         s.contains("CA Secret") && s.contains("forbidden")
     })
     .await;
-    let role = deploy_docs("external-tls-signing.yaml")
-        .into_iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .unwrap();
-    apply_value(&c, &role).await;
-    apply_value(
-        &c,
-        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": "kafka-expose-signing", "namespace": ns},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kafka-expose-signing"},
-                "subjects": [{"kind": "ServiceAccount", "name": "kafka-expose", "namespace": "kafka-expose"}]}),
-    )
-    .await;
+    grant_signing(&c, ns).await;
     for p in &pods {
         let i = ordinal_of(&p.name_any());
         let spec = p.spec.as_ref().unwrap();
@@ -1924,6 +1912,142 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
     assert!(
         !report.contains("stale") && report.contains("\"kafka-2\""),
         "after the restarts check finds no stale broker: {report}"
+    );
+    k.abort();
+    drop(wh);
+}
+
+/// The serial of the certificate pod `p`'s gate started it with: the gate's termination message.
+fn loaded_serial(p: &Pod) -> Option<String> {
+    let gate = p
+        .status
+        .as_ref()?
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|s| s.name == kafka_expose::names::GATE_CONTAINER)?;
+    let message = gate
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .as_deref()?;
+    kafka_expose::engine::restart::loaded_serial(message).map(str::to_string)
+}
+
+/// Issues 27 and 28 together, on the real API server: `external-tls: ca:` with 60-second
+/// certificates. kafka-expose signs each broker's certificate again before it ends; a broker
+/// keeps the key store it started with, so the restarts find its serial behind its Secret's and
+/// evict it (one at a time, as for an address change); the gate of the pod that replaces it
+/// starts it with the new certificate. The stand-in kubelet runs the gate's own check on the
+/// Secret as it would be mounted, and reports the serial the gate would write.
+#[tokio::test]
+async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one() {
+    let c = client().await;
+    let node = "e2e-renew-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.4.0.1"), ("ExternalIP", "203.0.113.44")],
+    )
+    .await;
+    let ns = "e2e-renew-restart";
+    let wh = support::serve::installed_webhook(&c, "renewrestart", ns, &["--restart-settle", "2s"])
+        .await;
+    grant_signing(&c, ns).await;
+    let ca = ca_secret(&c, ns).await;
+    let k = fake_kubelet_gated(c.clone(), ns, node, |_| "10.4.0.1".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30670",
+                "kafka-expose.io/bootstrap-node-port": "30675",
+                "kafka-expose.io/advertised-host": "node:ExternalIP",
+                "kafka-expose.io/external-tls": "ca:kafka-ca",
+                "kafka-expose.io/external-tls-duration": "60s",
+                "kafka-expose.io/external-tls-renew-before": "30s"}),
+    )
+    .await;
+    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
+    // Each broker starts once its gate finds a certificate for its node's ExternalIP.
+    let first = eventually(
+        Duration::from_secs(60),
+        "three brokers started through their gates",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let started: Vec<(String, String, String)> = pods
+                .iter()
+                .filter_map(|p| Some((p.name_any(), p.uid()?, loaded_serial(p)?)))
+                .collect();
+            if started.len() == 3 && up(&c, ns).await == all {
+                Ok(started)
+            } else {
+                Err(format!("{started:?}"))
+            }
+        },
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    let serial_of = |s: &k8s_openapi::api::core::v1::Secret| {
+        let pem = String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
+        certs::inspect(&pem).unwrap()[0].serial.clone()
+    };
+    for (pod, _, serial) in &first {
+        let s = wait_signed(&c, ns, ordinal_of(pod), &["203.0.113.44"], &ca).await;
+        let now = serial_of(&s);
+        // Signed again already (a slow start) is fine: the gate read it earlier.
+        assert!(!serial.is_empty() && !now.is_empty(), "{pod}");
+    }
+    // Renewed 30 s before its end, then restarted (the first whose renewal is seen goes first).
+    let note = wait_event_within(
+        &c,
+        ns,
+        "BrokerRestarted",
+        "started with certificate serial",
+        Duration::from_secs(150),
+    )
+    .await;
+    let pod = note
+        .strip_prefix("evicted broker pod ")
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("{note}"))
+        .to_string();
+    let (_, uid, serial) = first.iter().find(|(p, _, _)| *p == pod).unwrap().clone();
+    assert!(
+        note.contains(&format!(
+            "started with certificate serial {serial}; Secret {pod}-external-tls now holds serial"
+        )),
+        "{note}"
+    );
+    let again = eventually(
+        Duration::from_secs(60),
+        &format!("{pod} back with a new certificate"),
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let p = pods
+                .iter()
+                .find(|p| p.name_any() == pod)
+                .ok_or("not re-created yet")?;
+            let loaded = loaded_serial(p).ok_or("not started")?;
+            if p.uid().as_ref() != Some(&uid) && up(&c, ns).await.contains(&pod) {
+                Ok(loaded)
+            } else {
+                Err(format!("{loaded} {:?}", p.uid()))
+            }
+        },
+    )
+    .await;
+    assert_ne!(again, serial, "{pod} starts with the renewed certificate");
+    // Whose Secret holds a current certificate.
+    let s = secrets.get(&format!("{pod}-external-tls")).await.unwrap();
+    let end = certs::inspect(&String::from_utf8(s.data.unwrap()["tls.crt"].0.clone()).unwrap())
+        .unwrap()[0]
+        .not_after;
+    assert!(
+        end > kafka_expose::cluster::unix_now(),
+        "the Secret's certificate is current"
     );
     k.abort();
     drop(wh);

@@ -42,6 +42,8 @@ use crate::names::{FIELD_MANAGER, PREFIX, keys, own};
 
 /// How often a certificate Secret is read again for its serial.
 const SECRET_TTL: Duration = Duration::from_secs(60);
+/// How fresh a serial that differs from a broker's must be to restart it: under one pass.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(4);
 
 /// What the loop remembers between passes: the workloads with a restart on record (read each pass
 /// until it is over) and the serials of the Secrets it read lately.
@@ -165,14 +167,20 @@ async fn serials_for(
     let mut out = HashMap::new();
     for p in pods {
         let a = p.annotations();
-        let (Some(_), Some(secret)) = (a.get(LOADED_SERIAL), a.get(TLS_SECRET)) else {
+        let (Some(loaded), Some(secret)) = (a.get(LOADED_SERIAL), a.get(TLS_SECRET)) else {
             continue;
         };
         let key = (ns.to_string(), secret.clone());
+        // A serial read lately stands while it agrees with the broker's; one that does not is
+        // read again unless it was read within a pass: a broker restarted since the last read
+        // may have started with a newer certificate, and must not be restarted for it again.
         let fresh = memory
             .serials
             .get(&key)
-            .filter(|(_, at)| at.elapsed() < SECRET_TTL)
+            .filter(|(s, at)| {
+                at.elapsed() < SECRET_TTL
+                    && (s.as_deref() == Some(loaded.as_str()) || at.elapsed() < CONFIRM_WITHIN)
+            })
             .map(|(s, _)| s.clone());
         let serial = match fresh {
             Some(s) => s,
@@ -366,7 +374,7 @@ async fn workload(
                                 EventType::Normal,
                                 "BrokerRestarted",
                                 format!(
-                                    "evicted broker pod {pod} so that it advertises its new address: {why}. The next stale broker goes once it is Ready again and has settled {}s",
+                                    "evicted broker pod {pod}, which comes back with what it is given now: {why}. The next stale broker goes once it is Ready again and has settled {}s",
                                     pace.settle.as_secs()
                                 ),
                                 pod.clone(),

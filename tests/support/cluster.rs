@@ -168,6 +168,88 @@ pub fn fake_kubelet_ready(
     host_ip: impl Fn(&str) -> String + Send + 'static,
     ready: impl Fn(&str) -> bool + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
+    stand_in_kubelet(c, ns, node, host_ip, ready, false)
+}
+
+/// [`fake_kubelet_on`], running each pod's kafka-expose gate as the kubelet would start it: the
+/// gate's own check ([`kafka_expose::cmd::gate::certificate_for`]) on its certificate Secret as
+/// the kubelet mounts it, for the host the pod was given. The pod stays Pending while the gate
+/// would wait, and once it passes, the gate's status carries the termination message the gate
+/// writes (the serial it started with), which is what the restarts read.
+pub fn fake_kubelet_gated(
+    c: Client,
+    ns: &str,
+    node: &str,
+    host_ip: impl Fn(&str) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    stand_in_kubelet(c, ns, node, host_ip, |_| true, true)
+}
+
+/// The gate's termination message for pod `p`, if it has a gate with a certificate Secret and
+/// that Secret holds a certificate for its host; `None` while the gate would wait.
+async fn run_gate(c: &Client, ns: &str, p: &Pod) -> Option<Value> {
+    use kafka_expose::cmd::gate::{Wanted, certificate_for};
+    let spec = p.spec.as_ref()?;
+    let gate = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|i| i.name == kafka_expose::names::GATE_CONTAINER)?;
+    let status = |message: String| {
+        json!([{
+            "name": gate.name, "ready": true, "restartCount": 0,
+            "image": gate.image.clone().unwrap_or_default(), "imageID": "",
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message}}
+        }])
+    };
+    let Some(secret) = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == kafka_expose::names::TLS_SECRET_VOLUME)
+        .and_then(|v| v.secret.as_ref()?.secret_name.clone())
+    else {
+        // No certificate to wait for.
+        return Some(status(String::new()));
+    };
+    let host = p
+        .annotations()
+        .get("kafka-expose.io/external-host")?
+        .clone();
+    let s = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.clone(), ns)
+        .get_opt(&secret)
+        .await
+        .ok()??;
+    let dir = std::env::temp_dir().join(format!(
+        "kx-e2e-gate-{}-{}",
+        std::process::id(),
+        p.uid().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&dir).ok()?;
+    for (k, v) in s.data.unwrap_or_default() {
+        std::fs::write(dir.join(k), v.0).ok()?;
+    }
+    let checked = certificate_for(&Wanted {
+        secret: &dir,
+        client_ca: None,
+        host: &host,
+        client_auth: kafka_expose::kafka::tls::ClientAuth::None,
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_, _, facts) = checked.ok()?;
+    Some(status(kafka_expose::engine::restart::loaded_message(
+        &facts.serial,
+    )))
+}
+
+fn stand_in_kubelet(
+    c: Client,
+    ns: &str,
+    node: &str,
+    host_ip: impl Fn(&str) -> String + Send + 'static,
+    ready: impl Fn(&str) -> bool + Send + 'static,
+    gated: bool,
+) -> tokio::task::JoinHandle<()> {
     let ns = ns.to_string();
     let node = node.to_string();
     tokio::spawn(async move {
@@ -216,11 +298,32 @@ pub fn fake_kubelet_ready(
                         });
                     let want = ready(&name);
                     if !running || is_ready != want {
+                        // A bound pod whose gate would wait stays Pending, as a kubelet keeps it.
+                        let has_gate = spec
+                            .init_containers
+                            .iter()
+                            .flatten()
+                            .any(|i| i.name == kafka_expose::names::GATE_CONTAINER);
+                        let gate = if gated && has_gate && !running {
+                            // Bound in this very pass: its gate runs in the next.
+                            if spec.node_name.is_none() {
+                                continue;
+                            }
+                            match run_gate(&c, &ns, &p).await {
+                                Some(g) => Some(g),
+                                None => continue,
+                            }
+                        } else {
+                            None
+                        };
                         let want = if want { "True" } else { "False" };
-                        let status = json!({"status": {
+                        let mut status = json!({"status": {
                             "phase": "Running", "hostIP": host_ip(&name), "podIP": pod_ip(&name),
                             "conditions": [{"type": "Ready", "status": want}, {"type": "ContainersReady", "status": want}]
                         }});
+                        if let Some(g) = gate {
+                            status["status"]["initContainerStatuses"] = g;
+                        }
                         let _ = pods
                             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                             .await;
@@ -306,9 +409,20 @@ where
 
 /// Waits for an Event of `reason` in `ns` whose message contains `text`, and returns the message.
 pub async fn wait_event(c: &Client, ns: &str, reason: &str, text: &str) -> String {
+    wait_event_within(c, ns, reason, text, Duration::from_secs(60)).await
+}
+
+/// [`wait_event`], up to `limit`.
+pub async fn wait_event_within(
+    c: &Client,
+    ns: &str,
+    reason: &str,
+    text: &str,
+    limit: Duration,
+) -> String {
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.clone(), ns);
     eventually(
-        Duration::from_secs(60),
+        limit,
         &format!("a {reason} Event naming {text}"),
         || async {
             events

@@ -401,6 +401,24 @@ pub async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
 /// A server for one test under the install's own RBAC, with `args` added to `serve`: its
 /// reconciler watches `ns`, its webhook configuration selects namespaces tagged `tag`, and `ns`
 /// is made and tagged.
+/// Grants the install's service account the opt-in signing role (`external-tls-signing.yaml`)
+/// in namespace `ns` alone.
+pub async fn grant_signing(c: &Client, ns: &str) {
+    let role = deploy_docs("external-tls-signing.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .unwrap();
+    apply_value(c, &role).await;
+    apply_value(
+        c,
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "kafka-expose-signing", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kafka-expose-signing"},
+                "subjects": [{"kind": "ServiceAccount", "name": "kafka-expose", "namespace": "kafka-expose"}]}),
+    )
+    .await;
+}
+
 pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&str]) -> Webhook {
     let dir = scratch(tag);
     let kubeconfig = install_rbac(c, &dir).await;
