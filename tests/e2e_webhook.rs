@@ -16,6 +16,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kafka_expose::certs;
+use kafka_expose::cluster::caches;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -1917,25 +1918,6 @@ async fn a_nodes_new_address_restarts_its_brokers_one_at_a_time_warn_reports_and
     drop(wh);
 }
 
-/// The serial of the certificate pod `p`'s gate started it with: the gate's termination message.
-fn loaded_serial(p: &Pod) -> Option<String> {
-    let gate = p
-        .status
-        .as_ref()?
-        .init_container_statuses
-        .as_ref()?
-        .iter()
-        .find(|s| s.name == kafka_expose::names::GATE_CONTAINER)?;
-    let message = gate
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()?
-        .message
-        .as_deref()?;
-    kafka_expose::engine::restart::loaded_serial(message).map(str::to_string)
-}
-
 /// Issues 27 and 28 together, on the real API server: `external-tls: ca:` with 60-second
 /// certificates. kafka-expose signs each broker's certificate again before it ends; a broker
 /// keeps the key store it started with, so the restarts find its serial behind its Secret's and
@@ -1979,7 +1961,7 @@ async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one
             let pods = pods_of(&c, ns, "kafka").await;
             let started: Vec<(String, String, String)> = pods
                 .iter()
-                .filter_map(|p| Some((p.name_any(), p.uid()?, loaded_serial(p)?)))
+                .filter_map(|p| Some((p.name_any(), p.uid()?, caches::loaded_serial(p)?)))
                 .collect();
             if started.len() == 3 && up(&c, ns).await == all {
                 Ok(started)
@@ -2030,7 +2012,7 @@ async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one
                 .iter()
                 .find(|p| p.name_any() == pod)
                 .ok_or("not re-created yet")?;
-            let loaded = loaded_serial(p).ok_or("not started")?;
+            let loaded = caches::loaded_serial(p).ok_or("not started")?;
             if p.uid().as_ref() != Some(&uid) && up(&c, ns).await.contains(&pod) {
                 Ok(loaded)
             } else {

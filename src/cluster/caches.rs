@@ -360,7 +360,7 @@ pub const TLS_SECRET: &str = "kafka-expose.io/cache.tls-secret";
 
 /// The serial of the certificate the pod's gate let the broker start with: the gate's
 /// termination message in its current state (the broker runs with what the last run wrote).
-fn loaded_serial(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+pub fn loaded_serial(p: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
     let gate = p
         .status
         .as_ref()?

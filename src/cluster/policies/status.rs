@@ -404,42 +404,34 @@ pub(crate) fn conditions(
             p.spec.rollout.max_concurrent
         ),
     );
-    cond(
-        "RolloutStalled",
-        !stalled.is_empty(),
-        if stalled.is_empty() {
-            "InTime"
+    // Two deadlines, one shape: what passed it, or that nothing did.
+    let deadline = p.spec.rollout.progress_deadline_seconds;
+    for (type_, late, in_time, past, sep) in [
+        (
+            "RolloutStalled",
+            &stalled[..],
+            "every rollout within its deadline",
+            "past progressDeadlineSeconds",
+            ", ",
+        ),
+        (
+            "RestartStalled",
+            restarts_stalled,
+            "every broker restart for a new address within its deadline",
+            "a restarted broker is not Ready again within progressDeadlineSeconds",
+            "; ",
+        ),
+    ] {
+        let (reason, message) = if late.is_empty() {
+            ("InTime", in_time.to_string())
         } else {
-            "ProgressDeadlineExceeded"
-        },
-        if stalled.is_empty() {
-            "every rollout within its deadline".into()
-        } else {
-            format!(
-                "past progressDeadlineSeconds {}: {}",
-                p.spec.rollout.progress_deadline_seconds,
-                stalled.join(", ")
+            (
+                "ProgressDeadlineExceeded",
+                format!("{past} {deadline}: {}", late.join(sep)),
             )
-        },
-    );
-    cond(
-        "RestartStalled",
-        !restarts_stalled.is_empty(),
-        if restarts_stalled.is_empty() {
-            "InTime"
-        } else {
-            "ProgressDeadlineExceeded"
-        },
-        if restarts_stalled.is_empty() {
-            "every broker restart for a new address within its deadline".into()
-        } else {
-            format!(
-                "a restarted broker is not Ready again within progressDeadlineSeconds {}: {}",
-                p.spec.rollout.progress_deadline_seconds,
-                restarts_stalled.join("; ")
-            )
-        },
-    );
+        };
+        cond(type_, !late.is_empty(), reason, message);
+    }
     out
 }
 
