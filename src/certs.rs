@@ -172,6 +172,7 @@ pub fn resign_reason(
     hosts: &[String],
     now: i64,
     renew_before: std::time::Duration,
+    duration: std::time::Duration,
 ) -> Option<String> {
     let Some(pem) = cert_pem else {
         return Some("it has no certificate yet".into());
@@ -192,6 +193,15 @@ pub fn resign_reason(
         return Some("the CA changed".into());
     }
     let left = leaf.not_after - now;
+    // A shortened `external-tls-duration` applies now, not at the old certificate's renewal
+    // (a minute's leeway for the clocks of two replicas).
+    let longest = duration.as_secs() as i64 + 60;
+    if left > longest {
+        return Some(format!(
+            "its certificate runs {left}s more, longer than the duration of {}s",
+            duration.as_secs()
+        ));
+    }
     if left <= renew_before.as_secs() as i64 {
         return Some(format!(
             "its certificate ends in {}s, within the renewal time of {}s",
@@ -451,7 +461,15 @@ mod tests {
             let facts = inspect(&cert).unwrap();
             assert_eq!(facts[0].names, [host], "exactly the advertised host");
             let reason = |h: &str, ca: &str, now: i64| {
-                resign_reason(Some(&cert), Some(ca), &ca_pem, &[h.into()], now, 30 * day)
+                resign_reason(
+                    Some(&cert),
+                    Some(ca),
+                    &ca_pem,
+                    &[h.into()],
+                    now,
+                    30 * day,
+                    90 * day,
+                )
             };
             assert_eq!(reason(host, &ca_pem, now), None, "{host}: it serves");
             assert!(
@@ -470,9 +488,24 @@ mod tests {
                     .unwrap()
                     .contains("within the renewal time")
             );
+            // The duration shortened to three minutes: signed again now, not in 60 days.
+            let shorter = resign_reason(
+                Some(&cert),
+                Some(&ca_pem),
+                &ca_pem,
+                &[host.into()],
+                now,
+                Duration::from_secs(120),
+                Duration::from_secs(180),
+            )
+            .unwrap();
+            assert!(
+                shorter.contains("longer than the duration of 180s"),
+                "{shorter}"
+            );
         }
         assert!(
-            resign_reason(None, None, &ca_pem, &["h".into()], 0, day)
+            resign_reason(None, None, &ca_pem, &["h".into()], 0, day, 90 * day)
                 .unwrap()
                 .contains("no certificate")
         );
@@ -489,7 +522,15 @@ mod tests {
         assert!(names_host(&names, "203.0.113.7") && names_host(&names, "bootstrap.example.com"));
         let reason = |hosts: &[&str]| {
             let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-            resign_reason(Some(&cert), Some(&ca_pem), &ca_pem, &hosts, now, day)
+            resign_reason(
+                Some(&cert),
+                Some(&ca_pem),
+                &ca_pem,
+                &hosts,
+                now,
+                day,
+                90 * day,
+            )
         };
         assert_eq!(
             reason(&["bootstrap.example.com", "203.0.113.7"]),

@@ -188,6 +188,7 @@ pub async fn ensure(
             &hosts,
             now,
             renew_before,
+            cfg.tls_duration,
         );
         let Some(why) = due else {
             if let Some(left) = cert

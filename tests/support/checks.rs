@@ -421,6 +421,7 @@ pub fn broker_certificate(chain: &str, key: &str, ca: &str, host: &str) {
         &[host.to_string(), chain.to_string()],
         0,
         std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(180),
     );
     let _ = kafka_expose::certs::names_host(&[chain.to_string(), ca.to_string()], host);
 }
