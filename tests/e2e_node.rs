@@ -576,6 +576,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     );
 
     external_tls_on_the_node(&dir);
+    renewal_restarts_on_the_node(&dir);
 
     unexpose("streaming", "kafka");
     run(&mut kubectl(&[
@@ -1074,6 +1075,141 @@ fn external_tls_on_the_node(dir: &Path) {
         "ssl.endpoint.identification.algorithm=https",
     ]));
     assert!(!trusted, "kcat trusts no unknown CA");
+}
+
+/// The serial the gate of broker pod `p` (JSON) started it with, from the termination message
+/// the gate wrote and the kubelet reports, and the pod's uid.
+fn started_with(p: &Value) -> Option<(String, String)> {
+    let gate = p["status"]["initContainerStatuses"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == kafka_expose::names::GATE_CONTAINER)?;
+    let message = gate["state"]["terminated"]["message"].as_str()?;
+    let serial = kafka_expose::engine::restart::loaded_serial(message)?;
+    Some((
+        p["metadata"]["uid"].as_str()?.to_string(),
+        serial.to_string(),
+    ))
+}
+
+/// Issues 27 and 28 on the real node: a short-lived certificate is signed again before its end;
+/// the broker, which keeps the key store it started with, is found behind its Secret (the serial
+/// its gate wrote in its termination message, as the kubelet reports it) and restarted by the
+/// paced restart; the pod that replaces it starts with the new certificate, and serves it. One
+/// broker (the StatefulSet scaled down first): one restart to wait for.
+fn renewal_restarts_on_the_node(dir: &Path) {
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "scale",
+        "statefulset",
+        "kafka",
+        "--replicas=1",
+    ]));
+    // Three minutes, signed again with two to go: a minute after it is signed, with time left
+    // for the restart.
+    annotate(
+        "streaming",
+        "kafka",
+        &[
+            "kafka-expose.io/external-tls-duration=3m",
+            "kafka-expose.io/external-tls-renew-before=2m",
+        ],
+    );
+    converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
+    let pod = || json_of(&["-n", "streaming", "get", "pod", "kafka-0", "-o", "json"]);
+    let (uid, serial) = started_with(&pod())
+        .unwrap_or_else(|| panic!("the gate's termination message names its serial: {}", pod()));
+    // Renewed a minute on, noticed within another, then evicted and replaced.
+    let restarted = eventually(
+        Duration::from_secs(120) + POD_REPLACED + Duration::from_secs(30),
+        "kafka-0 restarted with its renewed certificate",
+        || {
+            let p = pod();
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let (now_uid, now_serial) = started_with(&p)?;
+            (ready && now_uid != uid && now_serial != serial).then_some(now_serial)
+        },
+    );
+    // Nothing more restarts while it is checked: warn only reports (no roll: the key is not part
+    // of the brokers' configuration).
+    annotate(
+        "streaming",
+        "kafka",
+        &["kafka-expose.io/on-address-change=warn"],
+    );
+    let events = json_of(&["-n", "streaming", "get", "events", "-o", "json"]);
+    let said = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "BrokerRestarted")
+        .filter_map(|e| e["message"].as_str())
+        .any(|m| {
+            m.contains("evicted broker pod kafka-0")
+                && m.contains(&format!("started with certificate serial {serial}"))
+        });
+    assert!(said, "a BrokerRestarted Event says why: {events}");
+    let gate = run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "logs",
+        "kafka-0",
+        "-c",
+        kafka_expose::names::GATE_CONTAINER,
+    ]));
+    let (own, _) = external_of("streaming", "kafka-0");
+    assert!(
+        gate.contains(&format!("its certificate names {own}")),
+        "{gate}"
+    );
+    let log = run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "logs",
+        "kafka-0",
+        "-c",
+        "broker",
+    ]));
+    assert!(
+        log.contains(&format!(
+            "EXTERNAL: TLS from /kafka-expose-tls/keystore.pem, names [\"{own}\"]"
+        )),
+        "{log}"
+    );
+    // Served: a client outside verifies the broker's name against the CA. (Its status may say
+    // stale by now, under warn: the certificate is renewed every minute here.)
+    let sts = json_of(&[
+        "-n",
+        "streaming",
+        "get",
+        "statefulset",
+        "kafka",
+        "-o",
+        "json",
+    ]);
+    let published = annotation(&sts, "kafka-expose.io/bootstrap-servers").unwrap();
+    let ca_file = dir.join("kafka-ca.crt");
+    let listed = run(&mut kcat_outside(&[
+        "-b",
+        &published,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={}", ca_file.to_str().unwrap()),
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ]));
+    assert!(
+        listed.contains(" 1 brokers:"),
+        "kafka-0 serves the certificate {restarted} it was restarted for: {listed}"
+    );
 }
 
 /// The CloudPirates chart (the official apache/kafka image, its own script writing the file and
