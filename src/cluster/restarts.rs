@@ -42,8 +42,6 @@ use crate::names::{FIELD_MANAGER, PREFIX, keys, own};
 
 /// How often a certificate Secret is read again for its serial.
 const SECRET_TTL: Duration = Duration::from_secs(60);
-/// How fresh a serial that differs from a broker's must be to restart it: under one pass.
-const CONFIRM_WITHIN: Duration = Duration::from_secs(4);
 
 /// What the loop remembers between passes: the workloads with a restart on record (read each pass
 /// until it is over) and the serials of the Secrets it read lately.
@@ -97,7 +95,7 @@ async fn pass(
     }
     for (key, pods) in groups {
         tracing::debug!(namespace = %key.0, statefulset = %key.1, pods = pods.len(), "restart pass");
-        let serials = serials_for(ctx, &key.0, &pods, memory).await;
+        let serials = serials_for(ctx, &key.0, &pods, settings.every, memory).await;
         // Pod name → why it must restart, for each stale pod: judged once a pass.
         let stale: HashMap<String, String> = pods
             .iter()
@@ -111,21 +109,19 @@ async fn pass(
         }
         // The policy's slots hold its other workloads' restarts and, as its last status says,
         // their rolls: one budget for both (the policy controller counts these restarts too).
-        let budget_of = |policy: &Option<String>| {
-            policy.as_ref().map(|name| {
-                let mut elsewhere: BTreeSet<(String, String)> = memory
-                    .active
-                    .iter()
-                    .filter(|(k, (p, in_flight))| {
-                        **k != key && *in_flight && p.as_ref() == Some(name)
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                if let Some(p) = policies.state().into_iter().find(|p| p.name_any() == *name) {
-                    elsewhere.extend(rolling_under(&p).filter(|k| *k != key));
-                }
-                u32::try_from(elsewhere.len()).unwrap_or(u32::MAX)
-            })
+        let budget_of = |name: &str, policy: Option<&KafkaExposePolicy>| {
+            let mut elsewhere: BTreeSet<(String, String)> = memory
+                .active
+                .iter()
+                .filter(|(k, (p, in_flight))| {
+                    **k != key && *in_flight && p.as_deref() == Some(name)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if let Some(p) = policy {
+                elsewhere.extend(rolling_under(p).filter(|k| *k != key));
+            }
+            u32::try_from(elsewhere.len()).unwrap_or(u32::MAX)
         };
         match workload(ctx, policies, settings, &stale, &key, &pods, budget_of).await {
             Ok(Some((policy, Some(record)))) => {
@@ -162,6 +158,7 @@ async fn serials_for(
     ctx: &Context,
     ns: &str,
     pods: &[Arc<Pod>],
+    every: Duration,
     memory: &mut Memory,
 ) -> HashMap<String, String> {
     let mut out = HashMap::new();
@@ -172,14 +169,15 @@ async fn serials_for(
         };
         let key = (ns.to_string(), secret.clone());
         // A serial read lately stands while it agrees with the broker's; one that does not is
-        // read again unless it was read within a pass: a broker restarted since the last read
-        // may have started with a newer certificate, and must not be restarted for it again.
+        // read again unless it was read in this pass (less than a period, `every`, ago): a
+        // broker restarted since the last read may have started with a newer certificate, and
+        // must not be restarted for it again.
         let fresh = memory
             .serials
             .get(&key)
             .filter(|(s, at)| {
                 at.elapsed() < SECRET_TTL
-                    && (s.as_deref() == Some(loaded.as_str()) || at.elapsed() < CONFIRM_WITHIN)
+                    && (s.as_deref() == Some(loaded.as_str()) || at.elapsed() < every)
             })
             .map(|(s, _)| s.clone());
         let serial = match fresh {
@@ -251,7 +249,7 @@ async fn workload(
     stale: &HashMap<String, String>,
     (ns, name): &(String, String),
     pods: &[Arc<Pod>],
-    budget_of: impl Fn(&Option<String>) -> Option<u32>,
+    budget_of: impl Fn(&str, Option<&KafkaExposePolicy>) -> u32,
 ) -> kube::Result<Option<(Option<String>, Option<Record>)>> {
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let Some(sts) = api.get_opt(name).await? else {
@@ -287,11 +285,11 @@ async fn workload(
             .map(|p| Duration::from_secs(p.spec.rollout.progress_deadline_seconds.into()))
             .unwrap_or(settings.progress_deadline),
     };
-    let budget = budget_of(&policy).map(|elsewhere| Budget {
+    let budget = policy.as_deref().map(|name| Budget {
         max_concurrent: policy_obj
             .as_ref()
             .map_or(1, |p| p.spec.rollout.max_concurrent.max(1)),
-        restarting_elsewhere: elsewhere,
+        restarting_elsewhere: budget_of(name, policy_obj.as_deref()),
     });
     let hash = tpl.get(own::CONFIG_HASH);
     let replicas = sts.spec.replicas.unwrap_or(1);

@@ -398,9 +398,6 @@ pub async fn pods_of(c: &Client, ns: &str, sts: &str) -> Vec<Pod> {
     pods
 }
 
-/// A server for one test under the install's own RBAC, with `args` added to `serve`: its
-/// reconciler watches `ns`, its webhook configuration selects namespaces tagged `tag`, and `ns`
-/// is made and tagged.
 /// Grants the install's service account the opt-in signing role (`external-tls-signing.yaml`)
 /// in namespace `ns` alone.
 pub async fn grant_signing(c: &Client, ns: &str) {
@@ -419,6 +416,9 @@ pub async fn grant_signing(c: &Client, ns: &str) {
     .await;
 }
 
+/// A server for one test under the install's own RBAC, with `args` added to `serve`: its
+/// reconciler watches `ns`, its webhook configuration selects namespaces tagged `tag`, and `ns`
+/// is made and tagged.
 pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&str]) -> Webhook {
     let dir = scratch(tag);
     let kubeconfig = install_rbac(c, &dir).await;

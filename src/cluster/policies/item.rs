@@ -137,12 +137,19 @@ impl Item {
             progress: self.found.progress(),
             rolling: self.rolling.clone(),
             restarting: self
-                .restart
-                .as_ref()
-                .and_then(Record::in_flight)
-                .and(self.current.as_ref())
-                .map(|c| c.policy.clone()),
+                .restart_under()
+                .filter(|(_, r)| r.in_flight().is_some())
+                .map(|(policy, _)| policy.to_string()),
         }
+    }
+
+    /// Its broker restart's record, with the policy whose settings it runs (the one whose slots
+    /// the restart counts against).
+    pub(crate) fn restart_under(&self) -> Option<(&str, &Record)> {
+        Some((
+            self.current.as_ref()?.policy.as_str(),
+            self.restart.as_ref()?,
+        ))
     }
 
     /// Whether policy `name` selects it, or once stamped it.

@@ -243,13 +243,9 @@ pub(crate) fn status_of(
         let Some(mut e) = state(p, item, steps) else {
             continue;
         };
-        conflicts.extend(e.conflicts.clone());
+        conflicts.append(&mut e.conflicts);
         // A broker restart for a new address, under this policy's settings (issue 28).
-        if let Some(r) = item
-            .restart
-            .as_ref()
-            .filter(|_| item.current.as_ref().is_some_and(|c| c.policy == name))
-        {
+        if let Some((_, r)) = item.restart_under().filter(|(p, _)| *p == name) {
             if r.state == RestartState::Stalled {
                 restarts_stalled.push(format!("{}: {r}", item.found.key()));
             }
