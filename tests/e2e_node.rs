@@ -92,6 +92,18 @@ fn json_of(args: &[&str]) -> Value {
     serde_json::from_str(&run(&mut kubectl(args))).unwrap()
 }
 
+/// `json_of` for an object that may be missing for a while (a pod between its eviction and its
+/// controller making it again): `None` when the server says NotFound, a panic on any other error.
+fn json_if_found(args: &[&str]) -> Option<Value> {
+    let mut cmd = kubectl(args);
+    let (ok, text) = output(&mut cmd);
+    if ok {
+        return Some(serde_json::from_str(&text).unwrap());
+    }
+    assert!(text.contains("(NotFound)"), "{cmd:?}:\n{text}");
+    None
+}
+
 /// Polls `check` every half second until it gives `Some`, for at most `limit`.
 fn eventually<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
     eventually_or(limit, check).unwrap_or_else(|| panic!("timed out: {what}"))
@@ -1117,15 +1129,17 @@ fn renewal_restarts_on_the_node(dir: &Path) {
         ],
     );
     converged_in("streaming", "kafka", |b| b.starts_with("10.79.0."));
-    let pod = || json_of(&["-n", "streaming", "get", "pod", "kafka-0", "-o", "json"]);
-    let (uid, serial) = started_with(&pod())
-        .unwrap_or_else(|| panic!("the gate's termination message names its serial: {}", pod()));
+    let pod = || json_if_found(&["-n", "streaming", "get", "pod", "kafka-0", "-o", "json"]);
+    let before = pod().expect("kafka-0 runs before its renewal");
+    let (uid, serial) = started_with(&before)
+        .unwrap_or_else(|| panic!("the gate's termination message names its serial: {before}"));
     // Renewed a minute on, noticed within another, then evicted and replaced.
     let restarted = eventually(
         Duration::from_secs(120) + POD_REPLACED + Duration::from_secs(30),
         "kafka-0 restarted with its renewed certificate",
         || {
-            let p = pod();
+            // Missing between its eviction and the StatefulSet making it again.
+            let p = pod()?;
             let ready = p["status"]["conditions"]
                 .as_array()?
                 .iter()
