@@ -116,6 +116,7 @@ fn main() {
         settings: &settings,
         namespace: Some("kafka"),
         lb_address: &no_lb,
+        route: &|_| None,
     };
     let mut cases: Vec<(String, Value)> = [
         "apache-kafka-kraft.yaml",

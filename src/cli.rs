@@ -92,6 +92,12 @@ pub struct CheckArgs {
     /// still says whether the certificate names the host.
     #[arg(long, conflicts_with = "ca_file")]
     pub insecure_skip_tls_verify: bool,
+    /// Dial every broker (and the bootstrap) at this address, `host` or `host:port`, instead
+    /// of resolving its name, which still goes in the TLS SNI and must be named by its
+    /// certificate: for brokers behind a Gateway (`expose: gateway`) whose names do not resolve
+    /// where the check runs, e.g. `--connect-to 203.0.113.10`.
+    #[arg(long)]
+    pub connect_to: Option<String>,
     /// Limit on resolving a name and opening a TCP connection.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,

@@ -37,9 +37,14 @@ pub mod keys {
     /// from the workload when it happens; not part of the brokers' configuration (changing it
     /// restarts nothing).
     pub const ON_ADDRESS_CHANGE: &str = "on-address-change";
+    /// `expose=gateway`: the Gateway (`<namespace>/<name>[/<listener>]`) the brokers' TLSRoutes
+    /// attach to.
+    pub const GATEWAY: &str = "gateway";
+    /// `expose=gateway`: the DNS name a TLSRoute routes to every broker, for bootstrapping.
+    pub const BOOTSTRAP_HOST: &str = "bootstrap-host";
 
     /// Every key a user may set.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         EXPOSE,
         ADVERTISED_HOST,
         PORT_BASE,
@@ -62,6 +67,8 @@ pub mod keys {
         EXTERNAL_TLS_DURATION,
         EXTERNAL_TLS_RENEW_BEFORE,
         ON_ADDRESS_CHANGE,
+        GATEWAY,
+        BOOTSTRAP_HOST,
     ];
 }
 

@@ -122,6 +122,7 @@ async fn every_fixture_workload_and_pod_review_gets_the_engines_patch_and_its_ui
                     settings: &settings,
                     namespace: pod["metadata"]["namespace"].as_str(),
                     lb_address: &no_lb,
+                    route: &|_| None,
                 };
                 let engine = mutate_pod(&pod, &ctx).unwrap();
                 let want = serde_json::to_value(&engine.patch).unwrap();

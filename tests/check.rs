@@ -573,3 +573,57 @@ async fn sasl_ssl_authenticates_inside_tls() {
     assert_eq!(b0["tls"]["names_host"], true, "{b0}");
     assert_eq!(b0["identity"], "confirmed");
 }
+
+/// Brokers behind a Gateway (`expose: gateway`) advertise names that need not resolve where the
+/// check runs: `--connect-to` dials every one of them at the Gateway's address, keeping each
+/// name for SNI and for the certificate check, which stays on.
+#[tokio::test]
+async fn connect_to_dials_every_name_at_one_address_and_verifies_each_name() {
+    let names = ["kafka-0.gw.example.invalid", "kafka-1.gw.example.invalid"];
+    let pairs: Vec<_> = names
+        .iter()
+        .map(|n| kafka_expose::certs::generate(&[n.to_string()]).unwrap())
+        .collect();
+    let dir = support::serve::scratch("check-connect-to");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, format!("{}{}", pairs[0].ca_pem, pairs[1].ca_pem)).unwrap();
+    let adv = shared(Vec::new());
+    let mut b0 = Behaviour::new(0, adv.clone());
+    b0.tls = Some(kafka::server_tls(&pairs[0].cert_pem, &pairs[0].key_pem));
+    let mut b1 = Behaviour::new(1, adv.clone());
+    b1.tls = Some(kafka::server_tls(&pairs[1].cert_pem, &pairs[1].key_pem));
+    let (f0, f1) = (kafka::start(b0).await, kafka::start(b1).await);
+    *adv.lock().unwrap() = vec![(0, names[0].into(), f0.port), (1, names[1].into(), f1.port)];
+    let boot = format!("{}:{}", names[0], f0.port);
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--bootstrap".to_string(),
+            boot.clone(),
+            "--security-protocol".into(),
+            "SSL".into(),
+            "--ca-file".into(),
+            ca.to_str().unwrap().into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // Without it, the names do not resolve.
+    let plain = args(&[]);
+    let r = check(&plain.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(r.code, 1, "{}", r.text);
+    assert_eq!(
+        bootstrap(&r)["problem"]["kind"],
+        "name-not-resolved",
+        "{}",
+        r.text
+    );
+    let via = args(&["--connect-to", "127.0.0.1"]);
+    let r = check(&via.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(r.code, 0, "{}", r.text);
+    for id in [0, 1] {
+        let b = broker(&r, id);
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["tls"]["names_host"], true, "{b}");
+        assert_eq!(b["tls"]["verified"], true, "{b}");
+    }
+}

@@ -725,6 +725,7 @@ fn every_fixture_pod_mutation_applied_to_its_own_output_adds_nothing() {
         settings: &settings,
         namespace: Some("kafka"),
         lb_address: &no_lb,
+        route: &|_| Some("accepted".into()),
     };
     for case in &CASES {
         let mut sets = vec![vec![("expose", "nodeport")]];
@@ -817,6 +818,7 @@ fn assert_workload_left_as_the_chart_made_it(docs: Vec<Value>, workload: &str, r
         settings: &settings,
         namespace: Some("kafka"),
         lb_address: &no_lb,
+        route: &|_| Some("accepted".into()),
     };
     let d = mutate_pod(&pod, &ctx).unwrap();
     assert!(d.patch.is_empty(), "{:?}", d.patch);

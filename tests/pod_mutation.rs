@@ -16,6 +16,7 @@ fn decide_with(pod: &Value, lb: &dyn Fn(&str) -> Option<String>) -> PodDecision 
         settings: &s,
         namespace: Some("kafka"),
         lb_address: lb,
+        route: &|_| None,
     };
     mutate_pod(pod, &ctx).expect("a decision")
 }
@@ -31,6 +32,7 @@ fn refusal(pod: &Value) -> String {
         settings: &s,
         namespace: None,
         lb_address: &|_| None,
+        route: &|_| None,
     };
     mutate_pod(pod, &ctx).unwrap_err().to_string()
 }
@@ -402,6 +404,7 @@ fn a_malformed_pod_is_an_error_not_a_panic() {
         settings: &s,
         namespace: None,
         lb_address: &|_| None,
+        route: &|_| None,
     };
     for bad in [
         json!({"metadata": {"annotations": {"kafka-expose.io/expose": "nodeport"}}, "spec": {"containers": "x"}}),
@@ -716,5 +719,70 @@ fn external_tls_is_refused_with_the_reason_where_it_cannot_work() {
     assert_eq!(
         value_of(&out, "KAFKA_LISTENER_NAME_EXTERNAL_SSL_KEYSTORE_TYPE"),
         "PEM"
+    );
+}
+
+/// `expose=gateway`: a broker is held until the Gateway accepts its route (the reconciler puts
+/// what the Gateway said on the broker's Service), and is told the Gateway's reason meanwhile.
+#[test]
+fn a_gateway_broker_is_held_until_its_route_is_accepted() {
+    let mut pod = apache_pod("kafka-2");
+    pod["metadata"]["annotations"] = json!({
+        "kafka-expose.io/expose": "gateway",
+        "kafka-expose.io/gateway": "infra/public",
+        "kafka-expose.io/advertised-host": "template:kafka-{ordinal}.example.com",
+        "kafka-expose.io/external-tls": "ca:kafka-ca",
+    });
+    let s = settings();
+    let decide_said = |said: Option<&str>| {
+        let route = |svc: &str| {
+            assert_eq!(svc, "kafka-2-external");
+            said.map(str::to_string)
+        };
+        let ctx = PodContext {
+            settings: &s,
+            namespace: Some("kafka"),
+            lb_address: &|_| None,
+            route: &route,
+        };
+        mutate_pod(&pod, &ctx).expect("a decision")
+    };
+    for (said, wanted) in [
+        (None, "has no status from Gateway infra/public yet"),
+        (
+            Some("pending"),
+            "has no status from Gateway infra/public yet",
+        ),
+        (
+            Some("refused: NotAllowedByListeners: no listener allows routes from namespace kafka"),
+            "is not accepted by Gateway infra/public: NotAllowedByListeners: no listener allows routes from namespace kafka",
+        ),
+    ] {
+        match decide_said(said).outcome {
+            PodOutcome::WaitForAddress { service, message } => {
+                assert_eq!(service, "kafka-2-external");
+                assert!(
+                    message.contains("broker 2 waits for its route: TLSRoute kafka-2-external"),
+                    "{message}"
+                );
+                assert!(message.contains(wanted), "{message}");
+            }
+            other => panic!("held: {other:?}"),
+        }
+    }
+    let d = decide_said(Some("accepted"));
+    match &d.outcome {
+        PodOutcome::Mutated { advertised, .. } => {
+            assert_eq!(advertised, "kafka-2.example.com:443")
+        }
+        other => panic!("released: {other:?}"),
+    }
+    let out = apply(&pod, &d);
+    assert!(
+        env_of(&out).contains(&(
+            "KAFKA_EXPOSE_EXTERNAL_HOST".into(),
+            Some("kafka-2.example.com".into())
+        )),
+        "{out}"
     );
 }

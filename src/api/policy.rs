@@ -113,7 +113,8 @@ pub struct PolicyExclude {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyExposure {
-    /// `nodeport`, `loadbalancer`, `shared-loadbalancer` or `hostport` (`off` exposes nothing).
+    /// `nodeport`, `loadbalancer`, `shared-loadbalancer`, `hostport` or `gateway` (`off` exposes
+    /// nothing).
     pub expose: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_host: Option<String>,
@@ -175,6 +176,14 @@ pub struct PolicyExposure {
     /// of its duration by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_tls_renew_before: Option<String>,
+    /// With `expose: gateway`: the Gateway the brokers' TLSRoutes attach to,
+    /// `<namespace>/<name>`, or `<namespace>/<name>/<listener sectionName>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// With `expose: gateway`: the DNS name routed to every broker, for clients to bootstrap
+    /// from (each broker's certificate names it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_host: Option<String>,
 }
 
 /// NodePorts `from..=to`, handed out in blocks of `blockSize`: broker *n* of a workload whose
@@ -459,6 +468,8 @@ impl PolicyExposure {
         );
         put(keys::CONTAINER, self.container.clone());
         put(keys::ADAPTER, self.adapter.clone());
+        put(keys::GATEWAY, self.gateway.clone());
+        put(keys::BOOTSTRAP_HOST, self.bootstrap_host.clone());
         m
     }
 }
@@ -724,6 +735,8 @@ mod tests {
             external_tls_client_ca: Some("clients-ca".into()),
             external_tls_duration: Some("60s".into()),
             external_tls_renew_before: Some("30s".into()),
+            gateway: Some("infra/public".into()),
+            bootstrap_host: Some("kafka.example.com".into()),
         };
         let set: Vec<String> = full.to_annotations().into_keys().collect();
         let want: Vec<String> = keys::ALL

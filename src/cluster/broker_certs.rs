@@ -111,6 +111,12 @@ pub async fn ensure(
             }
         }
     }
+    // Through a Gateway, the bootstrap name reaches any broker.
+    if cfg.mode == ExposeMode::Gateway
+        && let Some(b) = &cfg.bootstrap_host
+    {
+        also.push(b.clone());
+    }
     let now = unix_now();
     for r in &routes.brokers {
         let host = match &cfg.advertised_host {

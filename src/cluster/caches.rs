@@ -76,6 +76,13 @@ impl LoadBalancerAddresses for ServiceCache {
         let svc = self.store.get(&ObjectRef::new(name).within(namespace))?;
         ingress(&svc)
     }
+
+    fn route(&self, namespace: &str, name: &str) -> Option<String> {
+        let svc = self.store.get(&ObjectRef::new(name).within(namespace))?;
+        svc.annotations()
+            .get(crate::engine::gateway::ROUTE_ANNOTATION)
+            .cloned()
+    }
 }
 
 /// The Services of a namespace that kafka-expose did not make, read live from the API server:

@@ -27,6 +27,7 @@ pub mod policies;
 pub mod reconciler;
 pub mod requests;
 pub mod restarts;
+pub mod routes;
 pub mod runtime;
 pub mod status;
 

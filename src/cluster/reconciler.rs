@@ -46,11 +46,13 @@ use super::broker_certs;
 use super::caches::{self, ServiceCache, ingress, scoped};
 use super::context::{Context, Error, Result, selector};
 use super::events::Note;
+use super::routes;
 use super::status::{self, Found, Next, RETRY_AFTER};
 use super::unix_now;
 use crate::config::{AdvertisedHost, ExposeMode};
 use crate::engine::error_chain;
 use crate::engine::exposure::{Decision, Exposure, Skip};
+use crate::engine::gateway::Acceptance;
 use crate::engine::services;
 use crate::engine::workload::Workload;
 use crate::names::{
@@ -195,8 +197,63 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
         }
         None => services::ServicePlan::default(),
     };
+    let mut plan = plan;
+    let mut route_failures = Vec::new();
+    // Through a Gateway: what it said of each route goes on the route's backend Service, where
+    // the Pod webhook reads it.
+    let gateway = exposure
+        .as_ref()
+        .filter(|e| e.config.mode == ExposeMode::Gateway)
+        .and_then(|e| Some((e, e.config.gateway.as_ref()?)));
+    let mut route_plan = None;
+    match gateway {
+        Some((e, gw)) => match routes::read(&ctx.client, &ns, &w, gw).await {
+            Ok(seen) => {
+                let planned = crate::engine::gateway::plan(
+                    &w,
+                    e,
+                    &services::routes(&w, e),
+                    seen.version.unwrap_or_default(),
+                );
+                for svc in &mut plan.services {
+                    let name = svc.metadata.name.clone().unwrap_or_default();
+                    if planned
+                        .iter()
+                        .any(|r| r["metadata"]["name"] == name.as_str())
+                    {
+                        let said = seen.said.get(&name).cloned().unwrap_or(Acceptance::Pending);
+                        svc.metadata
+                            .annotations
+                            .get_or_insert_default()
+                            .insert(routes::ROUTE_ANNOTATION.into(), said.to_annotation());
+                    }
+                }
+                route_plan = Some((seen, planned, gw));
+            }
+            Err(f) => route_failures.push(f),
+        },
+        None if ctx
+            .services
+            .of_workload(&ns, &w.name)
+            .iter()
+            .any(|s| routes::is_backend(s)) =>
+        {
+            // It left the Gateway: its routes go with its backend Services.
+            if let Err(f) = routes::remove_all(&ctx.client, &ns, &w).await {
+                route_failures.push(f);
+            }
+        }
+        None => {}
+    }
     let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
+    let mut routes_pending = 0;
+    if let Some((seen, planned, gw)) = &route_plan {
+        let out = routes::apply(&ctx.client, &ns, seen, planned, gw).await;
+        routes_pending = out.pending;
+        failures.extend(out.failures);
+    }
+    failures.extend(route_failures);
     let certs = match &exposure {
         Some(e) => broker_certs::ensure(&ctx, &w, e, &ns, &applied).await,
         None => broker_certs::Outcome::default(),
@@ -310,9 +367,9 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             first: first.clone(),
         });
     }
-    if kept > 0 || certs.waiting > 0 {
-        // Pods rolling, or being bound to their nodes, do not trigger the workload's watch by
-        // themselves: look again soon.
+    if kept > 0 || certs.waiting > 0 || routes_pending > 0 {
+        // Pods rolling, or being bound to their nodes, and a Gateway's word on a route, do not
+        // trigger the workload's watch by themselves: look again soon.
         return Ok(Action::requeue(status::PENDING_RECHECK));
     }
     // Requeued in time for the first certificate due to be signed again.
@@ -514,6 +571,11 @@ async fn bootstrap_address(
                 None,
             ))
         }
+        // Known from the configuration: the names resolve to the Gateway.
+        ExposeMode::Gateway => Ok((
+            services::bootstrap_list(w, exposure, facts(&no_ips, None, None)),
+            None,
+        )),
         ExposeMode::HostPort => {
             let ips = ctx.broker_host_ips(w, ns, node_addressed).await?;
             Ok((

@@ -32,6 +32,8 @@ pub use template::{Placeholder, Template};
 pub const DEFAULT_PORT_BASE: u16 = 32400;
 /// The port every broker advertises behind its own LoadBalancer.
 pub const DEFAULT_ADVERTISED_PORT: u16 = 9094;
+/// The port every broker advertises behind the cluster's Gateway (`expose=gateway`).
+pub const DEFAULT_GATEWAY_PORT: u16 = 443;
 /// The port the broker binds for the external listener, unless that port is taken.
 pub const DEFAULT_CONTAINER_PORT: u16 = 9094;
 /// The conventional name of the external listener.
@@ -47,6 +49,9 @@ pub enum ExposeMode {
     /// One LoadBalancer Service for every broker of the workload, a port per broker: broker *n*
     /// on `base + n`, routed by the named container port `kx-b<n>` that only broker *n* carries.
     SharedLoadBalancer,
+    /// Through the cluster's Gateway (Gateway API): a TLSRoute per broker that passes TLS through
+    /// to it by SNI, each broker a DNS name of its own, every broker on one address and port.
+    Gateway,
 }
 
 impl ExposeMode {
@@ -56,6 +61,7 @@ impl ExposeMode {
             Self::LoadBalancer => "loadbalancer",
             Self::HostPort => "hostport",
             Self::SharedLoadBalancer => "shared-loadbalancer",
+            Self::Gateway => "gateway",
         }
     }
 
@@ -78,6 +84,25 @@ impl std::str::FromStr for ExposeMode {
 impl serde::Serialize for ExposeMode {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// The Gateway the TLSRoutes of `expose=gateway` attach to: `<namespace>/<name>[/<listener>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRef {
+    pub namespace: String,
+    pub name: String,
+    /// The Gateway listener's `sectionName`, when the routes attach to one listener only.
+    pub section: Option<String>,
+}
+
+impl GatewayRef {
+    /// The setting as written.
+    pub fn to_annotation(&self) -> String {
+        match &self.section {
+            Some(l) => format!("{}/{}/{l}", self.namespace, self.name),
+            None => format!("{}/{}", self.namespace, self.name),
+        }
     }
 }
 
@@ -290,6 +315,10 @@ pub struct ExposeConfig {
     pub tls_renew_before: Option<std::time::Duration>,
     /// `on-address-change`.
     pub on_address_change: OnAddressChange,
+    /// `gateway`: with `expose=gateway`, the Gateway the routes attach to.
+    pub gateway: Option<GatewayRef>,
+    /// `bootstrap-host`: with `expose=gateway`, the name routed to every broker.
+    pub bootstrap_host: Option<String>,
 }
 
 impl ExposeConfig {
@@ -306,10 +335,10 @@ impl ExposeConfig {
     }
 
     /// The port broker `ordinal` advertises, with `port_base` the base in force: `advertised-port`
-    /// behind a load balancer of its own, else `port_base + ordinal`.
+    /// behind a load balancer of its own or the Gateway, else `port_base + ordinal`.
     pub fn broker_port(&self, port_base: u16, ordinal: u32) -> u32 {
         match self.mode {
-            ExposeMode::LoadBalancer => self.advertised_port as u32,
+            ExposeMode::LoadBalancer | ExposeMode::Gateway => self.advertised_port as u32,
             _ => port_base as u32 + ordinal,
         }
     }
@@ -456,9 +485,13 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         mode,
         advertised_host,
         port_base: r.read(keys::PORT_BASE, values::port),
-        advertised_port: r
-            .read(keys::ADVERTISED_PORT, values::port)
-            .unwrap_or(DEFAULT_ADVERTISED_PORT),
+        advertised_port: r.read(keys::ADVERTISED_PORT, values::port).unwrap_or(
+            if mode == ExposeMode::Gateway {
+                DEFAULT_GATEWAY_PORT
+            } else {
+                DEFAULT_ADVERTISED_PORT
+            },
+        ),
         container_port: r.read(keys::CONTAINER_PORT, values::port),
         listener_name: r
             .read(keys::LISTENER_NAME, values::listener_name)
@@ -495,6 +528,8 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
         on_address_change: r
             .read(keys::ON_ADDRESS_CHANGE, values::on_address_change)
             .unwrap_or_default(),
+        gateway: r.read(keys::GATEWAY, values::gateway),
+        bootstrap_host: r.read(keys::BOOTSTRAP_HOST, values::bootstrap_host),
     };
 
     if !matches!(
@@ -582,8 +617,63 @@ pub fn parse(ann: &BTreeMap<String, String>) -> Result<Requested, ConfigError> {
             }
         }
     }
+    if mode == ExposeMode::Gateway {
+        gateway_rules(&mut r, &config);
+    } else {
+        for key in [keys::GATEWAY, keys::BOOTSTRAP_HOST] {
+            r.not_with(
+                key,
+                "applies only with kafka-expose.io/expose=gateway, where the brokers are routed through the cluster's Gateway",
+            );
+        }
+    }
     ConfigError::check(r.problems)?;
     Ok(Requested::Expose(config))
+}
+
+/// What `expose=gateway` needs: a Gateway, a DNS name per broker (the Gateway tells the brokers
+/// apart by SNI alone), and a certificate per broker (TLS is passed through to the broker, which
+/// must present a certificate for the name the client dialled).
+fn gateway_rules(r: &mut Reader<'_>, config: &ExposeConfig) {
+    if config.gateway.is_none() && r.get(keys::GATEWAY).is_none() {
+        r.problems.push(Problem::annotation(
+            keys::GATEWAY,
+            "",
+            "is required with expose=gateway: the Gateway the brokers' TLSRoutes attach to, as <namespace>/<name> or <namespace>/<name>/<listener sectionName>",
+        ));
+    }
+    match &config.advertised_host {
+        AdvertisedHost::Template(_) => {}
+        _ if r.get(keys::ADVERTISED_HOST).is_none() => r.problems.push(Problem::annotation(
+            keys::ADVERTISED_HOST,
+            "",
+            "is required with expose=gateway: template:<a DNS name with {ordinal}>, e.g. template:kafka-{ordinal}.example.com, that resolves to the Gateway; the Gateway routes each broker by that name (SNI)",
+        )),
+        _ => r.fail(
+            keys::ADVERTISED_HOST,
+            "must be template:<a DNS name with {ordinal}> with expose=gateway: the Gateway tells the brokers apart by the name the client dials (SNI), so each broker needs a DNS name of its own",
+        ),
+    }
+    if !config.external_tls.is_on() {
+        let value = r.get(keys::EXTERNAL_TLS).unwrap_or_default().to_string();
+        r.problems.push(Problem::annotation(
+            keys::EXTERNAL_TLS,
+            &value,
+            "must be on with expose=gateway (ca:<Secret>, issuer:<kind>/<name> or secret:<template>): the Gateway passes TLS through by SNI, so each broker presents its own certificate for its name",
+        ));
+    }
+    if config.adapter == AdapterChoice::Adopt {
+        r.fail(
+            keys::ADAPTER,
+            "adopt does not apply with expose=gateway: an adopted listener keeps the chart's addresses and TLS, and the Gateway needs a DNS name and certificate per broker",
+        );
+    }
+    for key in [keys::PORT_BASE, keys::EXTERNAL_TRAFFIC_POLICY] {
+        r.not_with(
+            key,
+            "does not apply with expose=gateway: every broker is reached on the Gateway's port (kafka-expose.io/advertised-port, 443 by default) through a ClusterIP Service",
+        );
+    }
 }
 
 /// For tests: the exposure that annotations (keys without the prefix) request.
@@ -644,7 +734,7 @@ mod tests {
         let e = errors(&[("expose", "ingress")]).to_string();
         assert!(e.contains("kafka-expose.io/expose=\"ingress\""), "{e}");
         assert!(
-            e.contains("nodeport, loadbalancer, shared-loadbalancer, hostport, off"),
+            e.contains("nodeport, loadbalancer, shared-loadbalancer, hostport, gateway, off"),
             "{e}"
         );
     }
@@ -772,5 +862,64 @@ mod tests {
         ])
         .to_string();
         assert!(e.contains("AWS NLB: 50"), "{e}");
+    }
+
+    #[test]
+    fn gateway_needs_a_gateway_a_name_per_broker_and_a_certificate_per_broker() {
+        let c = expose(&[
+            ("expose", "gateway"),
+            ("gateway", "infra/public/kafka-tls"),
+            ("advertised-host", "template:kafka-{ordinal}.example.com"),
+            ("bootstrap-host", "Kafka.example.com"),
+            ("external-tls", "ca:kafka-ca"),
+        ]);
+        assert_eq!(c.mode, ExposeMode::Gateway);
+        assert_eq!(c.advertised_port, DEFAULT_GATEWAY_PORT);
+        assert_eq!(c.broker_port(0, 3), 443);
+        assert_eq!(
+            c.gateway,
+            Some(GatewayRef {
+                namespace: "infra".into(),
+                name: "public".into(),
+                section: Some("kafka-tls".into())
+            })
+        );
+        assert_eq!(c.bootstrap_host.as_deref(), Some("kafka.example.com"));
+
+        let e = errors(&[("expose", "gateway")]).to_string();
+        for needed in [
+            "kafka-expose.io/gateway",
+            "kafka-expose.io/advertised-host",
+            "kafka-expose.io/external-tls",
+        ] {
+            assert!(e.contains(needed), "{needed}: {e}");
+        }
+        let e = errors(&[
+            ("expose", "gateway"),
+            ("gateway", "public"),
+            ("advertised-host", "static:a.example.com,b.example.com"),
+            ("external-tls", "ca:kafka-ca"),
+            ("bootstrap-host", "203.0.113.9"),
+            ("port-base", "32400"),
+        ])
+        .to_string();
+        for said in [
+            "<namespace>/<name>",
+            "must be template:",
+            "cannot be an IP",
+            "kafka-expose.io/port-base",
+        ] {
+            assert!(e.contains(said), "{said}: {e}");
+        }
+        let e = errors(&[
+            ("expose", "nodeport"),
+            ("gateway", "infra/public"),
+            ("bootstrap-host", "kafka.example.com"),
+        ])
+        .to_string();
+        assert!(
+            e.contains("applies only with kafka-expose.io/expose=gateway"),
+            "{e}"
+        );
     }
 }

@@ -18,7 +18,10 @@ pub fn expose(v: &str) -> Result<Option<ExposeMode>, String> {
         "loadbalancer" => Ok(Some(ExposeMode::LoadBalancer)),
         "hostport" => Ok(Some(ExposeMode::HostPort)),
         "shared-loadbalancer" => Ok(Some(ExposeMode::SharedLoadBalancer)),
-        _ => Err("allowed: nodeport, loadbalancer, shared-loadbalancer, hostport, off".into()),
+        "gateway" => Ok(Some(ExposeMode::Gateway)),
+        _ => Err(
+            "allowed: nodeport, loadbalancer, shared-loadbalancer, hostport, gateway, off".into(),
+        ),
     }
 }
 
@@ -95,6 +98,59 @@ pub fn advertised_host(v: &str, mode: ExposeMode) -> Result<AdvertisedHost, Stri
         return Ok(AdvertisedHost::Static(hosts));
     }
     Err("allowed: host-ip, node:<types, e.g. ExternalDNS,ExternalIP>, template:<name with {ordinal} {pod} {statefulset} {namespace}>, static:<host0>,<host1>,..., loadbalancer".into())
+}
+
+/// `gateway`: `<namespace>/<name>` or `<namespace>/<name>/<listener sectionName>`, each part a
+/// DNS label (a Gateway's and a namespace's name; a listener's name is a DNS-1123 subdomain
+/// upstream, but a label in practice).
+pub fn gateway(v: &str) -> Result<super::GatewayRef, String> {
+    const FORM: &str = "must be <namespace>/<name> or <namespace>/<name>/<listener sectionName>, e.g. infra/public or infra/public/kafka-tls";
+    let parts: Vec<&str> = v.split('/').map(str::trim).collect();
+    let (namespace, name, section) = match parts.as_slice() {
+        [ns, name] => (*ns, *name, None),
+        [ns, name, section] => (*ns, *name, Some(*section)),
+        _ => return Err(FORM.into()),
+    };
+    for part in [Some(namespace), Some(name), section].into_iter().flatten() {
+        if !is_dns_label(part) {
+            return Err(format!(
+                "{FORM}; {part:?} is not a name (lower-case letters, digits and '-', at most 63)"
+            ));
+        }
+    }
+    Ok(super::GatewayRef {
+        namespace: namespace.into(),
+        name: name.into(),
+        section: section.map(str::to_string),
+    })
+}
+
+/// `bootstrap-host`: a DNS name (a Gateway routes by name; an IP cannot be an SNI name).
+pub fn bootstrap_host(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.parse::<IpAddr>().is_err()
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err("must be a DNS name, e.g. kafka.example.com: the Gateway routes the bootstrap by the name the client dials (SNI), which cannot be an IP".into())
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Why `host-ip` and `node:` do not go with a shared load balancer.

@@ -12,6 +12,7 @@ pub mod adapters;
 pub mod binding;
 pub mod detect;
 pub mod exposure;
+pub mod gateway;
 pub mod patch;
 pub mod pod;
 pub mod policy;

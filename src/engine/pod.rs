@@ -28,6 +28,7 @@ use super::adapters::adopt::TargetPort;
 use super::adapters::env::{self, EnvChange};
 use super::adapters::{launch, properties};
 use super::exposure::{self, Decision, Exposure, Skip};
+use super::gateway::Acceptance;
 use super::patch::PatchBuilder;
 use super::{Decided, EngineError, Result, Summarized};
 use crate::config::{
@@ -50,6 +51,12 @@ use crate::ptr;
 pub trait LoadBalancerAddresses: Send + Sync {
     /// The ingress IP or hostname of Service `name` in `namespace`, once it has one.
     fn address(&self, namespace: &str, name: &str) -> Option<String>;
+
+    /// What the Gateway said of the TLSRoute to Service `name` in `namespace`
+    /// ([`super::gateway::ROUTE_ANNOTATION`] on that Service), once the reconciler wrote it.
+    fn route(&self, _namespace: &str, _name: &str) -> Option<String> {
+        None
+    }
 }
 
 /// No addresses known: `mutate`, and `serve` without a cluster.
@@ -70,6 +77,9 @@ pub struct PodContext<'a> {
     pub namespace: Option<&'a str>,
     /// The ingress address of a Service in the pod's namespace, by name, where known.
     pub lb_address: &'a dyn Fn(&str) -> Option<String>,
+    /// What the Gateway said of the route to a Service in the pod's namespace, by the Service's
+    /// name ([`super::gateway::ROUTE_ANNOTATION`]), where known.
+    pub route: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// The Pod decision.
@@ -171,6 +181,24 @@ pub fn decide_pod(pod: &Pod, has_metadata: bool, ctx: &PodContext<'_>) -> Result
             ));
         }
     };
+
+    if let (ExposeMode::Gateway, Some(gateway)) = (cfg.mode, cfg.gateway.as_ref()) {
+        let service = cfg.broker_service(&ordinal.workload, ordinal.ordinal);
+        let said = (ctx.route)(&service)
+            .map(|v| Acceptance::from_annotation(&v))
+            .unwrap_or(Acceptance::Pending);
+        if !said.is_accepted() {
+            let message = format!(
+                "kafka-expose: broker {} waits for its route: {}; the StatefulSet controller retries",
+                ordinal.ordinal,
+                said.describe(&service, gateway)
+            );
+            return Ok(PodDecision::without_patch(
+                PodOutcome::WaitForAddress { service, message },
+                vec![],
+            ));
+        }
+    }
 
     let mut b = PatchBuilder::new();
     if !has_metadata {

@@ -9,6 +9,9 @@
 //! Every port carries `protocol: TCP`: server-side apply keys a Service's ports by port and
 //! protocol, and a 1.20 API server does not default the protocol before merging.
 //!
+//! `expose=gateway` plans the same Services as ClusterIP: the backends of the brokers' TLSRoutes
+//! ([`super::gateway`]), reached from the Gateway inside the cluster.
+//!
 //! `expose=hostport` needs no per-broker Service: each broker binds its node's port `base + i`.
 //! Only the bootstrap Service is planned there.
 //!
@@ -153,6 +156,21 @@ pub fn bootstrap_list(w: &Workload, e: &Exposure<'_>, facts: BootstrapFacts<'_>)
                 .collect::<Vec<_>>()
                 .join(",")
         }
+        // Every broker's name resolves to the Gateway: the bootstrap name, else every broker's.
+        ExposeMode::Gateway => match &cfg.bootstrap_host {
+            Some(h) => crate::kafka::host_port(h, cfg.advertised_port as u32),
+            None => routes(w, e)
+                .brokers
+                .iter()
+                .filter_map(|r| {
+                    Some(crate::kafka::host_port(
+                        &configured_host(cfg, r, w)?,
+                        r.port,
+                    ))
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        },
         ExposeMode::HostPort => routes(w, e)
             .brokers
             .iter()
@@ -273,7 +291,7 @@ fn plan_routes(w: &Workload, d: &Exposure<'_>, routes: &Routes) -> Vec<Service> 
         // brokers' nodes.
         spec.external_traffic_policy = Some("Local".into());
     }
-    if cfg.mode == ExposeMode::HostPort
+    if matches!(cfg.mode, ExposeMode::HostPort | ExposeMode::Gateway)
         && let Some(spec) = bootstrap.spec.as_mut()
     {
         // Reached on each node's hostPort; the bootstrap Service serves in-cluster discovery.
@@ -373,10 +391,19 @@ fn service(
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
-            type_: Some(if lb { "LoadBalancer" } else { "NodePort" }.into()),
+            type_: Some(
+                match cfg.mode {
+                    // Reached through the Gateway, which routes to it inside the cluster.
+                    ExposeMode::Gateway => "ClusterIP",
+                    _ if lb => "LoadBalancer",
+                    _ => "NodePort",
+                }
+                .into(),
+            ),
             selector: Some(selector),
             ports: Some(vec![port]),
-            external_traffic_policy: Some(cfg.external_traffic_policy.as_str().into()),
+            external_traffic_policy: (cfg.mode != ExposeMode::Gateway)
+                .then(|| cfg.external_traffic_policy.as_str().into()),
             load_balancer_source_ranges: (lb && !cfg.lb_source_ranges.is_empty())
                 .then(|| cfg.lb_source_ranges.clone()),
             load_balancer_class: cfg.lb_class.clone().filter(|_| lb),
@@ -498,7 +525,9 @@ pub fn plan_around(
                                 .flat_map(|x| x.ports.iter().flatten())
                                 .any(|p| p.port as u32 == r.port)
                     }
-                    ExposeMode::HostPort | ExposeMode::SharedLoadBalancer => false,
+                    ExposeMode::HostPort | ExposeMode::SharedLoadBalancer | ExposeMode::Gateway => {
+                        false
+                    }
                 };
                 matches!(kind, Some("NodePort" | "LoadBalancer"))
                     && on_port

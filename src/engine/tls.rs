@@ -54,6 +54,12 @@ pub fn must_name(cfg: &ExposeConfig, host: Option<&str>) -> String {
         ExposeMode::LoadBalancer => format!(
             "{own}, and the bootstrap LoadBalancer's address for clients that bootstrap through it"
         ),
+        ExposeMode::Gateway => match &cfg.bootstrap_host {
+            Some(b) => format!(
+                "{own}, and the bootstrap name {b} (a DNS SAN), which the Gateway routes to any broker"
+            ),
+            None => own,
+        },
         _ => own,
     }
 }

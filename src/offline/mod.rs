@@ -232,10 +232,14 @@ fn workload(
     ));
 
     let no_lb = |_: &str| None;
+    // Offline, each route is taken as the Gateway will accept it; the report says that a broker
+    // is held until it is.
+    let accepted = |_: &str| Some(crate::engine::gateway::Acceptance::Accepted.to_annotation());
     let ctx = PodContext {
         settings: &opts.settings,
         namespace: w.namespace.as_deref(),
         lb_address: &no_lb,
+        route: &accepted,
     };
     let routes = services::routes(&w, d);
     let plan = services::plan_around(&w, d, &routes, existing);

@@ -53,6 +53,18 @@ pub(super) fn describe_route(cfg: &ExposeConfig, r: &BrokerRoute) -> String {
             "hostPort {} on its node -> pod {} port {}",
             r.port, r.pod, r.target
         ),
+        ExposeMode::Gateway => format!(
+            "TLSRoute {} on Gateway {} port {} (SNI) -> Service {} (ClusterIP) -> pod {} port {}",
+            r.service,
+            cfg.gateway
+                .as_ref()
+                .map(|g| g.to_annotation())
+                .unwrap_or_default(),
+            r.port,
+            r.service,
+            r.pod,
+            r.target
+        ),
         ExposeMode::SharedLoadBalancer => format!(
             "Service {} LoadBalancer port {} ({}) -> pod {} port {} ({}), which only this broker carries",
             r.service,

@@ -95,10 +95,12 @@ pub fn decide_pod(
     };
     let namespace = req.namespace.clone().unwrap_or_default();
     let lookup = |svc: &str| lb.address(&namespace, svc);
+    let route = |svc: &str| lb.route(&namespace, svc);
     let ctx = PodContext {
         settings,
         namespace: req.namespace.as_deref(),
         lb_address: &lookup,
+        route: &route,
     };
     match engine_pod(pod, true, &ctx) {
         Ok(d) => {

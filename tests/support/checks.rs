@@ -246,6 +246,7 @@ pub fn decisions(obj: &Value) {
         settings: &settings,
         namespace: Some("kafka"),
         lb_address: &lb,
+        route: &|_| Some("accepted".into()),
     };
     if let Ok(d) = mutate_pod(obj, &ctx) {
         let mut out = obj.clone();

@@ -118,6 +118,10 @@ pub struct Timeouts {
 pub struct Security {
     pub tls: Option<tls::Tls>,
     pub sasl: Option<sasl::Credentials>,
+    /// `--connect-to`: every connection dials this address (and port, where given) instead of
+    /// resolving the host it is for, which still goes in the TLS SNI and is what the certificate
+    /// must name. A Gateway routes by that name: every broker's name is dialled at its address.
+    pub connect_to: Option<Address>,
 }
 
 /// Why talking to a broker failed, in the terms a person fixes it in.
@@ -257,7 +261,14 @@ impl Connection {
         security: &Security,
         timeouts: Timeouts,
     ) -> Result<Self, Failure> {
-        let tcp = connect(to, timeouts.connect).await?;
+        let dial = match &security.connect_to {
+            Some(via) => Address {
+                host: via.host.clone(),
+                port: if via.port == 0 { to.port } else { via.port },
+            },
+            None => to.clone(),
+        };
+        let tcp = connect(&dial, timeouts.connect).await?;
         let peer = tcp
             .peer_addr()
             .map_err(|e| Failure::Connect(e.to_string()))?;
