@@ -169,6 +169,68 @@ struct Expect {
     port: fn(u32, u32) -> u32,
 }
 
+/// `expose: gateway` on every fixture whose listener kafka-expose adds: each broker would run
+/// advertising its own name on the Gateway's port, over TLS on its own certificate; its routes
+/// and ClusterIP backends are planned, one per broker and one for the bootstrap name.
+#[test]
+fn every_fixture_behind_a_gateway_advertises_its_own_name_on_443_over_tls() {
+    let set = [
+        ("expose", "gateway"),
+        ("gateway", "infra/public/kafka"),
+        (
+            "advertised-host",
+            "template:{statefulset}-{ordinal}.gw.example.com",
+        ),
+        ("bootstrap-host", "kafka.gw.example.com"),
+        ("external-tls", "ca:kafka-ca"),
+    ];
+    let mut exposed = 0;
+    for case in &CASES {
+        if case.adopted || case.image == Image::BitnamiEnv {
+            continue;
+        }
+        let out = run(case, &set).unwrap_or_else(|e| {
+            panic!(
+                "{}: {}",
+                case.fixture,
+                kafka_expose::engine::error_chain(&e)
+            )
+        });
+        let docs = support::fixture(case.fixture);
+        let pods = owned_pods(&out, case.workload);
+        let routes = objects_of(&out, "TLSRoute");
+        assert_eq!(routes.len(), pods.len() + 1, "{}", case.fixture);
+        for s in services_of(&out, case.workload) {
+            assert_eq!(s["spec"]["type"], "ClusterIP", "{}: {s}", case.fixture);
+        }
+        for (i, pod) in pods.iter().enumerate() {
+            let ctx = format!("{} broker {i}", case.fixture);
+            let after = effective_config(&docs, pod, case.container, i as u32, case.image);
+            let host = format!("{}-{i}.gw.example.com", case.workload);
+            let ext = case.listener.to_ascii_uppercase();
+            let advertised = listeners(after.get("advertised.listeners"));
+            assert!(
+                advertised
+                    .iter()
+                    .any(|(n, h, p)| *n == ext && *h == host && p == "443"),
+                "{ctx}: {advertised:?}"
+            );
+            let protocol = protocol_map(&after).get(&ext).cloned().unwrap_or_default();
+            assert!(protocol.ends_with("SSL"), "{ctx}: {protocol}");
+            let route = routes
+                .iter()
+                .find(|r| r["spec"]["hostnames"][0] == host.as_str())
+                .unwrap_or_else(|| panic!("{ctx}: a route for {host}"));
+            assert_eq!(
+                route["spec"]["rules"][0]["backendRefs"][0]["name"], route["metadata"]["name"],
+                "{ctx}"
+            );
+            exposed += 1;
+        }
+    }
+    assert_eq!(exposed, 18, "every broker of the six fixtures");
+}
+
 fn node_port_scheme(i: u32, base: u32) -> u32 {
     base + i
 }

@@ -281,6 +281,13 @@ fn workload(
     for s in &plan.services {
         objects.push(serde_json::to_value(s).unwrap_or(Value::Null));
     }
+    // The routes as Gateway API v1.5 serves them (`v1`); in a cluster the served version.
+    objects.extend(crate::engine::gateway::plan(
+        &w,
+        d,
+        &routes,
+        crate::engine::gateway::VERSIONS[0],
+    ));
     report
         .warnings
         .extend(plan.conflicts.iter().map(|c| format!("kafka-expose: {c}")));
@@ -325,6 +332,27 @@ fn workload(
             format!(
                 "{list}{whose} (every broker's port on the one load balancer; no bootstrap Service of its own){owners}"
             )
+        }
+        ExposeMode::Gateway => {
+            let gateway = cfg
+                .gateway
+                .as_ref()
+                .map(|g| g.to_annotation())
+                .unwrap_or_default();
+            report.host_source = Some(format!(
+                "each broker's name routed by a TLSRoute on Gateway {gateway} (TLS passed through, chosen by SNI); each broker is held until the Gateway accepts its route (status.parents Accepted), and the names must resolve to the Gateway's address (external-dns watches TLSRoute v1 from v0.22)"
+            ));
+            match &cfg.bootstrap_host {
+                Some(h) => format!(
+                    "{h}:{} via TLSRoute {b} -> Service {b} (ClusterIP, every broker){owners}",
+                    cfg.advertised_port,
+                    b = bootstrap_service_name(&w.name)
+                ),
+                None => format!(
+                    "every broker's name on port {} (no bootstrap-host: no bootstrap route){owners}",
+                    cfg.advertised_port
+                ),
+            }
         }
         mode => format!(
             "Service {} ({}){owners}",

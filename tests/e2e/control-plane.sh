@@ -121,7 +121,36 @@ for uris, suites, comps, signed in entries:
 PY
 }
 
+# One build at a time into the cache: a second run on the machine (a local run beside a full
+# one) waits here rather than replacing the source tree under the first one's build. The lock is
+# let go once the binaries are there, before any daemon starts (they would inherit it).
+LOCK_DEPTH=0
+lock_cache() {
+  if (( LOCK_DEPTH == 0 )); then
+    mkdir -p "$CACHE/control-plane"
+    exec 9>"$CACHE/control-plane/.build.lock"
+    if ! flock -n 9; then
+      log "another run is building into $CACHE/control-plane; waiting for it"
+      flock 9
+    fi
+  fi
+  LOCK_DEPTH=$((LOCK_DEPTH + 1))
+}
+
+unlock_cache() {
+  LOCK_DEPTH=$((LOCK_DEPTH - 1))
+  if (( LOCK_DEPTH == 0 )); then
+    exec 9>&-
+  fi
+}
+
 build() {
+  lock_cache
+  build_locked
+  unlock_cache
+}
+
+build_locked() {
   if have_binaries; then
     log "binaries ready in $(bin_dir)"
     return
@@ -159,6 +188,12 @@ build() {
 
 # kubelet, kube-proxy and kube-scheduler, from the same tree (about 5 more minutes, once).
 build_node() {
+  lock_cache
+  build_node_locked
+  unlock_cache
+}
+
+build_node_locked() {
   local d; d="$(bin_dir)"
   if [[ -x "$d/kubelet" && -x "$d/kube-proxy" && -x "$d/kube-scheduler" ]]; then
     return
