@@ -56,8 +56,8 @@ fn routes_api(c: &Client, ns: &str, version: &str) -> Api<DynamicObject> {
 /// TLSRoute `version` is served, and makes the GatewayClass and Gateway the routes attach to.
 async fn install(c: &Client, file: &str, version: &str, first: bool) {
     let crd_api: Api<CustomResourceDefinition> = Api::all(c.clone());
-    if !first {
-        // Another channel's TLSRoute: the one CRD name, so the old one goes first.
+    {
+        // Another channel's TLSRoute (or an earlier run's): the one CRD name, so it goes first.
         let _ = crd_api
             .delete(TLSROUTES_CRD, &kube::api::DeleteParams::default())
             .await;
@@ -131,8 +131,9 @@ async fn gateway_says(
         "conditions": [
             {"type": "Accepted", "status": if accepted { "True" } else { "False" },
              "reason": reason, "message": message, "lastTransitionTime": now},
+            // Not empty: a 1.20 API server reads an empty string in a patch as null.
             {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs",
-             "message": "", "lastTransitionTime": now}]}]}});
+             "message": "all references resolved", "lastTransitionTime": now}]}]}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap_or_else(|e| panic!("the Gateway's word on {name}: {e}"));
@@ -212,25 +213,10 @@ async fn behind_the_gateway(c: &Client, ns: &str, tag: &str, version: &str) {
                 "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                 "namespace": GATEWAY_NS, "name": "public", "sectionName": "kafka"}],
                 "hostnames": [hostname],
-                "rules": [{"backendRefs": [{"group": "", "kind": "Service", "name": name,
-                                            "port": 443, "weight": 1}]}]
-            })
-            .as_object()
-            .map(|o| {
-                // The API server defaults a backend's weight in some versions only.
-                let mut o = o.clone();
-                if r.data["spec"]["rules"][0]["backendRefs"][0]
-                    .get("weight")
-                    .is_none()
-                {
-                    o["rules"][0]["backendRefs"][0]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove("weight");
-                }
-                Value::Object(o)
-            })
-            .unwrap(),
+                "rules": [{"backendRefs": [{"kind": "Service", "name": name, "port": 443,
+                                            // The API server's default.
+                                            "weight": 1}]}]
+            }),
             "{name}"
         );
         let owner = &r.metadata.owner_references.as_ref().unwrap()[0];
@@ -296,11 +282,18 @@ async fn behind_the_gateway(c: &Client, ns: &str, tag: &str, version: &str) {
             &format!("kafka-{i}-external"),
             true,
             "Accepted",
-            "",
+            "route accepted",
         )
         .await;
     }
-    gateway_says(&routes, "kafka-external-bootstrap", true, "Accepted", "").await;
+    gateway_says(
+        &routes,
+        "kafka-external-bootstrap",
+        true,
+        "Accepted",
+        "route accepted",
+    )
+    .await;
     let pods = eventually(Duration::from_secs(120), "three brokers", || async {
         let pods = pods_of(c, ns, "kafka").await;
         (pods.len() == 3)

@@ -100,7 +100,7 @@ pub async fn read(
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("listing TLSRoutes: {e}"))?;
+        .map_err(|e| format!("listing TLSRoutes: {}", message(&e)))?;
     let mut seen = Seen {
         version: Some(version),
         ..Seen::default()
@@ -163,7 +163,8 @@ pub async fn apply(
             PatchParams::apply(FIELD_MANAGER)
         };
         if let Err(e) = api.patch(&name, &params, &Patch::Apply(route)).await {
-            out.failures.push(format!("TLSRoute {name}: {e}"));
+            out.failures
+                .push(format!("TLSRoute {name}: {}", message(&e)));
             continue;
         }
         match seen.said.get(&name).cloned().unwrap_or(Acceptance::Pending) {
@@ -177,7 +178,8 @@ pub async fn apply(
         if let Err(e) = api.delete(name, &DeleteParams::default()).await
             && !matches!(&e, kube::Error::Api(a) if a.code == 404)
         {
-            out.failures.push(format!("deleting TLSRoute {name}: {e}"));
+            out.failures
+                .push(format!("deleting TLSRoute {name}: {}", message(&e)));
         }
     }
     out
@@ -203,16 +205,24 @@ pub async fn remove_all(client: &Client, ns: &str, w: &Workload) -> Result<(), S
     let list = api
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| format!("listing TLSRoutes: {e}"))?;
+        .map_err(|e| format!("listing TLSRoutes: {}", message(&e)))?;
     for o in list.items {
         let name = o.name_any();
         if let Err(e) = api.delete(&name, &DeleteParams::default()).await
             && !matches!(&e, kube::Error::Api(a) if a.code == 404)
         {
-            return Err(format!("deleting TLSRoute {name}: {e}"));
+            return Err(format!("deleting TLSRoute {name}: {}", message(&e)));
         }
     }
     Ok(())
+}
+
+/// What the API server said, without the response's dump.
+fn message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(a) => a.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Whether Service `s` of a workload is a Gateway backend: its route state is on it.

@@ -106,8 +106,9 @@ fn route(
             "parentRefs": [parent],
             "hostnames": [host],
             "rules": [{
+                // `group` left to its default, the core group: a 1.20 API server reads an
+                // empty string in an apply as null, and refuses it.
                 "backendRefs": [{
-                    "group": "",
                     "kind": "Service",
                     "name": service,
                     "port": cfg.broker_port(0, r.ordinal),
@@ -296,7 +297,7 @@ mod tests {
         assert_eq!(plan[1]["spec"]["hostnames"], json!(["kafka-1.example.com"]));
         assert_eq!(
             plan[1]["spec"]["rules"][0]["backendRefs"][0],
-            json!({"group": "", "kind": "Service", "name": "kafka-1-external", "port": 443})
+            json!({"kind": "Service", "name": "kafka-1-external", "port": 443})
         );
         assert_eq!(
             plan[0]["spec"]["parentRefs"][0],
