@@ -134,6 +134,10 @@ pub mod labels {
     pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kafka-expose";
     /// Selects every Service kafka-expose does not manage (those without the label too).
     pub const OTHERS_SELECTOR: &str = "app.kubernetes.io/managed-by!=kafka-expose";
+    /// The selector of what kafka-expose made for workload `name`.
+    pub fn workload_selector(name: &str) -> String {
+        format!("{MANAGED_BY}={MANAGER},{WORKLOAD}={name}")
+    }
     /// Names the workload a managed Service belongs to.
     pub const WORKLOAD: &str = "kafka-expose.io/workload";
     /// The broker ordinal of a per-broker Service.

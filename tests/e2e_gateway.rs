@@ -139,6 +139,18 @@ async fn gateway_says(
         .unwrap_or_else(|e| panic!("the Gateway's word on {name}: {e}"));
 }
 
+/// Scales as `kubectl scale` does, through the scale subresource.
+async fn scale(c: &Client, ns: &str, replicas: i32) {
+    Api::<StatefulSet>::namespaced(c.clone(), ns)
+        .patch_scale(
+            "kafka",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+}
+
 fn host(i: u32) -> String {
     format!("kafka-{i}.gw.example.com")
 }
@@ -332,14 +344,7 @@ async fn behind_the_gateway(c: &Client, ns: &str, tag: &str, version: &str) {
     assert_eq!(bootstrap, format!("{BOOTSTRAP}:443"));
 
     // Scaled up into the name another owner holds: reported, that route untouched.
-    Api::<StatefulSet>::namespaced(c.clone(), ns)
-        .patch_scale(
-            "kafka",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await
-        .unwrap();
+    scale(c, ns, 4).await;
     let said = wait_status(c, ns, "kafka", Duration::from_secs(60), |s| {
         s.contains("TLSRoute kafka-3-external")
     })
@@ -359,14 +364,7 @@ async fn behind_the_gateway(c: &Client, ns: &str, tag: &str, version: &str) {
     );
 
     // Scaled down: the route of a broker that is gone goes.
-    Api::<StatefulSet>::namespaced(c.clone(), ns)
-        .patch_scale(
-            "kafka",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 2}})),
-        )
-        .await
-        .unwrap();
+    scale(c, ns, 2).await;
     eventually(Duration::from_secs(60), "broker 2's route gone", || async {
         let mut got: Vec<String> = routes
             .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kafka-expose"))

@@ -125,13 +125,7 @@ async fn workload(
 ) -> Result<WorkloadPath, String> {
     let ns = w.namespace.clone();
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let selector = format!(
-        "{}={},{}={}",
-        labels::MANAGED_BY,
-        labels::MANAGER,
-        labels::WORKLOAD,
-        w.name
-    );
+    let selector = labels::workload_selector(&w.name);
     let mut by_ordinal: BTreeMap<u32, Service> = BTreeMap::new();
     let mut bootstrap: Option<Service> = None;
     // `expose=shared-loadbalancer`: one Service, each broker on its own port of it.

@@ -195,13 +195,7 @@ pub async fn remove_all(client: &Client, ns: &str, w: &Workload) -> Result<(), S
         return Ok(());
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource(version));
-    let selector = format!(
-        "{}={},{}={}",
-        labels::MANAGED_BY,
-        labels::MANAGER,
-        labels::WORKLOAD,
-        w.name
-    );
+    let selector = labels::workload_selector(&w.name);
     let list = api
         .list(&ListParams::default().labels(&selector))
         .await
