@@ -11,6 +11,7 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -427,4 +428,143 @@ async fn brokers_behind_a_gateway_are_routed_by_name_and_held_until_the_gateway_
         "v1 is not served"
     );
     behind_the_gateway(&c, "e2e-gw-v1alpha3", "gwv1a3", "v1alpha3").await;
+}
+
+/// The haproxy binary Debian ships (`control-plane.sh tools` installs it).
+fn haproxy() -> String {
+    ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("haproxy")
+        .to_string()
+}
+
+/// A real SNI data plane, as a Gateway's TLS passthrough listener is: Debian's haproxy, configured
+/// from the TLSRoutes kafka-expose plans (each route's hostname to its backend), in front of
+/// three TLS brokers on loopback, each with its own certificate. `kafka-expose check` dials every
+/// broker's name and the bootstrap name at the one address, with SNI and host-name verification,
+/// and reaches each broker as itself. (On loopback: the real node's version, through kube-proxy
+/// to the ClusterIP backends, is not written yet.)
+#[tokio::test]
+async fn an_sni_proxy_configured_from_the_routes_reaches_every_broker_by_its_name() {
+    use support::kafka::{self, Behaviour};
+    const DOMAIN: &str = "gw.example.invalid";
+    let boot = format!("kafka.{DOMAIN}");
+    // The routes as kafka-expose plans them for the apache chart.
+    let out = kafka_expose::offline::run(
+        support::fixture("apache-kafka-kraft.yaml"),
+        &kafka_expose::offline::Options {
+            set: [
+                ("expose", "gateway".to_string()),
+                ("gateway", "infra/public/kafka".into()),
+                (
+                    "advertised-host",
+                    format!("template:kafka-{{ordinal}}.{DOMAIN}"),
+                ),
+                ("bootstrap-host", boot.clone()),
+                ("external-tls", "ca:kafka-ca".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            namespace: None,
+            settings: kafka_expose::config::Settings::default(),
+        },
+    )
+    .unwrap();
+    let routes: Vec<&Value> = out
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "TLSRoute")
+        .collect();
+    assert_eq!(routes.len(), 4);
+
+    // Three brokers, each with a certificate for its name and the bootstrap name.
+    let dir = support::serve::scratch("gateway-sni");
+    let adv = Arc::new(Mutex::new(Vec::new()));
+    let (mut brokers, mut cas) = (Vec::new(), String::new());
+    for i in 0..3 {
+        let pair =
+            kafka_expose::certs::generate(&[format!("kafka-{i}.{DOMAIN}"), boot.clone()]).unwrap();
+        cas.push_str(&pair.ca_pem);
+        let mut b = Behaviour::new(i, adv.clone());
+        b.tls = Some(kafka::server_tls(&pair.cert_pem, &pair.key_pem));
+        brokers.push(kafka::start(b).await);
+    }
+    *adv.lock().unwrap() = (0..3)
+        .map(|i| (i, format!("kafka-{i}.{DOMAIN}"), 443))
+        .collect();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, cas).unwrap();
+
+    // The Gateway: one frontend, a backend per route, chosen by the ClientHello's SNI.
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listen.local_addr().unwrap().port();
+    drop(listen);
+    let mut cfg = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend gateway\n  bind 127.0.0.1:{port}\n  tcp-request inspect-delay 5s\n  \
+         tcp-request content accept if {{ req_ssl_hello_type 1 }}\n"
+    );
+    let mut backends = String::new();
+    for r in &routes {
+        let name = r["metadata"]["name"].as_str().unwrap();
+        let host = r["spec"]["hostnames"][0].as_str().unwrap();
+        let service = r["spec"]["rules"][0]["backendRefs"][0]["name"]
+            .as_str()
+            .unwrap();
+        cfg.push_str(&format!(
+            "  use_backend {name} if {{ req_ssl_sni -i {host} }}\n"
+        ));
+        // The Service's endpoints: its broker, or every broker for the bootstrap.
+        backends.push_str(&format!("backend {name}\n"));
+        for (i, b) in brokers.iter().enumerate() {
+            if service == "kafka-external-bootstrap" || service == format!("kafka-{i}-external") {
+                backends.push_str(&format!("  server b{i} 127.0.0.1:{}\n", b.port));
+            }
+        }
+    }
+    cfg.push_str(&backends);
+    let file = dir.join("haproxy.cfg");
+    std::fs::write(&file, &cfg).unwrap();
+    let mut proxy = std::process::Command::new(haproxy())
+        .arg("-db")
+        .arg("-f")
+        .arg(&file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("haproxy: {e}"));
+    eventually(Duration::from_secs(10), "haproxy listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+
+    // Awaited, not blocking: the brokers answer on this test's runtime.
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_kafka-expose"))
+        .args(["check", "--bootstrap", &format!("{boot}:443")])
+        .args(["--connect-to", &format!("127.0.0.1:{port}")])
+        .args([
+            "--security-protocol",
+            "SSL",
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ])
+        .args(["-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let text = String::from_utf8_lossy(&run.stdout).to_string();
+    assert_eq!(run.status.code(), Some(0), "{text}\n{cfg}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let listed = report["targets"][0]["brokers"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{text}");
+    for b in listed {
+        assert_eq!(b["ok"], true, "{b}");
+        assert_eq!(b["tls"]["verified"], true, "{b}");
+        assert_eq!(b["tls"]["names_host"], true, "{b}");
+    }
 }

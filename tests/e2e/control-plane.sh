@@ -234,6 +234,11 @@ PY
     command -v kcat >/dev/null 2>&1 || apt_install kcat
     ln -sf "$(command -v kcat)" "$dir/kcat"
   fi
+  # Debian's haproxy: the SNI data plane a Gateway's TLS passthrough listener is, configured from
+  # kafka-expose's TLSRoutes in tests/e2e_gateway.rs.
+  if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
+    apt_install haproxy
+  fi
   # A current librdkafka for that kcat (LD_LIBRARY_PATH=$dir/librdkafka): Debian's 2.0.2 fails to
   # read the ApiVersions v3 reply of tansu 0.6.0 ("Read underflow ... at 274/279" in its tagged
   # fields), so it cannot talk to that broker at all. The one in the confluent-kafka wheel (2.16)
