@@ -189,13 +189,7 @@ fn every_fixture_behind_a_gateway_advertises_its_own_name_on_443_over_tls() {
         if case.adopted || case.image == Image::BitnamiEnv {
             continue;
         }
-        let out = run(case, &set).unwrap_or_else(|e| {
-            panic!(
-                "{}: {}",
-                case.fixture,
-                kafka_expose::engine::error_chain(&e)
-            )
-        });
+        let out = run_ok(case, &set);
         let docs = support::fixture(case.fixture);
         let pods = owned_pods(&out, case.workload);
         let routes = objects_of(&out, "TLSRoute");
@@ -246,6 +240,17 @@ fn run(case: &Case, set: &[(&str, &str)]) -> Result<offline::Output, offline::Mu
         settings: Settings::default(),
     };
     offline::run(support::fixture(case.fixture), &opts)
+}
+
+/// [`run`], which must succeed.
+fn run_ok(case: &Case, set: &[(&str, &str)]) -> offline::Output {
+    run(case, set).unwrap_or_else(|e| {
+        panic!(
+            "{}: {}",
+            case.fixture,
+            kafka_expose::engine::error_chain(&e)
+        )
+    })
 }
 
 fn objects_of<'a>(out: &'a offline::Output, kind: &str) -> Vec<&'a Value> {
@@ -1248,13 +1253,7 @@ fn every_fixture_gets_its_own_pem_identity_on_the_external_listener_and_nothing_
             );
             continue;
         }
-        let out = run(case, &set).unwrap_or_else(|e| {
-            panic!(
-                "{}: {}",
-                case.fixture,
-                kafka_expose::engine::error_chain(&e)
-            )
-        });
+        let out = run_ok(case, &set);
         let explained = kafka_expose::offline::report::explain(&out);
         let docs = support::fixture(case.fixture);
         let originals = original_pods(case);
