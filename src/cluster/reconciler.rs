@@ -248,12 +248,14 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
     let (applied, mut failures, kept) = apply(&ctx, &w, &ns, &plan.services).await;
     failures.extend(plan.conflicts.iter().cloned());
     let mut routes_pending = 0;
+    let first_route_failure = failures.len();
     if let Some((seen, planned, gw)) = &route_plan {
         let out = routes::apply(&ctx.client, &ns, seen, planned, gw).await;
         routes_pending = out.pending;
         failures.extend(out.failures);
     }
     failures.extend(route_failures);
+    let route_failures = first_route_failure..failures.len();
     let certs = match &exposure {
         Some(e) => broker_certs::ensure(&ctx, &w, e, &ns, &applied).await,
         None => broker_certs::Outcome::default(),
@@ -312,9 +314,10 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
     );
     let first_cert_failure = failures.len() - cert_failures;
     for (i, f) in failures.iter().enumerate() {
-        let reason = match i >= first_cert_failure {
-            true => "CertificateFailed",
-            false => "ServiceFailed",
+        let reason = match i {
+            _ if i >= first_cert_failure => "CertificateFailed",
+            _ if route_failures.contains(&i) => "RouteFailed",
+            _ => "ServiceFailed",
         };
         publish(&ctx, obj.as_ref(), EventType::Warning, reason, f).await;
     }
