@@ -238,9 +238,14 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             .iter()
             .any(|s| routes::is_backend(s)) =>
         {
-            // It left the Gateway: its routes go with its backend Services.
+            // It left the Gateway: its routes go first. Its backend Services, which mark that
+            // routes may be left, stay until they are gone: tried again with backoff.
             if let Err(f) = routes::remove_all(&ctx.client, &ns, &w).await {
-                route_failures.push(f);
+                publish(&ctx, obj.as_ref(), EventType::Warning, "RouteFailed", &f).await;
+                return Err(Error::Services {
+                    failed: 1,
+                    first: f,
+                });
             }
         }
         None => {}
