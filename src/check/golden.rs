@@ -32,6 +32,7 @@ fn hop(
         ready_endpoints: ready,
         not_ready_endpoints: not_ready,
         external: vec![external.into()],
+        route: None,
     }
 }
 

@@ -67,6 +67,10 @@ pub struct ServiceHop {
     /// Where the outside reaches this broker through the Service: `<node address>:<NodePort>` for
     /// the broker's node, or `<ingress>:<port>`.
     pub external: Vec<String>,
+    /// `expose=gateway`: what the Gateway said of the TLSRoute of the same name, as the
+    /// reconciler last read it (`kafka-expose.io/route` on the Service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl ServiceHop {
@@ -83,8 +87,12 @@ impl ServiceHop {
             self.node_port
                 .map_or_else(|| self.port.to_string(), |np| np.to_string())
         };
+        let route = match &self.route {
+            Some(said) => format!("; TLSRoute {}: {said}", self.name),
+            None => String::new(),
+        };
         format!(
-            "Service {} {} {at}, {} ready endpoint(s), {} not ready",
+            "Service {} {} {at}, {} ready endpoint(s), {} not ready{route}",
             self.name, self.type_, self.ready_endpoints, self.not_ready_endpoints
         )
     }
@@ -381,6 +389,7 @@ mod tests {
                 ready_endpoints: ready,
                 not_ready_endpoints: 1 - ready,
                 external: vec![external.into()],
+                route: None,
             }),
             stale: None,
         }
@@ -394,6 +403,19 @@ mod tests {
             cluster: Some(p),
             ..BrokerReport::default()
         }
+    }
+
+    #[test]
+    fn behind_a_gateway_each_row_says_what_the_gateway_said_of_its_route() {
+        let mut p = path(1, "kafka-1.gw.example.com:443");
+        let hop = p.service.as_mut().unwrap();
+        hop.type_ = "ClusterIP".into();
+        hop.node_port = None;
+        hop.route = Some("refused: NotAllowedByListeners: no listener allows routes".into());
+        assert_eq!(
+            hop.summary(),
+            "Service kafka-1-external ClusterIP 9094, 1 ready endpoint(s), 0 not ready; TLSRoute kafka-1-external: refused: NotAllowedByListeners: no listener allows routes"
+        );
     }
 
     #[test]

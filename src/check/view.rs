@@ -329,6 +329,10 @@ async fn hop(
         ready_endpoints: ready,
         not_ready_endpoints: not_ready,
         external,
+        route: s
+            .annotations()
+            .get(crate::engine::gateway::ROUTE_ANNOTATION)
+            .cloned(),
     })
 }
 
