@@ -83,17 +83,7 @@ async fn install(c: &Client, file: &str, version: &str, first: bool) {
         }
     }
     let api = routes_api(c, "default", version);
-    eventually(
-        Duration::from_secs(60),
-        &format!("TLSRoute {version} served"),
-        || async {
-            api.list(&ListParams::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await;
+    support::serve::wait_served(&api, &format!("TLSRoute {version}")).await;
     support::cluster::namespace(c, GATEWAY_NS).await;
     apply_value(
         c,

@@ -1553,17 +1553,7 @@ async fn with_a_cert_manager_issuer_each_broker_gets_a_certificate_request_and_i
     let ns = "e2e-tls-issuer";
     let _wh = webhook_for(&c, "tlsissuer", ns).await;
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(c.clone(), ns, &certificates);
-    eventually(
-        Duration::from_secs(30),
-        "the Certificate API served",
-        || async {
-            api.list(&ListParams::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await;
+    support::serve::wait_served(&api, "the Certificate API").await;
     let k = fake_kubelet_on(c.clone(), ns, "e2e-tls-issuer-node", |_| "10.1.0.9".into());
     apply_fixture(
         &c,

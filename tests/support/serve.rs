@@ -436,3 +436,18 @@ pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&s
     tagged_namespace(c, ns, tag).await;
     wh
 }
+
+/// Waits until `api` lists: a CRD just applied is served.
+pub async fn wait_served(api: &Api<DynamicObject>, what: &str) {
+    super::cluster::eventually(
+        Duration::from_secs(60),
+        &format!("{what} served"),
+        || async {
+            api.list(&ListParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+}
