@@ -184,8 +184,10 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
             return Ok(action(v.next));
         }
     };
-    let plan = match &exposure {
-        Some(e) => {
+    // How each broker is reached: the Services' plan, and the Gateway's routes.
+    let broker_routes = exposure.as_ref().map(|e| services::routes(&w, e));
+    let mut plan = match (&exposure, &broker_routes) {
+        (Some(e), Some(reached)) => {
             // The Services others made in the namespace, and kafka-expose's for other workloads:
             // a chart's own per-broker Services are respected, never twinned, and no Service is
             // taken over (a shared `<a>-external` is `<b>-<i>-external` when `a` is `b-<i>`).
@@ -193,26 +195,26 @@ pub async fn reconcile_full<K: Exposable>(obj: Arc<K>, ctx: Arc<Context>) -> Res
                 .await
                 .map_err(Error::Kube)?;
             existing.extend(ctx.services.of_other_workloads(&ns, &w.name));
-            services::plan_around(&w, e, &services::routes(&w, e), &existing)
+            services::plan_around(&w, e, reached, &existing)
         }
-        None => services::ServicePlan::default(),
+        _ => services::ServicePlan::default(),
     };
-    let mut plan = plan;
     let mut route_failures = Vec::new();
     // Through a Gateway: what it said of each route goes on the route's backend Service, where
     // the Pod webhook reads it.
     let gateway = exposure
         .as_ref()
-        .filter(|e| e.config.mode == ExposeMode::Gateway)
-        .and_then(|e| Some((e, e.config.gateway.as_ref()?)));
+        .zip(broker_routes.as_ref())
+        .filter(|(e, _)| e.config.mode == ExposeMode::Gateway)
+        .and_then(|(e, r)| Some((e, r, e.config.gateway.as_ref()?)));
     let mut route_plan = None;
     match gateway {
-        Some((e, gw)) => match routes::read(&ctx.client, &ns, &w, gw).await {
+        Some((e, broker_routes, gw)) => match routes::read(&ctx.client, &ns, &w, gw).await {
             Ok(seen) => {
                 let planned = crate::engine::gateway::plan(
                     &w,
                     e,
-                    &services::routes(&w, e),
+                    broker_routes,
                     seen.version.unwrap_or_default(),
                 );
                 for svc in &mut plan.services {

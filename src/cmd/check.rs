@@ -147,20 +147,7 @@ fn security(args: &CheckArgs) -> Result<Security, String> {
     let connect_to = args
         .connect_to
         .as_deref()
-        .map(|v| match v.rsplit_once(':') {
-            // A bare host (or an IPv6 address in brackets without a port) keeps each port.
-            Some((_, p))
-                if p.parse::<u16>().is_ok()
-                    && !v.ends_with(']')
-                    && (v.starts_with('[') || v.matches(':').count() == 1) =>
-            {
-                Address::parse(v)
-            }
-            _ => Ok(Address {
-                host: v.trim_start_matches('[').trim_end_matches(']').to_string(),
-                port: 0,
-            }),
-        })
+        .map(Address::parse_port_optional)
         .transpose()?;
     Ok(Security {
         tls,

@@ -127,17 +127,7 @@ pub fn gateway(v: &str) -> Result<super::GatewayRef, String> {
 
 /// `bootstrap-host`: a DNS name (a Gateway routes by name; an IP cannot be an SNI name).
 pub fn bootstrap_host(v: &str) -> Result<String, String> {
-    let ok = !v.is_empty()
-        && v.len() <= 253
-        && v.parse::<IpAddr>().is_err()
-        && v.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        });
-    if ok {
+    if v.parse::<IpAddr>().is_err() && is_dns_name(v) {
         Ok(v.to_ascii_lowercase())
     } else {
         Err("must be a DNS name, e.g. kafka.example.com: the Gateway routes the bootstrap by the name the client dials (SNI), which cannot be an IP".into())
@@ -406,9 +396,11 @@ fn is_host_char(c: char) -> bool {
 
 /// A DNS name or an IP address.
 pub fn is_host(h: &str) -> bool {
-    if h.parse::<IpAddr>().is_ok() {
-        return true;
-    }
+    h.parse::<IpAddr>().is_ok() || is_dns_name(h)
+}
+
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|label| {

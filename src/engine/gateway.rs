@@ -17,9 +17,9 @@
 use serde_json::{Value, json};
 
 use super::exposure::Exposure;
-use super::services::{self, BrokerRoute, Routes, managed_labels};
+use super::services::{self, Routes, managed_labels};
 use super::workload::Workload;
-use crate::config::{ExposeConfig, GatewayRef};
+use crate::config::GatewayRef;
 use crate::names::{bootstrap_service_name, labels};
 
 /// The Gateway API group.
@@ -49,37 +49,36 @@ pub fn plan(w: &Workload, e: &Exposure<'_>, routes: &Routes, version: &str) -> V
             let host = services::configured_host(cfg, r, w)?;
             let mut own = managed_labels(w);
             own.insert(labels::ORDINAL.into(), r.ordinal.to_string());
-            Some(route(w, cfg, gateway, version, &r.service, own, &host, r))
+            Some(route(w, gateway, version, &r.service, own, &host, r.port))
         })
         .collect();
-    if let (Some(host), Some(first)) = (cfg.bootstrap_host.as_deref(), routes.brokers.first()) {
+    if let Some(host) = cfg.bootstrap_host.as_deref()
+        && !routes.brokers.is_empty()
+    {
         let mut own = managed_labels(w);
         own.insert(labels::ROLE.into(), "bootstrap".into());
         out.push(route(
             w,
-            cfg,
             gateway,
             version,
             &bootstrap_service_name(&w.name),
             own,
             host,
-            first,
+            cfg.advertised_port.into(),
         ));
     }
     out
 }
 
-/// One TLSRoute: `host` to Service `service` (of the same name) on the advertised port.
-#[allow(clippy::too_many_arguments)]
+/// One TLSRoute: `host` to port `port` of Service `service` (of the same name).
 fn route(
     w: &Workload,
-    cfg: &ExposeConfig,
     gateway: &GatewayRef,
     version: &str,
     service: &str,
     own_labels: std::collections::BTreeMap<String, String>,
     host: &str,
-    r: &BrokerRoute,
+    port: u32,
 ) -> Value {
     let mut parent = json!({
         "group": GROUP,
@@ -111,7 +110,7 @@ fn route(
                 "backendRefs": [{
                     "kind": "Service",
                     "name": service,
-                    "port": cfg.broker_port(0, r.ordinal),
+                    "port": port,
                 }],
             }],
         },

@@ -82,6 +82,24 @@ impl Address {
         })
     }
 
+    /// Parses `host`, `[v6]`, a bare IPv6 address, `host:port` or `[v6]:port`. Without a port,
+    /// the port is 0: each connection keeps the port it is for (`--connect-to`).
+    pub fn parse_port_optional(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let has_port = !s.ends_with(']') && (s.starts_with('[') || s.matches(':').count() == 1);
+        if has_port {
+            return Self::parse(s);
+        }
+        let host = s.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port: 0,
+        })
+    }
+
     /// A broker's advertised host and port, as Metadata carries them.
     pub fn advertised(host: &str, port: i32) -> Result<Self, String> {
         match u16::try_from(port) {
@@ -121,6 +139,7 @@ pub struct Security {
     /// `--connect-to`: every connection dials this address (and port, where given) instead of
     /// resolving the host it is for, which still goes in the TLS SNI and is what the certificate
     /// must name. A Gateway routes by that name: every broker's name is dialled at its address.
+    /// Port 0: the port of each address dialled.
     pub connect_to: Option<Address>,
 }
 
@@ -609,6 +628,23 @@ mod tests {
         assert!(Address::parse(":9092").is_err());
         assert!(Address::parse("h:0").is_err());
         assert!(Address::parse("h:70000").is_err());
+    }
+
+    #[test]
+    fn a_connect_to_address_may_leave_the_port_to_each_connection() {
+        let cases = [
+            ("203.0.113.10", ("203.0.113.10", 0)),
+            ("gw.example:8443", ("gw.example", 8443)),
+            ("fd00::1", ("fd00::1", 0)),
+            ("[fd00::1]", ("fd00::1", 0)),
+            ("[fd00::1]:443", ("fd00::1", 443)),
+        ];
+        for (given, (host, port)) in cases {
+            let a = Address::parse_port_optional(given).unwrap();
+            assert_eq!((a.host.as_str(), a.port), (host, port), "{given}");
+        }
+        assert!(Address::parse_port_optional("").is_err());
+        assert!(Address::parse_port_optional("gw.example:x").is_err());
     }
 
     #[test]
