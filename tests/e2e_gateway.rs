@@ -434,7 +434,7 @@ fn haproxy() -> String {
 /// three TLS brokers on loopback, each with its own certificate. `kafka-expose check` dials every
 /// broker's name and the bootstrap name at the one address, with SNI and host-name verification,
 /// and reaches each broker as itself. (On loopback: the real node's version, through kube-proxy
-/// to the ClusterIP backends, is not written yet.)
+/// to the ClusterIP backends, with kcat, is `gateway_on_the_node` in tests/e2e_node.rs.)
 #[tokio::test]
 async fn an_sni_proxy_configured_from_the_routes_reaches_every_broker_by_its_name() {
     use support::kafka::{self, Behaviour};

@@ -589,6 +589,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
 
     external_tls_on_the_node(&dir);
     renewal_restarts_on_the_node(&dir);
+    gateway_on_the_node(&dir);
 
     unexpose("streaming", "kafka");
     run(&mut kubectl(&[
@@ -1089,6 +1090,270 @@ fn external_tls_on_the_node(dir: &Path) {
     assert!(!trusted, "kcat trusts no unknown CA");
 }
 
+/// `expose: gateway` on the real node, with a real SNI data plane: the Gateway API v1.5.0 CRDs,
+/// a Gateway with a TLS passthrough listener, and Debian's haproxy as its data plane on node 1's
+/// host network (as a hostNetwork Gateway pod runs), listening on node 1's ExternalIP:443 and
+/// configured from the live TLSRoutes as a Gateway controller is: each route's hostname, by SNI,
+/// to its backend Service's ClusterIP, through kube-proxy to the broker. The test plays the
+/// controller's other part too: it accepts each route kafka-expose makes (the Pod webhook holds
+/// each broker until then). From the client namespace, `check` dials every broker's name at the
+/// Gateway's address, verifying it; then, with the names in the client's hosts file (the DNS a
+/// user would have), kcat lists the brokers through the Gateway with host-name verification on.
+fn gateway_on_the_node(dir: &Path) {
+    const DOMAIN: &str = "gw.kx.invalid";
+    const GATEWAY_NS: &str = "kx-gateway";
+    // Node 1's ExternalIP: the client reaches it, and kube-proxy runs beside the data plane.
+    const GATEWAY_IP: &str = "10.79.0.11";
+    let dir_s = dir.to_str().unwrap();
+    let crds = install_crds(
+        dir,
+        "gateway-api",
+        &["tests/data/crds/gateway-api-v1.5.0-standard.yaml"],
+    );
+    assert!(
+        crds.iter()
+            .any(|c| c == "crd/tlsroutes.gateway.networking.k8s.io"),
+        "{crds:?}"
+    );
+    run(&mut kubectl(&["create", "namespace", GATEWAY_NS]));
+    let gateway = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+         "metadata": {"name": "kx-node"},
+         "spec": {"controllerName": "example.com/kx-node-gateway"}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": "public", "namespace": GATEWAY_NS},
+         "spec": {"gatewayClassName": "kx-node", "listeners": [{
+             "name": "kafka", "port": 443, "protocol": "TLS",
+             "hostname": format!("*.{DOMAIN}"),
+             "tls": {"mode": "Passthrough"},
+             "allowedRoutes": {"namespaces": {"from": "All"},
+                               "kinds": [{"kind": "TLSRoute"}]}}]}}]});
+    let file = dir.join("gateway.json");
+    std::fs::write(&file, gateway.to_string()).unwrap();
+    run(&mut kubectl(&["apply", "-f", file.to_str().unwrap()]));
+
+    // As a user would: the workload's mode changes; its CA stays. The renewal test's short
+    // certificates and `warn` go back to the defaults.
+    let boot = format!("kafka.{DOMAIN}");
+    annotate(
+        "streaming",
+        "kafka",
+        &[
+            "kafka-expose.io/external-tls-duration-",
+            "kafka-expose.io/external-tls-renew-before-",
+            "kafka-expose.io/on-address-change-",
+            "kafka-expose.io/expose=gateway",
+            &format!("kafka-expose.io/gateway={GATEWAY_NS}/public/kafka"),
+            &format!("kafka-expose.io/advertised-host=template:kafka-{{ordinal}}.{DOMAIN}"),
+            &format!("kafka-expose.io/bootstrap-host={boot}"),
+        ],
+    );
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "scale",
+        "statefulset",
+        "kafka",
+        "--replicas=3",
+    ]));
+    let published = converged_acting(
+        "streaming",
+        "kafka",
+        |b| b == format!("{boot}:443"),
+        accept_routes,
+    );
+    assert_eq!(published, format!("{boot}:443"));
+
+    // The data plane, configured from the routes: hostname -> backend Service's ClusterIP.
+    let routes = json_of(&["-n", "streaming", "get", "tlsroutes", "-o", "json"]);
+    let routes = routes["items"].as_array().unwrap().clone();
+    let mut hosts: Vec<String> = routes
+        .iter()
+        .map(|r| r["spec"]["hostnames"][0].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    let mut wanted: Vec<String> = (0..3).map(|i| format!("kafka-{i}.{DOMAIN}")).collect();
+    wanted.push(boot.clone());
+    wanted.sort();
+    assert_eq!(hosts, wanted, "a route per broker and the bootstrap route");
+    let mut cfg = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend gateway\n  bind {GATEWAY_IP}:443\n  tcp-request inspect-delay 5s\n  \
+         tcp-request content accept if {{ req_ssl_hello_type 1 }}\n"
+    );
+    let mut backends = String::new();
+    for r in &routes {
+        let name = r["metadata"]["name"].as_str().unwrap();
+        let host = r["spec"]["hostnames"][0].as_str().unwrap();
+        let to = &r["spec"]["rules"][0]["backendRefs"][0];
+        let svc = json_of(&[
+            "-n",
+            "streaming",
+            "get",
+            "service",
+            to["name"].as_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+        cfg.push_str(&format!(
+            "  use_backend {name} if {{ req_ssl_sni -i {host} }}\n"
+        ));
+        backends.push_str(&format!("backend {name}\n  server s {ip}:{}\n", to["port"]));
+    }
+    cfg.push_str(&backends);
+    let cfg_file = dir.join("gateway-haproxy.cfg");
+    std::fs::write(&cfg_file, &cfg).unwrap();
+    let log = std::fs::File::create(dir.join("gateway-haproxy.log")).unwrap();
+    // nsenter execs haproxy: the child is haproxy itself.
+    let mut proxy = node_sh(&[
+        "on",
+        dir_s,
+        "1",
+        "/usr/sbin/haproxy",
+        "-db",
+        "-f",
+        cfg_file.to_str().unwrap(),
+    ])
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    .spawn()
+    .unwrap_or_else(|e| panic!("haproxy: {e}"));
+
+    // `check` from outside: every name dialled at the Gateway's address, SNI and verification
+    // on; each broker answers as itself.
+    let ca = dir.join("kafka-ca.crt");
+    let ca_file = ca.to_str().unwrap();
+    let lines: Vec<String> = (0..3)
+        .map(|i| format!("ok broker {i} kafka-{i}.{DOMAIN}:443"))
+        .collect();
+    let args = [
+        "--bootstrap",
+        &published,
+        "--connect-to",
+        GATEWAY_IP,
+        "--security-protocol",
+        "SSL",
+        "--ca-file",
+        ca_file,
+    ];
+    check_brokers_args_from_outside(&args, 3, &lines);
+    let (_, verified) = check_outside(&args);
+    assert_eq!(
+        verified
+            .matches("the certificate names the host; chain verified")
+            .count(),
+        3,
+        "{verified}"
+    );
+    // With a kubeconfig, each broker's row says what the Gateway said of its route.
+    let kubeconfig = dir.join("kubeconfig");
+    let (ok, live) = check_outside(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-n",
+        "streaming",
+        "kafka",
+        "--connect-to",
+        GATEWAY_IP,
+        "--security-protocol",
+        "SSL",
+        "--ca-file",
+        ca_file,
+    ]);
+    assert!(ok, "{live}");
+    for i in 0..3 {
+        assert!(
+            live.contains(&format!("TLSRoute kafka-{i}-external: accepted")),
+            "{live}"
+        );
+    }
+
+    // kcat, as a user's client: the names resolve to the Gateway (the client's hosts file here,
+    // a DNS zone for a user), and librdkafka verifies each broker's name.
+    let names = std::iter::once(boot.clone())
+        .chain((0..3).map(|i| format!("kafka-{i}.{DOMAIN}")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let client_hosts = dir.join("client-hosts");
+    std::fs::write(
+        &client_hosts,
+        format!("127.0.0.1 localhost\n{GATEWAY_IP} {names}\n"),
+    )
+    .unwrap();
+    let listed = output(&mut kcat_outside(&[
+        "-b",
+        &published,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={ca_file}"),
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ]));
+    std::fs::remove_file(&client_hosts).unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let (ok, listed) = listed;
+    assert!(ok, "kcat through the Gateway: {listed}\n{cfg}");
+    assert!(listed.contains(" 3 brokers:"), "{listed}");
+    for i in 0..3 {
+        assert!(
+            listed.contains(&format!("broker {i} at kafka-{i}.{DOMAIN}:443")),
+            "{listed}"
+        );
+    }
+}
+
+/// Plays a Gateway controller's part for the TLSRoutes of namespace `ns`: each route not yet
+/// accepted by the Gateway it names is accepted now.
+fn accept_routes(ns: &str) {
+    let routes = json_of(&["-n", ns, "get", "tlsroutes", "-o", "json"]);
+    for r in routes["items"].as_array().unwrap() {
+        let accepted = r["status"]["parents"].as_array().is_some_and(|p| {
+            p.iter().any(|p| {
+                p["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+                })
+            })
+        });
+        if accepted {
+            continue;
+        }
+        let now = "2026-01-01T00:00:00Z";
+        let parent = &r["spec"]["parentRefs"][0];
+        let mut parent_ref = serde_json::json!({
+            "group": "gateway.networking.k8s.io", "kind": "Gateway",
+            "namespace": parent["namespace"], "name": parent["name"]});
+        if let Some(section) = parent["sectionName"].as_str() {
+            parent_ref["sectionName"] = section.into();
+        }
+        let status = serde_json::json!({"status": {"parents": [{
+            "parentRef": parent_ref,
+            "controllerName": "example.com/kx-node-gateway",
+            "conditions": [
+                {"type": "Accepted", "status": "True", "reason": "Accepted",
+                 "message": "accepted by the node suite's Gateway", "lastTransitionTime": now},
+                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs",
+                 "message": "all references resolved", "lastTransitionTime": now}]}]}});
+        run(&mut kubectl(&[
+            "-n",
+            ns,
+            "patch",
+            "tlsroute",
+            r["metadata"]["name"].as_str().unwrap(),
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]));
+    }
+}
+
 /// The serial the gate of broker pod `p` (JSON) started it with, from the termination message
 /// the gate wrote and the kubelet reports, and the pod's uid.
 fn started_with(p: &Value) -> Option<(String, String)> {
@@ -1395,10 +1660,20 @@ fn dry_run(file: &Path, how: &str) -> Vec<Value> {
 /// cert-manager's and the Prometheus Operator's CRDs (tests/data/crds, unmodified upstream
 /// files), as a 1.20 API server takes them ([`support::crd_for_1_20`]).
 fn install_third_party_crds(dir: &Path) {
-    let files = [
-        "tests/data/crds/cert-manager-v1.x-crds.yaml",
-        "tests/data/crds/prometheus-operator-crds.yaml",
-    ];
+    let names = install_crds(
+        dir,
+        "third-party",
+        &[
+            "tests/data/crds/cert-manager-v1.x-crds.yaml",
+            "tests/data/crds/prometheus-operator-crds.yaml",
+        ],
+    );
+    assert_eq!(names.len(), 7, "{names:?}");
+}
+
+/// Installs the CRDs of `files` (under the project), as a 1.20 API server takes them, and waits
+/// until each is established; gives their names. `tag` names the file written under `dir`.
+fn install_crds(dir: &Path, tag: &str, files: &[&str]) -> Vec<String> {
     let mut crds = Vec::new();
     for f in files {
         let path = format!("{ROOT}/{f}");
@@ -1417,8 +1692,7 @@ fn install_third_party_crds(dir: &Path) {
         .iter()
         .map(|c| format!("crd/{}", c["metadata"]["name"].as_str().unwrap()))
         .collect();
-    assert_eq!(names.len(), 7, "{names:?}");
-    let file = dir.join("third-party-crds.json");
+    let file = dir.join(format!("{tag}-crds.json"));
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds});
     std::fs::write(&file, list.to_string()).unwrap();
     run(&mut kubectl(&[
@@ -1430,6 +1704,7 @@ fn install_third_party_crds(dir: &Path) {
     let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
     wait.extend(names.iter().map(String::as_str));
     run(&mut kubectl(&wait));
+    names
 }
 
 /// The Services kafka-expose made in namespace `ns`.
@@ -1487,8 +1762,19 @@ fn converged(wanted: impl Fn(&str) -> bool) -> String {
 
 /// [`converged`] for StatefulSet `name` in namespace `ns`.
 fn converged_in(ns: &str, name: &str, wanted: impl Fn(&str) -> bool) -> String {
+    converged_acting(ns, name, wanted, |_| {})
+}
+
+/// [`converged_in`], doing `act` in the namespace on every look as well (a Gateway's part).
+fn converged_acting(
+    ns: &str,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+    act: impl Fn(&str),
+) -> String {
     let mut next = 10;
     eventually(ROLL, "the rollout and its bootstrap address", || {
+        act(ns);
         for s in managed_services(ns) {
             let pending = s["status"]["loadBalancer"]["ingress"]
                 .as_array()

@@ -12,7 +12,9 @@
 #                                      (NAME: the reference for an archive whose index names only a tag)
 #   node.sh broker-image DIR BINARY    build docker.io/apache/kafka:3.9.1 around the test broker
 #                                      BINARY (tests/e2e/broker.rs) and import it
-#   node.sh client DIR CMD...          run CMD in the client namespace
+#   node.sh client DIR CMD...          run CMD in the client namespace; while DIR/client-hosts
+#                                      exists, it is the client's /etc/hosts (the names a DNS zone
+#                                      outside the cluster would give it, e.g. for a Gateway)
 #   node.sh on DIR NODE CMD...         run CMD in node NODE's network namespace (crictl, iptables)
 #
 # Addresses (private, with no route out: nothing leaves the machine):
@@ -601,7 +603,16 @@ case "${1:-}" in
   stop) stop "${2:-}" ;;
   import) import "${2:-}" "${3:-}" "${4:-}" ;;
   broker-image) broker_image "${2:-}" "${3:-}" ;;
-  client) shift 2; exec nsenter --net=/run/netns/kx-client -- "$@" ;;
+  client)
+    hosts="${2:?DIR}/client-hosts"
+    shift 2
+    if [[ -f "$hosts" ]]; then
+      # A private mount namespace: the bind mount is the client's alone, and goes with it.
+      exec nsenter --net=/run/netns/kx-client -- unshare --mount --propagation private -- \
+        sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$hosts" "$@"
+    fi
+    exec nsenter --net=/run/netns/kx-client -- "$@"
+    ;;
   on) i="${3:?node}"; shift 3; exec nsenter --net="/run/netns/kx-node$i" -- "$@" ;;
   *) echo "usage: $0 build | start DIR [NODES] | stop DIR | import DIR ARCHIVE [NAME] | broker-image DIR BINARY | client DIR CMD... | on DIR NODE CMD..." >&2; exit 2 ;;
 esac
