@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTPS admission webhook, with /livez, /readyz and /metrics on the admin port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a CA, a serving certificate and its key for the webhook Service; print the caBundle.
     Certs(CertsArgs),
     /// Print what the webhook and the reconciler would do to manifests, with no cluster.
@@ -290,9 +290,53 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub certs_check_every: Duration,
     #[command(flatten)]
+    pub registrar: RegistrarArgs,
+    #[command(flatten)]
     pub renew: RenewArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// The webhooks kafka-expose registers itself, beside the chart's: one per live policy (where
+/// the chart's workload webhook carries its key condition, API servers 1.28+), and the bindings
+/// webhook while a broker or policy uses `node:` addresses.
+#[derive(Debug, Clone, Args)]
+pub struct RegistrarArgs {
+    /// The chart's MutatingWebhookConfiguration, whose workload webhook the registered ones
+    /// copy (server, CA bundle, namespaces). Without it, nothing is registered.
+    #[arg(long, env = "KAFKA_EXPOSE_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+    /// The MutatingWebhookConfiguration kafka-expose creates for them (by default the chart's
+    /// name with `-registered`).
+    #[arg(
+        long,
+        env = "KAFKA_EXPOSE_REGISTERED_WEBHOOKS",
+        requires = "webhook_configuration"
+    )]
+    pub registered_webhooks: Option<String>,
+    /// Register the bindings webhook while it is used (a node's address at binding, before the
+    /// broker starts); without it, `node:` brokers always take the reconciler's fallback.
+    #[arg(long, env = "KAFKA_EXPOSE_BINDINGS_WEBHOOK")]
+    pub bindings_webhook: bool,
+    /// The bindings webhook's timeoutSeconds.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub bindings_timeout_seconds: i32,
+}
+
+impl RegistrarArgs {
+    /// The registrar's options, when a chart configuration is named.
+    pub fn options(&self) -> Option<crate::cluster::registrar::Options> {
+        let base = self.webhook_configuration.clone()?;
+        Some(crate::cluster::registrar::Options {
+            name: self
+                .registered_webhooks
+                .clone()
+                .unwrap_or_else(|| format!("{base}-registered")),
+            base,
+            bindings: self.bindings_webhook,
+            bindings_timeout_seconds: self.bindings_timeout_seconds,
+        })
+    }
 }
 
 /// When a kept certificate is renewed, and how the CA rolls over.
@@ -465,7 +509,7 @@ fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
 impl Cli {
     pub fn run(self) -> Result<ExitCode> {
         match self.command {
-            Command::Serve(args) => cmd::serve::run(args),
+            Command::Serve(args) => cmd::serve::run(*args),
             Command::Certs(args) => cmd::certs::run(args),
             Command::Mutate(args) => cmd::mutate::run(args),
             Command::PatchProperties(args) => cmd::patch_properties::run(args),

@@ -80,28 +80,108 @@ fn documented_rules() -> Value {
     ])
 }
 
+/// The server container's arguments in a rendered chart.
+fn server_args(docs: &[Value]) -> Vec<String> {
+    let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The key condition on a rendered workload webhook, if any.
+fn keys_condition_of(docs: &[Value]) -> Option<String> {
+    let mwc = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    let w = &mwc["webhooks"][0];
+    assert_eq!(w["name"], "workloads.kafka-expose.io");
+    let conditions = w["matchConditions"].as_array()?;
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["name"], "kafka-expose-keys");
+    Some(conditions[0]["expression"].as_str().unwrap().to_string())
+}
+
+/// The chart renders the key condition for API servers that evaluate it, 1.28 and later, the
+/// very expression the server's registration plans with; not for 1.20 or 1.27, whose workload
+/// webhook keeps today's path. The manifests offer it as a kustomize component.
+#[test]
+fn match_conditions_are_rendered_for_1_28_and_later_only() {
+    let want = kafka_expose::engine::registration::keys_expression();
+    for (version, expected) in [
+        ("1.20.2", false),
+        ("1.27.9", false),
+        ("1.28.0", true),
+        ("1.30.4", true),
+    ] {
+        let docs = helm_template(&["--kube-version", version]);
+        let got = keys_condition_of(&docs);
+        assert_eq!(got.is_some(), expected, "{version}");
+        if let Some(e) = got {
+            assert_eq!(e, want, "{version}: the chart's expression is the server's");
+        }
+        // The registrar is there either way: the bindings webhook is on demand everywhere.
+        assert!(server_args(&docs).iter().any(|a| a == "--bindings-webhook"));
+    }
+    // Forced either way, whatever the version.
+    let forced = helm_template(&[
+        "--kube-version",
+        "1.20.2",
+        "--set",
+        "webhook.matchConditions=true",
+    ]);
+    assert_eq!(keys_condition_of(&forced).as_deref(), Some(want.as_str()));
+    let off = helm_template(&[
+        "--kube-version",
+        "1.30.4",
+        "--set",
+        "webhook.matchConditions=false",
+    ]);
+    assert_eq!(keys_condition_of(&off), None);
+
+    // The manifests: without the component, none; with it, the same condition.
+    let dir = std::env::temp_dir().join(format!("kx-kustomize-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = Command::new("cp")
+        .args(["-r", MANIFESTS])
+        .arg(dir.join("manifests"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let build = |components: &str| {
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!("resources: [manifests]\ncomponents: [{components}]\n"),
+        )
+        .unwrap();
+        read_documents(&run(Command::new(tool("kubectl"))
+            .args(["kustomize"])
+            .arg(&dir)))
+        .unwrap()
+    };
+    assert_eq!(keys_condition_of(&build("")), None);
+    assert_eq!(
+        keys_condition_of(&build("manifests/components/match-conditions")).as_deref(),
+        Some(want.as_str())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
     let hooks = mwc["webhooks"].as_array().unwrap();
+    let names: Vec<&str> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(
-        hooks.len(),
-        4,
-        "a workload, a pod, a policy and a binding webhook"
-    );
-    let bindings = &hooks[3];
-    assert_eq!(
-        bindings["rules"],
-        json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                "resources": ["pods/binding", "bindings"], "scope": "Namespaced"}])
-    );
-    assert_eq!(
-        bindings["failurePolicy"], "Ignore",
-        "scheduling never waits for kafka-expose"
-    );
-    assert_eq!(bindings["sideEffects"], "None");
-    assert_eq!(bindings["timeoutSeconds"], 2);
-    assert_eq!(
-        bindings["namespaceSelector"], hooks[0]["namespaceSelector"],
-        "the same namespace exclusions"
+        names,
+        [
+            "workloads.kafka-expose.io",
+            "pods.kafka-expose.io",
+            "policies.kafka-expose.io"
+        ],
+        "no bindings webhook: the server registers it while it is used"
     );
     let workloads = &hooks[0];
     let pods = &hooks[1];
@@ -171,21 +251,34 @@ fn check_webhook_configuration(mwc: &Value, own_namespace: &str) {
 #[test]
 fn the_chart_lints_and_renders_in_every_certificate_mode() {
     run(Command::new(tool("helm")).args(["lint", "--strict", CHART]));
-    let off = helm_template(&["--set", "webhook.bindings.enabled=false"]);
-    let mwc = off
-        .iter()
-        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
-        .unwrap();
-    let names: Vec<&str> = mwc["webhooks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        !names.contains(&"bindings.kafka-expose.io"),
-        "the chart turns the binding webhook off: {names:?}"
-    );
+    // The bindings webhook is the server's to register, when enabled: the chart gives it the
+    // flags and the permissions, and nothing more.
+    for (enabled, conditions) in [(true, "false"), (false, "false"), (false, "true")] {
+        let docs = helm_template(&[
+            "--set",
+            &format!("webhook.bindings.enabled={enabled}"),
+            "--set",
+            &format!("webhook.matchConditions={conditions}"),
+        ]);
+        let args = server_args(&docs);
+        assert_eq!(
+            args.iter().any(|a| a == "--bindings-webhook"),
+            enabled,
+            "{args:?}"
+        );
+        let registrar = enabled || conditions == "true";
+        assert_eq!(
+            args.iter()
+                .any(|a| a == "--webhook-configuration=kx-kafka-expose"),
+            registrar,
+            "{args:?}"
+        );
+        assert_eq!(
+            docs.iter().any(|d| d["kind"] == "ClusterRole"
+                && d["metadata"]["name"] == "kx-kafka-expose-registrar"),
+            registrar
+        );
+    }
     for mode in MODES {
         let docs = helm_template(mode);
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
@@ -396,7 +489,8 @@ fn the_api_server_accepts_the_rendered_chart_and_the_plain_manifests() {
     }
     for entry in std::fs::read_dir(MANIFESTS).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap() == "kustomization.yaml" {
+        // components/: kustomize components, patches rather than objects.
+        if path.file_name().unwrap() == "kustomization.yaml" || path.is_dir() {
             continue;
         }
         let mut text = std::fs::read_to_string(&path).unwrap();
@@ -430,8 +524,8 @@ fn the_certs_hook_makes_the_secret_once_and_sets_the_ca_bundle() {
     ]));
     assert_eq!(
         bundle.split_whitespace().collect::<Vec<_>>(),
-        vec![first.trim(); 4],
-        "every webhook (workloads, pods, policies, bindings) carries the CA"
+        vec![first.trim(); 3],
+        "every webhook (workloads, pods, policies) carries the CA (the server copies it into what it registers)"
     );
     let keys = run(Command::new(tool("kubectl")).env("KUBECONFIG", &kc).args([
         "get",
@@ -918,7 +1012,9 @@ fn a_kustomize_retag_of_the_plain_manifests_leaves_no_copy_of_the_old_image() {
     std::fs::create_dir_all(&overlay).unwrap();
     for entry in std::fs::read_dir(MANIFESTS).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, base.join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, base.join(path.file_name().unwrap())).unwrap();
+        }
     }
     std::fs::write(
         overlay.join("kustomization.yaml"),

@@ -61,6 +61,7 @@ fn start(c: &Client, ns: &str, lease: Option<leader::Election>) -> Running {
             lb_pending_warning: Duration::from_secs(300),
             periods: runtime::Periods::default(),
             policy_client: None,
+            registrar: None,
         },
         lease,
         async move {

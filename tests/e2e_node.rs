@@ -663,20 +663,23 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ],
         "what helm uninstall leaves in the namespace (docs/src/install.md)"
     );
-    let cluster_wide = left(&[
-        "get",
-        "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
-        "-o",
-        "json",
-    ]);
-    let ours: Vec<_> = cluster_wide
-        .iter()
-        .filter(|n| n.contains("kafka-expose"))
-        .collect();
-    assert_eq!(
-        ours,
-        ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io"],
-        "what helm uninstall leaves cluster-wide (docs/src/install.md)"
+    // `kafka-expose-registered`, which the server registered itself, goes through the garbage
+    // collector once its owner (the release's configuration) is gone: a moment later.
+    let leaves = ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io".to_string()];
+    let mut ours = Vec::new();
+    let settled = eventually_or(Duration::from_secs(30), || {
+        ours = left(&[
+            "get",
+            "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+            "-o",
+            "json",
+        ]);
+        ours.retain(|n| n.contains("kafka-expose"));
+        (ours == leaves).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "what helm uninstall leaves cluster-wide (docs/src/install.md): {ours:?}"
     );
 
     // The same install from deploy/manifests, as the guide gives it, on a cluster without the
@@ -762,16 +765,19 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     // kafka-expose (docs/src/install.md).
     unexpose("tansu", "tansu");
     run(&mut kubectl(&["delete", "-f", manifests]));
-    let ours: Vec<String> = left(&[
-        "get",
-        "namespaces,mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
-        "-o",
-        "json",
-    ])
-    .into_iter()
-    .filter(|n| n.contains("kafka-expose"))
-    .collect();
-    assert!(ours.is_empty(), "what kubectl delete -k leaves: {ours:?}");
+    // `kafka-expose-registered` goes through the garbage collector, a moment after its owner.
+    let mut ours: Vec<String> = Vec::new();
+    let settled = eventually_or(Duration::from_secs(30), || {
+        ours = left(&[
+            "get",
+            "namespaces,mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+            "-o",
+            "json",
+        ]);
+        ours.retain(|n| n.contains("kafka-expose"));
+        ours.is_empty().then_some(())
+    });
+    assert!(settled.is_some(), "what kubectl delete -k leaves: {ours:?}");
 }
 
 /// The Bitnami 32.4.4 fixture (KRaft, three combined nodes, SASL PLAIN on every listener), on a

@@ -59,6 +59,7 @@ fn lead(c: &Client, ns: &str, election: Option<leader::Election>) -> Leader {
                 ..runtime::Periods::default()
             },
             policy_client: None,
+            registrar: None,
         },
         election,
         async move {

@@ -171,6 +171,7 @@ async fn an_idle_policy_pass_makes_no_request_and_a_rollout_step_costs_a_few() {
                 ..runtime::Periods::default()
             },
             policy_client: Some(counted(&metrics, "policies").await),
+            registrar: None,
         },
         None,
         async move {

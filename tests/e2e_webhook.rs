@@ -1214,6 +1214,194 @@ async fn a_broker_is_bound_with_its_nodes_external_address_and_advertises_it() {
     k.abort();
 }
 
+/// The bindings webhook on demand, under the install's own RBAC and names (`kafka-expose`, and
+/// `kafka-expose-registered` for what the server registers): with brokers that advertise a
+/// template name, nothing is registered; once brokers ask for their node's address, the server
+/// registers the bindings webhook (copied from its own configuration, which owns it), and the
+/// brokers bound after that get the address through their bindings, not the fallback; when the
+/// last of them goes, the registration goes too.
+#[tokio::test]
+async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addresses() {
+    use support::serve::Extra;
+    let c = client().await;
+    let node = "e2e-ondemand-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.3.0.1"), ("ExternalIP", "198.51.100.31")],
+    )
+    .await;
+    let (tag, ns) = ("ondemand", "e2e-ondemand");
+    let dir = scratch(tag);
+    let kubeconfig = install_rbac(&c, &dir).await;
+    let wh = Webhook::start_with(
+        tag,
+        kubeconfig,
+        dir,
+        Some(ns),
+        Extra {
+            args: [
+                "--webhook-configuration=kafka-expose",
+                "--registered-webhooks=kafka-expose-registered",
+                "--bindings-webhook",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Extra::default()
+        },
+    );
+    wh.register_named(
+        &c,
+        tag,
+        "kafka-expose",
+        &["policies.kafka-expose.io", "bindings.kafka-expose.io"],
+    )
+    .await;
+    tagged_namespace(&c, ns, tag).await;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
+    let registered = || async {
+        configs
+            .get_opt("kafka-expose-registered")
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let sts: Api<StatefulSet> = Api::namespaced(c.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(c.clone(), ns);
+    let gone = |what: &'static str| {
+        let (sts, pods) = (sts.clone(), pods.clone());
+        async move {
+            sts.delete("kafka", &Default::default()).await.unwrap();
+            // Unbound pods go at once; bound ones have no kubelet to confirm: forced.
+            let _ = pods
+                .delete_collection(
+                    &kube::api::DeleteParams {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    },
+                    &ListParams::default(),
+                )
+                .await;
+            eventually(Duration::from_secs(60), what, || async {
+                let left = pods
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                left.items
+                    .is_empty()
+                    .then_some(())
+                    .ok_or_else(|| format!("{} pods left", left.items.len()))
+            })
+            .await;
+        }
+    };
+
+    // Brokers with a template name: no node address wanted, nothing registered. (Negative, so
+    // watched over a window: a registration would come within a second of the pods.)
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
+                "kafka-expose.io/bootstrap-node-port": "30045",
+                "kafka-expose.io/advertised-host": "template:kafka-{ordinal}.example.com"}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the template brokers' pods",
+        || async {
+            let n = pods_of(&c, ns, "kafka").await.len();
+            (n > 0).then_some(()).ok_or(format!("{n} pods"))
+        },
+    )
+    .await;
+    for _ in 0..6 {
+        assert_eq!(
+            registered().await.unwrap(),
+            None,
+            "no node: user, nothing registered"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    gone("the template brokers gone").await;
+
+    // Brokers that want their node's address: registered, owned by the install's configuration,
+    // the workload webhook's server and namespaces copied.
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
+                "kafka-expose.io/bootstrap-node-port": "30045",
+                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
+    )
+    .await;
+    let reg = eventually(
+        Duration::from_secs(30),
+        "the bindings webhook registered",
+        || async { registered().await?.ok_or_else(|| "not yet".to_string()) },
+    )
+    .await;
+    let base = configs.get("kafka-expose").await.unwrap();
+    let hooks = reg.webhooks.clone().unwrap_or_default();
+    assert_eq!(
+        hooks.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["bindings.kafka-expose.io"]
+    );
+    let owner = &reg.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        (
+            "MutatingWebhookConfiguration",
+            base.metadata.uid.as_deref().unwrap()
+        )
+    );
+    let workloads = &base.webhooks.as_ref().unwrap()[0];
+    assert_eq!(hooks[0].client_config, workloads.client_config);
+    assert_eq!(hooks[0].namespace_selector, workloads.namespace_selector);
+    assert_eq!(hooks[0].failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(
+        reg.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("kafka-expose")
+    );
+    // The API server picks the new configuration up from its informer (as in `register`); then
+    // the brokers are bound, and each binding carries its node's address.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let k = fake_kubelet_on(c.clone(), ns, node, |_| "10.3.0.1".into());
+    let bound = bound_pods(&c, ns, "kafka", 3).await;
+    for p in &bound {
+        assert_eq!(
+            external_host(p).as_deref(),
+            Some("198.51.100.31"),
+            "{}",
+            p.name_any()
+        );
+        assert!(
+            !set_by_fallback(p),
+            "{}: the binding carried it, not the fallback",
+            p.name_any()
+        );
+    }
+    k.abort();
+
+    // The last node: broker gone: the registration goes.
+    gone("the node brokers gone").await;
+    eventually(
+        Duration::from_secs(30),
+        "the registration removed",
+        || async {
+            match registered().await? {
+                None => Ok(()),
+                Some(_) => Err("still registered".to_string()),
+            }
+        },
+    )
+    .await;
+    let _ = configs.delete("kafka-expose", &Default::default()).await;
+}
+
 /// With the binding webhook not registered, the reconciler sets the address on bound brokers
 /// within seconds (under the install's own RBAC); a node without the wanted types is reported by
 /// an Event naming the node and the types, and the pod never gets an empty host.

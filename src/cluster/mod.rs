@@ -25,6 +25,7 @@ pub mod nodes;
 pub mod own_image;
 pub mod policies;
 pub mod reconciler;
+pub mod registrar;
 pub mod requests;
 pub mod restarts;
 pub mod routes;

@@ -38,6 +38,8 @@ pub struct Options {
     /// A client of its own for the policy controller, so that its requests are counted apart
     /// (the request figures in BENCHMARKS.md); the runtime's client otherwise.
     pub policy_client: Option<Client>,
+    /// The webhooks kafka-expose registers itself (none without).
+    pub registrar: Option<super::registrar::Options>,
 }
 
 /// The caches every replica keeps: the webhook reads them, and the leader reconciles from them.
@@ -157,6 +159,19 @@ async fn lead(
         periods.restarts,
         shutdown.clone(),
     );
+    let registrar = {
+        let (client, pods, policies) = (
+            ctx.client.clone(),
+            bindings.pods.clone(),
+            stores.policies.clone(),
+        );
+        let (options, stop) = (options.registrar.clone(), shutdown.clone());
+        async move {
+            if let Some(o) = options {
+                super::registrar::run(client, o, pods, policies, stop).await;
+            }
+        }
+    };
     let policy_stop = shutdown.clone();
     let policies = async move {
         if policies::served(&policy_ctx.client).await {
@@ -173,6 +188,7 @@ async fn lead(
         reconciler::run(ctx, options.namespace, shutdown),
         policies,
         restarts,
+        registrar,
     );
 }
 

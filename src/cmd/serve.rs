@@ -36,6 +36,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         certs_secret,
         certs_webhook,
         certs_check_every,
+        registrar,
         renew,
         engine,
     } = args;
@@ -91,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                             ..runtime::Periods::default()
                         },
                         policy_client: None,
+                        registrar: registrar.options(),
                     },
                     leader_elect,
                     service_name: service.service_name.clone(),

@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod patch;
 pub mod pod;
 pub mod policy;
+pub mod registration;
 pub mod restart;
 pub mod rollout;
 pub mod services;

@@ -261,8 +261,24 @@ impl Webhook {
 
     /// Registers the install's webhook configuration less the webhooks named in `drop`.
     pub async fn register_without(&self, c: &Client, tag: &str, drop: &[&str]) {
+        self.register_named(c, tag, &format!("kafka-expose-{tag}"), drop)
+            .await;
+    }
+
+    /// [`Self::register_without`], under configuration name `name`. The bindings webhook, which
+    /// the server registers itself while it is used, is registered here up front as the server
+    /// would (`registration::bindings_webhook`), unless dropped: each test then knows its pods'
+    /// bindings reach its server, whenever it binds them.
+    pub async fn register_named(&self, c: &Client, tag: &str, name: &str, drop: &[&str]) {
         let mut cfg = deploy_docs("webhook.yaml").remove(0);
-        cfg["metadata"]["name"] = json!(format!("kafka-expose-{tag}"));
+        cfg["metadata"]["name"] = json!(name);
+        let base: k8s_openapi::api::admissionregistration::v1::MutatingWebhook =
+            serde_json::from_value(cfg["webhooks"][0].clone()).unwrap();
+        let bindings = kafka_expose::engine::registration::bindings_webhook(&base, 2);
+        cfg["webhooks"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::to_value(bindings).unwrap());
         cfg["webhooks"]
             .as_array_mut()
             .unwrap()

@@ -68,3 +68,33 @@ topologySpreadConstraints:
 {{- define "kafka-expose.secretName" -}}
 {{ .Values.certificates.secretName | default (printf "%s-tls" (include "kafka-expose.fullname" .)) }}
 {{- end -}}
+
+{{/*
+Whether the API server evaluates webhook match conditions (1.28+, on by default), unless
+webhook.matchConditions says "true" or "false". Then the workload webhook carries the key
+condition, and the server registers a webhook per live policy.
+*/}}
+{{- define "kafka-expose.matchConditions" -}}
+{{- $v := toString .Values.webhook.matchConditions -}}
+{{- if eq $v "true" -}}true
+{{- else if eq $v "false" -}}
+{{- else if semverCompare ">=1.28-0" .Capabilities.KubeVersion.Version -}}true
+{{- end -}}
+{{- end }}
+
+{{/*
+Whether the server registers webhooks itself: the bindings webhook on demand, or a webhook per
+policy beside the workload webhook's match condition.
+*/}}
+{{- define "kafka-expose.registrar" -}}
+{{- if or .Values.webhook.bindings.enabled (include "kafka-expose.matchConditions" .) -}}true{{- end -}}
+{{- end }}
+
+{{/*
+The key condition's CEL: the object, or the object it replaces, has a kafka-expose.io/ annotation
+or label key, on itself or its pod template. The same text as the server's
+engine::registration::keys_expression (tests/deploy.rs compares them).
+*/}}
+{{- define "kafka-expose.keysExpression" -}}
+(object != null && ((has(object.metadata) && ((has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('kafka-expose.io/'))) || (has(object.metadata.labels) && object.metadata.labels.exists(k, k.startsWith('kafka-expose.io/'))))) || (has(object.spec) && has(object.spec.template) && has(object.spec.template.metadata) && ((has(object.spec.template.metadata.annotations) && object.spec.template.metadata.annotations.exists(k, k.startsWith('kafka-expose.io/'))) || (has(object.spec.template.metadata.labels) && object.spec.template.metadata.labels.exists(k, k.startsWith('kafka-expose.io/'))))))) || (oldObject != null && ((has(oldObject.metadata) && ((has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('kafka-expose.io/'))) || (has(oldObject.metadata.labels) && oldObject.metadata.labels.exists(k, k.startsWith('kafka-expose.io/'))))) || (has(oldObject.spec) && has(oldObject.spec.template) && has(oldObject.spec.template.metadata) && ((has(oldObject.spec.template.metadata.annotations) && oldObject.spec.template.metadata.annotations.exists(k, k.startsWith('kafka-expose.io/'))) || (has(oldObject.spec.template.metadata.labels) && oldObject.spec.template.metadata.labels.exists(k, k.startsWith('kafka-expose.io/')))))))
+{{- end }}
