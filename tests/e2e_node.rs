@@ -88,6 +88,66 @@ fn kcat_outside(args: &[&str]) -> Command {
     c
 }
 
+/// Scales the apache/kafka brokers of namespace `streaming`, as `kubectl scale` does.
+fn scale_streaming(replicas: u32) {
+    let to = format!("--replicas={replicas}");
+    run(&mut kubectl(&[
+        "-n",
+        "streaming",
+        "scale",
+        "statefulset",
+        "kafka",
+        &to,
+    ]));
+}
+
+/// `kind/name` of each object `kubectl ARGS -o json` lists that is not being deleted.
+fn left(args: &[&str]) -> Vec<String> {
+    json_of(args)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Waits until the cluster-wide objects of `kinds` named for kafka-expose are exactly
+/// `expected`: `kafka-expose-registered`, which the server registered itself, goes through the
+/// garbage collector a moment after its owner (the release's webhook configuration).
+fn left_settles(kinds: &str, expected: &[&str], what: &str) {
+    let mut ours = Vec::new();
+    let settled = eventually_or(Duration::from_secs(30), || {
+        ours = left(&["get", kinds, "-o", "json"]);
+        ours.retain(|n| n.contains("kafka-expose"));
+        (ours == expected).then_some(())
+    });
+    assert!(settled.is_some(), "{what}: {ours:?}");
+}
+
+/// `kcat -L` from outside over TLS, trusting `ca_file` and verifying each broker's host name.
+fn kcat_verifying(bootstrap: &str, ca_file: &str) -> Command {
+    kcat_outside(&[
+        "-b",
+        bootstrap,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={ca_file}"),
+        "-X",
+        "ssl.endpoint.identification.algorithm=https",
+    ])
+}
+
 fn json_of(args: &[&str]) -> Value {
     serde_json::from_str(&run(&mut kubectl(args))).unwrap()
 }
@@ -610,21 +670,6 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         "kafka-expose",
         "--wait",
     ]));
-    let left = |args: &[&str]| -> Vec<String> {
-        json_of(args)["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|o| o["metadata"]["deletionTimestamp"].is_null())
-            .map(|o| {
-                format!(
-                    "{}/{}",
-                    o["kind"].as_str().unwrap_or_default(),
-                    o["metadata"]["name"].as_str().unwrap_or_default()
-                )
-            })
-            .collect()
-    };
     // The server's pods go after the release: the garbage collector marks them for deletion
     // (at once), and the kubelet ends them (within their 30 s grace). Objects already being
     // deleted are not what the uninstall leaves.
@@ -663,23 +708,10 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
         ],
         "what helm uninstall leaves in the namespace (docs/src/install.md)"
     );
-    // `kafka-expose-registered`, which the server registered itself, goes through the garbage
-    // collector once its owner (the release's configuration) is gone: a moment later.
-    let leaves = ["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io".to_string()];
-    let mut ours = Vec::new();
-    let settled = eventually_or(Duration::from_secs(30), || {
-        ours = left(&[
-            "get",
-            "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
-            "-o",
-            "json",
-        ]);
-        ours.retain(|n| n.contains("kafka-expose"));
-        (ours == leaves).then_some(())
-    });
-    assert!(
-        settled.is_some(),
-        "what helm uninstall leaves cluster-wide (docs/src/install.md): {ours:?}"
+    left_settles(
+        "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+        &["CustomResourceDefinition/kafkaexposepolicies.kafka-expose.io"],
+        "what helm uninstall leaves cluster-wide (docs/src/install.md)",
     );
 
     // The same install from deploy/manifests, as the guide gives it, on a cluster without the
@@ -765,19 +797,11 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     // kafka-expose (docs/src/install.md).
     unexpose("tansu", "tansu");
     run(&mut kubectl(&["delete", "-f", manifests]));
-    // `kafka-expose-registered` goes through the garbage collector, a moment after its owner.
-    let mut ours: Vec<String> = Vec::new();
-    let settled = eventually_or(Duration::from_secs(30), || {
-        ours = left(&[
-            "get",
-            "namespaces,mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
-            "-o",
-            "json",
-        ]);
-        ours.retain(|n| n.contains("kafka-expose"));
-        ours.is_empty().then_some(())
-    });
-    assert!(settled.is_some(), "what kubectl delete -k leaves: {ours:?}");
+    left_settles(
+        "namespaces,mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings,crds",
+        &[],
+        "what kubectl delete -k leaves",
+    );
 }
 
 /// The Bitnami 32.4.4 fixture (KRaft, three combined nodes, SASL PLAIN on every listener), on a
@@ -1066,19 +1090,7 @@ fn external_tls_on_the_node(dir: &Path) {
     );
     // Through the whole list, then each node's bootstrap port alone, verifying: every one serves.
     for entry in std::iter::once(bootstrap.as_str()).chain(published.split(',')) {
-        let listed = run(&mut kcat_outside(&[
-            "-b",
-            entry,
-            "-L",
-            "-m",
-            "10",
-            "-X",
-            "security.protocol=ssl",
-            "-X",
-            &format!("ssl.ca.location={ca_file}"),
-            "-X",
-            "ssl.endpoint.identification.algorithm=https",
-        ]));
+        let listed = run(&mut kcat_verifying(entry, ca_file));
         assert!(listed.contains(" 3 brokers:"), "{entry}: {listed}");
     }
     // Without the CA, the same client refuses them: the verification is real.
@@ -1154,14 +1166,7 @@ fn gateway_on_the_node(dir: &Path) {
             &format!("kafka-expose.io/bootstrap-host={boot}"),
         ],
     );
-    run(&mut kubectl(&[
-        "-n",
-        "streaming",
-        "scale",
-        "statefulset",
-        "kafka",
-        "--replicas=3",
-    ]));
+    scale_streaming(3);
     let published = converged_acting(
         "streaming",
         "kafka",
@@ -1287,19 +1292,7 @@ fn gateway_on_the_node(dir: &Path) {
         format!("127.0.0.1 localhost\n{GATEWAY_IP} {names}\n"),
     )
     .unwrap();
-    let listed = output(&mut kcat_outside(&[
-        "-b",
-        &published,
-        "-L",
-        "-m",
-        "10",
-        "-X",
-        "security.protocol=ssl",
-        "-X",
-        &format!("ssl.ca.location={ca_file}"),
-        "-X",
-        "ssl.endpoint.identification.algorithm=https",
-    ]));
+    let listed = output(&mut kcat_verifying(&published, ca_file));
     std::fs::remove_file(&client_hosts).unwrap();
     let _ = proxy.kill();
     let _ = proxy.wait();
@@ -1381,14 +1374,7 @@ fn started_with(p: &Value) -> Option<(String, String)> {
 /// paced restart; the pod that replaces it starts with the new certificate, and serves it. One
 /// broker (the StatefulSet scaled down first): one restart to wait for.
 fn renewal_restarts_on_the_node(dir: &Path) {
-    run(&mut kubectl(&[
-        "-n",
-        "streaming",
-        "scale",
-        "statefulset",
-        "kafka",
-        "--replicas=1",
-    ]));
+    scale_streaming(1);
     // Three minutes, signed again with two to go: a minute after it is signed, with time left
     // for the restart.
     annotate(
@@ -1478,19 +1464,7 @@ fn renewal_restarts_on_the_node(dir: &Path) {
     ]);
     let published = annotation(&sts, "kafka-expose.io/bootstrap-servers").unwrap();
     let ca_file = dir.join("kafka-ca.crt");
-    let listed = run(&mut kcat_outside(&[
-        "-b",
-        &published,
-        "-L",
-        "-m",
-        "10",
-        "-X",
-        "security.protocol=ssl",
-        "-X",
-        &format!("ssl.ca.location={}", ca_file.to_str().unwrap()),
-        "-X",
-        "ssl.endpoint.identification.algorithm=https",
-    ]));
+    let listed = run(&mut kcat_verifying(&published, ca_file.to_str().unwrap()));
     assert!(
         listed.contains(" 1 brokers:"),
         "kafka-0 serves the certificate {restarted} it was restarted for: {listed}"

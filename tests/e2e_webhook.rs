@@ -1222,7 +1222,6 @@ async fn a_broker_is_bound_with_its_nodes_external_address_and_advertises_it() {
 /// last of them goes, the registration goes too.
 #[tokio::test]
 async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addresses() {
-    use support::serve::Extra;
     let c = client().await;
     let node = "e2e-ondemand-node";
     node_with_addresses(
@@ -1232,32 +1231,19 @@ async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addres
     )
     .await;
     let (tag, ns) = ("ondemand", "e2e-ondemand");
-    let dir = scratch(tag);
-    let kubeconfig = install_rbac(&c, &dir).await;
-    let wh = Webhook::start_with(
-        tag,
-        kubeconfig,
-        dir,
-        Some(ns),
-        Extra {
-            args: [
-                "--webhook-configuration=kafka-expose",
-                "--registered-webhooks=kafka-expose-registered",
-                "--bindings-webhook",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Extra::default()
-        },
-    );
-    wh.register_named(
+    let _wh = support::serve::installed_webhook_as(
         &c,
         tag,
+        ns,
+        &[
+            "--webhook-configuration=kafka-expose",
+            "--registered-webhooks=kafka-expose-registered",
+            "--bindings-webhook",
+        ],
         "kafka-expose",
         &["policies.kafka-expose.io", "bindings.kafka-expose.io"],
     )
     .await;
-    tagged_namespace(&c, ns, tag).await;
     let configs: Api<MutatingWebhookConfiguration> = Api::all(c.clone());
     let registered = || async {
         configs

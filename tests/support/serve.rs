@@ -436,6 +436,26 @@ pub async fn grant_signing(c: &Client, ns: &str) {
 /// reconciler watches `ns`, its webhook configuration selects namespaces tagged `tag`, and `ns`
 /// is made and tagged.
 pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&str]) -> Webhook {
+    installed_webhook_as(
+        c,
+        tag,
+        ns,
+        args,
+        &format!("kafka-expose-{tag}"),
+        &["policies.kafka-expose.io"],
+    )
+    .await
+}
+
+/// [`installed_webhook`], its configuration registered as `name` less the webhooks in `drop`.
+pub async fn installed_webhook_as(
+    c: &kube::Client,
+    tag: &str,
+    ns: &str,
+    args: &[&str],
+    name: &str,
+    drop: &[&str],
+) -> Webhook {
     let dir = scratch(tag);
     let kubeconfig = install_rbac(c, &dir).await;
     let wh = Webhook::start_with(
@@ -448,7 +468,7 @@ pub async fn installed_webhook(c: &kube::Client, tag: &str, ns: &str, args: &[&s
             ..Extra::default()
         },
     );
-    wh.register(c, tag).await;
+    wh.register_named(c, tag, name, drop).await;
     tagged_namespace(c, ns, tag).await;
     wh
 }
