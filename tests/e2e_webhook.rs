@@ -1219,7 +1219,8 @@ async fn a_broker_is_bound_with_its_nodes_external_address_and_advertises_it() {
 /// template name, nothing is registered; once brokers ask for their node's address, the server
 /// registers the bindings webhook (copied from its own configuration, which owns it), and the
 /// brokers bound after that get the address through their bindings, not the fallback; when the
-/// last of them goes, the registration goes too.
+/// last of them goes, the registration goes too. A configuration of that name that another
+/// owner made is left as it is.
 #[tokio::test]
 async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addresses() {
     let c = client().await;
@@ -1385,6 +1386,55 @@ async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addres
         },
     )
     .await;
+
+    // A configuration of that name that kafka-expose did not make (no managed-by label) is
+    // never taken over: with node: brokers back, it stays exactly as its owner wrote it.
+    let foreign: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "kafka-expose-registered"},
+        "webhooks": [{"name": "someone-else.example.com", "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://127.0.0.1:1/none"}, "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"],
+                       "operations": ["CREATE"], "resources": ["nothings"]}]}]
+    }))
+    .unwrap();
+    let made = configs
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
+                "kafka-expose.io/bootstrap-node-port": "30045",
+                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the node brokers' pods again",
+        || async {
+            let n = pods_of(&c, ns, "kafka").await.len();
+            (n > 0).then_some(()).ok_or(format!("{n} pods"))
+        },
+    )
+    .await;
+    for _ in 0..6 {
+        let now = registered()
+            .await
+            .unwrap()
+            .expect("the foreign configuration");
+        assert_eq!(
+            now.metadata.resource_version, made.metadata.resource_version,
+            "another owner's configuration is left alone: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    gone("the node brokers gone again").await;
+    let _ = configs
+        .delete("kafka-expose-registered", &Default::default())
+        .await;
     let _ = configs.delete("kafka-expose", &Default::default()).await;
 }
 

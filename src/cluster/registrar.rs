@@ -25,6 +25,9 @@ use crate::names::labels;
 pub const FIELD_MANAGER: &str = "kafka-expose-registrar";
 /// How often the chart's configuration is read again.
 pub const BASE_EVERY: Duration = Duration::from_secs(30);
+/// How long after a failed attempt the next one waits (a configuration of another owner's, an
+/// API server that refuses): one request and one warning per this, not per look.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often the caches are looked at for a change (in memory: no request unless it changed).
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
@@ -89,12 +92,18 @@ pub async fn run(
                     last = None;
                 }
                 Ok(None) => {
-                    warn!(base = %options.base, "the chart's webhook configuration is missing; nothing registered");
+                    warn!(base = %options.base, retry_after = ?RETRY_AFTER, "the chart's webhook configuration is missing; nothing registered");
                     base = None;
+                    if !paused(&mut shutdown).await {
+                        return;
+                    }
                     continue;
                 }
                 Err(e) => {
-                    warn!(base = %options.base, error = %e, "reading the chart's webhook configuration failed; retrying");
+                    warn!(base = %options.base, error = %e, retry_after = ?RETRY_AFTER, "reading the chart's webhook configuration failed; retrying");
+                    if !paused(&mut shutdown).await {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -127,9 +136,20 @@ pub async fn run(
                 last = Some(json);
             }
             Err(e) => {
-                warn!(name = %options.name, error = %e, "registering webhooks failed; retrying")
+                warn!(name = %options.name, error = %e, retry_after = ?RETRY_AFTER, "registering webhooks failed; retrying");
+                if !paused(&mut shutdown).await {
+                    return;
+                }
             }
         }
+    }
+}
+
+/// Waits [`RETRY_AFTER`]: `false` when `shutdown` comes first.
+async fn paused(shutdown: &mut (impl std::future::Future<Output = ()> + Unpin)) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(RETRY_AFTER) => true,
+        _ = shutdown => false,
     }
 }
 

@@ -356,6 +356,122 @@ mod tests {
         assert_eq!(cel_string("a\\.b'"), "'a\\\\.b\\''");
     }
 
+    fn base(conditions: bool) -> MutatingWebhookConfiguration {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kx", "uid": "u-1"},
+            "webhooks": [{
+                "name": WORKLOADS_WEBHOOK, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                "clientConfig": {"service": {"name": "kx", "namespace": "kx", "path": "/mutate"},
+                                 "caBundle": "Q0E="},
+                "namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]},
+                "failurePolicy": "Ignore",
+                "matchConditions": if conditions { serde_json::json!([keys_condition()]) } else { serde_json::Value::Null }}]}))
+        .unwrap()
+    }
+
+    fn policy(name: &str, spec: serde_json::Value) -> KafkaExposePolicy {
+        KafkaExposePolicy::new(name, serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn the_plan_registers_policies_only_beside_the_key_condition_and_bindings_only_when_used() {
+        let p = policy(
+            "prod",
+            serde_json::json!({"mode": "Enforce",
+                "match": {"namespaceSelector": {"matchLabels": {"env": "prod"}},
+                          "selector": {"matchLabels": {"app": "kafka"}}, "names": ["kafka-*"]},
+                "exclude": {"namespaces": ["sandbox"]},
+                "exposure": {"expose": "nodeport", "portBase": 31000}}),
+        );
+        let policies = std::slice::from_ref(&p);
+        let want = |b: &MutatingWebhookConfiguration, bindings| {
+            plan(&Wanted {
+                base: b,
+                name: "kx-registered",
+                policies,
+                bindings,
+                bindings_timeout_seconds: 2,
+            })
+        };
+        // Without the condition the chart's webhook sees every write: nothing to add.
+        assert!(want(&base(false), false).is_none());
+        let only_bindings = want(&base(false), true).unwrap();
+        let hooks = only_bindings.webhooks.unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0].name, BINDINGS_WEBHOOK);
+        assert_eq!(hooks[0].failure_policy.as_deref(), Some("Ignore"));
+        assert_eq!(
+            hooks[0].client_config,
+            base(false).webhooks.unwrap()[0].client_config
+        );
+
+        let with = want(&base(true), false).unwrap();
+        assert_eq!(with.metadata.owner_references.unwrap()[0].uid, "u-1");
+        assert_eq!(
+            with.metadata.labels.unwrap()[crate::names::labels::MANAGED_BY],
+            crate::names::labels::MANAGER
+        );
+        let h = &with.webhooks.unwrap()[0];
+        assert_eq!(h.name, "prod.policy-match.kafka-expose.io");
+        assert_eq!(h.object_selector, p.spec.selection.selector);
+        let ns = serde_json::to_value(&h.namespace_selector).unwrap();
+        assert_eq!(
+            ns,
+            serde_json::json!({"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]},
+                {"key": "env", "operator": "In", "values": ["prod"]},
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["sandbox"]}]})
+        );
+        let conditions = h.match_conditions.clone().unwrap();
+        assert_eq!(
+            conditions[0].expression,
+            format!("!({})", keys_expression())
+        );
+        assert!(
+            conditions[1].expression.contains("'^kafka-(?s:.*)$'"),
+            "{conditions:?}"
+        );
+        assert_eq!(
+            h.rules.as_ref().unwrap()[0].resources.as_deref(),
+            Some(&["statefulsets".to_string()][..])
+        );
+
+        // A policy being deleted, and no node: user: nothing to hold, so nothing registered.
+        let mut going = p.clone();
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert!(
+            plan(&Wanted {
+                base: &base(true),
+                name: "kx-registered",
+                policies: &[going],
+                bindings: false,
+                bindings_timeout_seconds: 2,
+            })
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn node_addresses_are_used_by_a_node_broker_or_a_live_node_policy() {
+        let node = BTreeMap::from([("advertised-host".to_string(), "node:ExternalIP".to_string())]);
+        let template = BTreeMap::from([(
+            "advertised-host".to_string(),
+            "template:kafka-{ordinal}.example.com".to_string(),
+        )]);
+        assert!(uses_node_addresses([&node], &[]));
+        assert!(!uses_node_addresses([&template], &[]));
+        let p = policy(
+            "n",
+            serde_json::json!({"mode": "Enforce",
+                "exposure": {"expose": "nodeport", "advertisedHost": "node:ExternalDNS,ExternalIP"}}),
+        );
+        assert!(uses_node_addresses([&template], std::slice::from_ref(&p)));
+    }
+
     #[test]
     fn a_long_policy_name_gets_a_hashed_webhook_name() {
         assert_eq!(
