@@ -1282,26 +1282,31 @@ async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addres
         }
     };
 
+    // The apache-kafka-kraft brokers exposed with `advertised-host: host`, once their first pod
+    // exists.
+    let brokers = |host: &'static str| {
+        let c = c.clone();
+        async move {
+            apply_fixture(
+                &c,
+                ns,
+                "apache-kafka-kraft.yaml",
+                &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
+                        "kafka-expose.io/bootstrap-node-port": "30045",
+                        "kafka-expose.io/advertised-host": host}),
+            )
+            .await;
+            eventually(Duration::from_secs(60), "the brokers' pods", || async {
+                let n = pods_of(&c, ns, "kafka").await.len();
+                (n > 0).then_some(()).ok_or(format!("{n} pods"))
+            })
+            .await;
+        }
+    };
+
     // Brokers with a template name: no node address wanted, nothing registered. (Negative, so
     // watched over a window: a registration would come within a second of the pods.)
-    apply_fixture(
-        &c,
-        ns,
-        "apache-kafka-kraft.yaml",
-        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
-                "kafka-expose.io/bootstrap-node-port": "30045",
-                "kafka-expose.io/advertised-host": "template:kafka-{ordinal}.example.com"}),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(60),
-        "the template brokers' pods",
-        || async {
-            let n = pods_of(&c, ns, "kafka").await.len();
-            (n > 0).then_some(()).ok_or(format!("{n} pods"))
-        },
-    )
-    .await;
+    brokers("template:kafka-{ordinal}.example.com").await;
     for _ in 0..6 {
         assert_eq!(
             registered().await.unwrap(),
@@ -1314,15 +1319,7 @@ async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addres
 
     // Brokers that want their node's address: registered, owned by the install's configuration,
     // the workload webhook's server and namespaces copied.
-    apply_fixture(
-        &c,
-        ns,
-        "apache-kafka-kraft.yaml",
-        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
-                "kafka-expose.io/bootstrap-node-port": "30045",
-                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
-    )
-    .await;
+    brokers("node:ExternalIP").await;
     let reg = eventually(
         Duration::from_secs(30),
         "the bindings webhook registered",
@@ -1402,24 +1399,7 @@ async fn the_bindings_webhook_is_registered_only_while_a_broker_uses_node_addres
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    apply_fixture(
-        &c,
-        ns,
-        "apache-kafka-kraft.yaml",
-        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30040",
-                "kafka-expose.io/bootstrap-node-port": "30045",
-                "kafka-expose.io/advertised-host": "node:ExternalIP"}),
-    )
-    .await;
-    eventually(
-        Duration::from_secs(60),
-        "the node brokers' pods again",
-        || async {
-            let n = pods_of(&c, ns, "kafka").await.len();
-            (n > 0).then_some(()).ok_or(format!("{n} pods"))
-        },
-    )
-    .await;
+    brokers("node:ExternalIP").await;
     for _ in 0..6 {
         let now = registered()
             .await
