@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const IMAGE: &str = concat!(
@@ -648,6 +648,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     );
 
     external_tls_on_the_node(&dir);
+    chart_tls_on_the_node(&dir);
     renewal_restarts_on_the_node(&dir);
     gateway_on_the_node(&dir);
 
@@ -1106,6 +1107,187 @@ fn external_tls_on_the_node(dir: &Path) {
         "ssl.endpoint.identification.algorithm=https",
     ]));
     assert!(!trusted, "kcat trusts no unknown CA");
+}
+
+/// A broker whose certificate lacks its address, named (issue 27's last acceptance item). The
+/// chart's own TLS, as Bitnami generates it: one broker of the apache/kafka fixture whose client
+/// listener is SSL, with a PEM key store whose certificate names only the broker's in-cluster
+/// name. Exposed with `external-tls` off, the external listener inherits SSL and the chart's key
+/// store, as Kafka falls back to the broker-wide `ssl.*` settings. From the client namespace:
+/// - `check --ca-file` with the chart's CA says the certificate does not name the node's
+///   ExternalIP the broker advertises, and which name it carries;
+/// - without verification, `check` reaches the broker and its row says its certificate does not
+///   name the host;
+/// - with `external-tls: ca:`, the same broker serves its own certificate on the external listener
+///   (the chart's client listener keeps the chart's), and `check --ca-file` verifies it.
+fn chart_tls_on_the_node(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let ns = "chart-tls";
+    let in_cluster = format!("kafka-0.kafka-headless.{ns}.svc.cluster.local");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_pem = p.self_signed(&ca_key).unwrap().pem();
+    let (crt, key) = kafka_expose::certs::sign_broker(
+        &ca_pem,
+        &ca_key.serialize_pem(),
+        std::slice::from_ref(&in_cluster),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let chart_ca = dir.join("chart-ca.crt");
+    std::fs::write(&chart_ca, &ca_pem).unwrap();
+    let keystore = dir.join("chart-keystore.pem");
+    std::fs::write(&keystore, format!("{key}{crt}")).unwrap();
+    run(&mut kubectl(&["create", "namespace", ns]));
+    run(&mut kubectl(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "kafka-tls",
+        &format!("--from-file=keystore.pem={}", keystore.to_str().unwrap()),
+    ]));
+    // The fixture, with the chart's TLS on its client listener, one broker, and an emptyDir for
+    // its data.
+    let fixture = format!("{ROOT}/tests/data/charts/apache-kafka-kraft.yaml");
+    let mut docs = dry_run(Path::new(&fixture), "client");
+    for d in &mut docs {
+        d["metadata"]["namespace"] = ns.into();
+        if d["kind"] != "StatefulSet" {
+            continue;
+        }
+        let spec = &mut d["spec"];
+        spec["replicas"] = 1.into();
+        spec.as_object_mut().unwrap().remove("volumeClaimTemplates");
+        let pod = &mut spec["template"]["spec"];
+        pod["volumes"] = json!([{"name": "data", "emptyDir": {}},
+                                {"name": "chart-tls", "secret": {"secretName": "kafka-tls"}}]);
+        let broker = &mut pod["containers"][0];
+        broker["volumeMounts"].as_array_mut().unwrap().push(
+            json!({"name": "chart-tls", "mountPath": "/etc/kafka/secrets", "readOnly": true}),
+        );
+        let env = broker["env"].as_array_mut().unwrap();
+        for e in env.iter_mut() {
+            if let Some(v) = e["value"].as_str() {
+                let v = v.replace(".streaming.", &format!(".{ns}."));
+                e["value"] = if e["name"] == "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP" {
+                    v.replace("PLAINTEXT:PLAINTEXT", "PLAINTEXT:SSL")
+                } else {
+                    v
+                }
+                .into();
+            }
+        }
+        env.push(json!({"name": "KAFKA_SSL_KEYSTORE_TYPE", "value": "PEM"}));
+        env.push(json!({"name": "KAFKA_SSL_KEYSTORE_LOCATION",
+                        "value": "/etc/kafka/secrets/keystore.pem"}));
+    }
+    let manifest = dir.join("chart-tls.json");
+    std::fs::write(
+        &manifest,
+        json!({"apiVersion": "v1", "kind": "List", "items": docs}).to_string(),
+    )
+    .unwrap();
+    run(&mut kubectl(&["apply", "-f", manifest.to_str().unwrap()]));
+    annotate(
+        ns,
+        "kafka",
+        &[
+            "kafka-expose.io/expose=nodeport",
+            "kafka-expose.io/advertised-host=node:ExternalIP",
+            "kafka-expose.io/port-base=31700",
+            "kafka-expose.io/bootstrap-node-port=31710",
+        ],
+    );
+    converged_in(ns, "kafka", |b| b.starts_with("10.79.0."));
+    let (own, port) = external_of(ns, "kafka-0");
+    let advertised = format!("{own}:{port}");
+    let log = run(&mut kubectl(&["-n", ns, "logs", "kafka-0", "-c", "broker"]));
+    assert!(
+        log.contains(&format!(
+            "EXTERNAL: TLS from /etc/kafka/secrets/keystore.pem, names [\"{in_cluster}\"]"
+        )),
+        "the external listener serves the chart's certificate: {log}"
+    );
+    let ca_file = chart_ca.to_str().unwrap();
+    let lacks = format!("the certificate does not name {own} (it names {in_cluster})");
+    let (ok, text) = check_outside(&[
+        "--bootstrap",
+        &advertised,
+        "--security-protocol",
+        "SSL",
+        "--ca-file",
+        ca_file,
+    ]);
+    assert!(!ok && text.contains(&lacks), "{text}");
+    let (_, json) = check_outside(&[
+        "--bootstrap",
+        &advertised,
+        "--security-protocol",
+        "SSL",
+        "--insecure-skip-tls-verify",
+        "-o",
+        "json",
+    ]);
+    let report: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let brokers = report["targets"][0]["brokers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let named: Vec<&Value> = brokers
+        .iter()
+        .filter(|b| b["tls"]["names_host"] == false)
+        .collect();
+    assert_eq!(named.len(), 1, "{report}");
+    assert!(
+        named[0].to_string().contains(&advertised),
+        "the broker is named by the address it advertises: {report}"
+    );
+    println!("check, the chart's certificate on the external listener:\n{text}");
+
+    // external-tls: the external listener gets its own certificate; the chart's listener keeps
+    // the chart's.
+    run(&mut kubectl(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "tls",
+        "kafka-ca",
+        "--cert",
+        dir.join("kafka-ca.crt").to_str().unwrap(),
+        "--key",
+        dir.join("kafka-ca.key").to_str().unwrap(),
+    ]));
+    annotate(ns, "kafka", &["kafka-expose.io/external-tls=ca:kafka-ca"]);
+    converged_in(ns, "kafka", |b| b.starts_with("10.79.0."));
+    let (own, port) = external_of(ns, "kafka-0");
+    let log = run(&mut kubectl(&["-n", ns, "logs", "kafka-0", "-c", "broker"]));
+    assert!(
+        log.contains(&format!(
+            "EXTERNAL: TLS from /kafka-expose-tls/keystore.pem, names [\"{own}\"]"
+        )) && log.contains(&format!(
+            "PLAINTEXT: TLS from /etc/kafka/secrets/keystore.pem, names [\"{in_cluster}\"]"
+        )),
+        "{log}"
+    );
+    check_brokers_args_from_outside(
+        &[
+            "--bootstrap",
+            &format!("{own}:{port}"),
+            "--security-protocol",
+            "SSL",
+            "--ca-file",
+            dir.join("kafka-ca.crt").to_str().unwrap(),
+        ],
+        1,
+        &[format!("ok broker 0 {own}:{port}")],
+    );
+    unexpose(ns, "kafka");
+    run(&mut kubectl(&["delete", "namespace", ns, "--wait=false"]));
 }
 
 /// `expose: gateway` on the real node, with a real SNI data plane: the Gateway API v1.5.0 CRDs,

@@ -2228,3 +2228,170 @@ async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one
     k.abort();
     drop(wh);
 }
+
+/// A renewal the broker could not start with is not restarted for. With `external-tls:
+/// secret:`, the user's Secret for one broker is rotated to a certificate that does not name
+/// the broker's address: kafka-expose says so in a `CertificateUnusable` Warning naming what it
+/// lacks, and evicts nothing (a restarted broker would wait in its gate). Once the Secret holds a
+/// certificate that names the address, that broker alone is restarted, and starts with it.
+#[tokio::test]
+async fn a_renewal_that_does_not_name_the_broker_is_reported_and_not_restarted_for() {
+    let c = client().await;
+    let node = "e2e-unusable-node";
+    node_with_addresses(
+        &c,
+        node,
+        &[("InternalIP", "10.4.0.2"), ("ExternalIP", "203.0.113.55")],
+    )
+    .await;
+    let ns = "e2e-renew-unusable";
+    let wh =
+        support::serve::installed_webhook(&c, "renewunusable", ns, &["--restart-settle", "2s"])
+            .await;
+    // Reading the Secrets' serials is the opt-in signing role's grant.
+    grant_signing(&c, ns).await;
+    let (ca_pem, ca_key) = {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
+    // The user's own Secret for broker `i`, naming `host`: created, or replaced.
+    let user_secret = |i: u32, host: &str| {
+        let (crt, key) = certs::sign_broker(
+            &ca_pem,
+            &ca_key,
+            &[host.to_string()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let serial = certs::inspect(&crt).unwrap()[0].serial.clone();
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("kafka-{i}-user-tls"), "namespace": ns},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": crt, "tls.key": key, "ca.crt": ca_pem}
+        }))
+        .unwrap();
+        let secrets = secrets.clone();
+        async move {
+            let params = PatchParams::apply("e2e-user").force();
+            secrets
+                .patch(
+                    secret.metadata.name.as_deref().unwrap(),
+                    &params,
+                    &Patch::Apply(&secret),
+                )
+                .await
+                .unwrap();
+            serial
+        }
+    };
+    for i in 0..3 {
+        user_secret(i, "203.0.113.55").await;
+    }
+    let k = fake_kubelet_gated(c.clone(), ns, node, |_| "10.4.0.2".into());
+    apply_fixture(
+        &c,
+        ns,
+        "apache-kafka-kraft.yaml",
+        &json!({"kafka-expose.io/expose": "nodeport", "kafka-expose.io/port-base": "30680",
+                "kafka-expose.io/bootstrap-node-port": "30685",
+                "kafka-expose.io/advertised-host": "node:ExternalIP",
+                "kafka-expose.io/external-tls": "secret:{pod}-user-tls"}),
+    )
+    .await;
+    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
+    let first = eventually(
+        Duration::from_secs(60),
+        "three brokers started through their gates",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let started: Vec<(String, String, String)> = pods
+                .iter()
+                .filter_map(|p| Some((p.name_any(), p.uid()?, caches::loaded_serial(p)?)))
+                .collect();
+            if started.len() == 3 && up(&c, ns).await == all {
+                Ok(started)
+            } else {
+                Err(format!("{started:?}"))
+            }
+        },
+    )
+    .await;
+    let before = pods_of(&c, ns, "kafka").await;
+
+    // Rotated to the wrong name: reported, naming what it lacks, and nothing restarts.
+    let wrong = user_secret(2, "203.0.113.99").await;
+    let note = wait_event_within(
+        &c,
+        ns,
+        "CertificateUnusable",
+        &format!("now holds certificate serial {wrong}"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        note.starts_with("broker pod kafka-2: Secret kafka-2-user-tls")
+            && note.contains("which does not name 203.0.113.55 (it names 203.0.113.99)"),
+        "{note}"
+    );
+    // A few of the loop's passes (every 5 s) later, every broker still runs as it started.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        uids(&pods_of(&c, ns, "kafka").await),
+        uids(&before),
+        "no broker is restarted for a certificate it could not start with"
+    );
+    let sts: StatefulSet = Api::namespaced(c.clone(), ns).get("kafka").await.unwrap();
+    assert_eq!(
+        sts.annotations().get("kafka-expose.io/restart"),
+        None,
+        "no restart on record"
+    );
+
+    // Put right: kafka-2 alone restarts, and starts with the certificate that names it.
+    let right = user_secret(2, "203.0.113.55").await;
+    let note = wait_event_within(
+        &c,
+        ns,
+        "BrokerRestarted",
+        &format!("now holds serial {right}"),
+        // The Secret is read again at most once a minute, then a pass (5 s) restarts it.
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(note.starts_with("evicted broker pod kafka-2"), "{note}");
+    let (_, uid, _) = first
+        .iter()
+        .find(|(p, _, _)| p == "kafka-2")
+        .unwrap()
+        .clone();
+    let loaded = eventually(
+        Duration::from_secs(60),
+        "kafka-2 back with the certificate that names it",
+        || async {
+            let pods = pods_of(&c, ns, "kafka").await;
+            let p = pods
+                .iter()
+                .find(|p| p.name_any() == "kafka-2")
+                .ok_or("not re-created yet")?;
+            let loaded = caches::loaded_serial(p).ok_or("not started")?;
+            if p.uid().as_ref() != Some(&uid) && up(&c, ns).await == all {
+                Ok(loaded)
+            } else {
+                Err(format!("{loaded} {:?}", p.uid()))
+            }
+        },
+    )
+    .await;
+    assert_eq!(loaded, right);
+    let now = pods_of(&c, ns, "kafka").await;
+    for (old, new) in before.iter().zip(&now).take(2) {
+        assert_eq!(old.uid(), new.uid(), "{} kept running", new.name_any());
+    }
+    k.abort();
+    drop(wh);
+}

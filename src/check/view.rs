@@ -234,14 +234,7 @@ async fn workload(
         };
         let stale = pod.as_ref().and_then(|p| {
             let addresses = node.as_ref().and_then(|n| node_cache.get(n));
-            restart::pod_stale(
-                p,
-                &w.name,
-                addresses.map(Vec::as_slice),
-                ingress_of,
-                None,
-                None,
-            )
+            restart::pod_stale(p, &w.name, addresses.map(Vec::as_slice), ingress_of)
         });
         brokers.push(BrokerPath {
             ordinal,

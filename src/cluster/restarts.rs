@@ -16,7 +16,7 @@
 //! Deployments' brokers are not restarted here (one pod, replaced on the Deployment's own terms);
 //! their changed node address is the node fallback's Warning Event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,10 @@ use super::caches::{self, BindingCache, LOADED_SERIAL, TLS_SECRET, statefulset_o
 use super::context::{Context, RestartSettings as Settings};
 use super::events::Note;
 use super::unix_now;
+use crate::certs::CertFacts;
 use crate::config::{self, OnAddressChange};
 use crate::engine::binding::BindingFacts;
-use crate::engine::restart::{self, Broker, Budget, Pace, Record, State, Step};
+use crate::engine::restart::{self, Broker, Budget, Pace, Record, SecretCert, State, Step};
 use crate::names::{FIELD_MANAGER, PREFIX, keys, own};
 
 /// How often a certificate Secret is read again for its serial.
@@ -50,8 +51,11 @@ struct Memory {
     /// (namespace, StatefulSet) → its policy, and whether a broker is in flight (evicted, not
     /// yet settled: it holds a slot of the policy), while it has a record.
     active: HashMap<(String, String), (Option<String>, bool)>,
-    /// (namespace, Secret) → its certificate's serial, and when it was read.
-    serials: HashMap<(String, String), (Option<String>, Instant)>,
+    /// (namespace, Secret) → what its certificate says of itself, and when it was read.
+    serials: HashMap<(String, String), (Option<CertFacts>, Instant)>,
+    /// (namespace, Secret) whose certificate, read last, is new and one its broker could not
+    /// start with: reported, not restarted for, so that read stands for [`SECRET_TTL`] too.
+    unusable: HashSet<(String, String)>,
     /// Whether a first pass read every StatefulSet with exposed brokers: a record a former
     /// leader left is then taken up, or cleared.
     swept: bool,
@@ -96,14 +100,30 @@ async fn pass(
     for (key, pods) in groups {
         tracing::debug!(namespace = %key.0, statefulset = %key.1, pods = pods.len(), "restart pass");
         let serials = serials_for(ctx, &key.0, &pods, settings.every, memory).await;
-        // Pod name → why it must restart, for each stale pod: judged once a pass.
-        let stale: HashMap<String, String> = pods
-            .iter()
-            .filter_map(|p| {
-                let why = stale_reason(cache, &ctx.services.store, &serials, &key.1, p)?;
-                Some((p.name_any(), why))
-            })
-            .collect();
+        // Pod name → why it must restart, for each stale pod: judged once a pass. A renewed
+        // certificate the broker could not start with is a Warning instead.
+        let now = unix_now();
+        let mut stale = HashMap::new();
+        for p in &pods {
+            let Some(facts) = facts_of(cache, &ctx.services.store, &serials, &key.1, p, now) else {
+                continue;
+            };
+            if let Some(why) = restart::stale(&facts) {
+                stale.insert(p.name_any(), why);
+            }
+            let held = restart::unusable_renewal(&facts);
+            if let Some(secret) = p.annotations().get(TLS_SECRET) {
+                let k = (key.0.clone(), secret.clone());
+                if held.is_some() {
+                    memory.unusable.insert(k);
+                } else {
+                    memory.unusable.remove(&k);
+                }
+            }
+            if let Some(why) = held {
+                unusable_certificate(ctx, &key, p, &why).await;
+            }
+        }
         if stale.is_empty() && !memory.active.contains_key(&key) && memory.swept {
             continue;
         }
@@ -152,15 +172,15 @@ fn rolling_under(p: &KafkaExposePolicy) -> impl Iterator<Item = (String, String)
         .map(|w| (w.namespace.clone(), w.name.clone()))
 }
 
-/// The current serials of the certificate Secrets `pods` started from, read at most every
-/// [`SECRET_TTL`]: (Secret name → serial).
+/// What the certificates of the Secrets `pods` started from say now, read at most every
+/// [`SECRET_TTL`]: (Secret name → the certificate's facts).
 async fn serials_for(
     ctx: &Context,
     ns: &str,
     pods: &[Arc<Pod>],
     every: Duration,
     memory: &mut Memory,
-) -> HashMap<String, String> {
+) -> HashMap<String, CertFacts> {
     let mut out = HashMap::new();
     for p in pods {
         let a = p.annotations();
@@ -168,16 +188,19 @@ async fn serials_for(
             continue;
         };
         let key = (ns.to_string(), secret.clone());
-        // A serial read lately stands while it agrees with the broker's; one that does not is
-        // read again unless it was read in this pass (less than a period, `every`, ago): a
-        // broker restarted since the last read may have started with a newer certificate, and
-        // must not be restarted for it again.
+        // A serial read lately stands while it agrees with the broker's, or is one the broker
+        // is not restarted for; one that does not is read again unless it was read in this pass
+        // (less than a period, `every`, ago): a broker restarted since the last read may have
+        // started with a newer certificate, and must not be restarted for it again.
+        let held = memory.unusable.contains(&key);
         let fresh = memory
             .serials
             .get(&key)
             .filter(|(s, at)| {
                 at.elapsed() < SECRET_TTL
-                    && (s.as_deref() == Some(loaded.as_str()) || at.elapsed() < every)
+                    && (s.as_ref().map(|c| c.serial.as_str()) == Some(loaded.as_str())
+                        || held
+                        || at.elapsed() < every)
             })
             .map(|(s, _)| s.clone());
         let serial = match fresh {
@@ -185,7 +208,7 @@ async fn serials_for(
             None => {
                 let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
                 let serial = match api.get_opt(secret).await {
-                    Ok(s) => s.and_then(|s| secret_serial(&s)),
+                    Ok(s) => s.and_then(|s| secret_cert(&s)),
                     // Reading Secrets is granted only with external-tls-signing: without it a
                     // renewal is noticed at the broker's next restart, not before.
                     Err(kube::Error::Api(s)) if s.code == 403 => None,
@@ -205,23 +228,55 @@ async fn serials_for(
     memory
         .serials
         .retain(|_, (_, at)| at.elapsed() < SECRET_TTL * 10);
+    let Memory {
+        serials, unusable, ..
+    } = memory;
+    unusable.retain(|k| serials.contains_key(k));
     out
 }
 
-fn secret_serial(s: &Secret) -> Option<String> {
+fn secret_cert(s: &Secret) -> Option<CertFacts> {
     let crt = s.data.as_ref()?.get(crate::certs::TLS_CERT)?;
     let text = std::str::from_utf8(&crt.0).ok()?;
-    Some(crate::certs::inspect(text).ok()?.first()?.serial.clone())
+    crate::certs::inspect(text).ok()?.into_iter().next()
 }
 
-/// Why cached pod `p` of StatefulSet `sts` must restart, if it must.
-fn stale_reason(
+/// A Warning, once per message, on the workload: `pod`'s Secret holds a certificate it could not
+/// start with, so it is not restarted for it.
+async fn unusable_certificate(ctx: &Context, (ns, sts): &(String, String), pod: &Pod, why: &str) {
+    let subject = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("StatefulSet".into()),
+        name: Some(sts.clone()),
+        namespace: Some(ns.clone()),
+        ..Default::default()
+    };
+    let note = format!("broker pod {}: {why}", pod.name_any());
+    let n = Note {
+        type_: EventType::Warning,
+        reason: "CertificateUnusable",
+        note: &note,
+        action: "Restart",
+        secondary: Some(pod.object_ref(&())),
+    };
+    if ctx
+        .events
+        .publish_once(&format!("{ns}/{sts}"), &subject, n)
+        .await
+    {
+        warn!(namespace = %ns, statefulset = %sts, "{note}");
+    }
+}
+
+/// What cached pod `p` of StatefulSet `sts` shows and would be given now.
+fn facts_of<'p>(
     cache: &BindingCache,
     services: &Store<k8s_openapi::api::core::v1::Service>,
-    serials: &HashMap<String, String>,
+    serials: &HashMap<String, CertFacts>,
     sts: &str,
-    p: &Pod,
-) -> Option<String> {
+    p: &'p Pod,
+    now: i64,
+) -> Option<restart::Facts<'p>> {
     let ns = p.namespace().unwrap_or_default();
     let addresses: Option<Vec<(String, String)>> = p
         .spec
@@ -229,14 +284,20 @@ fn stale_reason(
         .and_then(|s| s.node_name.as_deref())
         .and_then(|node| cache.node_addresses(node));
     let a = p.annotations();
-    let secret = a.get(TLS_SECRET);
-    restart::pod_stale(
+    let current = a.get(TLS_SECRET).and_then(|s| {
+        Some(SecretCert {
+            secret: s.clone(),
+            facts: serials.get(s)?.clone(),
+        })
+    });
+    restart::pod_facts(
         p,
         sts,
         addresses.as_deref(),
         |service| caches::ingress(&*services.get(&ObjectRef::new(service).within(&ns))?),
         a.get(LOADED_SERIAL).map(String::as_str),
-        secret.and_then(|s| Some((serials.get(s)?.clone(), s.clone()))),
+        current,
+        now,
     )
 }
 

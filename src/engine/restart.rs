@@ -162,8 +162,79 @@ pub struct Facts<'a> {
     pub wanted_host: Option<(String, String)>,
     /// The serial of the certificate its gate let it start with.
     pub loaded_serial: Option<&'a str>,
-    /// The serial its certificate Secret holds now, and the Secret's name.
-    pub current_serial: Option<(String, String)>,
+    /// The certificate its Secret holds now.
+    pub current_cert: Option<SecretCert>,
+    /// Now, in seconds since the epoch: a certificate past its end is not one to restart for.
+    pub now: i64,
+}
+
+/// The certificate a broker's Secret holds now: the Secret's name, and what the certificate says
+/// of itself (its serial, its end, its names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretCert {
+    pub secret: String,
+    pub facts: crate::certs::CertFacts,
+}
+
+/// The host and port a broker advertises, as it recorded them at admission: a literal, or the
+/// node address it was given at binding. `None` where that is not known, or is another `$(VAR)`
+/// (the pod's name, its host IP), which cannot change while the pod lives.
+fn advertised_address(f: &Facts<'_>) -> Option<(String, String)> {
+    let given = format!(
+        "{}:",
+        crate::names::envs::reference(crate::names::envs::EXTERNAL_HOST)
+    );
+    let a = f.advertised?.trim();
+    let (host, port) = match a.strip_prefix(given.as_str()) {
+        Some(port) => (f.given_host?.trim(), port),
+        None => a.rsplit_once(':')?,
+    };
+    (!host.is_empty() && !host.contains("$(")).then(|| (host.to_string(), port.to_string()))
+}
+
+/// Why the certificate the broker's Secret holds now could not serve it, where the broker's
+/// address is unchanged and the certificate is a new one: it does not name the host the broker
+/// advertises, or it has ended. Its gate would hold the restarted broker until the Secret is
+/// put right, so such a certificate is reported ([`unusable_renewal`]) and not restarted for.
+fn unusable(f: &Facts<'_>) -> Option<String> {
+    let (loaded, cert) = (f.loaded_serial?, f.current_cert.as_ref()?);
+    if loaded.eq_ignore_ascii_case(&cert.facts.serial) {
+        return None;
+    }
+    let (host, _) = advertised_address(f)?;
+    if f.wanted_host
+        .as_ref()
+        .is_some_and(|(w, _)| !w.eq_ignore_ascii_case(&host))
+    {
+        // Its address changed too: it restarts for that, and the gate waits for a
+        // certificate naming the new one.
+        return None;
+    }
+    let facts = &cert.facts;
+    let what = if !crate::certs::names_host(&facts.names, &host) {
+        format!(
+            "does not name {host} (it names {})",
+            if facts.names.is_empty() {
+                "nothing".to_string()
+            } else {
+                facts.names.join(", ")
+            }
+        )
+    } else if facts.not_after <= f.now {
+        format!("ended at {} (unix seconds)", facts.not_after)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "Secret {} now holds certificate serial {}, which {what}; the broker keeps serial {loaded}, and is restarted for its Secret's certificate once one names {host}",
+        cert.secret, facts.serial
+    ))
+}
+
+/// Where the broker's Secret holds a new certificate it could not start with ([`unusable`]),
+/// why, for a Warning: the broker is not restarted for it.
+pub fn unusable_renewal(f: &Facts<'_>) -> Option<String> {
+    unusable(f)
 }
 
 /// Why the broker must restart to advertise what it should, if it must: e.g. `advertises
@@ -171,31 +242,21 @@ pub struct Facts<'a> {
 /// `$(VAR)` (the pod's name, its host IP) cannot change while the pod lives; what is not known
 /// (a pod from before this record, a node not cached) is never taken as stale.
 pub fn stale(f: &Facts<'_>) -> Option<String> {
-    let given = format!(
-        "{}:",
-        crate::names::envs::reference(crate::names::envs::EXTERNAL_HOST)
-    );
-    let address = f.advertised.and_then(|a| {
-        let a = a.trim();
-        let (host, port) = match a.strip_prefix(given.as_str()) {
-            Some(port) => (f.given_host?.trim(), port),
-            None => a.rsplit_once(':')?,
-        };
-        (!host.is_empty() && !host.contains("$(")).then(|| (host.to_string(), port.to_string()))
-    });
     let mut why = Vec::new();
-    if let (Some((host, port)), Some((wanted, source))) = (address, &f.wanted_host)
+    if let (Some((host, port)), Some((wanted, source))) = (advertised_address(f), &f.wanted_host)
         && !host.eq_ignore_ascii_case(wanted)
     {
         why.push(format!(
             "advertises {host}:{port}; {source} is now {wanted}"
         ));
     }
-    if let (Some(loaded), Some((current, secret))) = (f.loaded_serial, &f.current_serial)
-        && !loaded.eq_ignore_ascii_case(current)
+    if let (Some(loaded), Some(cert)) = (f.loaded_serial, &f.current_cert)
+        && !loaded.eq_ignore_ascii_case(&cert.facts.serial)
+        && unusable(f).is_none()
     {
         why.push(format!(
-            "started with certificate serial {loaded}; Secret {secret} now holds serial {current}"
+            "started with certificate serial {loaded}; Secret {} now holds serial {}",
+            cert.secret, cert.facts.serial
         ));
     }
     (!why.is_empty()).then(|| why.join("; and "))
@@ -216,18 +277,20 @@ pub fn loaded_serial(message: &str) -> Option<&str> {
     (!s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit())).then_some(s)
 }
 
-/// Why broker pod `p` of StatefulSet `workload` must restart, if it must: [`stale`] on what the
-/// pod recorded, against its node's `addresses` (type, address), the ingress of a LoadBalancer
-/// Service by name (`ingress`), and its certificate Secret's serial now (`current_serial`: the
-/// serial and the Secret's name). The restarts loop and `check` share it.
-pub fn pod_stale(
-    p: &k8s_openapi::api::core::v1::Pod,
+/// What broker pod `p` of StatefulSet `workload` shows and would be given now, for [`stale`] and
+/// [`unusable_renewal`]: what the pod recorded, against its node's `addresses` (type, address),
+/// the ingress of a LoadBalancer Service by name (`ingress`), and the certificate its Secret
+/// holds now (`current_cert`). `None` for a pod being deleted, or not exposed. The restarts loop
+/// and `check` share it.
+pub fn pod_facts<'p>(
+    p: &'p k8s_openapi::api::core::v1::Pod,
     workload: &str,
     addresses: Option<&[(String, String)]>,
     ingress: impl Fn(&str) -> Option<String>,
-    loaded_serial: Option<&str>,
-    current_serial: Option<(String, String)>,
-) -> Option<String> {
+    loaded_serial: Option<&'p str>,
+    current_cert: Option<SecretCert>,
+    now: i64,
+) -> Option<Facts<'p>> {
     use crate::config::{self, AdvertisedHost, Requested};
     use crate::names::{PREFIX, own};
     if p.metadata.deletion_timestamp.is_some() {
@@ -240,31 +303,42 @@ pub fn pod_stale(
     };
     let name = p.metadata.name.as_deref().unwrap_or_default();
     let wanted_host = match &cfg.advertised_host {
-        AdvertisedHost::Node(types) => super::binding::choose_typed(addresses?, types)
+        AdvertisedHost::Node(types) => addresses
+            .and_then(|addresses| super::binding::choose_typed(addresses, types))
             .map(|(t, a)| (a, format!("its node's {}", t.as_str()))),
-        AdvertisedHost::LoadBalancer => {
-            let ordinal = name
-                .strip_prefix(workload)?
-                .strip_prefix('-')?
-                .parse()
-                .ok()?;
-            let service = cfg.broker_service(workload, ordinal);
-            ingress(&service).map(|a| {
-                (
-                    a,
-                    format!("the ingress of its LoadBalancer Service {service}"),
-                )
-            })
-        }
+        AdvertisedHost::LoadBalancer => name
+            .strip_prefix(workload)
+            .and_then(|n| n.strip_prefix('-'))
+            .and_then(|n| n.parse().ok())
+            .and_then(|ordinal| {
+                let service = cfg.broker_service(workload, ordinal);
+                ingress(&service).map(|a| {
+                    (
+                        a,
+                        format!("the ingress of its LoadBalancer Service {service}"),
+                    )
+                })
+            }),
         _ => None,
     };
-    stale(&Facts {
+    Some(Facts {
         advertised: get(own::ADVERTISED),
         given_host: get(own::EXTERNAL_HOST),
         wanted_host,
         loaded_serial,
-        current_serial,
+        current_cert,
+        now,
     })
+}
+
+/// Why broker pod `p` must restart, if it must: [`stale`] on its [`pod_facts`].
+pub fn pod_stale(
+    p: &k8s_openapi::api::core::v1::Pod,
+    workload: &str,
+    addresses: Option<&[(String, String)]>,
+    ingress: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    stale(&pod_facts(p, workload, addresses, ingress, None, None, 0)?)
 }
 
 /// Where a workload's restart stands: `kafka-expose.io/restart` on the workload, e.g.
@@ -406,7 +480,8 @@ mod tests {
                 "its LoadBalancer Service kafka-0-external's ingress".into(),
             )),
             loaded_serial: Some("0a"),
-            current_serial: Some(("0b".into(), "kafka-0-external-tls".into())),
+            current_cert: cert("0b", &["203.0.113.99"], 2_000),
+            now: 1_000,
             ..Facts::default()
         };
         assert_eq!(
@@ -415,6 +490,83 @@ mod tests {
                 "advertises 203.0.113.10:9094; its LoadBalancer Service kafka-0-external's ingress is now 203.0.113.99; and started with certificate serial 0a; Secret kafka-0-external-tls now holds serial 0b"
             )
         );
+        assert_eq!(unusable_renewal(&lb), None, "it restarts for its address");
+    }
+
+    fn cert(serial: &str, names: &[&str], not_after: i64) -> Option<SecretCert> {
+        Some(SecretCert {
+            secret: "kafka-0-external-tls".into(),
+            facts: crate::certs::CertFacts {
+                serial: serial.into(),
+                not_after,
+                names: names.iter().map(|n| n.to_string()).collect(),
+            },
+        })
+    }
+
+    /// A renewed certificate restarts its broker only where the broker could start with it: it
+    /// names the host the broker advertises, and has not ended. Otherwise the restarted broker's
+    /// gate would hold it; the renewal is reported instead, and the broker keeps running.
+    #[test]
+    fn a_renewal_the_broker_could_not_start_with_is_reported_and_not_restarted_for() {
+        let f = Facts {
+            advertised: Some("kafka-0.kafka.example.com:443"),
+            loaded_serial: Some("0a"),
+            current_cert: cert("0b", &["*.kafka.example.com"], 2_000),
+            now: 1_000,
+            ..Facts::default()
+        };
+        assert_eq!(
+            stale(&f).as_deref(),
+            Some(
+                "started with certificate serial 0a; Secret kafka-0-external-tls now holds serial 0b"
+            )
+        );
+        assert_eq!(unusable_renewal(&f), None);
+        let wrong = Facts {
+            current_cert: cert("0b", &["kafka-0.other.example.com"], 2_000),
+            ..f.clone()
+        };
+        assert_eq!(stale(&wrong), None);
+        assert_eq!(
+            unusable_renewal(&wrong).as_deref(),
+            Some(
+                "Secret kafka-0-external-tls now holds certificate serial 0b, which does not name kafka-0.kafka.example.com (it names kafka-0.other.example.com); the broker keeps serial 0a, and is restarted for its Secret's certificate once one names kafka-0.kafka.example.com"
+            )
+        );
+        let ended = Facts {
+            current_cert: cert("0b", &["kafka-0.kafka.example.com"], 1_000),
+            ..f.clone()
+        };
+        assert_eq!(stale(&ended), None);
+        assert!(
+            unusable_renewal(&ended).is_some_and(|w| w.contains("which ended at 1000")),
+            "{ended:?}"
+        );
+        // The same serial: nothing new, whatever it names.
+        let same = Facts {
+            current_cert: cert("0A", &[], 0),
+            ..f.clone()
+        };
+        assert_eq!((stale(&same), unusable_renewal(&same)), (None, None));
+        // A node address given at binding is the host it must name.
+        let node = Facts {
+            advertised: Some("$(KAFKA_EXPOSE_EXTERNAL_HOST):32401"),
+            given_host: Some("198.51.100.21"),
+            wanted_host: Some(("198.51.100.21".into(), "its node's ExternalIP".into())),
+            current_cert: cert("0b", &["198.51.100.22"], 2_000),
+            ..f.clone()
+        };
+        assert_eq!(stale(&node), None);
+        assert!(unusable_renewal(&node).is_some());
+        // Where its address changed too, it restarts for that (its gate waits for a certificate
+        // naming the new address).
+        let moved = Facts {
+            wanted_host: Some(("198.51.100.22".into(), "its node's ExternalIP".into())),
+            ..node.clone()
+        };
+        assert!(stale(&moved).is_some_and(|w| w.contains("is now 198.51.100.22")));
+        assert_eq!(unusable_renewal(&moved), None);
     }
 
     #[test]

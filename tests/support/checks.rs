@@ -448,7 +448,9 @@ pub fn certificate_input(data: &[u8]) {
 /// node's addresses and a load balancer's, a workload's restart record, a gate's message. No
 /// panic, and a record that reads back writes itself the same.
 pub fn restart_reads(ann: &BTreeMap<String, String>) {
-    use kafka_expose::engine::restart::{Record, loaded_serial, pod_stale};
+    use kafka_expose::engine::restart::{
+        Record, SecretCert, loaded_serial, pod_facts, stale, unusable_renewal,
+    };
     let prefixed: BTreeMap<String, String> = ann
         .iter()
         .map(|(k, v)| (format!("kafka-expose.io/{k}"), v.clone()))
@@ -462,14 +464,25 @@ pub fn restart_reads(ann: &BTreeMap<String, String>) {
     };
     let addresses: Vec<(String, String)> =
         ann.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let _ = pod_stale(
+    let current = ann.get("current").map(|c| SecretCert {
+        secret: "s".into(),
+        facts: kafka_expose::certs::CertFacts {
+            serial: c.clone(),
+            not_after: c.len() as i64,
+            names: ann.values().cloned().collect(),
+        },
+    });
+    if let Some(f) = pod_facts(
         &pod,
         "kafka",
         Some(&addresses),
         |s| ann.get(s).cloned(),
         ann.get("serial").map(String::as_str),
-        ann.get("current").map(|c| (c.clone(), "s".into())),
-    );
+        current,
+        4,
+    ) {
+        let _ = (stale(&f), unusable_renewal(&f));
+    }
     for v in ann.values() {
         if let Some(r) = Record::parse(v) {
             assert_eq!(Record::parse(&r.to_string()), Some(r));
