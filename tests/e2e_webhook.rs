@@ -2146,25 +2146,8 @@ async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one
                 "kafka-expose.io/external-tls-renew-before": "30s"}),
     )
     .await;
-    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
     // Each broker starts once its gate finds a certificate for its node's ExternalIP.
-    let first = eventually(
-        Duration::from_secs(60),
-        "three brokers started through their gates",
-        || async {
-            let pods = pods_of(&c, ns, "kafka").await;
-            let started: Vec<(String, String, String)> = pods
-                .iter()
-                .filter_map(|p| Some((p.name_any(), p.uid()?, caches::loaded_serial(p)?)))
-                .collect();
-            if started.len() == 3 && up(&c, ns).await == all {
-                Ok(started)
-            } else {
-                Err(format!("{started:?}"))
-            }
-        },
-    )
-    .await;
+    let first = started_through_gates(&c, ns).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.clone(), ns);
     let serial_of = |s: &k8s_openapi::api::core::v1::Secret| {
         let pem = String::from_utf8(s.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
@@ -2197,24 +2180,7 @@ async fn a_renewed_certificate_restarts_its_broker_which_starts_with_the_new_one
         )),
         "{note}"
     );
-    let again = eventually(
-        Duration::from_secs(60),
-        &format!("{pod} back with a new certificate"),
-        || async {
-            let pods = pods_of(&c, ns, "kafka").await;
-            let p = pods
-                .iter()
-                .find(|p| p.name_any() == pod)
-                .ok_or("not re-created yet")?;
-            let loaded = caches::loaded_serial(p).ok_or("not started")?;
-            if p.uid().as_ref() != Some(&uid) && up(&c, ns).await.contains(&pod) {
-                Ok(loaded)
-            } else {
-                Err(format!("{loaded} {:?}", p.uid()))
-            }
-        },
-    )
-    .await;
+    let again = restarted_with(&c, ns, &pod, &uid).await;
     assert_ne!(again, serial, "{pod} starts with the renewed certificate");
     // Whose Secret holds a current certificate.
     let s = secrets.get(&format!("{pod}-external-tls")).await.unwrap();
@@ -2303,24 +2269,7 @@ async fn a_renewal_that_does_not_name_the_broker_is_reported_and_not_restarted_f
                 "kafka-expose.io/external-tls": "secret:{pod}-user-tls"}),
     )
     .await;
-    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
-    let first = eventually(
-        Duration::from_secs(60),
-        "three brokers started through their gates",
-        || async {
-            let pods = pods_of(&c, ns, "kafka").await;
-            let started: Vec<(String, String, String)> = pods
-                .iter()
-                .filter_map(|p| Some((p.name_any(), p.uid()?, caches::loaded_serial(p)?)))
-                .collect();
-            if started.len() == 3 && up(&c, ns).await == all {
-                Ok(started)
-            } else {
-                Err(format!("{started:?}"))
-            }
-        },
-    )
-    .await;
+    let first = started_through_gates(&c, ns).await;
     let before = pods_of(&c, ns, "kafka").await;
 
     // Rotated to the wrong name: reported, naming what it lacks, and nothing restarts.
@@ -2369,24 +2318,7 @@ async fn a_renewal_that_does_not_name_the_broker_is_reported_and_not_restarted_f
         .find(|(p, _, _)| p == "kafka-2")
         .unwrap()
         .clone();
-    let loaded = eventually(
-        Duration::from_secs(60),
-        "kafka-2 back with the certificate that names it",
-        || async {
-            let pods = pods_of(&c, ns, "kafka").await;
-            let p = pods
-                .iter()
-                .find(|p| p.name_any() == "kafka-2")
-                .ok_or("not re-created yet")?;
-            let loaded = caches::loaded_serial(p).ok_or("not started")?;
-            if p.uid().as_ref() != Some(&uid) && up(&c, ns).await == all {
-                Ok(loaded)
-            } else {
-                Err(format!("{loaded} {:?}", p.uid()))
-            }
-        },
-    )
-    .await;
+    let loaded = restarted_with(&c, ns, "kafka-2", &uid).await;
     assert_eq!(loaded, right);
     let now = pods_of(&c, ns, "kafka").await;
     for (old, new) in before.iter().zip(&now).take(2) {
@@ -2394,4 +2326,50 @@ async fn a_renewal_that_does_not_name_the_broker_is_reported_and_not_restarted_f
     }
     k.abort();
     drop(wh);
+}
+
+/// The three brokers of StatefulSet `kafka` in `ns`, once each has started through its gate and
+/// is Ready: (pod, uid, the serial its gate started it with).
+async fn started_through_gates(c: &Client, ns: &str) -> Vec<(String, String, String)> {
+    let all = ["kafka-0", "kafka-1", "kafka-2"].map(String::from).to_vec();
+    eventually(
+        Duration::from_secs(60),
+        "three brokers started through their gates",
+        || async {
+            let pods = pods_of(c, ns, "kafka").await;
+            let started: Vec<(String, String, String)> = pods
+                .iter()
+                .filter_map(|p| Some((p.name_any(), p.uid()?, caches::loaded_serial(p)?)))
+                .collect();
+            if started.len() == 3 && up(c, ns).await == all {
+                Ok(started)
+            } else {
+                Err(format!("{started:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits for broker `pod` of `ns` to be made again (another uid than `uid`), started through its
+/// gate and Ready; gives the serial it started with.
+async fn restarted_with(c: &Client, ns: &str, pod: &str, uid: &str) -> String {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{pod} back through its gate"),
+        || async {
+            let pods = pods_of(c, ns, "kafka").await;
+            let p = pods
+                .iter()
+                .find(|p| p.name_any() == pod)
+                .ok_or("not re-created yet")?;
+            let loaded = caches::loaded_serial(p).ok_or("not started")?;
+            if p.uid().as_deref() != Some(uid) && up(c, ns).await.iter().any(|u| u == pod) {
+                Ok(loaded)
+            } else {
+                Err(format!("{loaded} {:?}", p.uid()))
+            }
+        },
+    )
+    .await
 }
