@@ -1214,16 +1214,23 @@ fn chart_tls_on_the_node(dir: &Path) {
     );
     let ca_file = chart_ca.to_str().unwrap();
     let lacks = format!("the certificate does not name {own} (it names {in_cluster})");
-    let (ok, text) = check_outside(&[
-        "--bootstrap",
-        &advertised,
-        "--security-protocol",
-        "SSL",
-        "--ca-file",
-        ca_file,
-    ]);
-    let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(!ok && squeezed.contains(&lacks), "{text}");
+    // Once kube-proxy has the new NodePort (as the other phases' checks, it is looked at again
+    // until the path answers): refused for the name it lacks.
+    let mut last = String::new();
+    let text = eventually_or(Duration::from_secs(30), || {
+        let (ok, text) = check_outside(&[
+            "--bootstrap",
+            &advertised,
+            "--security-protocol",
+            "SSL",
+            "--ca-file",
+            ca_file,
+        ]);
+        let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        last = text.clone();
+        (!ok && squeezed.contains(&lacks)).then_some(text)
+    });
+    let text = text.unwrap_or_else(|| panic!("check naming what the certificate lacks:\n{last}"));
     let (_, json) = check_outside(&[
         "--bootstrap",
         &advertised,
