@@ -132,6 +132,22 @@ fn left_settles(kinds: &str, expected: &[&str], what: &str) {
 }
 
 /// `kcat -L` from outside over TLS, trusting `ca_file` and verifying each broker's host name.
+/// A kcat listing, run again (up to 30 s) until it shows `brokers` brokers. Metadata is the
+/// answering broker's own view: the test broker learns its peers as KRaft brokers do, by their
+/// registrations every second, so a broker that has just started may be missing from another's
+/// answer for a moment, as in Kafka. The last listing is returned; the caller asserts on it.
+fn kcat_listing(brokers: usize, mut kcat: impl FnMut() -> Command) -> String {
+    let wanted = format!(" {brokers} brokers:");
+    let mut last = String::new();
+    eventually_or(Duration::from_secs(30), || {
+        let (_, text) = output(&mut kcat());
+        let done = text.contains(&wanted);
+        last = text;
+        done.then_some(())
+    });
+    last
+}
+
 fn kcat_verifying(bootstrap: &str, ca_file: &str) -> Command {
     kcat_outside(&[
         "-b",
@@ -595,7 +611,7 @@ fn a_user_installs_with_helm_exposes_a_broker_and_reaches_it_from_outside() {
     }
     // Every broker, as itself, from outside through kube-proxy; and kcat lists them all.
     check_brokers_from_outside(&bootstrap, 3, &lines);
-    let listed = run(&mut kcat_outside(&["-b", &bootstrap, "-L", "-m", "10"]));
+    let listed = kcat_listing(3, || kcat_outside(&["-b", &bootstrap, "-L", "-m", "10"]));
     assert!(listed.contains(" 3 brokers:"), "{listed}");
     for l in &lines {
         let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
@@ -907,21 +923,23 @@ fn bitnami_on_the_node(dir: &Path) {
     *wrong.last_mut().unwrap() = "not-the-password";
     let (ok, text) = check_outside(&wrong);
     assert!(!ok && text.contains("SASL PLAIN was rejected"), "{text}");
-    let listed = run(&mut kcat_outside(&[
-        "-b",
-        &bootstrap,
-        "-L",
-        "-m",
-        "10",
-        "-X",
-        "security.protocol=SASL_PLAINTEXT",
-        "-X",
-        "sasl.mechanisms=PLAIN",
-        "-X",
-        "sasl.username=user1",
-        "-X",
-        &format!("sasl.password={password}"),
-    ]));
+    let listed = kcat_listing(3, || {
+        kcat_outside(&[
+            "-b",
+            &bootstrap,
+            "-L",
+            "-m",
+            "10",
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanisms=PLAIN",
+            "-X",
+            "sasl.username=user1",
+            "-X",
+            &format!("sasl.password={password}"),
+        ])
+    });
     assert!(listed.contains(" 3 brokers:"), "{listed}");
     for l in &lines {
         let (i, at) = l["ok broker ".len()..].split_once(' ').unwrap();
@@ -1091,7 +1109,7 @@ fn external_tls_on_the_node(dir: &Path) {
     );
     // Through the whole list, then each node's bootstrap port alone, verifying: every one serves.
     for entry in std::iter::once(bootstrap.as_str()).chain(published.split(',')) {
-        let listed = run(&mut kcat_verifying(entry, ca_file));
+        let listed = kcat_listing(3, || kcat_verifying(entry, ca_file));
         assert!(listed.contains(" 3 brokers:"), "{entry}: {listed}");
     }
     // Without the CA, the same client refuses them: the verification is real.
