@@ -209,6 +209,21 @@ pub enum HandshakeRefusal {
     Other(String),
 }
 
+/// A name the certificate carries, as a person writes it. rustls gives the names of a
+/// certificate that does not name the host in webpki's debug form (`DnsName("kafka-0.example")`,
+/// `IpAddress(10.0.0.1)`); other kinds (a URI, a directory name) keep that form.
+fn plain_name(presented: &str) -> &str {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(presented)
+}
+
 /// Classifies a handshake error from rustls (found as the source of an I/O error).
 pub fn classify(error: &std::io::Error) -> HandshakeRefusal {
     let tls = error
@@ -221,9 +236,41 @@ pub fn classify(error: &std::io::Error) -> HandshakeRefusal {
         Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
             presented,
             ..
-        })) => HandshakeRefusal::NameMismatch(presented.clone()),
+        })) => HandshakeRefusal::NameMismatch(
+            presented
+                .iter()
+                .map(|n| plain_name(n).to_string())
+                .collect(),
+        ),
         Some(rustls::Error::InvalidCertificate(e)) => HandshakeRefusal::Untrusted(e.to_string()),
         Some(e) => HandshakeRefusal::Other(e.to_string()),
         None => HandshakeRefusal::Other(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_a_certificate_carries_read_as_a_person_writes_them() {
+        assert_eq!(
+            plain_name("DnsName(\"kafka-0.example\")"),
+            "kafka-0.example"
+        );
+        assert_eq!(
+            plain_name("DnsName(\"*.kafka.example\")"),
+            "*.kafka.example"
+        );
+        assert_eq!(plain_name("IpAddress(10.79.0.12)"), "10.79.0.12");
+        assert_eq!(plain_name("IpAddress(2001:db8::1)"), "2001:db8::1");
+        for other in [
+            "UniformResourceIdentifier(\"spiffe://x\")",
+            "DirectoryName",
+            "DnsName(\"",
+            "",
+        ] {
+            assert_eq!(plain_name(other), other);
+        }
     }
 }
