@@ -407,6 +407,11 @@ async fn tls_with_a_certificate_for_another_name_fails_that_broker_and_says_whic
     assert_eq!(r.code, 0, "{}", r.text);
     let b1 = broker(&r, 1);
     assert_eq!(b1["tls"]["names_host"], false, "{b1}");
+    assert_eq!(
+        b1["tls"]["presented"],
+        serde_json::json!(["other.example", "127.0.0.1"]),
+        "{b1}"
+    );
     assert_eq!(b1["tls"]["verified"], false);
     assert!(r.stderr.contains("not verified"), "{}", r.stderr);
     assert!(r.text.contains("does NOT name the host"), "{}", r.text);

@@ -115,7 +115,7 @@ impl Tls {
                 Ok(()) => (true, Vec::new()),
                 Err(rustls::Error::InvalidCertificate(
                     CertificateError::NotValidForNameContext { presented, .. },
-                )) => (false, presented),
+                )) => (false, plain_names(&presented)),
                 Err(_) => (false, Vec::new()),
             },
             Err(_) => (false, Vec::new()),
@@ -212,6 +212,14 @@ pub enum HandshakeRefusal {
 /// A name the certificate carries, as a person writes it. rustls gives the names of a
 /// certificate that does not name the host in webpki's debug form (`DnsName("kafka-0.example")`,
 /// `IpAddress(10.0.0.1)`); other kinds (a URI, a directory name) keep that form.
+fn plain_names(presented: &[String]) -> Vec<String> {
+    presented
+        .iter()
+        .map(|n| plain_name(n).to_string())
+        .collect()
+}
+
+/// One name of [`plain_names`].
 fn plain_name(presented: &str) -> &str {
     presented
         .strip_prefix("DnsName(\"")
@@ -236,12 +244,7 @@ pub fn classify(error: &std::io::Error) -> HandshakeRefusal {
         Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
             presented,
             ..
-        })) => HandshakeRefusal::NameMismatch(
-            presented
-                .iter()
-                .map(|n| plain_name(n).to_string())
-                .collect(),
-        ),
+        })) => HandshakeRefusal::NameMismatch(plain_names(presented)),
         Some(rustls::Error::InvalidCertificate(e)) => HandshakeRefusal::Untrusted(e.to_string()),
         Some(e) => HandshakeRefusal::Other(e.to_string()),
         None => HandshakeRefusal::Other(error.to_string()),
