@@ -115,6 +115,27 @@ pub fn names_host(names: &[String], host: &str) -> bool {
     })
 }
 
+/// Why a leaf certificate could not serve `host` at `now` (seconds since the epoch), as the gate
+/// judges the one it starts a broker with; `None` where it could. The restarts judge a renewed
+/// certificate by the same rule before restarting a broker for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    /// It does not name the host ([`names_host`]).
+    NotNamed,
+    /// It has ended.
+    Ended,
+}
+
+pub fn unfit_for(leaf: &CertFacts, host: &str, now: i64) -> Option<Unfit> {
+    if !names_host(&leaf.names, host) {
+        Some(Unfit::NotNamed)
+    } else if leaf.not_after <= now {
+        Some(Unfit::Ended)
+    } else {
+        None
+    }
+}
+
 /// A certificate for one broker's external listener, signed with a CA key pair (`ca:`): its
 /// subject alternative names are exactly `hosts` (an IP name for an address, a DNS name for a
 /// name), the first of them, the broker's own, its common name; for server and client

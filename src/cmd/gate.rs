@@ -104,22 +104,25 @@ pub fn stores_for(
 ) -> Result<(String, Option<String>, certs::CertFacts), String> {
     let facts = certs::inspect(chain).map_err(|e| format!("its {}: {e}", certs::TLS_CERT))?;
     let leaf = &facts[0];
-    if !certs::names_host(&leaf.names, host) {
-        return Err(format!(
-            "its certificate names {}, and not {host}, the host this broker advertises: a client that verifies host names (Kafka's default) would refuse it",
-            if leaf.names.is_empty() {
-                "no host".to_string()
-            } else {
-                leaf.names.join(", ")
-            }
-        ));
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    if leaf.not_after <= now {
-        return Err(format!("its certificate for {host} has expired"));
+    match certs::unfit_for(leaf, host, now) {
+        Some(certs::Unfit::NotNamed) => {
+            return Err(format!(
+                "its certificate names {}, and not {host}, the host this broker advertises: a client that verifies host names (Kafka's default) would refuse it",
+                if leaf.names.is_empty() {
+                    "no host".to_string()
+                } else {
+                    leaf.names.join(", ")
+                }
+            ));
+        }
+        Some(certs::Unfit::Ended) => {
+            return Err(format!("its certificate for {host} has expired"));
+        }
+        None => {}
     }
     // Kafka's PEM store reads PKCS#8 alone ("-----BEGIN PRIVATE KEY-----"): not PKCS#1
     // ("RSA PRIVATE KEY", cert-manager's default encoding) nor SEC1 ("EC PRIVATE KEY").

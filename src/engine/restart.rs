@@ -193,10 +193,12 @@ fn advertised_address(f: &Facts<'_>) -> Option<(String, String)> {
 }
 
 /// Why the certificate the broker's Secret holds now could not serve it, where the broker's
-/// address is unchanged and the certificate is a new one: it does not name the host the broker
-/// advertises, or it has ended. Its gate would hold the restarted broker until the Secret is
-/// put right, so such a certificate is reported ([`unusable_renewal`]) and not restarted for.
-fn unusable(f: &Facts<'_>) -> Option<String> {
+/// address is unchanged and the certificate is a new one: by the gate's own rule
+/// ([`crate::certs::unfit_for`]), it does not name the host the broker advertises, or it has
+/// ended. The gate would hold the restarted broker until the Secret is put right, so such a
+/// certificate is reported (a Warning) and not restarted for.
+pub fn unusable_renewal(f: &Facts<'_>) -> Option<String> {
+    use crate::certs::{Unfit, unfit_for};
     let (loaded, cert) = (f.loaded_serial?, f.current_cert.as_ref()?);
     if loaded.eq_ignore_ascii_case(&cert.facts.serial) {
         return None;
@@ -211,30 +213,21 @@ fn unusable(f: &Facts<'_>) -> Option<String> {
         return None;
     }
     let facts = &cert.facts;
-    let what = if !crate::certs::names_host(&facts.names, &host) {
-        format!(
+    let what = match unfit_for(facts, &host, f.now)? {
+        Unfit::NotNamed => format!(
             "does not name {host} (it names {})",
             if facts.names.is_empty() {
                 "nothing".to_string()
             } else {
                 facts.names.join(", ")
             }
-        )
-    } else if facts.not_after <= f.now {
-        format!("ended at {} (unix seconds)", facts.not_after)
-    } else {
-        return None;
+        ),
+        Unfit::Ended => format!("ended at {} (unix seconds)", facts.not_after),
     };
     Some(format!(
         "Secret {} now holds certificate serial {}, which {what}; the broker keeps serial {loaded}, and is restarted for its Secret's certificate once one names {host}",
         cert.secret, facts.serial
     ))
-}
-
-/// Where the broker's Secret holds a new certificate it could not start with ([`unusable`]),
-/// why, for a Warning: the broker is not restarted for it.
-pub fn unusable_renewal(f: &Facts<'_>) -> Option<String> {
-    unusable(f)
 }
 
 /// Why the broker must restart to advertise what it should, if it must: e.g. `advertises
@@ -252,7 +245,7 @@ pub fn stale(f: &Facts<'_>) -> Option<String> {
     }
     if let (Some(loaded), Some(cert)) = (f.loaded_serial, &f.current_cert)
         && !loaded.eq_ignore_ascii_case(&cert.facts.serial)
-        && unusable(f).is_none()
+        && unusable_renewal(f).is_none()
     {
         why.push(format!(
             "started with certificate serial {loaded}; Secret {} now holds serial {}",
